@@ -1,0 +1,219 @@
+// The export table and the JS <-> C++ boundary. Everything the engine needs is copied out of the
+// JS values here, on the calling thread, into plain structs; the engine and kernels never see napi.
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "engine/chunk.h"
+#include "engine/fp_env.h"
+#include "errors.h"
+#include "kernels/kernels.h"
+
+namespace {
+
+using pma::DType;
+using pma::Kernel;
+
+std::string get_string(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsString()) throw pma::EngineError(pma::kCodeInternal, std::string("native: '") + key + "' must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+double get_number(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw pma::EngineError(pma::kCodeInternal, std::string("native: '") + key + "' must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+uint64_t get_u64(const Napi::Object& o, const char* key) {
+  const double d = get_number(o, key);
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != double(uint64_t(d))) {
+    throw pma::EngineError(pma::kCodeInternal, std::string("native: '") + key + "' must be a safe integer");
+  }
+  return uint64_t(d);
+}
+
+Napi::Array get_array(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsArray()) throw pma::EngineError(pma::kCodeInternal, std::string("native: '") + key + "' must be an array");
+  return v.As<Napi::Array>();
+}
+
+DType parse_dtype(const std::string& s) {
+  if (s == "BF16") return DType::BF16;
+  if (s == "F16") return DType::F16;
+  if (s == "F32") return DType::F32;
+  if (s == "F64") return DType::F64;
+  throw pma::EngineError(pma::kCodeInternal, "native: no arithmetic for dtype " + s);
+}
+
+Kernel parse_kernel(const std::string& s) {
+  Kernel k = Kernel::Scalar;
+  if (s == "auto") return pma::best_kernel();
+  if (s == "avx2") k = Kernel::Avx2;
+  else if (s == "avx512") k = Kernel::Avx512;
+  else if (s != "scalar") throw pma::EngineError(pma::kCodeInternal, "native: unknown kernel " + s);
+  if (!pma::kernel_available(k)) {
+    throw pma::EngineError("E_UNSUPPORTED", std::string("kernel ") + s + " is not supported by this CPU");
+  }
+  return k;
+}
+
+std::vector<std::string> get_strings(const Napi::Object& o, const char* key) {
+  const Napi::Array a = get_array(o, key);
+  std::vector<std::string> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) out[i] = a.Get(i).As<Napi::String>().Utf8Value();
+  return out;
+}
+
+void read_weights(const Napi::Object& o, std::vector<float>& w32, std::vector<double>& w64) {
+  // Both come from TS: w32 is the f32 rounding of the normalised f64 weights (golden rule 1).
+  const Napi::Array a32 = get_array(o, "weights32");
+  const Napi::Array a64 = get_array(o, "weights64");
+  if (a32.Length() != a64.Length()) throw pma::EngineError(pma::kCodeInternal, "native: weight arrays differ in length");
+  for (uint32_t i = 0; i < a32.Length(); ++i) {
+    w32.push_back(float(a32.Get(i).As<Napi::Number>().DoubleValue()));
+    w64.push_back(a64.Get(i).As<Napi::Number>().DoubleValue());
+  }
+}
+
+pma::ChunkSpec parse_chunk(const Napi::Object& t) {
+  pma::ChunkSpec spec;
+  spec.inputs = get_strings(t, "inputs");
+  spec.outputs = get_strings(t, "outputs");
+  read_weights(t, spec.w32, spec.w64);
+  spec.acc_f64 = get_string(t, "accumulate") == "f64";
+  spec.kernel = parse_kernel(get_string(t, "kernel"));
+  spec.io = get_string(t, "io") == "mmap" ? pma::IoMode::Mmap : pma::IoMode::Pread;
+  const Napi::Array ops = get_array(t, "ops");
+  spec.ops.resize(ops.Length());
+  for (uint32_t i = 0; i < ops.Length(); ++i) {
+    const Napi::Object o = ops.Get(i).As<Napi::Object>();
+    pma::Op& op = spec.ops[i];
+    op.copy = get_string(o, "kind") == "copy";
+    op.tensor = get_string(o, "tensor");
+    op.out_file = uint32_t(get_u64(o, "outFile"));
+    op.out_offset = get_u64(o, "outOffset");
+    if (op.copy) {
+      op.bytes = get_u64(o, "bytes");
+    } else {
+      op.in = parse_dtype(get_string(o, "inDtype"));
+      op.out = parse_dtype(get_string(o, "outDtype"));
+      op.count = get_u64(o, "count");
+    }
+    const Napi::Array ins = get_array(o, "inputs");
+    op.inputs.resize(ins.Length());
+    for (uint32_t k = 0; k < ins.Length(); ++k) {
+      const Napi::Object r = ins.Get(k).As<Napi::Object>();
+      op.inputs[k].file = uint32_t(get_u64(r, "file"));
+      op.inputs[k].offset = get_u64(r, "offset");
+    }
+  }
+  return spec;
+}
+
+[[noreturn]] void rethrow_as_js(Napi::Env env, const pma::EngineError& e) {
+  Napi::Error err = Napi::Error::New(env, e.what());
+  err.Set("pmaCode", Napi::String::New(env, e.code));
+  if (!e.file.empty()) err.Set("file", Napi::String::New(env, e.file));
+  if (!e.tensor.empty()) err.Set("tensor", Napi::String::New(env, e.tensor));
+  throw err;
+}
+
+// One instance per JS environment (main thread or worker): napi keeps it as the env's instance
+// data and deletes it in the env's cleanup, so scratch buffers die with their thread.
+class PmaAddon : public Napi::Addon<PmaAddon> {
+ public:
+  PmaAddon(Napi::Env env, Napi::Object exports) {
+    DefineAddon(exports, {
+        InstanceMethod("cpuFeatures", &PmaAddon::CpuFeatures),
+        InstanceMethod("runChunk", &PmaAddon::RunChunk),
+        InstanceMethod("mergeBuffers", &PmaAddon::MergeBuffers),
+    });
+    exports.Set("cuda", Napi::Boolean::New(env, false));
+  }
+
+ private:
+  Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const pma::CpuFeatures f = pma::cpu_features();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("avx2", f.avx2 && f.fma && f.f16c);
+    o.Set("avx512", f.avx512f && f.avx512bw && f.avx512vl);
+    Napi::Array ks = Napi::Array::New(env);
+    uint32_t n = 0;
+    for (Kernel k : {Kernel::Scalar, Kernel::Avx2, Kernel::Avx512}) {
+      if (pma::kernel_available(k)) ks.Set(n++, pma::kernel_name(k));
+    }
+    o.Set("kernels", ks);
+    o.Set("best", pma::kernel_name(pma::best_kernel()));
+    return o;
+  }
+
+  Napi::Value RunChunk(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    try {
+      const pma::ChunkSpec spec = parse_chunk(info[0].As<Napi::Object>());
+      const pma::ChunkStats st = pma::run_chunk(spec, scratch_);
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("bytesRead", double(st.bytes_read));
+      o.Set("bytesWritten", double(st.bytes_written));
+      return o;
+    } catch (const pma::EngineError& e) {
+      rethrow_as_js(env, e);
+    } catch (const std::bad_alloc&) {
+      rethrow_as_js(env, pma::EngineError("E_NOMEM", "out of memory in the native engine"));
+    }
+  }
+
+  // Runs one kernel over in-memory buffers: the test hook for comparing backends.
+  Napi::Value MergeBuffers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    try {
+      const Napi::Object t = info[0].As<Napi::Object>();
+      const DType in = parse_dtype(get_string(t, "inDtype"));
+      const DType out = parse_dtype(get_string(t, "outDtype"));
+      const Kernel k = parse_kernel(get_string(t, "kernel"));
+      std::vector<float> w32;
+      std::vector<double> w64;
+      read_weights(t, w32, w64);
+      const Napi::Array bufs = get_array(t, "inputs");
+      if (bufs.Length() != w32.size()) throw pma::EngineError(pma::kCodeInternal, "native: one input per weight");
+      std::vector<const uint8_t*> src(bufs.Length());
+      size_t count = 0;
+      for (uint32_t i = 0; i < bufs.Length(); ++i) {
+        const Napi::Uint8Array b = bufs.Get(i).As<Napi::Uint8Array>();
+        const size_t c = b.ByteLength() / pma::dtype_size(in);
+        if (i == 0) count = c;
+        if (c != count || b.ByteLength() % pma::dtype_size(in) != 0) {
+          throw pma::EngineError(pma::kCodeInternal, "native: input buffers differ in length");
+        }
+        src[i] = b.Data();
+      }
+      Napi::Uint8Array dst = Napi::Uint8Array::New(env, count * pma::dtype_size(out));
+      pma::MergeArgs a{};
+      a.src = src.data();
+      a.n = int(src.size());
+      a.w32 = w32.data();
+      a.w64 = w64.data();
+      a.acc_f64 = get_string(t, "accumulate") == "f64";
+      a.in = in;
+      a.out = out;
+      a.count = count;
+      a.dst = dst.Data();
+      pma::FpEnvGuard fp;
+      pma::merge(k, a);
+      return dst;
+    } catch (const pma::EngineError& e) {
+      rethrow_as_js(env, e);
+    }
+  }
+
+  pma::Scratch scratch_;
+};
+
+}  // namespace
+
+NODE_API_ADDON(PmaAddon)

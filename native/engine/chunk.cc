@@ -1,0 +1,143 @@
+#include "engine/chunk.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "engine/file_io.h"
+#include "engine/fp_env.h"
+#include "errors.h"
+
+
+namespace pma {
+namespace {
+
+// Elements per block: input blocks of all N checkpoints plus the output block stay in L2.
+constexpr size_t kBlockElems = size_t(1) << 15;
+constexpr size_t kCopyBytes = size_t(1) << 20;
+
+class FileTable {
+ public:
+  FileTable(const std::vector<std::string>& paths, bool write)
+      : paths_(paths), files_(paths.size()), write_(write) {}
+  const File& get(uint32_t i) {
+    if (i >= files_.size()) throw EngineError(kCodeInternal, "file index out of range in chunk");
+    if (!files_[i]) files_[i] = std::make_unique<File>(paths_[i], write_);
+    return *files_[i];
+  }
+
+ private:
+  const std::vector<std::string>& paths_;
+  std::vector<std::unique_ptr<File>> files_;
+  bool write_;
+};
+
+void grow(std::vector<uint8_t>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+MergeArgs base_args(const ChunkSpec& spec, const Op& op) {
+  MergeArgs a{};
+  a.n = int(op.inputs.size());
+  a.w32 = spec.w32.data();
+  a.w64 = spec.w64.data();
+  a.acc_f64 = spec.acc_f64;
+  a.in = op.in;
+  a.out = op.out;
+  return a;
+}
+
+void merge_pread(const ChunkSpec& spec, const Op& op, FileTable& in, const File& out,
+                 Scratch& s, ChunkStats& st) {
+  const size_t n = op.inputs.size();
+  const size_t is = dtype_size(op.in), os = dtype_size(op.out);
+  if (s.in.size() < n) s.in.resize(n);
+  s.ptrs.resize(n);
+  for (size_t k = 0; k < n; ++k) {
+    grow(s.in[k], kBlockElems * is);
+    s.ptrs[k] = s.in[k].data();
+  }
+  grow(s.out, kBlockElems * os);
+  MergeArgs a = base_args(spec, op);
+  a.src = s.ptrs.data();
+  a.dst = s.out.data();
+  for (uint64_t done = 0; done < op.count;) {
+    const size_t m = size_t(std::min<uint64_t>(kBlockElems, op.count - done));
+    for (size_t k = 0; k < n; ++k) {
+      in.get(op.inputs[k].file).read_at(s.in[k].data(), m * is, op.inputs[k].offset + done * is, op.tensor);
+    }
+    a.count = m;
+    merge(spec.kernel, a);
+    out.write_at(s.out.data(), m * os, op.out_offset + done * os, op.tensor);
+    st.bytes_read += uint64_t(m * is * n);
+    st.bytes_written += uint64_t(m * os);
+    done += m;
+  }
+}
+
+void merge_mmap(const ChunkSpec& spec, const Op& op, FileTable& in, const File& out,
+                Scratch& s, ChunkStats& st) {
+  const size_t n = op.inputs.size();
+  const size_t is = dtype_size(op.in), os = dtype_size(op.out);
+  std::vector<Mapping> maps;
+  maps.reserve(n);
+  std::vector<const uint8_t*> base(n);
+  for (size_t k = 0; k < n; ++k) {
+    maps.emplace_back(in.get(op.inputs[k].file), op.inputs[k].offset, size_t(op.count * is), op.tensor);
+    base[k] = maps.back().data();
+  }
+  grow(s.out, kBlockElems * os);
+  s.ptrs.resize(n);
+  MergeArgs a = base_args(spec, op);
+  a.src = base.data();
+  a.dst = s.out.data();
+  for (uint64_t done = 0; done < op.count;) {
+    const size_t m = size_t(std::min<uint64_t>(kBlockElems, op.count - done));
+    MergeArgs b = advance(a, size_t(done), m, s.ptrs.data());
+    b.dst = s.out.data();
+    merge(spec.kernel, b);
+    out.write_at(s.out.data(), m * os, op.out_offset + done * os, op.tensor);
+    st.bytes_read += uint64_t(m * is * n);
+    st.bytes_written += uint64_t(m * os);
+    done += m;
+  }
+}
+
+void copy_op(const Op& op, FileTable& in, const File& out, Scratch& s, ChunkStats& st) {
+  grow(s.out, kCopyBytes);
+  const File& src = in.get(op.inputs.at(0).file);
+  for (uint64_t done = 0; done < op.bytes;) {
+    const size_t m = size_t(std::min<uint64_t>(kCopyBytes, op.bytes - done));
+    src.read_at(s.out.data(), m, op.inputs[0].offset + done, op.tensor);
+    out.write_at(s.out.data(), m, op.out_offset + done, op.tensor);
+    st.bytes_read += m;
+    st.bytes_written += m;
+    done += m;
+  }
+}
+
+}  // namespace
+
+ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
+  FpEnvGuard fp;
+  FileTable in(spec.inputs, false);
+  FileTable out(spec.outputs, true);
+  ChunkStats st;
+  for (const Op& op : spec.ops) {
+    if (!op.copy && op.inputs.size() != spec.w32.size()) {
+      throw EngineError(kCodeInternal, "tensor " + op.tensor + ": " + std::to_string(op.inputs.size()) +
+                                           " inputs for " + std::to_string(spec.w32.size()) + " weights",
+                        {}, op.tensor);
+    }
+    const File& dst = out.get(op.out_file);
+    if (op.copy) {
+      copy_op(op, in, dst, scratch, st);
+    } else if (spec.io == IoMode::Mmap) {
+      merge_mmap(spec, op, in, dst, scratch, st);
+    } else {
+      merge_pread(spec, op, in, dst, scratch, st);
+    }
+  }
+  return st;
+}
+
+}  // namespace pma

@@ -1,0 +1,57 @@
+// A chunk of a merge plan as plain C++ data, copied out of the JS task on the calling thread.
+// run_chunk reads the listed byte ranges, merges or copies them, and writes the output ranges.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dtype.h"
+#include "kernels/kernels.h"
+
+namespace pma {
+
+enum class IoMode : uint8_t { Pread = 0, Mmap = 1 };
+
+struct InputRange {
+  uint32_t file;    // index into ChunkSpec::inputs
+  uint64_t offset;  // absolute byte offset in that file
+};
+
+struct Op {
+  bool copy = false;     // copy `bytes` from inputs[0] instead of merging
+  std::string tensor;    // for error messages
+  uint32_t out_file = 0; // index into ChunkSpec::outputs
+  uint64_t out_offset = 0;
+  DType in = DType::F32;
+  DType out = DType::F32;
+  uint64_t count = 0;    // elements to merge
+  uint64_t bytes = 0;    // bytes to copy
+  std::vector<InputRange> inputs;  // oldest -> newest, one per weight
+};
+
+struct ChunkSpec {
+  std::vector<std::string> inputs;
+  std::vector<std::string> outputs;
+  std::vector<float> w32;
+  std::vector<double> w64;
+  bool acc_f64 = false;
+  Kernel kernel = Kernel::Scalar;
+  IoMode io = IoMode::Pread;
+  std::vector<Op> ops;
+};
+
+struct ChunkStats {
+  uint64_t bytes_read = 0;
+  uint64_t bytes_written = 0;
+};
+
+// Reusable buffers of one JS environment (one worker thread): grown on demand, never shrunk.
+struct Scratch {
+  std::vector<std::vector<uint8_t>> in;
+  std::vector<uint8_t> out;
+  std::vector<const uint8_t*> ptrs;
+};
+
+ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch);
+
+}  // namespace pma

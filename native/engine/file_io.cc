@@ -1,0 +1,112 @@
+#include "engine/file_io.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "errors.h"
+
+namespace pma {
+namespace {
+
+[[noreturn]] void io_fail(const std::string& what, const std::string& path,
+                          const std::string& tensor, int err) {
+  std::string msg = what + " " + path;
+  if (!tensor.empty()) msg += " (tensor " + tensor + ")";
+  if (err != 0) msg += std::string(": ") + std::strerror(err);
+  throw EngineError(kCodeIo, msg, path, tensor);
+}
+
+}  // namespace
+
+File::File(const std::string& path, bool write) : path_(path) {
+  do {
+    fd_ = ::open(path.c_str(), (write ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+  } while (fd_ < 0 && errno == EINTR);
+  if (fd_ < 0) io_fail(write ? "cannot open output" : "cannot open input", path, {}, errno);
+}
+
+File::~File() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+File::File(File&& o) noexcept : fd_(std::exchange(o.fd_, -1)), path_(std::move(o.path_)) {}
+
+File& File::operator=(File&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(o.fd_, -1);
+    path_ = std::move(o.path_);
+  }
+  return *this;
+}
+
+void File::read_at(void* buf, size_t n, uint64_t off, const std::string& tensor) const {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (n > 0) {
+    const ssize_t r = ::pread(fd_, p, n, off_t(off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      io_fail("read failed on", path_, tensor, errno);
+    }
+    if (r == 0) {
+      throw EngineError(kCodeInput,
+                        "unexpected end of file in " + path_ + " (tensor " + tensor +
+                            "): the file is shorter than its header says",
+                        path_, tensor);
+    }
+    p += r;
+    n -= size_t(r);
+    off += uint64_t(r);
+  }
+}
+
+void File::write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const {
+  const auto* p = static_cast<const uint8_t*>(buf);
+  while (n > 0) {
+    const ssize_t r = ::pwrite(fd_, p, n, off_t(off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      io_fail("write failed on", path_, tensor, errno);
+    }
+    p += r;
+    n -= size_t(r);
+    off += uint64_t(r);
+  }
+}
+
+Mapping::Mapping(const File& f, uint64_t off, size_t n, const std::string& tensor) {
+  if (n == 0) return;
+  static const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  struct stat st {};
+  if (::fstat(f.fd(), &st) != 0) io_fail("cannot stat", f.path(), tensor, errno);
+  if (uint64_t(st.st_size) < off + n) {
+    throw EngineError(kCodeInput,
+                      "unexpected end of file in " + f.path() + " (tensor " + tensor +
+                          "): the file is shorter than its header says",
+                      f.path(), tensor);
+  }
+  const uint64_t start = off - off % page;
+  len_ = size_t(off + n - start);
+  base_ = ::mmap(nullptr, len_, PROT_READ, MAP_SHARED, f.fd(), off_t(start));
+  if (base_ == MAP_FAILED) {
+    base_ = nullptr;
+    io_fail("cannot map", f.path(), tensor, errno);
+  }
+  ::madvise(base_, len_, MADV_SEQUENTIAL);
+  data_ = static_cast<const uint8_t*>(base_) + (off - start);
+}
+
+Mapping::~Mapping() {
+  if (base_ != nullptr) ::munmap(base_, len_);
+}
+
+Mapping::Mapping(Mapping&& o) noexcept
+    : base_(std::exchange(o.base_, nullptr)), len_(o.len_), data_(o.data_) {}
+
+}  // namespace pma

@@ -1,0 +1,48 @@
+// POSIX file access for the engine: whole reads and writes at an offset (retrying short
+// transfers and EINTR), and read-only mappings. Every failure names the file.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace pma {
+
+class File {
+ public:
+  File() = default;
+  File(const std::string& path, bool write);
+  ~File();
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+  File(File&& o) noexcept;
+  File& operator=(File&& o) noexcept;
+
+  bool open() const { return fd_ >= 0; }
+  const std::string& path() const { return path_; }
+  // Reads exactly n bytes at off; a file that ends first is an input error, not a short result.
+  void read_at(void* buf, size_t n, uint64_t off, const std::string& tensor) const;
+  void write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const;
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+// A read-only window [off, off+n) of a file, page-aligned underneath.
+class Mapping {
+ public:
+  Mapping(const File& f, uint64_t off, size_t n, const std::string& tensor);
+  ~Mapping();
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  Mapping(Mapping&& o) noexcept;
+  const uint8_t* data() const { return data_; }
+
+ private:
+  void* base_ = nullptr;
+  size_t len_ = 0;
+  const uint8_t* data_ = nullptr;
+};
+
+}  // namespace pma

@@ -1,0 +1,138 @@
+import { readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+
+import { PmaError, fsError } from '../errors.js';
+import { INDEX_NAME } from '../safetensors/shard-index.js';
+import { parseStep } from './step.js';
+
+export interface CheckpointRef {
+  /** The checkpoint directory, or the .safetensors file for a single-file checkpoint. */
+  path: string;
+  /** Where config and tokenizer files live: the directory itself, or the file's directory. */
+  dir: string;
+  name: string;
+  step: number | null;
+  /** How its weights are stored. */
+  layout: { kind: 'single'; file: string } | { kind: 'sharded'; index: string };
+}
+
+export interface Discovery {
+  /** 'run': a directory of checkpoints; 'list': checkpoints named one by one. */
+  source: 'run' | 'list';
+  checkpoints: CheckpointRef[];
+  /** Step-named entries of a run directory that hold no weights (yet), with the reason. */
+  skipped: { path: string; reason: string }[];
+}
+
+async function statOrNull(p: string) {
+  try {
+    return await stat(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fsError(e, 'cannot stat', p);
+  }
+}
+
+/** What kind of weights a directory holds, or why it holds none. */
+async function weightsLayout(dir: string): Promise<CheckpointRef['layout'] | string> {
+  if (await statOrNull(join(dir, INDEX_NAME))) return { kind: 'sharded', index: join(dir, INDEX_NAME) };
+  if (await statOrNull(join(dir, 'model.safetensors'))) return { kind: 'single', file: join(dir, 'model.safetensors') };
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    throw fsError(e, 'cannot list', dir);
+  }
+  const st = names.filter((n) => n.endsWith('.safetensors')).sort();
+  if (st.length === 1 && st[0] !== undefined) return { kind: 'single', file: join(dir, st[0]) };
+  if (st.length > 1) return `${st.length} .safetensors files but no ${INDEX_NAME}`;
+  return 'no .safetensors file';
+}
+
+async function checkpointAt(path: string): Promise<CheckpointRef | string> {
+  const abs = resolve(path);
+  const s = await statOrNull(abs);
+  if (!s) return 'does not exist';
+  const name = basename(abs);
+  if (s.isFile()) {
+    if (!abs.endsWith('.safetensors')) return 'is a file but not a .safetensors file';
+    // A lone model.safetensors takes its step from its directory (checkpoint-1000/model.safetensors).
+    const step = parseStep(name) ?? parseStep(basename(dirname(abs)));
+    return { path: abs, dir: dirname(abs), name, step, layout: { kind: 'single', file: abs } };
+  }
+  if (!s.isDirectory()) return 'is neither a file nor a directory';
+  const layout = await weightsLayout(abs);
+  if (typeof layout === 'string') return layout;
+  return { path: abs, dir: abs, name, step: parseStep(name), layout };
+}
+
+function byStep(a: CheckpointRef, b: CheckpointRef): number {
+  return (a.step ?? 0) - (b.step ?? 0);
+}
+
+function refuseDuplicateSteps(list: CheckpointRef[]): void {
+  for (let i = 1; i < list.length; i++) {
+    const a = list[i - 1];
+    const b = list[i];
+    if (a && b && a.step !== null && a.step === b.step) {
+      throw new PmaError('E_INPUT', `two checkpoints carry step ${a.step}: ${a.path} and ${b.path}; name the ones to merge explicitly`, { file: b.path });
+    }
+  }
+}
+
+/**
+ * Turns the user's paths into ordered checkpoints (oldest first). One path that is not itself a
+ * checkpoint is a run directory: its step-named subdirectories (or .safetensors files) are the
+ * checkpoints, ordered by step numerically. Several paths are checkpoints each; they are ordered by
+ * step when all carry one, otherwise kept as given.
+ */
+export async function discover(paths: string[]): Promise<Discovery> {
+  if (paths.length === 1 && paths[0] !== undefined) {
+    const only = paths[0];
+    const ck = await checkpointAt(only);
+    if (typeof ck !== 'string') return { source: 'list', checkpoints: [ck], skipped: [] };
+    const s = await statOrNull(resolve(only));
+    if (s?.isDirectory()) return discoverRun(resolve(only));
+    throw new PmaError('E_INPUT', `${only}: ${ck}`, { file: only });
+  }
+  const checkpoints: CheckpointRef[] = [];
+  for (const p of paths) {
+    const ck = await checkpointAt(p);
+    if (typeof ck === 'string') throw new PmaError('E_INPUT', `${p}: not a checkpoint: ${ck}`, { file: p });
+    checkpoints.push(ck);
+  }
+  if (checkpoints.every((c) => c.step !== null)) {
+    checkpoints.sort(byStep);
+    refuseDuplicateSteps(checkpoints);
+  }
+  return { source: 'list', checkpoints, skipped: [] };
+}
+
+async function discoverRun(dir: string): Promise<Discovery> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    throw fsError(e, 'cannot list run directory', dir);
+  }
+  const checkpoints: CheckpointRef[] = [];
+  const skipped: Discovery['skipped'] = [];
+  for (const e of entries) {
+    if (parseStep(e.name) === null) continue;
+    const p = join(dir, e.name);
+    if (!e.isDirectory() && !(e.isFile() && e.name.endsWith('.safetensors'))) {
+      if (!e.isSymbolicLink()) continue;
+    }
+    const ck = await checkpointAt(p);
+    if (typeof ck === 'string') skipped.push({ path: p, reason: ck });
+    else checkpoints.push(ck);
+  }
+  if (checkpoints.length === 0) {
+    const why = skipped.length > 0 ? ` (${skipped.map((s) => `${basename(s.path)}: ${s.reason}`).join('; ')})` : '';
+    throw new PmaError('E_NO_CHECKPOINTS', `${dir}: no checkpoints found: expected step-named subdirectories such as checkpoint-1000 holding model.safetensors or ${INDEX_NAME}${why}`, { file: dir });
+  }
+  checkpoints.sort(byStep);
+  refuseDuplicateSteps(checkpoints);
+  skipped.sort((a, b) => (parseStep(basename(a.path)) ?? 0) - (parseStep(basename(b.path)) ?? 0));
+  return { source: 'run', checkpoints, skipped };
+}

@@ -1,0 +1,77 @@
+import { join } from 'node:path';
+
+import { PmaError } from '../errors.js';
+import type { IoMode, KernelChoice, NativeChunk } from '../native.js';
+import type { Progress } from '../options.js';
+import type { MergePlan } from '../plan/types.js';
+import { ChunkPool } from './pool.js';
+
+export interface ExecuteOptions {
+  /** Directory the plan's output files already exist in (headers written, sized). */
+  dir: string;
+  threads: number;
+  kernel: KernelChoice;
+  io: IoMode;
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+}
+
+export interface ExecuteStats {
+  bytesRead: number;
+  bytesWritten: number;
+  elapsedMs: number;
+}
+
+/**
+ * Runs every chunk of the plan on a pool of worker threads, a bounded number in flight. The first
+ * failure stops the dispatch of new chunks and is rethrown once the chunks in flight have settled.
+ */
+export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<ExecuteStats> {
+  const start = performance.now();
+  const total = plan.chunks.reduce((s, c) => s + c.bytes, 0);
+  const stats: ExecuteStats = { bytesRead: 0, bytesWritten: 0, elapsedMs: 0 };
+  if (o.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
+  if (plan.chunks.length === 0) return stats;
+  const pool = new ChunkPool(Math.min(o.threads, plan.chunks.length));
+  let next = 0;
+  let done = 0;
+  let bytesDone = 0;
+  let failure: unknown;
+  const task = (i: number): NativeChunk => {
+    const c = plan.chunks[i] as MergePlan['chunks'][number];
+    return {
+      inputs: c.inputs,
+      outputs: c.outputs.map((name) => join(o.dir, name)),
+      weights32: plan.weights.w32,
+      weights64: plan.weights.w64,
+      accumulate: plan.accumulate,
+      kernel: o.kernel,
+      io: o.io,
+      ops: c.ops,
+    };
+  };
+  const lane = async (): Promise<void> => {
+    while (failure === undefined && next < plan.chunks.length) {
+      const i = next++;
+      try {
+        const s = await pool.run(task(i), o.signal);
+        stats.bytesRead += s.bytesRead;
+        stats.bytesWritten += s.bytesWritten;
+        done++;
+        bytesDone += (plan.chunks[i] as MergePlan['chunks'][number]).bytes;
+        o.onProgress?.({ bytesDone, bytesTotal: total, chunksDone: done, chunksTotal: plan.chunks.length, elapsedMs: performance.now() - start });
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+  };
+  try {
+    // Two chunks per thread in flight keeps every worker fed while the main thread dispatches.
+    await Promise.all(Array.from({ length: Math.min(plan.chunks.length, pool.threads * 2) }, lane));
+  } finally {
+    await pool.close();
+  }
+  if (failure !== undefined) throw failure;
+  stats.elapsedMs = performance.now() - start;
+  return stats;
+}

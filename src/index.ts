@@ -1,0 +1,10 @@
+export { merge, plan, type MergeResult } from './merge.js';
+export { inspect, type InspectResult, type InspectedCheckpoint } from './inspect.js';
+export { PmaError, ERROR_CODES, exitStatusFor, type PmaErrorCode } from './errors.js';
+export type { MergeOptions, PlanOptions, Progress, SelectionOptions } from './options.js';
+export type { MergePlan, PlanChunk, PlanTensor, PlanOutputFile, PlanCheckpoint } from './plan/types.js';
+export { computeWeights, METHODS, type Method, type Weights } from './weights.js';
+export { readHeader, parseHeader, type SafetensorsHeader, type TensorEntry } from './safetensors/header.js';
+export { DTYPE_BITS, AVERAGED_DTYPES, OUTPUT_DTYPES, type DType, type FloatDType, type OutputDTypeOption } from './dtypes.js';
+export { native, type CpuInfo, type KernelChoice, type KernelName, type IoMode, type Accumulate } from './native.js';
+export { VERSION } from './version.js';

@@ -1,0 +1,86 @@
+import { availableParallelism } from 'node:os';
+
+import { PmaError } from './errors.js';
+import { executePlan } from './exec/execute.js';
+import { checkOutputPath, createStaging, discardStaging, finishStaging } from './exec/output-dir.js';
+import { native, type KernelName } from './native.js';
+import { resolveRunOptions, type MergeOptions, type PlanOptions } from './options.js';
+import { planMerge, type PlanResult } from './plan/planner.js';
+import type { MergePlan } from './plan/types.js';
+import { VERSION } from './version.js';
+
+export interface MergeResult {
+  out: string;
+  plan: MergePlan;
+  skipped: PlanResult['skipped'];
+  kernel: KernelName;
+  threads: number;
+  bytesRead: number;
+  bytesWritten: number;
+  elapsedMs: number;
+  /** Input bytes per second of the whole merge, planning and finishing included. */
+  bytesPerSecond: number;
+}
+
+/** Plans a merge without executing it: the chosen checkpoints, weights, output files and chunks. */
+export async function plan(options: PlanOptions): Promise<MergePlan> {
+  return (await planMerge(options)).plan;
+}
+
+function provenance(p: MergePlan, options: MergeOptions): unknown {
+  return {
+    tool: 'pma',
+    version: VERSION,
+    createdAt: new Date().toISOString(),
+    method: p.method,
+    alpha: p.alpha,
+    weights: p.weights.w64,
+    weightsF32: p.weights.w32,
+    accumulate: p.accumulate,
+    dtype: p.dtype,
+    inputs: p.checkpoints.map((c) => ({ path: c.path, step: c.step })),
+    outputs: p.outputs.map((f) => ({ name: f.name, size: f.size })),
+    tensors: { merged: p.totals.merged, copied: p.totals.copied },
+    commandLine: options.commandLine ?? null,
+  };
+}
+
+/**
+ * Merges checkpoints into `out`: plans, writes into a staging sibling with the native engine on a
+ * worker pool, and renames into place when complete. Throws PmaError; leaves nothing at `out` on
+ * failure or abort.
+ */
+export async function merge(options: MergeOptions): Promise<MergeResult> {
+  const start = performance.now();
+  const run = resolveRunOptions(options, availableParallelism());
+  const cpu = native().cpuFeatures();
+  const kernel = run.kernel === 'auto' ? cpu.best : run.kernel;
+  if (!cpu.kernels.includes(kernel)) {
+    throw new PmaError('E_UNSUPPORTED', `kernel ${kernel} is not supported by this CPU (available: ${cpu.kernels.join(', ')})`);
+  }
+  const { plan: p, skipped } = await planMerge(options);
+  const target = await checkOutputPath(run.out, p, run.force);
+  if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
+  const staging = await createStaging(target, p);
+  try {
+    const execOpts = { dir: staging, threads: run.threads, kernel, io: run.io, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) };
+    const stats = await executePlan(p, execOpts);
+    if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
+    await finishStaging(staging, target, p, provenance(p, options), run.force);
+    const elapsedMs = performance.now() - start;
+    return {
+      out: target,
+      plan: p,
+      skipped,
+      kernel,
+      threads: run.threads,
+      bytesRead: stats.bytesRead,
+      bytesWritten: stats.bytesWritten,
+      elapsedMs,
+      bytesPerSecond: p.totals.inputBytes / Math.max(elapsedMs / 1000, 1e-9),
+    };
+  } catch (e) {
+    await discardStaging(staging);
+    throw e;
+  }
+}

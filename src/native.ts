@@ -1,0 +1,145 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import type { FloatDType } from './dtypes.js';
+import { PmaError, isPmaErrorCode } from './errors.js';
+
+/**
+ * The whole surface of the native addon, typed. Every other file goes through `native()`, never
+ * through the raw binding, so argument shapes and error translation live in one place.
+ */
+export type KernelName = 'scalar' | 'avx2' | 'avx512';
+export type KernelChoice = KernelName | 'auto';
+export type IoMode = 'pread' | 'mmap';
+export type Accumulate = 'f32' | 'f64';
+
+export interface NativeInputRange {
+  /** Index into NativeChunk.inputs. */
+  file: number;
+  offset: number;
+}
+
+export interface NativeMergeOp {
+  kind: 'merge';
+  tensor: string;
+  outFile: number;
+  outOffset: number;
+  inDtype: FloatDType;
+  outDtype: FloatDType;
+  count: number;
+  /** One per weight, oldest first. */
+  inputs: NativeInputRange[];
+}
+
+export interface NativeCopyOp {
+  kind: 'copy';
+  tensor: string;
+  outFile: number;
+  outOffset: number;
+  bytes: number;
+  inputs: [NativeInputRange];
+}
+
+export type NativeOp = NativeMergeOp | NativeCopyOp;
+
+export interface NativeChunk {
+  inputs: string[];
+  outputs: string[];
+  weights32: number[];
+  weights64: number[];
+  accumulate: Accumulate;
+  kernel: KernelChoice;
+  io: IoMode;
+  ops: NativeOp[];
+}
+
+export interface ChunkStats {
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+export interface CpuInfo {
+  avx2: boolean;
+  avx512: boolean;
+  kernels: KernelName[];
+  best: KernelName;
+}
+
+export interface MergeBuffersArgs {
+  inputs: Uint8Array[];
+  inDtype: FloatDType;
+  outDtype: FloatDType;
+  weights32: number[];
+  weights64: number[];
+  accumulate: Accumulate;
+  kernel: KernelChoice;
+}
+
+interface RawAddon {
+  cuda: boolean;
+  cpuFeatures(): CpuInfo;
+  runChunk(chunk: NativeChunk): ChunkStats;
+  mergeBuffers(args: MergeBuffersArgs): Uint8Array;
+}
+
+export interface Native {
+  readonly cuda: boolean;
+  cpuFeatures(): CpuInfo;
+  runChunk(chunk: NativeChunk): ChunkStats;
+  mergeBuffers(args: MergeBuffersArgs): Uint8Array;
+}
+
+/** The package root: src/ and dist/ both sit one level below it. */
+export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function addonPath(): string {
+  const candidates = [join(PACKAGE_ROOT, 'build', 'Release', 'pma.node'), join(PACKAGE_ROOT, 'build', 'Debug', 'pma.node')];
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new PmaError('E_UNSUPPORTED', `the native addon is not built (looked for ${candidates[0]}); run npm install or npm run build`);
+  }
+  return found;
+}
+
+/** Native failures arrive as Errors with pmaCode/file/tensor set by addon.cc. */
+function translate(e: unknown): PmaError {
+  if (e instanceof PmaError) return e;
+  const err = e as Error & { pmaCode?: string; file?: string; tensor?: string };
+  const code = isPmaErrorCode(err?.pmaCode) ? err.pmaCode : 'E_INTERNAL';
+  const details: { file?: string; tensor?: string; cause: unknown } = { cause: e };
+  if (err?.file) details.file = err.file;
+  if (err?.tensor) details.tensor = err.tensor;
+  return new PmaError(code, err?.message ?? String(e), details);
+}
+
+function guarded<A extends unknown[], R>(f: (...a: A) => R): (...a: A) => R {
+  return (...a: A) => {
+    try {
+      return f(...a);
+    } catch (e) {
+      throw translate(e);
+    }
+  };
+}
+
+let loaded: Native | undefined;
+
+export function native(): Native {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  let raw: RawAddon;
+  try {
+    raw = require(addonPath()) as RawAddon;
+  } catch (e) {
+    throw e instanceof PmaError ? e : new PmaError('E_UNSUPPORTED', `cannot load the native addon: ${(e as Error).message}`, { cause: e });
+  }
+  loaded = {
+    cuda: raw.cuda,
+    cpuFeatures: guarded(() => raw.cpuFeatures()),
+    runChunk: guarded((c: NativeChunk) => raw.runChunk(c)),
+    mergeBuffers: guarded((a: MergeBuffersArgs) => raw.mergeBuffers(a)),
+  };
+  return loaded;
+}

@@ -1,0 +1,121 @@
+import { OUTPUT_DTYPES, type OutputDTypeOption } from './dtypes.js';
+import type { Accumulate, IoMode, KernelChoice } from './native.js';
+import * as v from './validate.js';
+import { METHODS, type Method } from './weights.js';
+
+export interface SelectionOptions {
+  /** Merge the N newest checkpoints. */
+  last?: number;
+  /** Keep every K-th checkpoint, counted back from the newest. */
+  every?: number;
+  fromStep?: number;
+  toStep?: number;
+}
+
+export interface PlanOptions extends SelectionOptions {
+  /** A run directory, or checkpoint directories / .safetensors files. */
+  inputs: string | string[];
+  /** Default 'sma'; 'weights' when `weights` is given. */
+  method?: Method;
+  /** EMA smoothing factor, default 0.2. */
+  alpha?: number;
+  /** Explicit weights, oldest to newest; normalised to sum 1. */
+  weights?: number[];
+  /** Output dtype of averaged tensors; default 'keep'. */
+  dtype?: OutputDTypeOption;
+  /** Accumulator precision; default 'f32' (the golden contract). */
+  accumulate?: Accumulate;
+  /** Largest output shard, bytes or "5GB"; default 5GB. */
+  maxShardSize?: number | string;
+  /** Work unit size, bytes or "64MiB"; default 64MiB. Never changes the result. */
+  chunkSize?: number | string;
+}
+
+export interface Progress {
+  bytesDone: number;
+  bytesTotal: number;
+  chunksDone: number;
+  chunksTotal: number;
+  elapsedMs: number;
+}
+
+export interface MergeOptions extends PlanOptions {
+  /** Output directory; must not exist unless `force`. */
+  out: string;
+  force?: boolean;
+  /** Worker threads; default: the number of cores. */
+  threads?: number;
+  kernel?: KernelChoice;
+  io?: IoMode;
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+  /** Recorded in pma.json. */
+  commandLine?: string[];
+}
+
+export interface ResolvedPlanOptions {
+  inputs: string[];
+  selection: SelectionOptions;
+  method: Method;
+  alpha: number;
+  weights: number[] | undefined;
+  dtype: OutputDTypeOption;
+  accumulate: Accumulate;
+  maxShardSize: number;
+  chunkSize: number;
+}
+
+export const DEFAULT_CHUNK_SIZE = 64 * 2 ** 20;
+export const DEFAULT_MAX_SHARD_SIZE = 5e9;
+
+export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
+  if (typeof o !== 'object' || o === null) throw v.invalid('options', 'an object', o);
+  const inputs = typeof o.inputs === 'string' ? [v.nonEmptyString('inputs', o.inputs)] : v.stringList('inputs', o.inputs);
+  const selection: SelectionOptions = {};
+  if (o.last !== undefined) selection.last = v.integer('last', o.last, 1);
+  if (o.every !== undefined) selection.every = v.integer('every', o.every, 1);
+  if (o.fromStep !== undefined) selection.fromStep = v.integer('fromStep', o.fromStep, 0);
+  if (o.toStep !== undefined) selection.toStep = v.integer('toStep', o.toStep, 0);
+  if (selection.fromStep !== undefined && selection.toStep !== undefined && selection.fromStep > selection.toStep) {
+    throw v.invalid('toStep', `a step >= fromStep (${selection.fromStep})`, selection.toStep);
+  }
+  let weights: number[] | undefined;
+  if (o.weights !== undefined) {
+    if (!Array.isArray(o.weights) || o.weights.length === 0) throw v.invalid('weights', 'a non-empty list of numbers', o.weights);
+    weights = o.weights.map((w, i) => v.finiteNumber(`weights[${i}]`, w, (n) => n >= 0, 'a finite number >= 0'));
+  }
+  const method = o.method === undefined ? (weights ? 'weights' : 'sma') : v.oneOf('method', o.method, METHODS);
+  if (method === 'weights' && !weights) throw v.invalid('weights', 'a list of weights with method "weights"', undefined);
+  if (method !== 'weights' && weights) throw v.invalid('method', '"weights" (or no method) when weights are given', method);
+  const alpha = o.alpha === undefined ? 0.2 : v.finiteNumber('alpha', o.alpha, (n) => n > 0 && n < 1, 'a number between 0 and 1 (exclusive)');
+  if (o.alpha !== undefined && method !== 'ema') throw v.invalid('method', '"ema" when alpha is given', method);
+  return {
+    inputs,
+    selection,
+    method,
+    alpha,
+    weights,
+    dtype: o.dtype === undefined ? 'keep' : v.oneOf('dtype', o.dtype, OUTPUT_DTYPES),
+    accumulate: o.accumulate === undefined ? 'f32' : v.oneOf('accumulate', o.accumulate, ['f32', 'f64'] as const),
+    maxShardSize: o.maxShardSize === undefined ? DEFAULT_MAX_SHARD_SIZE : v.byteSize('maxShardSize', o.maxShardSize),
+    chunkSize: o.chunkSize === undefined ? DEFAULT_CHUNK_SIZE : v.byteSize('chunkSize', o.chunkSize),
+  };
+}
+
+export interface ResolvedRunOptions {
+  out: string;
+  force: boolean;
+  threads: number;
+  kernel: KernelChoice;
+  io: IoMode;
+}
+
+export function resolveRunOptions(o: MergeOptions, cores: number): ResolvedRunOptions {
+  return {
+    out: v.nonEmptyString('out', o.out),
+    force: o.force === undefined ? false : v.boolean('force', o.force),
+    threads: o.threads === undefined ? cores : v.integer('threads', o.threads, 1, 1024),
+    kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, ['auto', 'scalar', 'avx2', 'avx512'] as const),
+    io: o.io === undefined ? 'pread' : v.oneOf('io', o.io, ['pread', 'mmap'] as const),
+  };
+}

@@ -1,0 +1,89 @@
+import { floatSize, type FloatDType } from '../dtypes.js';
+import type { NativeOp } from '../native.js';
+import type { PlanChunk, PlanTensor } from './types.js';
+
+export interface TensorSources {
+  tensor: PlanTensor;
+  /** Absolute (file, offset) of the tensor in each checkpoint, oldest first; copies use the last. */
+  sources: { file: string; offset: number }[];
+}
+
+class ChunkBuilder {
+  readonly chunks: PlanChunk[] = [];
+  private cur: PlanChunk = ChunkBuilder.empty();
+  private inIdx = new Map<string, number>();
+  private outIdx = new Map<string, number>();
+
+  constructor(private readonly limit: number) {}
+
+  private static empty(): PlanChunk {
+    return { inputs: [], outputs: [], ops: [], bytes: 0 };
+  }
+
+  room(): number {
+    return this.limit - this.cur.bytes;
+  }
+
+  input(path: string): number {
+    let i = this.inIdx.get(path);
+    if (i === undefined) {
+      i = this.cur.inputs.push(path) - 1;
+      this.inIdx.set(path, i);
+    }
+    return i;
+  }
+
+  output(name: string): number {
+    let i = this.outIdx.get(name);
+    if (i === undefined) {
+      i = this.cur.outputs.push(name) - 1;
+      this.outIdx.set(name, i);
+    }
+    return i;
+  }
+
+  add(op: NativeOp, bytes: number): void {
+    this.cur.ops.push(op);
+    this.cur.bytes += bytes;
+    if (this.cur.bytes >= this.limit) this.flush();
+  }
+
+  flush(): void {
+    if (this.cur.ops.length > 0) this.chunks.push(this.cur);
+    this.cur = ChunkBuilder.empty();
+    this.inIdx = new Map();
+    this.outIdx = new Map();
+  }
+}
+
+/**
+ * Cuts the work into chunks of about `limit` bytes (read + written). Large tensors are split on
+ * element boundaries, small ones share a chunk, so memory and latency stay bounded whatever the
+ * model's size and the pool stays busy. Chunk boundaries never change the result bytes.
+ */
+export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
+  const b = new ChunkBuilder(limit);
+  for (const { tensor: t, sources } of items) {
+    if (t.bytes === 0) continue;
+    const merge = t.action === 'merge';
+    const inSize = merge ? floatSize(t.inDtype as FloatDType) : 1;
+    const outSize = merge ? floatSize(t.outDtype as FloatDType) : 1;
+    const reads = merge ? sources : sources.slice(-1);
+    const perUnit = inSize * reads.length + outSize;
+    const units = t.bytes / outSize;
+    for (let done = 0; done < units;) {
+      const n = Math.min(units - done, Math.max(1, Math.floor(b.room() / perUnit)));
+      const inputs = reads.map((s) => ({ file: b.input(s.file), offset: s.offset + done * inSize }));
+      const outFile = b.output(t.file);
+      const outOffset = t.offset + done * outSize;
+      if (merge) {
+        b.add({ kind: 'merge', tensor: t.name, outFile, outOffset, inDtype: t.inDtype as FloatDType, outDtype: t.outDtype as FloatDType, count: n, inputs }, n * perUnit);
+      } else {
+        b.add({ kind: 'copy', tensor: t.name, outFile, outOffset, bytes: n, inputs: [inputs[0] as { file: number; offset: number }] }, n * perUnit);
+      }
+      done += n;
+    }
+  }
+  b.flush();
+  return b.chunks;
+}

@@ -1,0 +1,97 @@
+import { discover } from '../checkpoints/discover.js';
+import { checkConsistent, loadCheckpoint, type LoadedCheckpoint } from '../checkpoints/load.js';
+import { selectCheckpoints } from '../checkpoints/select.js';
+import { DTYPE_BITS, isAveraged, outputDtypeFor } from '../dtypes.js';
+import { resolvePlanOptions, type PlanOptions } from '../options.js';
+import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSpec } from '../safetensors/writer.js';
+import { computeWeights } from '../weights.js';
+import { cutChunks, type TensorSources } from './chunks.js';
+import { companionFiles } from './companions.js';
+import type { MergePlan, PlanOutputFile, PlanTensor } from './types.js';
+
+export interface PlanResult {
+  plan: MergePlan;
+  /** Step-named entries of the run directory that were passed over, with why. */
+  skipped: { path: string; reason: string }[];
+}
+
+function elementCount(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/**
+ * Reads and validates headers only (no tensor data), selects checkpoints, computes weights, lays
+ * out the output and cuts the work into chunks. Linear in the number of tensors and checkpoints.
+ */
+export async function planMerge(options: PlanOptions): Promise<PlanResult> {
+  const o = resolvePlanOptions(options);
+  const found = await discover(o.inputs);
+  const chosen = selectCheckpoints(found.checkpoints, o.selection);
+  const cks: LoadedCheckpoint[] = [];
+  for (const ref of chosen) cks.push(await loadCheckpoint(ref));
+  checkConsistent(cks);
+  const weights = computeWeights(o.method, cks.length, { alpha: o.alpha, ...(o.weights ? { weights: o.weights } : {}) });
+  const newest = cks[cks.length - 1] as LoadedCheckpoint;
+
+  const specs: (OutputTensorSpec & { action: 'merge' | 'copy'; inDtype: PlanTensor['inDtype'] })[] = newest.tensors.map((t) => {
+    const merge = isAveraged(t.dtype);
+    const outDtype = merge ? outputDtypeFor(t.dtype as never, o.dtype) : t.dtype;
+    const bytes = merge ? (elementCount(t.shape) * DTYPE_BITS[outDtype]) / 8 : t.bytes;
+    return { name: t.name, dtype: outDtype, inDtype: t.dtype, shape: t.shape, bytes, action: merge ? 'merge' : 'copy' };
+  });
+
+  const groups = splitShards(specs, o.maxShardSize);
+  const sharded = groups.length > 1;
+  const outputs: PlanOutputFile[] = [];
+  const tensors: PlanTensor[] = [];
+  const weightMap = new Map<string, string>();
+  for (const [i, group] of groups.entries()) {
+    const name = sharded ? shardName(i, groups.length) : 'model.safetensors';
+    const layout = layoutFile(group);
+    outputs.push({ name, size: layout.size, header: layout.header.subarray(8).toString('utf8'), tensors: group.length });
+    const byName = new Map(group.map((s) => [s.name, s]));
+    for (const tname of layout.order) {
+      const s = byName.get(tname) as (typeof specs)[number];
+      tensors.push({ name: s.name, action: s.action, inDtype: s.inDtype, outDtype: s.dtype, shape: s.shape, file: name, offset: layout.offsets.get(tname) as number, bytes: s.bytes });
+      weightMap.set(tname, name);
+    }
+  }
+
+  const items: TensorSources[] = tensors.map((t) => ({
+    tensor: t,
+    sources: cks.map((c) => {
+      const loc = c.byName.get(t.name);
+      return { file: loc?.file as string, offset: loc?.offset as number };
+    }),
+  }));
+  const chunks = cutChunks(items, o.chunkSize);
+
+  const merged = tensors.filter((t) => t.action === 'merge');
+  const copied = tensors.filter((t) => t.action === 'copy');
+  const notes: string[] = [];
+  if (copied.length > 0) {
+    const kinds = [...new Set(copied.map((t) => t.inDtype))].join(', ');
+    notes.push(`${copied.length} tensor(s) of dtype ${kinds} are not averaged: copied from the newest checkpoint (${newest.name})`);
+  }
+  const outputBytes = tensors.reduce((s, t) => s + t.bytes, 0);
+  const inputBytes = merged.reduce((s, t) => s + (t.bytes / (DTYPE_BITS[t.outDtype] / 8)) * (DTYPE_BITS[t.inDtype] / 8) * cks.length, 0)
+    + copied.reduce((s, t) => s + t.bytes, 0);
+
+  const plan: MergePlan = {
+    version: 1,
+    method: o.method,
+    alpha: o.method === 'ema' ? o.alpha : null,
+    accumulate: o.accumulate,
+    dtype: o.dtype,
+    checkpoints: cks.map((c) => ({ path: c.path, name: c.name, step: c.step })),
+    weights,
+    outputs,
+    index: sharded ? shardIndexJson(outputBytes, weightMap) : null,
+    tensors,
+    chunks,
+    copyFiles: await companionFiles(newest.dir),
+    totals: { inputBytes, outputBytes, tensors: tensors.length, merged: merged.length, copied: copied.length },
+    notes,
+  };
+  return { plan, skipped: found.skipped };
+}

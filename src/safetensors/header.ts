@@ -1,0 +1,149 @@
+import { open } from 'node:fs/promises';
+
+import { DTYPE_BITS, type DType, isDType } from '../dtypes.js';
+import { PmaError, fsError } from '../errors.js';
+
+/** The reference reader's limit on the JSON header. */
+export const MAX_HEADER_LENGTH = 100_000_000;
+
+export interface TensorEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Byte range relative to the start of the data buffer. */
+  begin: number;
+  end: number;
+}
+
+export interface SafetensorsHeader {
+  path: string;
+  fileSize: number;
+  /** Absolute offset of the data buffer: 8 + header length. */
+  dataStart: number;
+  metadata: Record<string, string> | null;
+  /** In data-offset order. */
+  tensors: TensorEntry[];
+}
+
+function bad(path: string, reason: string, tensor?: string): PmaError {
+  const where = tensor === undefined ? path : `${path}: tensor ${JSON.stringify(tensor)}`;
+  return new PmaError('E_SAFETENSORS', `${where}: ${reason}`, tensor === undefined ? { file: path } : { file: path, tensor });
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const U64_MAX = (1n << 64n) - 1n;
+
+function isUsize(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0;
+}
+
+function parseEntry(path: string, name: string, v: unknown): TensorEntry {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(path, 'entry is not an object', name);
+  const o = v as Record<string, unknown>;
+  if (typeof o.dtype !== 'string') throw bad(path, 'dtype is missing or not a string', name);
+  if (!isDType(o.dtype)) throw bad(path, `unknown dtype ${JSON.stringify(o.dtype)}`, name);
+  if (!Array.isArray(o.shape) || !o.shape.every(isUsize)) {
+    throw bad(path, 'shape must be an array of non-negative integers', name);
+  }
+  const off = o.data_offsets;
+  if (!Array.isArray(off) || off.length !== 2 || !off.every(isUsize)) {
+    throw bad(path, 'data_offsets must be two non-negative integers', name);
+  }
+  return { name, dtype: o.dtype, shape: o.shape as number[], begin: off[0] as number, end: off[1] as number };
+}
+
+/**
+ * Parses and validates a header (the JSON bytes after the 8-byte length), rejecting what the
+ * reference Rust reader rejects: bad UTF-8 or JSON, wrong entry types, unknown dtypes, offsets
+ * with holes or overlaps, sizes that overflow or disagree with shape x dtype, and a data buffer
+ * that does not end exactly at the end of the file.
+ */
+export function parseHeader(path: string, json: Uint8Array, fileSize: number): SafetensorsHeader {
+  let text: string;
+  try {
+    text = utf8.decode(json);
+  } catch {
+    throw bad(path, 'header is not valid UTF-8');
+  }
+  let root: unknown;
+  try {
+    root = JSON.parse(text);
+  } catch (e) {
+    throw bad(path, `header is not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof root !== 'object' || root === null || Array.isArray(root)) throw bad(path, 'header is not a JSON object');
+
+  let metadata: Record<string, string> | null = null;
+  const tensors: TensorEntry[] = [];
+  for (const [name, v] of Object.entries(root as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v) || !Object.values(v).every((s) => typeof s === 'string')) {
+        throw bad(path, '__metadata__ must be an object of string values');
+      }
+      metadata = v as Record<string, string>;
+      continue;
+    }
+    tensors.push(parseEntry(path, name, v));
+  }
+  tensors.sort((a, b) => a.begin - b.begin || a.end - b.end);
+
+  let expected = 0;
+  for (const t of tensors) {
+    if (t.end < t.begin) throw bad(path, `data_offsets [${t.begin}, ${t.end}] end before they begin`, t.name);
+    if (t.begin !== expected) {
+      const why = expected === 0 ? 'the first tensor does not start at offset 0'
+        : t.begin > expected ? `leaves a hole: starts at ${t.begin}, previous tensor ends at ${expected}`
+        : `overlaps the previous tensor: starts at ${t.begin}, previous tensor ends at ${expected}`;
+      throw bad(path, why, t.name);
+    }
+    let elements = 1n;
+    for (const d of t.shape) {
+      elements *= BigInt(d);
+      if (elements > U64_MAX) throw bad(path, `shape [${t.shape.join(', ')}] has more elements than fit in 64 bits`, t.name);
+    }
+    const bits = elements * BigInt(DTYPE_BITS[t.dtype]);
+    if (bits / 8n > U64_MAX) throw bad(path, `shape [${t.shape.join(', ')}] x ${t.dtype} overflows 64 bits`, t.name);
+    if (bits % 8n !== 0n) throw bad(path, `${elements} elements of ${t.dtype} do not fill whole bytes`, t.name);
+    const bytes = bits / 8n;
+    if (BigInt(t.end - t.begin) !== bytes) {
+      throw bad(path, `data_offsets [${t.begin}, ${t.end}] hold ${t.end - t.begin} bytes but shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bytes}`, t.name);
+    }
+    expected = t.end;
+  }
+  const dataStart = 8 + json.length;
+  const dataEnd = dataStart + expected;
+  if (dataEnd > fileSize) {
+    throw bad(path, `file is truncated: the header describes ${dataEnd} bytes but the file has ${fileSize}`);
+  }
+  if (dataEnd < fileSize) {
+    throw bad(path, `${fileSize - dataEnd} trailing bytes after the last tensor (the data buffer must end the file)`);
+  }
+  return { path, fileSize, dataStart, metadata, tensors };
+}
+
+/** Reads and validates the header of a safetensors file; reads nothing of the data buffer. */
+export async function readHeader(path: string): Promise<SafetensorsHeader> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw fsError(e, 'cannot open', path);
+  }
+  try {
+    const { size } = await fh.stat();
+    if (size < 8) throw bad(path, `file is ${size} bytes, shorter than the 8-byte header length`);
+    const lenBuf = Buffer.alloc(8);
+    await fh.read(lenBuf, 0, 8, 0);
+    const n = lenBuf.readBigUInt64LE(0);
+    if (n > BigInt(MAX_HEADER_LENGTH)) throw bad(path, `header length ${n} is over the limit of ${MAX_HEADER_LENGTH} bytes`);
+    if (8n + n > BigInt(size)) throw bad(path, `header length ${n} runs past the end of the file (${size} bytes)`);
+    const json = Buffer.alloc(Number(n));
+    const { bytesRead } = await fh.read(json, 0, json.length, 8);
+    if (bytesRead !== json.length) throw bad(path, 'file shrank while its header was read');
+    return parseHeader(path, json, size);
+  } catch (e) {
+    throw e instanceof PmaError ? e : fsError(e, 'cannot read', path);
+  } finally {
+    await fh.close();
+  }
+}

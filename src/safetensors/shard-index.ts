@@ -1,0 +1,50 @@
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+import { PmaError, fsError } from '../errors.js';
+
+export const INDEX_NAME = 'model.safetensors.index.json';
+
+export interface ShardIndex {
+  path: string;
+  /** Tensor name -> shard file name (relative to the index's directory). */
+  weightMap: Map<string, string>;
+  /** Shard file names in sorted order. */
+  shards: string[];
+}
+
+function bad(path: string, reason: string, tensor?: string): PmaError {
+  const where = tensor === undefined ? path : `${path}: tensor ${JSON.stringify(tensor)}`;
+  return new PmaError('E_SAFETENSORS', `${where}: ${reason}`, tensor === undefined ? { file: path } : { file: path, tensor });
+}
+
+/** Reads a model.safetensors.index.json; checking it against the shards is done by the loader. */
+export async function readShardIndex(path: string): Promise<ShardIndex> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw fsError(e, 'cannot read shard index', path);
+  }
+  let root: unknown;
+  try {
+    root = JSON.parse(text);
+  } catch (e) {
+    throw bad(path, `not valid JSON (${(e as Error).message})`);
+  }
+  const wm = (root as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw bad(path, 'weight_map is missing or not an object');
+  const weightMap = new Map<string, string>();
+  for (const [name, file] of Object.entries(wm as Record<string, unknown>)) {
+    if (typeof file !== 'string' || file === '' || basename(file) !== file || file === '.' || file === '..') {
+      throw bad(path, `weight_map names ${JSON.stringify(file)}, not a shard file name in ${dirname(path)}`, name);
+    }
+    weightMap.set(name, file);
+  }
+  const shards = [...new Set(weightMap.values())].sort();
+  return { path, weightMap, shards };
+}
+
+export function shardPath(index: ShardIndex, shard: string): string {
+  return join(dirname(index.path), shard);
+}

@@ -1,0 +1,81 @@
+import { DTYPE_BITS, type DType } from '../dtypes.js';
+
+export interface OutputTensorSpec {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  bytes: number;
+}
+
+export interface FileLayout {
+  /** The 8-byte length followed by the JSON header, padded with spaces to a multiple of 8. */
+  header: Buffer;
+  /** Absolute offsets in the file, by tensor name. */
+  offsets: Map<string, number>;
+  /** The file's total size. */
+  size: number;
+  /** Tensor names in data order. */
+  order: string[];
+}
+
+/**
+ * Lays out one safetensors file: tensors ordered by element width (widest first, stable), so
+ * every tensor's data is aligned to its element size (the header is padded to 8), contiguous
+ * offsets from 0, and `__metadata__` {"format": "pt"} as transformers expects.
+ */
+export function layoutFile(tensors: OutputTensorSpec[], metadata: Record<string, string> = { format: 'pt' }): FileLayout {
+  const order = tensors
+    .map((t, i) => ({ t, i }))
+    .sort((a, b) => DTYPE_BITS[b.t.dtype] - DTYPE_BITS[a.t.dtype] || a.i - b.i)
+    .map(({ t }) => t);
+  const entries: Record<string, unknown> = { __metadata__: metadata };
+  const rel = new Map<string, number>();
+  let pos = 0;
+  for (const t of order) {
+    entries[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [pos, pos + t.bytes] };
+    rel.set(t.name, pos);
+    pos += t.bytes;
+  }
+  let json = JSON.stringify(entries);
+  const jsonBytes = Buffer.byteLength(json);
+  json += ' '.repeat((8 - (jsonBytes % 8)) % 8);
+  const body = Buffer.from(json, 'utf8');
+  const header = Buffer.alloc(8 + body.length);
+  header.writeBigUInt64LE(BigInt(body.length), 0);
+  body.copy(header, 8);
+  const offsets = new Map<string, number>();
+  for (const [name, off] of rel) offsets.set(name, header.length + off);
+  return { header, offsets, size: header.length + pos, order: order.map((t) => t.name) };
+}
+
+/** Shard file names the way Hugging Face writes them. */
+export function shardName(i: number, n: number): string {
+  return `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
+}
+
+/**
+ * Splits tensors, in order, into shards of at most maxBytes of tensor data (a tensor larger than
+ * maxBytes gets a shard of its own), as Hugging Face's save_pretrained does.
+ */
+export function splitShards<T extends { bytes: number }>(tensors: T[], maxBytes: number): T[][] {
+  const shards: T[][] = [];
+  let cur: T[] = [];
+  let size = 0;
+  for (const t of tensors) {
+    if (cur.length > 0 && size + t.bytes > maxBytes) {
+      shards.push(cur);
+      cur = [];
+      size = 0;
+    }
+    cur.push(t);
+    size += t.bytes;
+  }
+  if (cur.length > 0 || shards.length === 0) shards.push(cur);
+  return shards;
+}
+
+/** The model.safetensors.index.json of a sharded output. */
+export function shardIndexJson(totalSize: number, weightMap: Map<string, string>): string {
+  const sorted = Object.fromEntries([...weightMap].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sorted }, null, 2)}\n`;
+}

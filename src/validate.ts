@@ -1,0 +1,73 @@
+import { PmaError } from './errors.js';
+
+/**
+ * The one place where option values are checked before any work (and any native code) runs.
+ * Every message has the form: `invalid <name>: expected <what>, got <value>`.
+ */
+export function invalid(name: string, expected: string, got: unknown): PmaError {
+  return new PmaError('E_USAGE', `invalid ${name}: expected ${expected}, got ${describe(got)}`);
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return typeof v;
+}
+
+export function integer(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+    throw invalid(name, range, v);
+  }
+  return n;
+}
+
+export function finiteNumber(name: string, v: unknown, check: (n: number) => boolean, expected: string): number {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isFinite(n) || !check(n)) throw invalid(name, expected, v);
+  return n;
+}
+
+export function oneOf<T extends string>(name: string, v: unknown, options: readonly T[]): T {
+  if (typeof v !== 'string' || !(options as readonly string[]).includes(v)) {
+    throw invalid(name, `one of ${options.join(', ')}`, v);
+  }
+  return v as T;
+}
+
+export function nonEmptyString(name: string, v: unknown): string {
+  if (typeof v !== 'string' || v === '') throw invalid(name, 'a non-empty string', v);
+  return v;
+}
+
+export function stringList(name: string, v: unknown): string[] {
+  if (!Array.isArray(v) || v.length === 0 || !v.every((s) => typeof s === 'string' && s !== '')) {
+    throw invalid(name, 'a non-empty list of paths', v);
+  }
+  return v as string[];
+}
+
+export function boolean(name: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw invalid(name, 'true or false', v);
+  return v;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1, B: 1,
+  KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12,
+  KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30, TIB: 2 ** 40,
+};
+
+/** Byte sizes the way Hugging Face writes them: "5GB" is 5e9 bytes, "5GiB" is 5 * 2^30. */
+export function byteSize(name: string, v: unknown): number {
+  if (typeof v === 'number') return integer(name, v, 1);
+  const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v) : null;
+  const unit = m ? SIZE_UNITS[(m[2] ?? '').toUpperCase()] : undefined;
+  if (!m || unit === undefined) throw invalid(name, 'a size such as 5GB, 500MB or 2GiB', v);
+  const bytes = Math.floor(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw invalid(name, 'a size such as 5GB, 500MB or 2GiB', v);
+  return bytes;
+}
