@@ -60,6 +60,7 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
   }
   const { plan: p, skipped } = await planMerge(options);
   const target = await checkOutputPath(run.out, p, run.force);
+  options.onPlan?.(p, skipped);
   if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
   const staging = await createStaging(target, p);
   try {

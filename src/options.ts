@@ -1,5 +1,6 @@
 import { OUTPUT_DTYPES, type OutputDTypeOption } from './dtypes.js';
 import type { Accumulate, IoMode, KernelChoice } from './native.js';
+import type { MergePlan } from './plan/types.js';
 import * as v from './validate.js';
 import { METHODS, type Method } from './weights.js';
 
@@ -48,6 +49,8 @@ export interface MergeOptions extends PlanOptions {
   kernel?: KernelChoice;
   io?: IoMode;
   onProgress?: (p: Progress) => void;
+  /** Called once the plan is made, before any byte is written (the CLI prints the selection). */
+  onPlan?: (plan: MergePlan, skipped: { path: string; reason: string }[]) => void;
   signal?: AbortSignal;
   /** Recorded in pma.json. */
   commandLine?: string[];

@@ -1,0 +1,69 @@
+#!/usr/bin/env node
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+import { PmaError, exitStatusFor } from '../errors.js';
+import { VERSION } from '../version.js';
+import { inspectCommand } from './inspect.js';
+import { processIo, type Io } from './io.js';
+import { mergeCommand } from './merge.js';
+
+export const MAIN_HELP = `pma ${VERSION}: Pre-trained Model Averaging for safetensors checkpoints
+
+Usage:
+  pma merge <run-dir | checkpoint...> --out <dir> [options]   average checkpoints
+  pma inspect <run-dir | checkpoint...> [--tensors] [--json]  list checkpoints and tensors
+  pma --version
+
+Run 'pma <command> --help' for the options of a command.
+
+Examples:
+  pma inspect runs/exp7
+  pma merge runs/exp7 --last 8 --out merged/
+  pma merge runs/exp7/checkpoint-{6000,7000,8000} --method ema --alpha 0.2 --dtype bf16 --out m2
+`;
+
+/** Runs the CLI and returns the exit status: 0 done, 2 bad usage or bad input, 1 anything else. */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'merge':
+        return await mergeCommand(rest, io);
+      case 'inspect':
+        return await inspectCommand(rest, io);
+      case '--version':
+      case '-v':
+        io.out(`${VERSION}\n`);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.out(MAIN_HELP);
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge or inspect; see pma --help)`);
+    }
+  } catch (e) {
+    // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_* codes.
+    const code = (e as NodeJS.ErrnoException)?.code ?? '';
+    const err = code.startsWith('ERR_PARSE_ARGS') ? new PmaError('E_USAGE', (e as Error).message) : e;
+    const label = err instanceof PmaError ? err.code : 'E_INTERNAL';
+    io.err(`pma: error [${label}]: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (!(err instanceof PmaError) && err instanceof Error && err.stack) io.err(`${err.stack}\n`);
+    return exitStatusFor(err);
+  }
+}
+
+function isEntryPoint(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  process.exitCode = await main(process.argv.slice(2));
+}

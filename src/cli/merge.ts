@@ -1,0 +1,172 @@
+import { parseArgs } from 'node:util';
+
+import { PmaError } from '../errors.js';
+import { merge } from '../merge.js';
+import type { MergeOptions } from '../options.js';
+import { planMerge } from '../plan/planner.js';
+import type { MergePlan } from '../plan/types.js';
+import { formatBytes, formatDuration, formatRate } from './format.js';
+import type { Io } from './io.js';
+import { progressBar } from './progress.js';
+
+export const MERGE_HELP = `Usage: pma merge <run-dir | checkpoint...> --out <dir> [options]
+
+Averages checkpoints (Pre-trained Model Averaging) into a new checkpoint that transformers loads
+as is. A run directory's step-named checkpoints (checkpoint-1000, step_2000, global_step3000, ...)
+are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-to-nearest-even).
+
+Selection (applied in this order):
+  --from-step S, --to-step S   keep checkpoints with S <= step (inclusive)
+  --every K                    every K-th checkpoint, counted back from the newest
+  --last N                     the N newest
+
+Weights:
+  --method sma|ema|wma         sma (default): equal; wma: linear, newest heaviest;
+                               ema: recursion from the oldest with --alpha (default 0.2)
+  --alpha A                    EMA factor, 0 < A < 1
+  --weights w1,w2,...          explicit weights, oldest to newest (normalised to sum 1)
+
+Output:
+  --out DIR                    output directory (required unless --dry-run)
+  --force                      replace an existing output
+  --dtype keep|bf16|f16|f32    dtype of averaged tensors (default keep)
+  --accumulate f32|f64         accumulator precision (default f32, the bit-exact contract)
+  --max-shard-size SIZE        shard the output above SIZE (default 5GB; 5GB = 5e9, 5GiB = 5*2^30)
+
+Engine:
+  --threads N                  worker threads (default: number of cores)
+  --chunk-size SIZE            work unit, read+written bytes (default 64MiB); never changes the bytes
+  --kernel auto|scalar|avx2|avx512   arithmetic backend (default auto: the best the CPU has)
+  --io pread|mmap              how inputs are read (default pread)
+
+Reporting:
+  --dry-run                    print the plan (inputs, weights, output files and sizes) and stop
+  --json                       machine-readable summary (or plan, with --dry-run) on stdout
+  --quiet                      no progress bar and no selection listing
+  -h, --help                   this help
+
+Examples:
+  pma merge runs/exp7 --last 8 --out merged/
+  pma merge runs/exp7/checkpoint-{6000,7000,8000} --method ema --alpha 0.2 --dtype bf16 --out m2
+  pma merge runs/exp7 --every 2 --last 4 --method wma --out m3 --json
+  pma merge runs/exp7 --last 10 --dry-run
+
+Exit status: 0 done, 2 bad usage or bad input, 1 any other failure.
+`;
+
+function describePlan(plan: MergePlan, skipped: { path: string; reason: string }[]): string {
+  const lines: string[] = [];
+  const alpha = plan.alpha === null ? '' : `, alpha ${plan.alpha}`;
+  lines.push(`merging ${plan.checkpoints.length} checkpoint(s) with ${plan.method}${alpha} (accumulate ${plan.accumulate}, dtype ${plan.dtype}), oldest first:`);
+  for (const [i, c] of plan.checkpoints.entries()) {
+    lines.push(`  ${String(c.step ?? '-').padStart(10)}  weight ${(plan.weights.w64[i] ?? 0).toFixed(6)}  ${c.path}`);
+  }
+  for (const s of skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);
+  for (const n of plan.notes) lines.push(`note: ${n}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function describeOutputs(plan: MergePlan): string {
+  const lines = [`output: ${plan.outputs.length} file(s), ${formatBytes(plan.totals.outputBytes)} of tensors; reads ${formatBytes(plan.totals.inputBytes)}`];
+  for (const f of plan.outputs) lines.push(`  ${f.name}  ${formatBytes(f.size)}  ${f.tensors} tensors`);
+  if (plan.index !== null) lines.push('  model.safetensors.index.json');
+  for (const f of plan.copyFiles) lines.push(`  ${f.split('/').pop()} (copied from the newest checkpoint)`);
+  lines.push('  pma.json');
+  lines.push(`work: ${plan.totals.merged} tensors averaged, ${plan.totals.copied} copied, in ${plan.chunks.length} chunk(s)`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function mergeCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      out: { type: 'string', short: 'o' },
+      force: { type: 'boolean' },
+      last: { type: 'string' },
+      every: { type: 'string' },
+      'from-step': { type: 'string' },
+      'to-step': { type: 'string' },
+      method: { type: 'string' },
+      alpha: { type: 'string' },
+      weights: { type: 'string' },
+      dtype: { type: 'string' },
+      accumulate: { type: 'string' },
+      'max-shard-size': { type: 'string' },
+      'chunk-size': { type: 'string' },
+      threads: { type: 'string' },
+      kernel: { type: 'string' },
+      io: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      json: { type: 'boolean' },
+      quiet: { type: 'boolean', short: 'q' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    io.out(MERGE_HELP);
+    return 0;
+  }
+  if (positionals.length === 0) throw new PmaError('E_USAGE', 'pma merge needs a run directory or checkpoints (see pma merge --help)');
+  // Strings go to the library as they are: its validation gives the one message format.
+  const opts = {
+    inputs: positionals,
+    out: values.out as string,
+    ...(values.force ? { force: true } : {}),
+    ...(values.last !== undefined ? { last: values.last } : {}),
+    ...(values.every !== undefined ? { every: values.every } : {}),
+    ...(values['from-step'] !== undefined ? { fromStep: values['from-step'] } : {}),
+    ...(values['to-step'] !== undefined ? { toStep: values['to-step'] } : {}),
+    ...(values.method !== undefined ? { method: values.method } : {}),
+    ...(values.alpha !== undefined ? { alpha: values.alpha } : {}),
+    ...(values.weights !== undefined ? { weights: values.weights.split(',') } : {}),
+    ...(values.dtype !== undefined ? { dtype: values.dtype } : {}),
+    ...(values.accumulate !== undefined ? { accumulate: values.accumulate } : {}),
+    ...(values['max-shard-size'] !== undefined ? { maxShardSize: values['max-shard-size'] } : {}),
+    ...(values['chunk-size'] !== undefined ? { chunkSize: values['chunk-size'] } : {}),
+    ...(values.threads !== undefined ? { threads: values.threads } : {}),
+    ...(values.kernel !== undefined ? { kernel: values.kernel } : {}),
+    ...(values.io !== undefined ? { io: values.io } : {}),
+  } as unknown as MergeOptions;
+
+  if (values['dry-run']) {
+    const { plan, skipped } = await planMerge(opts);
+    if (values.json) io.out(`${JSON.stringify(plan, null, 2)}\n`);
+    else io.out(describePlan(plan, skipped) + describeOutputs(plan));
+    return 0;
+  }
+  if (values.out === undefined) throw new PmaError('E_USAGE', 'pma merge needs --out <dir> (or --dry-run)');
+
+  const bar = !values.quiet && io.stderrIsTTY ? progressBar(process.stderr) : null;
+  const result = await merge({
+    ...opts,
+    commandLine: ['pma', 'merge', ...argv],
+    ...(values.quiet ? {} : { onPlan: (plan: MergePlan, skipped: { path: string; reason: string }[]) => io.err(describePlan(plan, skipped)) }),
+    ...(bar ? { onProgress: bar.update } : {}),
+  }).finally(() => bar?.end());
+
+  if (values.json) {
+    const p = result.plan;
+    io.out(`${JSON.stringify({
+      out: result.out,
+      method: p.method,
+      alpha: p.alpha,
+      dtype: p.dtype,
+      accumulate: p.accumulate,
+      checkpoints: p.checkpoints.map((c, i) => ({ ...c, weight: p.weights.w64[i] })),
+      files: p.outputs.map((f) => ({ name: f.name, size: f.size })),
+      tensors: p.totals,
+      kernel: result.kernel,
+      threads: result.threads,
+      bytesRead: result.bytesRead,
+      bytesWritten: result.bytesWritten,
+      seconds: result.elapsedMs / 1000,
+      gbPerSecond: result.bytesPerSecond / 1e9,
+    }, null, 2)}\n`);
+  } else {
+    const p = result.plan;
+    io.out(`merged ${p.checkpoints.length} checkpoints (${p.method}) -> ${result.out}: ${p.outputs.length} file(s), ${formatBytes(p.totals.outputBytes)} in ${formatDuration(result.elapsedMs)} (${formatRate(result.bytesPerSecond)} read, ${result.kernel}, ${result.threads} threads)\n`);
+  }
+  return 0;
+}
