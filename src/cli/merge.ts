@@ -139,12 +139,23 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
   if (values.out === undefined) throw new PmaError('E_USAGE', 'pma merge needs --out <dir> (or --dry-run)');
 
   const bar = !values.quiet && io.stderrIsTTY ? progressBar(process.stderr) : null;
+  // Ctrl-C or a scheduler's SIGTERM: stop after the chunks in flight and remove the staging
+  // directory, rather than dying with a half-written one beside the output.
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   const result = await merge({
     ...opts,
+    signal: ac.signal,
     commandLine: ['pma', 'merge', ...argv],
     ...(values.quiet ? {} : { onPlan: (plan: MergePlan, skipped: { path: string; reason: string }[]) => io.err(describePlan(plan, skipped)) }),
     ...(bar ? { onProgress: bar.update } : {}),
-  }).finally(() => bar?.end());
+  }).finally(() => {
+    bar?.end();
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  });
 
   if (values.json) {
     const p = result.plan;

@@ -24,7 +24,8 @@ export interface ExecuteStats {
 
 /**
  * Runs every chunk of the plan on a pool of worker threads, a bounded number in flight. The first
- * failure stops the dispatch of new chunks and is rethrown once the chunks in flight have settled.
+ * failure, or an abort, stops the dispatch of new chunks; it is rethrown once the chunks in flight
+ * have settled, so no worker is killed in the middle of a write.
  */
 export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<ExecuteStats> {
   const start = performance.now();
@@ -52,9 +53,13 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
   };
   const lane = async (): Promise<void> => {
     while (failure === undefined && next < plan.chunks.length) {
+      if (o.signal?.aborted) {
+        failure = new PmaError('E_ABORTED', 'the merge was aborted');
+        break;
+      }
       const i = next++;
       try {
-        const s = await pool.run(task(i), o.signal);
+        const s = await pool.run(task(i));
         stats.bytesRead += s.bytesRead;
         stats.bytesWritten += s.bytesWritten;
         done++;
