@@ -76,6 +76,23 @@ function describeOutputs(plan: MergePlan): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** CLI flags passed to the library under another name (or the same), as strings. */
+const FLAG_TO_OPTION = {
+  last: 'last',
+  every: 'every',
+  'from-step': 'fromStep',
+  'to-step': 'toStep',
+  method: 'method',
+  alpha: 'alpha',
+  dtype: 'dtype',
+  accumulate: 'accumulate',
+  'max-shard-size': 'maxShardSize',
+  'chunk-size': 'chunkSize',
+  threads: 'threads',
+  kernel: 'kernel',
+  io: 'io',
+} as const;
+
 export async function mergeCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -110,28 +127,17 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
   }
   if (positionals.length === 0) throw new PmaError('E_USAGE', 'pma merge needs a run directory or checkpoints (see pma merge --help)');
   // Strings go to the library as they are: its validation gives the one message format.
-  const opts = {
-    inputs: positionals,
-    out: values.out as string,
-    ...(values.force ? { force: true } : {}),
-    ...(values.last !== undefined ? { last: values.last } : {}),
-    ...(values.every !== undefined ? { every: values.every } : {}),
-    ...(values['from-step'] !== undefined ? { fromStep: values['from-step'] } : {}),
-    ...(values['to-step'] !== undefined ? { toStep: values['to-step'] } : {}),
-    ...(values.method !== undefined ? { method: values.method } : {}),
-    ...(values.alpha !== undefined ? { alpha: values.alpha } : {}),
-    ...(values.weights !== undefined ? { weights: values.weights.split(',') } : {}),
-    ...(values.dtype !== undefined ? { dtype: values.dtype } : {}),
-    ...(values.accumulate !== undefined ? { accumulate: values.accumulate } : {}),
-    ...(values['max-shard-size'] !== undefined ? { maxShardSize: values['max-shard-size'] } : {}),
-    ...(values['chunk-size'] !== undefined ? { chunkSize: values['chunk-size'] } : {}),
-    ...(values.threads !== undefined ? { threads: values.threads } : {}),
-    ...(values.kernel !== undefined ? { kernel: values.kernel } : {}),
-    ...(values.io !== undefined ? { io: values.io } : {}),
-  } as unknown as MergeOptions;
+  const opts: Record<string, unknown> = { inputs: positionals, out: values.out };
+  for (const [flag, key] of Object.entries(FLAG_TO_OPTION)) {
+    const v = values[flag as keyof typeof values];
+    if (v !== undefined) opts[key] = v;
+  }
+  if (values.force) opts.force = true;
+  if (values.weights !== undefined) opts.weights = values.weights.split(',');
+  const mergeOpts = opts as unknown as MergeOptions;
 
   if (values['dry-run']) {
-    const { plan, skipped } = await planMerge(opts);
+    const { plan, skipped } = await planMerge(mergeOpts);
     if (values.json) io.out(`${JSON.stringify(plan, null, 2)}\n`);
     else io.out(describePlan(plan, skipped) + describeOutputs(plan));
     return 0;
@@ -146,7 +152,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   const result = await merge({
-    ...opts,
+    ...mergeOpts,
     signal: ac.signal,
     commandLine: ['pma', 'merge', ...argv],
     ...(values.quiet ? {} : { onPlan: (plan: MergePlan, skipped: { path: string; reason: string }[]) => io.err(describePlan(plan, skipped)) }),

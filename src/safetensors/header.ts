@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises';
 
 import { DTYPE_BITS, type DType, isDType } from '../dtypes.js';
 import { PmaError, fsError } from '../errors.js';
+import { formatError } from './format-error.js';
 
 /** The reference reader's limit on the JSON header. */
 export const MAX_HEADER_LENGTH = 100_000_000;
@@ -25,10 +26,7 @@ export interface SafetensorsHeader {
   tensors: TensorEntry[];
 }
 
-function bad(path: string, reason: string, tensor?: string): PmaError {
-  const where = tensor === undefined ? path : `${path}: tensor ${JSON.stringify(tensor)}`;
-  return new PmaError('E_SAFETENSORS', `${where}: ${reason}`, tensor === undefined ? { file: path } : { file: path, tensor });
-}
+const bad = formatError;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const U64_MAX = (1n << 64n) - 1n;

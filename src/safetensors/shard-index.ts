@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-import { PmaError, fsError } from '../errors.js';
+import { fsError } from '../errors.js';
+import { formatError } from './format-error.js';
 
 export const INDEX_NAME = 'model.safetensors.index.json';
 
@@ -13,10 +14,7 @@ export interface ShardIndex {
   shards: string[];
 }
 
-function bad(path: string, reason: string, tensor?: string): PmaError {
-  const where = tensor === undefined ? path : `${path}: tensor ${JSON.stringify(tensor)}`;
-  return new PmaError('E_SAFETENSORS', `${where}: ${reason}`, tensor === undefined ? { file: path } : { file: path, tensor });
-}
+const bad = formatError;
 
 /** Reads a model.safetensors.index.json; checking it against the shards is done by the loader. */
 export async function readShardIndex(path: string): Promise<ShardIndex> {
