@@ -20,8 +20,12 @@ class ChunkBuilder {
     return { inputs: [], outputs: [], ops: [], bytes: 0 };
   }
 
-  room(): number {
-    return this.limit - this.cur.bytes;
+  /** Whole units of `perUnit` bytes that fit in the open chunk; flushes it when none fit. */
+  fit(perUnit: number): number {
+    const n = Math.floor((this.limit - this.cur.bytes) / perUnit);
+    if (n > 0 || this.cur.ops.length === 0) return Math.max(1, n);
+    this.flush();
+    return Math.max(1, Math.floor(this.limit / perUnit));
   }
 
   input(path: string): number {
@@ -72,7 +76,7 @@ export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
     const perUnit = inSize * reads.length + outSize;
     const units = t.bytes / outSize;
     for (let done = 0; done < units;) {
-      const n = Math.min(units - done, Math.max(1, Math.floor(b.room() / perUnit)));
+      const n = Math.min(units - done, b.fit(perUnit));
       const inputs = reads.map((s) => ({ file: b.input(s.file), offset: s.offset + done * inSize }));
       const outFile = b.output(t.file);
       const outOffset = t.offset + done * outSize;

@@ -1,0 +1,240 @@
+import { readFileSync } from 'node:fs';
+
+import { describe, expect, it } from 'vitest';
+
+import { PmaError } from '../../src/errors.js';
+import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_SHARD_SIZE, resolvePlanOptions, resolveRunOptions, type MergeOptions, type PlanOptions } from '../../src/options.js';
+import { byteSize } from '../../src/validate.js';
+import { computeWeights, type Method } from '../../src/weights.js';
+
+interface GoldenCase {
+  case: string;
+  method: Method;
+  inputs_steps: number[];
+  weights: number[];
+  output_dtype: string;
+  alpha?: number;
+}
+
+const golden = JSON.parse(readFileSync('/work/shared/fixtures/golden/expected/cases.json', 'utf8')) as { cases: GoldenCase[] };
+
+function thrown(f: () => unknown): PmaError {
+  let err: unknown = null;
+  try {
+    f();
+  } catch (e) {
+    err = e;
+  }
+  expect(err, 'should have thrown').toBeInstanceOf(PmaError);
+  return err as PmaError;
+}
+
+describe('computeWeights against the golden cases', () => {
+  it('has cases for every method', () => {
+    expect(new Set(golden.cases.map((c) => c.method))).toEqual(new Set(['sma', 'wma', 'ema', 'weights']));
+  });
+
+  it.each(golden.cases.map((c) => [c.case, c] as const))('%s', (_name, c) => {
+    const n = c.inputs_steps.length;
+    const opts = c.method === 'weights' ? { weights: c.weights } : c.method === 'ema' ? { alpha: c.alpha as number } : {};
+    const w = computeWeights(c.method, n, opts);
+    expect(w.w64).toHaveLength(n);
+    expect(w.w32).toEqual(c.weights.map((x) => Math.fround(x)));
+    for (const [i, x] of c.weights.entries()) expect(w.w64[i]).toBeCloseTo(x, 15);
+    for (const [i, x] of w.w64.entries()) expect(w.w32[i]).toBe(Math.fround(x));
+    expect(w.w64.reduce((s, x) => s + x, 0)).toBeCloseTo(1, 14);
+  });
+});
+
+describe('computeWeights', () => {
+  it('sma: 1/N each', () => {
+    expect(computeWeights('sma', 1).w64).toEqual([1]);
+    expect(computeWeights('sma', 5).w64).toEqual([0.2, 0.2, 0.2, 0.2, 0.2]);
+    expect(computeWeights('sma', 3).w32).toEqual([Math.fround(1 / 3), Math.fround(1 / 3), Math.fround(1 / 3)]);
+  });
+
+  it('wma: i / sum(i), oldest lightest', () => {
+    expect(computeWeights('wma', 3).w64).toEqual([1 / 6, 2 / 6, 3 / 6]);
+  });
+
+  it('ema: default alpha 0.2; the oldest gets (1-alpha)^(N-1)', () => {
+    expect(computeWeights('ema', 1).w64).toEqual([1]);
+    const w = computeWeights('ema', 3, { alpha: 0.5 }).w64;
+    expect(w).toEqual([0.25, 0.25, 0.5]);
+    const d = computeWeights('ema', 2).w64;
+    expect(d[0]).toBeCloseTo(0.8, 15);
+    expect(d[1]).toBeCloseTo(0.2, 15);
+  });
+
+  it('normalises explicit weights to sum 1', () => {
+    expect(computeWeights('weights', 3, { weights: [1, 1, 2] }).w64).toEqual([0.25, 0.25, 0.5]);
+    expect(computeWeights('weights', 2, { weights: [2, 6] }).w64).toEqual([0.25, 0.75]);
+    expect(computeWeights('weights', 3, { weights: [0, 0, 5] }).w64).toEqual([0, 0, 1]);
+    const w = computeWeights('weights', 3, { weights: [3, 3, 3] });
+    expect(w.w32).toEqual(w.w64.map((x) => Math.fround(x)));
+  });
+
+  it('refuses a wrong count of explicit weights: E_USAGE', () => {
+    const err = thrown(() => computeWeights('weights', 3, { weights: [1, 2] }));
+    expect(err.code).toBe('E_USAGE');
+    expect(err.message).toMatch(/--weights lists 2 weights for 3 selected checkpoints/);
+    expect(thrown(() => computeWeights('weights', 2, { weights: [1, 2, 3] })).code).toBe('E_USAGE');
+    expect(thrown(() => computeWeights('weights', 2)).message).toMatch(/lists 0 weights for 2/);
+  });
+
+  it('refuses weights summing to zero: E_USAGE', () => {
+    const err = thrown(() => computeWeights('weights', 2, { weights: [0, 0] }));
+    expect(err.code).toBe('E_USAGE');
+    expect(err.message).toMatch(/sum to a positive finite number/);
+  });
+});
+
+const GENERIC = /^invalid [A-Za-z]+(\[\d+\])?: expected .+, got .+$/;
+
+function usage(f: () => unknown, message: string): void {
+  const err = thrown(f);
+  expect(err.code).toBe('E_USAGE');
+  expect(err.message).toBe(message);
+  expect(err.message).toMatch(GENERIC);
+}
+
+const plan = (o: Partial<PlanOptions>) => () => resolvePlanOptions({ inputs: '/run', ...o } as PlanOptions);
+const run = (o: Partial<MergeOptions>) => () => resolveRunOptions({ inputs: '/run', out: '/out', ...o } as MergeOptions, 8);
+
+describe('resolvePlanOptions', () => {
+  it('fills in the defaults', () => {
+    expect(resolvePlanOptions({ inputs: '/run' })).toEqual({
+      inputs: ['/run'],
+      selection: {},
+      method: 'sma',
+      alpha: 0.2,
+      weights: undefined,
+      dtype: 'keep',
+      accumulate: 'f32',
+      maxShardSize: DEFAULT_MAX_SHARD_SIZE,
+      chunkSize: DEFAULT_CHUNK_SIZE,
+    });
+    expect(DEFAULT_MAX_SHARD_SIZE).toBe(5e9);
+    expect(DEFAULT_CHUNK_SIZE).toBe(64 * 2 ** 20);
+  });
+
+  it('accepts valid values, including numbers written as strings', () => {
+    const r = resolvePlanOptions({ inputs: ['/a', '/b'], last: 3, every: '2' as never, fromStep: 0, toStep: 100, method: 'ema', alpha: 0.5, dtype: 'bf16', accumulate: 'f64', maxShardSize: '2GiB', chunkSize: 4096 });
+    expect(r).toMatchObject({
+      inputs: ['/a', '/b'],
+      selection: { last: 3, every: 2, fromStep: 0, toStep: 100 },
+      method: 'ema',
+      alpha: 0.5,
+      dtype: 'bf16',
+      accumulate: 'f64',
+      maxShardSize: 2 * 2 ** 30,
+      chunkSize: 4096,
+    });
+  });
+
+  it('method defaults to "weights" when weights are given', () => {
+    expect(resolvePlanOptions({ inputs: '/run', weights: [1, 2] })).toMatchObject({ method: 'weights', weights: [1, 2] });
+    expect(resolvePlanOptions({ inputs: '/run', method: 'weights', weights: [0, 2] })).toMatchObject({ method: 'weights', weights: [0, 2] });
+  });
+
+  it.each([
+    ['last: 0', { last: 0 }, 'invalid last: expected an integer >= 1, got 0'],
+    ['last: 1.5', { last: 1.5 }, 'invalid last: expected an integer >= 1, got 1.5'],
+    ['every: "x"', { every: 'x' }, 'invalid every: expected an integer >= 1, got "x"'],
+    ['every: 0', { every: 0 }, 'invalid every: expected an integer >= 1, got 0'],
+    ['fromStep: -1', { fromStep: -1 }, 'invalid fromStep: expected an integer >= 0, got -1'],
+    ['toStep: null', { toStep: null }, 'invalid toStep: expected an integer >= 0, got null'],
+    ['fromStep > toStep', { fromStep: 5, toStep: 3 }, 'invalid toStep: expected a step >= fromStep (5), got 3'],
+    ['alpha: 1.5', { method: 'ema', alpha: 1.5 }, 'invalid alpha: expected a number between 0 and 1 (exclusive), got 1.5'],
+    ['alpha: 0', { method: 'ema', alpha: 0 }, 'invalid alpha: expected a number between 0 and 1 (exclusive), got 0'],
+    ['alpha: NaN', { method: 'ema', alpha: NaN }, 'invalid alpha: expected a number between 0 and 1 (exclusive), got NaN'],
+    ['dtype: "int8"', { dtype: 'int8' }, 'invalid dtype: expected one of keep, bf16, f16, f32, got "int8"'],
+    ['method: "median"', { method: 'median' }, 'invalid method: expected one of sma, ema, wma, weights, got "median"'],
+    ['accumulate: "f16"', { accumulate: 'f16' }, 'invalid accumulate: expected one of f32, f64, got "f16"'],
+    ['weights: [-1]', { weights: [-1] }, 'invalid weights[0]: expected a finite number >= 0, got -1'],
+    ['weights: [1, Infinity]', { weights: [1, Infinity] }, 'invalid weights[1]: expected a finite number >= 0, got Infinity'],
+    ['weights: []', { weights: [] }, 'invalid weights: expected a non-empty list of numbers, got an array of 0'],
+    ['weights: "1,2"', { weights: '1,2' }, 'invalid weights: expected a non-empty list of numbers, got "1,2"'],
+    ['method "weights" without weights', { method: 'weights' }, 'invalid weights: expected a list of weights with method "weights", got nothing'],
+    ['chunkSize: "5XB"', { chunkSize: '5XB' }, 'invalid chunkSize: expected a size such as 5GB, 500MB or 2GiB, got "5XB"'],
+    ['chunkSize: "0"', { chunkSize: '0' }, 'invalid chunkSize: expected a size such as 5GB, 500MB or 2GiB, got "0"'],
+    ['maxShardSize: 0', { maxShardSize: 0 }, 'invalid maxShardSize: expected an integer >= 1, got 0'],
+    ['maxShardSize: true', { maxShardSize: true }, 'invalid maxShardSize: expected a size such as 5GB, 500MB or 2GiB, got true'],
+    ['inputs: ""', { inputs: '' }, 'invalid inputs: expected a non-empty string, got ""'],
+    ['inputs: []', { inputs: [] }, 'invalid inputs: expected a non-empty list of paths, got an array of 0'],
+    ['inputs: [""]', { inputs: [''] }, 'invalid inputs: expected a non-empty list of paths, got an array of 1'],
+  ] as [string, Record<string, unknown>, string][])('refuses %s', (_what, o, message) => {
+    usage(plan(o as Partial<PlanOptions>), message);
+  });
+
+  it('refuses alpha with a method other than ema', () => {
+    usage(plan({ method: 'sma', alpha: 0.3 }), 'invalid method: expected "ema" when alpha is given, got "sma"');
+    usage(plan({ alpha: 0.3 }), 'invalid method: expected "ema" when alpha is given, got "sma"');
+    usage(plan({ method: 'wma', alpha: 0.3 }), 'invalid method: expected "ema" when alpha is given, got "wma"');
+  });
+
+  it('refuses weights with a method other than "weights"', () => {
+    usage(plan({ method: 'ema', weights: [1, 2] }), 'invalid method: expected "weights" (or no method) when weights are given, got "ema"');
+    usage(plan({ method: 'sma', weights: [1, 2] }), 'invalid method: expected "weights" (or no method) when weights are given, got "sma"');
+  });
+
+  it('refuses options that are not an object', () => {
+    usage(() => resolvePlanOptions(null as never), 'invalid options: expected an object, got null');
+  });
+});
+
+describe('resolveRunOptions', () => {
+  it('fills in the defaults; threads default to the core count', () => {
+    expect(resolveRunOptions({ inputs: '/run', out: '/out' }, 12)).toEqual({ out: '/out', force: false, threads: 12, kernel: 'auto', io: 'pread' });
+    expect(resolveRunOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', io: 'mmap' }, 4)).toEqual({
+      out: '/o',
+      force: true,
+      threads: 1024,
+      kernel: 'avx2',
+      io: 'mmap',
+    });
+  });
+
+  it.each([
+    ['threads: 0', { threads: 0 }, 'invalid threads: expected an integer from 1 to 1024, got 0'],
+    ['threads: 1025', { threads: 1025 }, 'invalid threads: expected an integer from 1 to 1024, got 1025'],
+    ['threads: "many"', { threads: 'many' }, 'invalid threads: expected an integer from 1 to 1024, got "many"'],
+    ['kernel: "neon"', { kernel: 'neon' }, 'invalid kernel: expected one of auto, scalar, avx2, avx512, got "neon"'],
+    ['io: "aio"', { io: 'aio' }, 'invalid io: expected one of pread, mmap, got "aio"'],
+    ['out: ""', { out: '' }, 'invalid out: expected a non-empty string, got ""'],
+    ['out missing', { out: undefined }, 'invalid out: expected a non-empty string, got nothing'],
+    ['force: "yes"', { force: 'yes' }, 'invalid force: expected true or false, got "yes"'],
+  ] as [string, Record<string, unknown>, string][])('refuses %s', (_what, o, message) => {
+    usage(run(o as Partial<MergeOptions>), message);
+  });
+});
+
+describe('byteSize', () => {
+  it.each([
+    ['5GB', 5e9],
+    ['5GiB', 5 * 2 ** 30],
+    ['64MiB', 64 * 2 ** 20],
+    ['500MB', 5e8],
+    ['2KB', 2000],
+    ['2KiB', 2048],
+    ['1TB', 1e12],
+    ['1TiB', 2 ** 40],
+    ['5gb', 5e9],
+    ['5 GB', 5e9],
+    ['  7mib ', 7 * 2 ** 20],
+    ['1.5GB', 1.5e9],
+    ['100B', 100],
+    ['1234', 1234],
+    [1234, 1234],
+  ] as [string | number, number][])('%j -> %d', (input, bytes) => {
+    expect(byteSize('chunkSize', input)).toBe(bytes);
+  });
+
+  it.each([['5XB'], ['GB'], [''], ['-5MB'], ['0'], ['0.1B'], ['5 G B'], ['1e3']])('refuses %j', (input) => {
+    usage(() => byteSize('chunkSize', input), `invalid chunkSize: expected a size such as 5GB, 500MB or 2GiB, got ${JSON.stringify(input)}`);
+  });
+
+  it.each([[0], [-1], [1.5], [NaN]])('refuses the number %d', (input) => {
+    usage(() => byteSize('maxShardSize', input), `invalid maxShardSize: expected an integer >= 1, got ${String(input)}`);
+  });
+});
