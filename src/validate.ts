@@ -16,8 +16,13 @@ function describe(v: unknown): string {
   return typeof v;
 }
 
+/** Command-line values arrive as strings: only plain decimal numbers are taken as numbers. */
+function numeric(v: unknown, re: RegExp): unknown {
+  return typeof v === 'string' && re.test(v.trim()) ? Number(v) : v;
+}
+
 export function integer(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  const n = numeric(v, /^[-+]?\d+$/);
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
     throw invalid(name, range, v);
@@ -26,7 +31,7 @@ export function integer(name: string, v: unknown, min: number, max = Number.MAX_
 }
 
 export function finiteNumber(name: string, v: unknown, check: (n: number) => boolean, expected: string): number {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  const n = numeric(v, /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i);
   if (typeof n !== 'number' || !Number.isFinite(n) || !check(n)) throw invalid(name, expected, v);
   return n;
 }

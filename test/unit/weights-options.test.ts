@@ -238,3 +238,14 @@ describe('byteSize', () => {
     usage(() => byteSize('maxShardSize', input), `invalid maxShardSize: expected an integer >= 1, got ${String(input)}`);
   });
 });
+
+describe('command-line numbers', () => {
+  it('takes only plain decimal strings as numbers', async () => {
+    const { integer, finiteNumber } = await import('../../src/validate.js');
+    expect(integer('last', '12', 1)).toBe(12);
+    expect(() => integer('last', '0x10', 1)).toThrow('invalid last: expected an integer >= 1, got "0x10"');
+    expect(() => integer('last', '1e3', 1)).toThrow('invalid last: expected an integer >= 1, got "1e3"');
+    expect(finiteNumber('alpha', '1e-3', () => true, 'a number')).toBe(0.001);
+    expect(() => finiteNumber('alpha', '0x1', () => true, 'a number')).toThrow('invalid alpha: expected a number, got "0x1"');
+  });
+});
