@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import {
   closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync,
 } from 'node:fs';
-import { availableParallelism, cpus, platform, release, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -437,10 +437,14 @@ function catAll(paths) {
   return ms;
 }
 
-/** Writes `bytes` bytes to a new file in 64 MiB writes, optionally fsyncs; returns milliseconds. */
+/**
+ * Writes `bytes` bytes to a new file in 64 MiB writes, optionally fsyncs, and deletes it; returns
+ * milliseconds: total, and the write() and fsync() parts.
+ */
 function writeFile(path, bytes, buf, fsync) {
   rmSync(path, { force: true });
   const t0 = performance.now();
+  let t1 = t0;
   const fd = openSync(path, 'w');
   try {
     let left = bytes;
@@ -449,13 +453,14 @@ function writeFile(path, bytes, buf, fsync) {
       writeAll(fd, n === buf.length ? buf : buf.subarray(0, n));
       left -= n;
     }
+    t1 = performance.now();
     if (fsync) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
-  const ms = performance.now() - t0;
+  const t2 = performance.now();
   rmSync(path, { force: true });
-  return ms;
+  return { ms: t2 - t0, writeMs: t1 - t0, fsyncMs: t2 - t1 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,75 +497,82 @@ async function main() {
   if (plan.checkpoints.length !== o.inputs) throw new Error(`the plan has ${plan.checkpoints.length} checkpoints, expected ${o.inputs}`);
 
   // Warm the page cache (untimed) so that every measurement below reads from memory.
-  log('warming the page cache (one untimed read of every input) ...');
+  // One untimed output-sized write + fsync too: the first one after a while is slow on some disks.
+  log('warming up: one untimed read of every input, one untimed write + fsync ...');
   catAll(inputPaths);
   syncAll();
+  writeFile(scratch, outputFileBytes, Buffer.alloc(RANDOM_BUFFER_BYTES, 0x3c), true);
+  syncAll();
 
-  log(`measuring the read ceiling: cat ${inputPaths.length} files (${fmtGB(data.inputFileBytes)}) > /dev/null, ${o.runs} runs ...`);
-  const readMs = [];
-  for (let i = 0; i < o.runs; i++) readMs.push(catAll(inputPaths));
-
-  log(`measuring the write ceiling: ${fmtGB(outputFileBytes)} written + fsync, ${o.runs} runs (and without fsync) ...`);
+  // The measurements are interleaved, one round of everything at a time, so that a slow spell of
+  // the machine (other load, writeback, a noisy neighbour) falls on all of them alike.
   const buf = Buffer.alloc(RANDOM_BUFFER_BYTES, 0x3c);
-  const writeFsyncMs = [];
-  const writeCacheMs = [];
-  for (let i = 0; i < o.runs; i++) {
-    writeFsyncMs.push(writeFile(scratch, outputFileBytes, buf, true));
+  const combos = o.threads.flatMap((threads) => o.io.map((io) => ({ threads, io, wallMs: [], libraryElapsedMs: [], kernel: '' })));
+  const readMs = [];
+  const writeFsync = [];
+  const writeCache = [];
+  const loadBefore = loadavg();
+  log(`measuring ${o.runs} rounds of: cat ${inputPaths.length} files (${fmtGB(data.inputFileBytes)}) > /dev/null; ` +
+    `write ${fmtGB(outputFileBytes)} + fsync; the same write without fsync; ` +
+    `merge with ${combos.map((c) => `${c.threads}t/${c.io}`).join(', ')} ...`);
+  for (let round = 0; round < o.runs; round++) {
+    readMs.push(catAll(inputPaths));
+    // Memory that has stayed free for a second or two can be slow to touch again (in a VM whose
+    // free pages go back to the host, e.g. with free page reporting): an untimed write first, so
+    // that the timed ones, like every merge, write into memory freed a moment before.
+    writeFile(scratch, outputFileBytes, buf, false);
+    syncAll(); // also flushes the unsynced file's deletion
+    writeCache.push(writeFile(scratch, outputFileBytes, buf, false));
     syncAll();
-    writeCacheMs.push(writeFile(scratch, outputFileBytes, buf, false));
-    syncAll(); // flush the unsynced run's pages so they do not land on the next measurement
-  }
-
-  const readS = secs(median(readMs));
-  const writeS = secs(median(writeFsyncMs));
-  const floorS = readS + writeS;
-  const ceilings = {
-    read: { seconds: readS, bytes: data.inputFileBytes, gbPerSecond: data.inputFileBytes / GB / readS, runsMs: readMs },
-    writeFsync: { seconds: writeS, bytes: outputFileBytes, gbPerSecond: outputFileBytes / GB / writeS, runsMs: writeFsyncMs },
-    writePageCache: {
-      seconds: secs(median(writeCacheMs)), bytes: outputFileBytes,
-      gbPerSecond: outputFileBytes / GB / secs(median(writeCacheMs)), runsMs: writeCacheMs,
-    },
-    floorSeconds: floorS,
-  };
-  log(`  read ${readS.toFixed(3)} s, write+fsync ${writeS.toFixed(3)} s, floor ${floorS.toFixed(3)} s`);
-
-  const merges = [];
-  for (const threads of o.threads) {
-    for (const io of o.io) {
-      log(`merging: threads ${threads}, io ${io}, ${o.runs} runs ...`);
-      const wallMs = [];
-      const engineMs = [];
-      let kernel = '';
-      for (let i = 0; i < o.runs; i++) {
-        rmSync(outDir, { recursive: true, force: true });
-        const t0 = performance.now();
-        const r = await pma.merge({ inputs: runDir, out: outDir, threads, io, kernel: o.kernel });
-        wallMs.push(performance.now() - t0);
-        engineMs.push(r.elapsedMs);
-        kernel = r.kernel;
-        if (r.bytesWritten !== plan.totals.outputBytes && r.bytesWritten !== outputFileBytes) {
-          log(`  note: bytesWritten ${r.bytesWritten}, the plan's output tensors are ${plan.totals.outputBytes} bytes`);
-        }
-      }
+    writeFsync.push(writeFile(scratch, outputFileBytes, buf, true));
+    syncAll();
+    for (const c of combos) {
+      rmSync(outDir, { recursive: true, force: true });
+      syncAll(); // the previous output's deletion is flushed outside the timing
+      const t0 = performance.now();
+      const r = await pma.merge({ inputs: runDir, out: outDir, threads: c.threads, io: c.io, kernel: o.kernel });
+      c.wallMs.push(performance.now() - t0);
+      c.libraryElapsedMs.push(r.elapsedMs);
+      c.kernel = r.kernel;
       for (const f of plan.outputs) {
         const size = statSync(join(outDir, f.name)).size;
         if (size !== f.size) throw new Error(`${join(outDir, f.name)} is ${size} bytes, the plan says ${f.size}`);
       }
-      rmSync(outDir, { recursive: true, force: true });
-      const s = secs(median(wallMs));
-      merges.push({
-        threads, io, kernel,
-        medianSeconds: s,
-        minSeconds: secs(Math.min(...wallMs)),
-        maxSeconds: secs(Math.max(...wallMs)),
-        inputGBps: inputBytes / GB / s,
-        ratioToFloor: s / floorS,
-        wallMs, libraryElapsedMs: engineMs,
-      });
-      log(`  median ${s.toFixed(3)} s, ${(inputBytes / GB / s).toFixed(2)} GB/s, ${(s / floorS).toFixed(2)} x floor`);
     }
+    rmSync(outDir, { recursive: true, force: true });
+    const last = (xs) => secs(xs[xs.length - 1]).toFixed(2);
+    log(`  round ${round + 1}/${o.runs}: read ${last(readMs)} s, write+fsync ${secs(writeFsync[writeFsync.length - 1].ms).toFixed(2)} s, ` +
+      combos.map((c) => `${c.threads}t/${c.io} ${last(c.wallMs)} s`).join(', '));
   }
+  const loadAfter = loadavg();
+
+  const readS = secs(median(readMs));
+  const writeS = secs(median(writeFsync.map((x) => x.ms)));
+  const writeCacheS = secs(median(writeCache.map((x) => x.ms)));
+  const floorS = readS + writeS;
+  const ceilings = {
+    read: { seconds: readS, bytes: data.inputFileBytes, gbPerSecond: data.inputFileBytes / GB / readS, runsMs: readMs },
+    writeFsync: {
+      seconds: writeS, bytes: outputFileBytes, gbPerSecond: outputFileBytes / GB / writeS,
+      runsMs: writeFsync.map((x) => x.ms), writePartMs: writeFsync.map((x) => x.writeMs), fsyncPartMs: writeFsync.map((x) => x.fsyncMs),
+    },
+    writePageCache: {
+      seconds: writeCacheS, bytes: outputFileBytes, gbPerSecond: outputFileBytes / GB / writeCacheS, runsMs: writeCache.map((x) => x.ms),
+    },
+    floorSeconds: floorS,
+  };
+  const merges = combos.map((c) => {
+    const s = secs(median(c.wallMs));
+    return {
+      threads: c.threads, io: c.io, kernel: c.kernel,
+      medianSeconds: s,
+      minSeconds: secs(Math.min(...c.wallMs)),
+      maxSeconds: secs(Math.max(...c.wallMs)),
+      inputGBps: inputBytes / GB / s,
+      ratioToFloor: s / floorS,
+      wallMs: c.wallMs, libraryElapsedMs: c.libraryElapsedMs,
+    };
+  });
 
   // pread vs mmap at each thread count, where both were measured.
   const ioComparison = [];
@@ -589,6 +601,7 @@ async function main() {
       inputTensorBytes: inputBytes, inputFileBytes: data.inputFileBytes, outputFileBytes,
       generatedNow: data.generatedNow, generateSeconds: data.generateSeconds,
     },
+    loadAverage: { before: loadBefore, after: loadAfter },
     ceilings,
     merges,
     ioComparison,
@@ -612,10 +625,13 @@ function report(r) {
   L.push(`inputs: ${r.params.inputs} checkpoints x ${r.params.sizePerCheckpoint} ${r.params.dtype} (${fmtGB(d.inputTensorBytes / r.params.inputs)} of tensors each), ${d.shardsPerCheckpoint} shards each, ` +
     `${d.tensorsPerCheckpoint} tensors (hidden ${d.arch.hidden}, ${d.arch.layers} layers x ${d.arch.experts} experts, vocab ${d.arch.vocab}); ` +
     `reads ${fmtGB(d.inputTensorBytes)}, writes ${fmtGB(d.outputFileBytes)}; ${r.params.runs} runs each, medians; warm page cache`);
+  L.push(`load average (1/5/15 min) before ${r.loadAverage.before.map((x) => x.toFixed(2)).join('/')}, after ${r.loadAverage.after.map((x) => x.toFixed(2)).join('/')}; ` +
+    'measurements interleaved round by round');
   L.push('');
   L.push(`ceilings: read (cat > /dev/null) ${c.read.seconds.toFixed(3)} s = ${c.read.gbPerSecond.toFixed(2)} GB/s; ` +
     `write + fsync ${c.writeFsync.seconds.toFixed(3)} s = ${c.writeFsync.gbPerSecond.toFixed(2)} GB/s ` +
-    `(to the page cache, no fsync: ${c.writePageCache.seconds.toFixed(3)} s = ${c.writePageCache.gbPerSecond.toFixed(2)} GB/s); ` +
+    `(medians of the parts: write ${secs(median(c.writeFsync.writePartMs)).toFixed(3)} s, fsync ${secs(median(c.writeFsync.fsyncPartMs)).toFixed(3)} s) ` +
+    `(to the page cache only, no fsync: ${c.writePageCache.seconds.toFixed(3)} s = ${c.writePageCache.gbPerSecond.toFixed(2)} GB/s); ` +
     `floor = read + write+fsync = ${c.floorSeconds.toFixed(3)} s`);
   L.push('');
   L.push('| threads | io | kernel | median s | min s | max s | input GB/s | x floor |');
