@@ -10,6 +10,7 @@ import { selectCheckpoints } from '../../src/checkpoints/select.js';
 import { parseStep } from '../../src/checkpoints/step.js';
 import type { DType } from '../../src/dtypes.js';
 import { PmaError } from '../../src/errors.js';
+import { rejected, thrownSync } from '../helpers/errors.js';
 import { writeSafetensors } from '../helpers/safetensors.js';
 
 const root = mkdtempSync(join(tmpdir(), 'pma-unit-ckpts-'));
@@ -29,25 +30,7 @@ function ckDir(dir: string, file = 'model.safetensors'): string {
   return dir;
 }
 
-async function thrown(p: Promise<unknown>): Promise<PmaError> {
-  const err: unknown = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err, 'should have thrown').toBeInstanceOf(PmaError);
-  return err as PmaError;
-}
 
-function thrownSync(f: () => unknown): PmaError {
-  let err: unknown = null;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'should have thrown').toBeInstanceOf(PmaError);
-  return err as PmaError;
-}
 
 describe('parseStep', () => {
   it.each([
@@ -128,7 +111,7 @@ describe('discover: a run directory', () => {
     const run = freshRun();
     ckDir(join(run, 'final'));
     mkdirSync(join(run, 'logs'));
-    const err = await thrown(discover([run]));
+    const err = await rejected(discover([run]));
     expect(err.code).toBe('E_NO_CHECKPOINTS');
     expect(err.message).toContain(run);
     expect(err.message).toMatch(/no checkpoints found/);
@@ -137,7 +120,7 @@ describe('discover: a run directory', () => {
   it('refuses a run directory whose step dirs all lack weights, saying why', async () => {
     const run = freshRun();
     mkdirSync(join(run, 'checkpoint-100'));
-    const err = await thrown(discover([run]));
+    const err = await rejected(discover([run]));
     expect(err.code).toBe('E_NO_CHECKPOINTS');
     expect(err.message).toMatch(/checkpoint-100: no \.safetensors file/);
   });
@@ -146,7 +129,7 @@ describe('discover: a run directory', () => {
     const run = freshRun();
     ckDir(join(run, 'checkpoint-1000'));
     ckDir(join(run, 'step_1000'));
-    const err = await thrown(discover([run]));
+    const err = await rejected(discover([run]));
     expect(err.code).toBe('E_INPUT');
     expect(err.message).toMatch(/two checkpoints carry step 1000/);
     expect(err.message).toContain(join(run, 'checkpoint-1000'));
@@ -195,7 +178,7 @@ describe('discover: checkpoints named one by one', () => {
     const run = freshRun();
     const a = ckDir(join(run, 'x', 'checkpoint-1000'));
     const b = ckDir(join(run, 'y', 'step-1000'));
-    const err = await thrown(discover([a, b]));
+    const err = await rejected(discover([a, b]));
     expect(err.code).toBe('E_INPUT');
     expect(err.message).toMatch(/two checkpoints carry step 1000/);
     expect(err.message).toContain(a);
@@ -204,7 +187,7 @@ describe('discover: checkpoints named one by one', () => {
 
   it('refuses a nonexistent single path: E_INPUT', async () => {
     const p = join(root, 'no-such-dir');
-    const err = await thrown(discover([p]));
+    const err = await rejected(discover([p]));
     expect(err.code).toBe('E_INPUT');
     expect(err.message).toContain(p);
     expect(err.message).toMatch(/does not exist/);
@@ -214,7 +197,7 @@ describe('discover: checkpoints named one by one', () => {
     const run = freshRun();
     const a = ckDir(join(run, 'checkpoint-1'));
     const p = join(run, 'checkpoint-2');
-    const err = await thrown(discover([a, p]));
+    const err = await rejected(discover([a, p]));
     expect(err.code).toBe('E_INPUT');
     expect(err.message).toContain(p);
     expect(err.message).toMatch(/not a checkpoint: does not exist/);
@@ -224,7 +207,7 @@ describe('discover: checkpoints named one by one', () => {
     const run = freshRun();
     const f = join(run, 'checkpoint-5.bin');
     writeFileSync(f, 'x');
-    const err = await thrown(discover([f]));
+    const err = await rejected(discover([f]));
     expect(err.code).toBe('E_INPUT');
     expect(err.message).toMatch(/not a \.safetensors file/);
   });

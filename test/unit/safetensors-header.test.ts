@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { DTYPE_BITS, type DType } from '../../src/dtypes.js';
 import { PmaError } from '../../src/errors.js';
+import { rejected } from '../helpers/errors.js';
 import { MAX_HEADER_LENGTH, parseHeader, readHeader, type SafetensorsHeader } from '../../src/safetensors/header.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pma-unit-header-'));
@@ -39,17 +40,9 @@ function writeHeader(obj: unknown, data: number | Buffer = 0): string {
   return writeRaw(headerText(obj), data);
 }
 
-async function rejection(path: string): Promise<PmaError> {
-  const err: unknown = await readHeader(path).then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err, 'readHeader should have thrown').toBeInstanceOf(PmaError);
-  return err as PmaError;
-}
 
 async function expectBad(path: string, re: RegExp, tensor?: string): Promise<PmaError> {
-  const err = await rejection(path);
+  const err = await rejected(readHeader(path));
   expect(err.code).toBe('E_SAFETENSORS');
   expect(err.message).toMatch(re);
   expect(err.message).toContain(path);
@@ -137,7 +130,7 @@ describe('readHeader: file framing', () => {
 
   it('a missing file is an E_INPUT error naming it, not E_SAFETENSORS', async () => {
     const path = join(dir, 'does-not-exist.safetensors');
-    const err = await rejection(path);
+    const err = await rejected(readHeader(path));
     expect(err.code).toBe('E_INPUT');
     expect(err.message).toContain(path);
     expect(err.message).toMatch(/ENOENT/);
@@ -256,7 +249,7 @@ describe('parseHeader: offsets and sizes', () => {
 
   it('rejects two tensors at the very same range', async () => {
     const path = writeHeader({ a: f32([2], 0), b: f32([2], 0) }, 8);
-    const err = await rejection(path);
+    const err = await rejected(readHeader(path));
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toMatch(/overlaps the previous tensor: starts at 0, previous tensor ends at 8/);
     expect(err.message).toContain(path);

@@ -8,6 +8,7 @@ import type { CheckpointRef } from '../../src/checkpoints/discover.js';
 import { discover } from '../../src/checkpoints/discover.js';
 import { loadCheckpoint } from '../../src/checkpoints/load.js';
 import { PmaError } from '../../src/errors.js';
+import { rejected } from '../helpers/errors.js';
 import { INDEX_NAME } from '../../src/safetensors/shard-index.js';
 import { randomData, rng, writeCheckpoint, writeSafetensors, type RawTensor } from '../helpers/safetensors.js';
 
@@ -47,14 +48,6 @@ function weightMapOf(shards: Record<string, RawTensor[]>): Record<string, string
   return wm;
 }
 
-async function failure(ref: CheckpointRef): Promise<PmaError> {
-  const err: unknown = await loadCheckpoint(ref).then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err, 'loadCheckpoint should have thrown').toBeInstanceOf(PmaError);
-  return err as PmaError;
-}
 
 describe('loadCheckpoint: sharded checkpoints', () => {
   it('loads a well-formed sharded checkpoint (found by discover)', async () => {
@@ -82,7 +75,7 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     const shards = { [SHARD1]: [tensor('a', 1)] };
     const wm = { ...weightMapOf(shards), b: SHARD2 };
     const { dir, ref } = sharded(shards, { metadata: {}, weight_map: wm });
-    const err = await failure(ref);
+    const err = await rejected(loadCheckpoint(ref));
     expect(['E_INPUT', 'E_SAFETENSORS']).toContain(err.code);
     expect(err.code).toBe('E_INPUT');
     expect(err.message).toContain(join(dir, SHARD2));
@@ -94,7 +87,7 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     const wm = weightMapOf(shards);
     delete wm.stray;
     const { ref } = sharded(shards, { weight_map: wm });
-    const err = await failure(ref);
+    const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toMatch(/tensor "stray" is in shard model-00001-of-00002\.safetensors but is not listed in the weight_map/);
     expect(err.message).toContain(ref.layout.kind === 'sharded' ? ref.layout.index : '');
@@ -105,7 +98,7 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     const shards = { [SHARD1]: [tensor('a', 1)], [SHARD2]: [tensor('b', 3)] };
     const wm = { ...weightMapOf(shards), ghost: SHARD2 };
     const { dir, ref } = sharded(shards, { weight_map: wm });
-    const err = await failure(ref);
+    const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toMatch(/weight_map puts tensor "ghost" in model-00002-of-00002\.safetensors, whose header does not hold it/);
     expect(err.message).toContain(join(dir, INDEX_NAME));
@@ -116,7 +109,7 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     const shards = { [SHARD1]: [tensor('a', 1), tensor('moved', 2)], [SHARD2]: [tensor('b', 3)] };
     const wm = { ...weightMapOf(shards), moved: SHARD2 };
     const { dir, ref } = sharded(shards, { weight_map: wm });
-    const err = await failure(ref);
+    const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toMatch(/tensor "moved" is in shard model-00001-of-00002\.safetensors but is listed under model-00002-of-00002\.safetensors/);
     expect(err.message).toContain(join(dir, INDEX_NAME));
@@ -125,7 +118,7 @@ describe('loadCheckpoint: sharded checkpoints', () => {
   it('refuses a tensor stored in two shards', async () => {
     const shards = { [SHARD1]: [tensor('a', 1), tensor('twice', 2)], [SHARD2]: [tensor('b', 3), tensor('twice', 4)] };
     const { dir, ref } = sharded(shards, { weight_map: { a: SHARD1, twice: SHARD1, b: SHARD2 } });
-    const err = await failure(ref);
+    const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toMatch(/tensor "twice" is stored twice, in model-00001-of-00002\.safetensors and model-00002-of-00002\.safetensors/);
     expect(err.message).toContain(join(dir, INDEX_NAME));
@@ -137,7 +130,7 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     async (file) => {
       const shards = { [SHARD1]: [tensor('a', 1)] };
       const { dir, ref } = sharded(shards, { weight_map: { a: SHARD1, evil: file } });
-      const err = await failure(ref);
+      const err = await rejected(loadCheckpoint(ref));
       expect(err.code).toBe('E_SAFETENSORS');
       expect(err.message).toContain(`weight_map names ${JSON.stringify(file)}, not a shard file name in ${dir}`);
       expect(err.message).toContain(join(dir, INDEX_NAME));
@@ -147,14 +140,14 @@ describe('loadCheckpoint: sharded checkpoints', () => {
 
   it('refuses a weight_map value that is not a string', async () => {
     const { ref } = sharded({ [SHARD1]: [tensor('a', 1)] }, { weight_map: { a: 7 } });
-    const err = await failure(ref);
+    const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toMatch(/weight_map names 7, not a shard file name/);
   });
 
   it('refuses an index that is not JSON', async () => {
     const { dir, ref } = sharded({ [SHARD1]: [tensor('a', 1)] }, '{"weight_map": {"a": ');
-    const err = await failure(ref);
+    const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toMatch(/not valid JSON/);
     expect(err.message).toContain(join(dir, INDEX_NAME));
@@ -168,7 +161,7 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     ['null', { weight_map: null }],
   ])('refuses an index whose weight_map is %s', async (_what, index) => {
     const { dir, ref } = sharded({ [SHARD1]: [tensor('a', 1)] }, index);
-    const err = await failure(ref);
+    const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toMatch(/weight_map is missing or not an object/);
     expect(err.message).toContain(join(dir, INDEX_NAME));
@@ -176,7 +169,7 @@ describe('loadCheckpoint: sharded checkpoints', () => {
 
   it.each([['null'], ['[]'], ['42']])('refuses an index that is the JSON value %s', async (text) => {
     const { ref } = sharded({ [SHARD1]: [tensor('a', 1)] }, text);
-    const err = await failure(ref);
+    const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toMatch(/weight_map is missing or not an object/);
   });
@@ -186,7 +179,7 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     writeSafetensors(join(dir, SHARD1), [tensor('a', 1)]);
     writeFileSync(join(dir, SHARD2), Buffer.from([1, 2, 3]));
     writeFileSync(join(dir, INDEX_NAME), JSON.stringify({ weight_map: { a: SHARD1, b: SHARD2 } }));
-    const err = await failure(refFor(dir));
+    const err = await rejected(loadCheckpoint(refFor(dir)));
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toContain(join(dir, SHARD2));
     expect(err.message).toMatch(/shorter than the 8-byte header length/);

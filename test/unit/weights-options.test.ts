@@ -1,8 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 import { PmaError } from '../../src/errors.js';
+import { GOLDEN } from '../helpers/cli.js';
+import { thrownSync } from '../helpers/errors.js';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_SHARD_SIZE, resolvePlanOptions, resolveRunOptions, type MergeOptions, type PlanOptions } from '../../src/options.js';
 import { byteSize } from '../../src/validate.js';
 import { computeWeights, type Method } from '../../src/weights.js';
@@ -16,18 +19,8 @@ interface GoldenCase {
   alpha?: number;
 }
 
-const golden = JSON.parse(readFileSync('/work/shared/fixtures/golden/expected/cases.json', 'utf8')) as { cases: GoldenCase[] };
+const golden = JSON.parse(readFileSync(join(GOLDEN, 'expected', 'cases.json'), 'utf8')) as { cases: GoldenCase[] };
 
-function thrown(f: () => unknown): PmaError {
-  let err: unknown = null;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'should have thrown').toBeInstanceOf(PmaError);
-  return err as PmaError;
-}
 
 describe('computeWeights against the golden cases', () => {
   it('has cases for every method', () => {
@@ -75,15 +68,15 @@ describe('computeWeights', () => {
   });
 
   it('refuses a wrong count of explicit weights: E_USAGE', () => {
-    const err = thrown(() => computeWeights('weights', 3, { weights: [1, 2] }));
+    const err = thrownSync(() => computeWeights('weights', 3, { weights: [1, 2] }));
     expect(err.code).toBe('E_USAGE');
     expect(err.message).toMatch(/--weights lists 2 weights for 3 selected checkpoints/);
-    expect(thrown(() => computeWeights('weights', 2, { weights: [1, 2, 3] })).code).toBe('E_USAGE');
-    expect(thrown(() => computeWeights('weights', 2)).message).toMatch(/lists 0 weights for 2/);
+    expect(thrownSync(() => computeWeights('weights', 2, { weights: [1, 2, 3] })).code).toBe('E_USAGE');
+    expect(thrownSync(() => computeWeights('weights', 2)).message).toMatch(/lists 0 weights for 2/);
   });
 
   it('refuses weights summing to zero: E_USAGE', () => {
-    const err = thrown(() => computeWeights('weights', 2, { weights: [0, 0] }));
+    const err = thrownSync(() => computeWeights('weights', 2, { weights: [0, 0] }));
     expect(err.code).toBe('E_USAGE');
     expect(err.message).toMatch(/sum to a positive finite number/);
   });
@@ -92,7 +85,7 @@ describe('computeWeights', () => {
 const GENERIC = /^invalid [A-Za-z]+(\[\d+\])?: expected .+, got .+$/;
 
 function usage(f: () => unknown, message: string): void {
-  const err = thrown(f);
+  const err = thrownSync(f);
   expect(err.code).toBe('E_USAGE');
   expect(err.message).toBe(message);
   expect(err.message).toMatch(GENERIC);
