@@ -136,6 +136,7 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
     } else {
       merge_pread(spec, op, in, dst, scratch, st);
     }
+    dst.start_writeback(op.out_offset, op.copy ? op.bytes : op.count * dtype_size(op.out));
   }
   return st;
 }

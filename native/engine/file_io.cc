@@ -80,6 +80,15 @@ void File::write_at(const void* buf, size_t n, uint64_t off, const std::string& 
   }
 }
 
+void File::start_writeback(uint64_t off, uint64_t n) const {
+#if defined(__linux__)
+  if (n > 0) ::sync_file_range(fd_, off_t(off), off_t(n), SYNC_FILE_RANGE_WRITE);
+#else
+  (void)off;
+  (void)n;
+#endif
+}
+
 Mapping::Mapping(const File& f, uint64_t off, size_t n, const std::string& tensor) {
   if (n == 0) return;
   static const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));

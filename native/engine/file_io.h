@@ -22,6 +22,9 @@ class File {
   // Reads exactly n bytes at off; a file that ends first is an input error, not a short result.
   void read_at(void* buf, size_t n, uint64_t off, const std::string& tensor) const;
   void write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const;
+  // Starts writeback of [off, off+n) without waiting for it, so the final fsync has little left
+  // to do and the disk writes while the merge computes. A hint: failures are ignored.
+  void start_writeback(uint64_t off, uint64_t n) const;
   int fd() const { return fd_; }
 
  private:
