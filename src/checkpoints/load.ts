@@ -74,6 +74,7 @@ export async function loadCheckpoint(ref: CheckpointRef): Promise<LoadedCheckpoi
 }
 
 const shapeText = (s: number[]) => `[${s.join(', ')}]`;
+const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
 
 /**
  * Checks that every checkpoint holds the same tensors with the same shapes and dtypes as the
@@ -91,7 +92,7 @@ export function checkConsistent(cks: LoadedCheckpoint[]): void {
       if (o.dtype !== t.dtype) {
         throw new PmaError('E_MISMATCH', `tensor ${JSON.stringify(t.name)} is ${o.dtype} in ${ck.path} but ${t.dtype} in ${ref.path}`, at);
       }
-      if (shapeText(o.shape) !== shapeText(t.shape)) {
+      if (!sameShape(o.shape, t.shape)) {
         throw new PmaError('E_MISMATCH', `tensor ${JSON.stringify(t.name)} has shape ${shapeText(o.shape)} in ${ck.path} but ${shapeText(t.shape)} in ${ref.path}`, at);
       }
     }

@@ -51,6 +51,34 @@ function parseEntry(path: string, name: string, v: unknown): TensorEntry {
 }
 
 /**
+ * The tensor's size in bytes from shape x dtype. Plain numbers while the product is exact (below
+ * 2^53, every real tensor); BigInt only to word the overflow errors exactly.
+ */
+function byteLength(path: string, t: TensorEntry): number {
+  let elements = 1;
+  for (const d of t.shape) {
+    elements *= d;
+    if (!Number.isSafeInteger(elements)) return bigByteLength(path, t);
+  }
+  const bits = elements * DTYPE_BITS[t.dtype];
+  if (!Number.isSafeInteger(bits)) return bigByteLength(path, t);
+  if (bits % 8 !== 0) throw bad(path, `${elements} elements of ${t.dtype} do not fill whole bytes`, t.name);
+  return bits / 8;
+}
+
+/** The reference reader's checked u64 arithmetic; any size that gets here cannot match a file. */
+function bigByteLength(path: string, t: TensorEntry): never {
+  let big = 1n;
+  for (const d of t.shape) {
+    big *= BigInt(d);
+    if (big > U64_MAX) throw bad(path, `shape [${t.shape.join(', ')}] has more elements than fit in 64 bits`, t.name);
+  }
+  const bytes = (big * BigInt(DTYPE_BITS[t.dtype])) / 8n;
+  if (bytes > U64_MAX) throw bad(path, `shape [${t.shape.join(', ')}] x ${t.dtype} overflows 64 bits`, t.name);
+  throw bad(path, `data_offsets [${t.begin}, ${t.end}] hold ${t.end - t.begin} bytes but shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bytes}`, t.name);
+}
+
+/**
  * Parses and validates a header (the JSON bytes after the 8-byte length), rejecting what the
  * reference Rust reader rejects: bad UTF-8 or JSON, wrong entry types, unknown dtypes, offsets
  * with holes or overlaps, sizes that overflow or disagree with shape x dtype, and a data buffer
@@ -94,16 +122,8 @@ export function parseHeader(path: string, json: Uint8Array, fileSize: number): S
         : `overlaps the previous tensor: starts at ${t.begin}, previous tensor ends at ${expected}`;
       throw bad(path, why, t.name);
     }
-    let elements = 1n;
-    for (const d of t.shape) {
-      elements *= BigInt(d);
-      if (elements > U64_MAX) throw bad(path, `shape [${t.shape.join(', ')}] has more elements than fit in 64 bits`, t.name);
-    }
-    const bits = elements * BigInt(DTYPE_BITS[t.dtype]);
-    if (bits / 8n > U64_MAX) throw bad(path, `shape [${t.shape.join(', ')}] x ${t.dtype} overflows 64 bits`, t.name);
-    if (bits % 8n !== 0n) throw bad(path, `${elements} elements of ${t.dtype} do not fill whole bytes`, t.name);
-    const bytes = bits / 8n;
-    if (BigInt(t.end - t.begin) !== bytes) {
+    const bytes = byteLength(path, t);
+    if (t.end - t.begin !== bytes) {
       throw bad(path, `data_offsets [${t.begin}, ${t.end}] hold ${t.end - t.begin} bytes but shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bytes}`, t.name);
     }
     expected = t.end;

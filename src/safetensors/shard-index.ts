@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { fsError } from '../errors.js';
 import { formatError } from './format-error.js';
@@ -34,7 +34,7 @@ export async function readShardIndex(path: string): Promise<ShardIndex> {
   if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw bad(path, 'weight_map is missing or not an object');
   const weightMap = new Map<string, string>();
   for (const [name, file] of Object.entries(wm as Record<string, unknown>)) {
-    if (typeof file !== 'string' || file === '' || basename(file) !== file || file === '.' || file === '..') {
+    if (typeof file !== 'string' || file === '' || file.includes('/') || file.includes('\\') || file === '.' || file === '..') {
       throw bad(path, `weight_map names ${JSON.stringify(file)}, not a shard file name in ${dirname(path)}`, name);
     }
     weightMap.set(name, file);

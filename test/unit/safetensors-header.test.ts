@@ -270,6 +270,16 @@ describe('parseHeader: offsets and sizes', () => {
     await expectBad(path, /shape \[1099511627776, 1099511627776, 1099511627776\] has more elements than fit in 64 bits/, 'big');
   });
 
+  it('rejects an overflow on the way even when a later dimension is 0, as the reference does', async () => {
+    const path = writeHeader({ big: { dtype: 'F32', shape: [2 ** 40, 2 ** 40, 2 ** 40, 0], data_offsets: [0, 0] } });
+    await expectBad(path, /has more elements than fit in 64 bits/, 'big');
+  });
+
+  it('rejects a size that fits 64 bits but no file, naming the exact byte count', async () => {
+    const path = writeHeader({ big: { dtype: 'U8', shape: [2 ** 31, 2 ** 31], data_offsets: [0, 0] } });
+    await expectBad(path, /hold 0 bytes but shape \[2147483648, 2147483648\] x U8 needs 4611686018427387904/, 'big');
+  });
+
   it('rejects a byte size (elements x dtype width) that overflows 64 bits', async () => {
     const path = writeHeader({ big: { dtype: 'F64', shape: [2 ** 62], data_offsets: [0, 0] } });
     await expectBad(path, /x F64 overflows 64 bits/, 'big');
