@@ -1,5 +1,5 @@
 import { discover } from './checkpoints/discover.js';
-import { checkConsistent, loadCheckpoint } from './checkpoints/load.js';
+import { LoadCache, checkConsistent, loadCheckpoint } from './checkpoints/load.js';
 import type { DType } from './dtypes.js';
 import { PmaError } from './errors.js';
 import { stringList } from './validate.js';
@@ -31,7 +31,8 @@ export async function inspect(paths: string | string[]): Promise<InspectResult> 
   const list = typeof paths === 'string' ? [paths] : stringList('paths', paths);
   const found = await discover(list);
   const loaded = [];
-  for (const ref of found.checkpoints) loaded.push(await loadCheckpoint(ref));
+  const cache = new LoadCache();
+  for (const ref of found.checkpoints) loaded.push(await loadCheckpoint(ref, cache));
   let mismatch: string | null = null;
   try {
     checkConsistent(loaded);
@@ -46,9 +47,9 @@ export async function inspect(paths: string | string[]): Promise<InspectResult> 
     mismatch,
     checkpoints: loaded.map((c) => {
       const dtypes: Partial<Record<DType, number>> = {};
-      for (const t of c.tensors) dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
-      return { path: c.path, name: c.name, step: c.step, layout: c.layout.kind, files: c.files.length, tensors: c.tensors.length, bytes: c.totalBytes, dtypes };
+      for (const t of c.contents.tensors) dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
+      return { path: c.path, name: c.name, step: c.step, layout: c.layout.kind, files: c.files.length, tensors: c.contents.tensors.length, bytes: c.contents.totalBytes, dtypes };
     }),
-    tensors: (newest?.tensors ?? []).map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: t.bytes })),
+    tensors: (newest?.contents.tensors ?? []).map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: t.bytes })),
   };
 }

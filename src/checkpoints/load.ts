@@ -1,76 +1,127 @@
 import type { DType } from '../dtypes.js';
 import { PmaError } from '../errors.js';
-import { readHeader, type SafetensorsHeader } from '../safetensors/header.js';
-import { readShardIndex, shardPath } from '../safetensors/shard-index.js';
+import { readHeader, type HeaderCache, type SafetensorsHeader } from '../safetensors/header.js';
+import { readShardIndex, shardPath, type ShardIndex } from '../safetensors/shard-index.js';
 import type { CheckpointRef } from './discover.js';
 
-export interface TensorLocation {
+/** A tensor of a checkpoint layout: which shard holds it, and where in that shard's data buffer. */
+export interface LayoutTensor {
   name: string;
   dtype: DType;
   shape: number[];
-  /** The file holding it and the absolute byte range there. */
-  file: string;
-  offset: number;
+  /** Index into LoadedCheckpoint.files. */
+  shard: number;
+  /** Offset in the shard's data buffer (add the file's dataStart for the absolute offset). */
+  begin: number;
   bytes: number;
 }
 
-export interface LoadedCheckpoint extends CheckpointRef {
-  files: { path: string; size: number }[];
+/**
+ * What a checkpoint holds, apart from where its files are. Checkpoints of one run whose index and
+ * headers are byte-identical share one layout object: parsed once, and trivially consistent.
+ */
+export interface CheckpointContents {
   /** In file order, then data order. */
-  tensors: TensorLocation[];
-  byName: Map<string, TensorLocation>;
+  tensors: LayoutTensor[];
+  byName: Map<string, LayoutTensor>;
   totalBytes: number;
 }
 
-function locations(h: SafetensorsHeader): TensorLocation[] {
-  return h.tensors.map((t) => ({
-    name: t.name,
-    dtype: t.dtype,
-    shape: t.shape,
-    file: h.path,
-    offset: h.dataStart + t.begin,
-    bytes: t.end - t.begin,
-  }));
+export interface LoadedCheckpoint extends CheckpointRef {
+  files: { path: string; size: number; dataStart: number }[];
+  contents: CheckpointContents;
 }
 
-/** Reads every header of a checkpoint (and its shard index), validated; no tensor data is read. */
-export async function loadCheckpoint(ref: CheckpointRef): Promise<LoadedCheckpoint> {
-  const tensors: TensorLocation[] = [];
-  const files: LoadedCheckpoint['files'] = [];
-  if (ref.layout.kind === 'single') {
-    const h = await readHeader(ref.layout.file);
-    files.push({ path: h.path, size: h.fileSize });
-    tensors.push(...locations(h));
-  } else {
-    const index = await readShardIndex(ref.layout.index);
-    const headers = await Promise.all(index.shards.map((s) => readHeader(shardPath(index, s))));
-    const seen = new Map<string, string>();
-    for (const [i, h] of headers.entries()) {
-      const shard = index.shards[i] as string;
-      files.push({ path: h.path, size: h.fileSize });
-      for (const t of locations(h)) {
-        const other = seen.get(t.name);
-        if (other !== undefined) {
-          throw new PmaError('E_SAFETENSORS', `${index.path}: tensor ${JSON.stringify(t.name)} is stored twice, in ${other} and ${shard}`, { file: index.path, tensor: t.name });
+/** Parsed headers, indexes and layouts of one planning session, shared across its checkpoints. */
+export class LoadCache {
+  readonly headers: HeaderCache = new Map();
+  readonly indexes = new Map<string, Omit<ShardIndex, 'path'>>();
+  private readonly layouts = new Map<string, CheckpointContents>();
+  private readonly ids = new Map<object, number>();
+
+  /** A key naming the parsed objects a layout was built from (same objects, same layout). */
+  key(parts: object[]): string {
+    return parts
+      .map((p) => {
+        let id = this.ids.get(p);
+        if (id === undefined) {
+          id = this.ids.size;
+          this.ids.set(p, id);
         }
-        seen.set(t.name, shard);
-        const listed = index.weightMap.get(t.name);
-        if (listed !== shard) {
-          const why = listed === undefined ? 'is not listed in the weight_map' : `is listed under ${listed}`;
-          throw new PmaError('E_SAFETENSORS', `${index.path}: tensor ${JSON.stringify(t.name)} is in shard ${shard} but ${why}`, { file: index.path, tensor: t.name });
-        }
-        tensors.push(t);
-      }
+        return id;
+      })
+      .join(',');
+  }
+
+  layout(key: string, build: () => CheckpointContents): CheckpointContents {
+    let l = this.layouts.get(key);
+    if (!l) {
+      l = build();
+      this.layouts.set(key, l);
     }
+    return l;
+  }
+}
+
+/** Absolute location of a layout tensor in one checkpoint. */
+export function locate(ck: LoadedCheckpoint, t: LayoutTensor): { file: string; offset: number } {
+  const f = ck.files[t.shard] as LoadedCheckpoint['files'][number];
+  return { file: f.path, offset: f.dataStart + t.begin };
+}
+
+function makeLayout(tensors: LayoutTensor[]): CheckpointContents {
+  return { tensors, byName: new Map(tensors.map((t) => [t.name, t])), totalBytes: tensors.reduce((s, t) => s + t.bytes, 0) };
+}
+
+function shardTensors(h: SafetensorsHeader, shard: number): LayoutTensor[] {
+  return h.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, shard, begin: t.begin, bytes: t.end - t.begin }));
+}
+
+/** Checks an index against its shards' headers: every tensor in exactly one shard, as listed. */
+function shardedLayout(index: ShardIndex, headers: SafetensorsHeader[]): CheckpointContents {
+  const tensors: LayoutTensor[] = [];
+  const seen = new Map<string, string>();
+  for (const [i, h] of headers.entries()) {
+    const shard = index.shards[i] as string;
+    for (const t of shardTensors(h, i)) {
+      const other = seen.get(t.name);
+      if (other !== undefined) {
+        throw new PmaError('E_SAFETENSORS', `${index.path}: tensor ${JSON.stringify(t.name)} is stored twice, in ${other} and ${shard}`, { file: index.path, tensor: t.name });
+      }
+      seen.set(t.name, shard);
+      const listed = index.weightMap.get(t.name);
+      if (listed !== shard) {
+        const why = listed === undefined ? 'is not listed in the weight_map' : `is listed under ${listed}`;
+        throw new PmaError('E_SAFETENSORS', `${index.path}: tensor ${JSON.stringify(t.name)} is in shard ${shard} but ${why}`, { file: index.path, tensor: t.name });
+      }
+      tensors.push(t);
+    }
+  }
+  if (seen.size !== index.weightMap.size) {
     for (const [name, shard] of index.weightMap) {
       if (!seen.has(name)) {
         throw new PmaError('E_SAFETENSORS', `${index.path}: weight_map puts tensor ${JSON.stringify(name)} in ${shard}, whose header does not hold it`, { file: index.path, tensor: name });
       }
     }
   }
-  const byName = new Map(tensors.map((t) => [t.name, t]));
-  const totalBytes = tensors.reduce((s, t) => s + t.bytes, 0);
-  return { ...ref, files, tensors, byName, totalBytes };
+  return makeLayout(tensors);
+}
+
+/** Reads every header of a checkpoint (and its shard index), validated; no tensor data is read. */
+export async function loadCheckpoint(ref: CheckpointRef, cache: LoadCache = new LoadCache()): Promise<LoadedCheckpoint> {
+  let headers: SafetensorsHeader[];
+  let contents: CheckpointContents;
+  if (ref.layout.kind === 'single') {
+    const h = await readHeader(ref.layout.file, cache.headers);
+    headers = [h];
+    contents = cache.layout(cache.key([h.tensors]), () => makeLayout(shardTensors(h, 0)));
+  } else {
+    const index = await readShardIndex(ref.layout.index, cache.indexes);
+    headers = await Promise.all(index.shards.map((s) => readHeader(shardPath(index, s), cache.headers)));
+    const hs = headers;
+    contents = cache.layout(cache.key([index.weightMap, ...hs.map((h) => h.tensors)]), () => shardedLayout(index, hs));
+  }
+  return { ...ref, files: headers.map((h) => ({ path: h.path, size: h.fileSize, dataStart: h.dataStart })), contents };
 }
 
 const shapeText = (s: number[]) => `[${s.join(', ')}]`;
@@ -83,10 +134,11 @@ const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every
 export function checkConsistent(cks: LoadedCheckpoint[]): void {
   const ref = cks[cks.length - 1];
   if (!ref) return;
+  const want = ref.contents;
   for (const ck of cks) {
-    if (ck === ref) continue;
-    for (const t of ref.tensors) {
-      const o = ck.byName.get(t.name);
+    if (ck.contents === want) continue;
+    for (const t of want.tensors) {
+      const o = ck.contents.byName.get(t.name);
       const at = { file: ck.path, tensor: t.name };
       if (!o) throw new PmaError('E_MISMATCH', `tensor ${JSON.stringify(t.name)} is in ${ref.path} but not in ${ck.path}`, at);
       if (o.dtype !== t.dtype) {
@@ -96,8 +148,8 @@ export function checkConsistent(cks: LoadedCheckpoint[]): void {
         throw new PmaError('E_MISMATCH', `tensor ${JSON.stringify(t.name)} has shape ${shapeText(o.shape)} in ${ck.path} but ${shapeText(t.shape)} in ${ref.path}`, at);
       }
     }
-    if (ck.tensors.length !== ref.tensors.length) {
-      const extra = ck.tensors.find((t) => !ref.byName.has(t.name));
+    if (ck.contents.tensors.length !== want.tensors.length) {
+      const extra = ck.contents.tensors.find((t) => !want.byName.has(t.name));
       if (extra) {
         throw new PmaError('E_MISMATCH', `tensor ${JSON.stringify(extra.name)} is in ${ck.path} but not in ${ref.path}`, { file: ref.path, tensor: extra.name });
       }

@@ -1,5 +1,5 @@
 import { discover } from '../checkpoints/discover.js';
-import { checkConsistent, loadCheckpoint, type LoadedCheckpoint } from '../checkpoints/load.js';
+import { LoadCache, checkConsistent, loadCheckpoint, locate, type LayoutTensor, type LoadedCheckpoint } from '../checkpoints/load.js';
 import { selectCheckpoints } from '../checkpoints/select.js';
 import { DTYPE_BITS, isAveraged, outputDtypeFor } from '../dtypes.js';
 import { resolvePlanOptions, type PlanOptions } from '../options.js';
@@ -27,13 +27,14 @@ export async function planMerge(options: PlanOptions): Promise<PlanResult> {
   const o = resolvePlanOptions(options);
   const found = await discover(o.inputs);
   const chosen = selectCheckpoints(found.checkpoints, o.selection);
+  const cache = new LoadCache();
   const cks: LoadedCheckpoint[] = [];
-  for (const ref of chosen) cks.push(await loadCheckpoint(ref));
+  for (const ref of chosen) cks.push(await loadCheckpoint(ref, cache));
   checkConsistent(cks);
   const weights = computeWeights(o.method, cks.length, { alpha: o.alpha, ...(o.weights ? { weights: o.weights } : {}) });
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
 
-  const specs: (OutputTensorSpec & { action: 'merge' | 'copy'; inDtype: PlanTensor['inDtype'] })[] = newest.tensors.map((t) => {
+  const specs: (OutputTensorSpec & { action: 'merge' | 'copy'; inDtype: PlanTensor['inDtype'] })[] = newest.contents.tensors.map((t) => {
     const merge = isAveraged(t.dtype);
     const outDtype = merge ? outputDtypeFor(t.dtype as never, o.dtype) : t.dtype;
     const bytes = merge ? (elementCount(t.shape) * DTYPE_BITS[outDtype]) / 8 : t.bytes;
@@ -59,10 +60,7 @@ export async function planMerge(options: PlanOptions): Promise<PlanResult> {
 
   const items: TensorSources[] = tensors.map((t) => ({
     tensor: t,
-    sources: cks.map((c) => {
-      const loc = c.byName.get(t.name);
-      return { file: loc?.file as string, offset: loc?.offset as number };
-    }),
+    sources: cks.map((c) => locate(c, c.contents.byName.get(t.name) as LayoutTensor)),
   }));
   const chunks = cutChunks(items, o.chunkSize);
 

@@ -78,19 +78,22 @@ function bigByteLength(path: string, t: TensorEntry): never {
   throw bad(path, `data_offsets [${t.begin}, ${t.end}] hold ${t.end - t.begin} bytes but shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bytes}`, t.name);
 }
 
+/** A validated header body; identical header bytes give the same body, so it can be shared. */
+export interface HeaderBody {
+  metadata: Record<string, string> | null;
+  /** In data-offset order. */
+  tensors: TensorEntry[];
+  /** Bytes of the data buffer the header describes. */
+  dataLength: number;
+}
+
 /**
- * Parses and validates a header (the JSON bytes after the 8-byte length), rejecting what the
- * reference Rust reader rejects: bad UTF-8 or JSON, wrong entry types, unknown dtypes, offsets
- * with holes or overlaps, sizes that overflow or disagree with shape x dtype, and a data buffer
- * that does not end exactly at the end of the file.
+ * Header bodies by their text. The shards of one run usually have identical headers from one
+ * checkpoint to the next, so a run of N checkpoints is parsed about once, not N times.
  */
-export function parseHeader(path: string, json: Uint8Array, fileSize: number): SafetensorsHeader {
-  let text: string;
-  try {
-    text = utf8.decode(json);
-  } catch {
-    throw bad(path, 'header is not valid UTF-8');
-  }
+export type HeaderCache = Map<string, HeaderBody>;
+
+function parseBody(path: string, text: string): HeaderBody {
   let root: unknown;
   try {
     root = JSON.parse(text);
@@ -128,19 +131,40 @@ export function parseHeader(path: string, json: Uint8Array, fileSize: number): S
     }
     expected = t.end;
   }
+  return { metadata, tensors, dataLength: expected };
+}
+
+/**
+ * Parses and validates a header (the JSON bytes after the 8-byte length), rejecting what the
+ * reference Rust reader rejects: bad UTF-8 or JSON, wrong entry types, unknown dtypes, offsets
+ * with holes or overlaps, sizes that overflow or disagree with shape x dtype, and a data buffer
+ * that does not end exactly at the end of the file.
+ */
+export function parseHeader(path: string, json: Uint8Array, fileSize: number, cache?: HeaderCache): SafetensorsHeader {
+  let text: string;
+  try {
+    text = utf8.decode(json);
+  } catch {
+    throw bad(path, 'header is not valid UTF-8');
+  }
+  let body = cache?.get(text);
+  if (!body) {
+    body = parseBody(path, text);
+    cache?.set(text, body);
+  }
   const dataStart = 8 + json.length;
-  const dataEnd = dataStart + expected;
+  const dataEnd = dataStart + body.dataLength;
   if (dataEnd > fileSize) {
     throw bad(path, `file is truncated: the header describes ${dataEnd} bytes but the file has ${fileSize}`);
   }
   if (dataEnd < fileSize) {
     throw bad(path, `${fileSize - dataEnd} trailing bytes after the last tensor (the data buffer must end the file)`);
   }
-  return { path, fileSize, dataStart, metadata, tensors };
+  return { path, fileSize, dataStart, metadata: body.metadata, tensors: body.tensors };
 }
 
 /** Reads and validates the header of a safetensors file; reads nothing of the data buffer. */
-export async function readHeader(path: string): Promise<SafetensorsHeader> {
+export async function readHeader(path: string, cache?: HeaderCache): Promise<SafetensorsHeader> {
   let fh;
   try {
     fh = await open(path, 'r');
@@ -158,7 +182,7 @@ export async function readHeader(path: string): Promise<SafetensorsHeader> {
     const json = Buffer.alloc(Number(n));
     const { bytesRead } = await fh.read(json, 0, json.length, 8);
     if (bytesRead !== json.length) throw bad(path, 'file shrank while its header was read');
-    return parseHeader(path, json, size);
+    return parseHeader(path, json, size, cache);
   } catch (e) {
     throw e instanceof PmaError ? e : fsError(e, 'cannot read', path);
   } finally {

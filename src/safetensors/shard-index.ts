@@ -17,13 +17,15 @@ export interface ShardIndex {
 const bad = formatError;
 
 /** Reads a model.safetensors.index.json; checking it against the shards is done by the loader. */
-export async function readShardIndex(path: string): Promise<ShardIndex> {
+export async function readShardIndex(path: string, cache?: Map<string, Omit<ShardIndex, 'path'>>): Promise<ShardIndex> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
     throw fsError(e, 'cannot read shard index', path);
   }
+  const known = cache?.get(text);
+  if (known) return { path, ...known };
   let root: unknown;
   try {
     root = JSON.parse(text);
@@ -40,6 +42,7 @@ export async function readShardIndex(path: string): Promise<ShardIndex> {
     weightMap.set(name, file);
   }
   const shards = [...new Set(weightMap.values())].sort();
+  cache?.set(text, { weightMap, shards });
   return { path, weightMap, shards };
 }
 

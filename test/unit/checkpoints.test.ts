@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { discover, type CheckpointRef } from '../../src/checkpoints/discover.js';
-import { checkConsistent, type LoadedCheckpoint, type TensorLocation } from '../../src/checkpoints/load.js';
+import { checkConsistent, type LayoutTensor, type LoadedCheckpoint } from '../../src/checkpoints/load.js';
 import { selectCheckpoints } from '../../src/checkpoints/select.js';
 import { parseStep } from '../../src/checkpoints/step.js';
 import type { DType } from '../../src/dtypes.js';
@@ -274,23 +274,21 @@ describe('selectCheckpoints', () => {
   });
 });
 
-function loc(name: string, dtype: DType, shape: number[], file: string): TensorLocation {
-  return { name, dtype, shape, file, offset: 0, bytes: 0 };
+function loc(name: string, dtype: DType, shape: number[]): LayoutTensor {
+  return { name, dtype, shape, shard: 0, begin: 0, bytes: 0 };
 }
 
 function loaded(path: string, tensors: [string, DType, number[]][]): LoadedCheckpoint {
   const file = `${path}/model.safetensors`;
-  const list = tensors.map(([n, d, s]) => loc(n, d, s, file));
+  const list = tensors.map(([n, d, s]) => loc(n, d, s));
   return {
     path,
     dir: path,
     name: path.split('/').pop() as string,
     step: null,
     layout: { kind: 'single', file },
-    files: [{ path: file, size: 0 }],
-    tensors: list,
-    byName: new Map(list.map((t) => [t.name, t])),
-    totalBytes: 0,
+    files: [{ path: file, size: 0, dataStart: 8 }],
+    contents: { tensors: list, byName: new Map(list.map((t) => [t.name, t])), totalBytes: 0 },
   };
 }
 

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import type { CheckpointRef } from '../../src/checkpoints/discover.js';
 import { discover } from '../../src/checkpoints/discover.js';
-import { loadCheckpoint } from '../../src/checkpoints/load.js';
+import { LoadCache, loadCheckpoint, locate } from '../../src/checkpoints/load.js';
 import { PmaError } from '../../src/errors.js';
 import { rejected } from '../helpers/errors.js';
 import { INDEX_NAME } from '../../src/safetensors/shard-index.js';
@@ -65,10 +65,10 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     expect(ref.layout).toEqual({ kind: 'sharded', index: join(dir, INDEX_NAME) });
     const ck = await loadCheckpoint(ref);
     expect(ck.files.map((f) => f.path)).toEqual([join(dir, SHARD1), join(dir, SHARD2)]);
-    expect(ck.tensors.map((t) => t.name)).toEqual(['a', 'b', 'c', 'd']);
-    expect(ck.tensors.map((t) => t.file)).toEqual([join(dir, SHARD1), join(dir, SHARD1), join(dir, SHARD2), join(dir, SHARD2)]);
-    expect(ck.totalBytes).toBe(24 + 10 + 8 + 8);
-    expect(ck.byName.get('c')).toMatchObject({ dtype: 'I64', shape: [1], bytes: 8 });
+    expect(ck.contents.tensors.map((t) => t.name)).toEqual(['a', 'b', 'c', 'd']);
+    expect(ck.contents.tensors.map((t) => locate(ck, t).file)).toEqual([join(dir, SHARD1), join(dir, SHARD1), join(dir, SHARD2), join(dir, SHARD2)]);
+    expect(ck.contents.totalBytes).toBe(24 + 10 + 8 + 8);
+    expect(ck.contents.byName.get('c')).toMatchObject({ dtype: 'I64', shape: [1], bytes: 8 });
   });
 
   it('refuses a weight_map naming a missing shard file, naming the missing path', async () => {
@@ -183,5 +183,27 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     expect(err.code).toBe('E_SAFETENSORS');
     expect(err.message).toContain(join(dir, SHARD2));
     expect(err.message).toMatch(/shorter than the 8-byte header length/);
+  });
+});
+
+describe('shared contents of identical checkpoints', () => {
+  it('parses identical headers once and still checks each file against its own size', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'pma-shared-'));
+    try {
+      const specs = [{ name: 'a', dtype: 'F32', shape: [3] }, { name: 'b', dtype: 'BF16', shape: [5] }];
+      for (const s of ['step-1', 'step-2', 'step-3']) writeCheckpoint(join(root, s), specs, 1, { shards: 2 });
+      const found = await discover([root]);
+      const cache = new LoadCache();
+      const [c1, c2] = await Promise.all(found.checkpoints.slice(0, 2).map((r) => loadCheckpoint(r, cache)));
+      expect(c1?.contents).toBe(c2?.contents);
+      expect(c1?.files[0]?.path).not.toBe(c2?.files[0]?.path);
+      const shard = join(root, 'step-3', 'model-00002-of-00002.safetensors');
+      writeFileSync(shard, readFileSync(shard).subarray(0, -1));
+      const err = await rejected(loadCheckpoint(found.checkpoints[2] as CheckpointRef, cache));
+      expect(err.message).toMatch(/truncated/);
+      expect(err.file).toBe(shard);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
