@@ -28,7 +28,10 @@ export interface PlanOptions extends SelectionOptions {
   accumulate?: Accumulate;
   /** Largest output shard, bytes or "5GB"; default 5GB. */
   maxShardSize?: number | string;
-  /** Work unit size, bytes or "64MiB"; default 64MiB. Never changes the result. */
+  /**
+   * Work unit size (bytes read + written), bytes or "64MiB". Default: about 1/64 of the merge,
+   * between 16 MiB and 256 MiB. Never changes the result.
+   */
   chunkSize?: number | string;
 }
 
@@ -65,10 +68,17 @@ export interface ResolvedPlanOptions {
   dtype: OutputDTypeOption;
   accumulate: Accumulate;
   maxShardSize: number;
-  chunkSize: number;
+  /** null: chosen from the merge's size by chunkSizeFor(). */
+  chunkSize: number | null;
 }
 
-export const DEFAULT_CHUNK_SIZE = 64 * 2 ** 20;
+/**
+ * The default work unit: enough chunks (about 64) to keep every worker busy to the end of a small
+ * merge, and few enough on a multi-terabyte merge that the plan stays small (at most 256 MiB each).
+ */
+export function chunkSizeFor(totalBytes: number): number {
+  return Math.min(256 * 2 ** 20, Math.max(16 * 2 ** 20, Math.ceil(totalBytes / 64)));
+}
 export const DEFAULT_MAX_SHARD_SIZE = 5e9;
 
 export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
@@ -101,7 +111,7 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
     dtype: o.dtype === undefined ? 'keep' : v.oneOf('dtype', o.dtype, OUTPUT_DTYPES),
     accumulate: o.accumulate === undefined ? 'f32' : v.oneOf('accumulate', o.accumulate, ['f32', 'f64'] as const),
     maxShardSize: o.maxShardSize === undefined ? DEFAULT_MAX_SHARD_SIZE : v.byteSize('maxShardSize', o.maxShardSize),
-    chunkSize: o.chunkSize === undefined ? DEFAULT_CHUNK_SIZE : v.byteSize('chunkSize', o.chunkSize),
+    chunkSize: o.chunkSize === undefined ? null : v.byteSize('chunkSize', o.chunkSize),
   };
 }
 

@@ -2,7 +2,7 @@ import { discover } from '../checkpoints/discover.js';
 import { LoadCache, checkConsistent, loadCheckpoint, locate, type LayoutTensor, type LoadedCheckpoint } from '../checkpoints/load.js';
 import { selectCheckpoints } from '../checkpoints/select.js';
 import { DTYPE_BITS, isAveraged, outputDtypeFor } from '../dtypes.js';
-import { resolvePlanOptions, type PlanOptions } from '../options.js';
+import { chunkSizeFor, resolvePlanOptions, type PlanOptions } from '../options.js';
 import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSpec } from '../safetensors/writer.js';
 import { computeWeights } from '../weights.js';
 import { cutChunks, type TensorSources } from './chunks.js';
@@ -58,12 +58,6 @@ export async function planMerge(options: PlanOptions): Promise<PlanResult> {
     }
   }
 
-  const items: TensorSources[] = tensors.map((t) => ({
-    tensor: t,
-    sources: cks.map((c) => locate(c, c.contents.byName.get(t.name) as LayoutTensor)),
-  }));
-  const chunks = cutChunks(items, o.chunkSize);
-
   const merged = tensors.filter((t) => t.action === 'merge');
   const copied = tensors.filter((t) => t.action === 'copy');
   const notes: string[] = [];
@@ -74,6 +68,16 @@ export async function planMerge(options: PlanOptions): Promise<PlanResult> {
   const outputBytes = tensors.reduce((s, t) => s + t.bytes, 0);
   const inputBytes = merged.reduce((s, t) => s + (t.bytes / (DTYPE_BITS[t.outDtype] / 8)) * (DTYPE_BITS[t.inDtype] / 8) * cks.length, 0)
     + copied.reduce((s, t) => s + t.bytes, 0);
+
+  // Sources are looked up as the chunks are cut, not kept for every tensor at once: on a
+  // 36k-tensor x 10-checkpoint plan that is a third of a million short-lived objects fewer.
+  const items: TensorSources[] = tensors.map((t) => ({
+    tensor: t,
+    get sources() {
+      return cks.map((c) => locate(c, c.contents.byName.get(t.name) as LayoutTensor));
+    },
+  }));
+  const chunks = cutChunks(items, o.chunkSize ?? chunkSizeFor(inputBytes + outputBytes));
 
   const plan: MergePlan = {
     version: 1,

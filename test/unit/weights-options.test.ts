@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { PmaError } from '../../src/errors.js';
 import { GOLDEN } from '../helpers/cli.js';
 import { thrownSync } from '../helpers/errors.js';
-import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_SHARD_SIZE, resolvePlanOptions, resolveRunOptions, type MergeOptions, type PlanOptions } from '../../src/options.js';
+import { chunkSizeFor, DEFAULT_MAX_SHARD_SIZE, resolvePlanOptions, resolveRunOptions, type MergeOptions, type PlanOptions } from '../../src/options.js';
 import { byteSize } from '../../src/validate.js';
 import { computeWeights, type Method } from '../../src/weights.js';
 
@@ -105,10 +105,15 @@ describe('resolvePlanOptions', () => {
       dtype: 'keep',
       accumulate: 'f32',
       maxShardSize: DEFAULT_MAX_SHARD_SIZE,
-      chunkSize: DEFAULT_CHUNK_SIZE,
+      chunkSize: null,
     });
     expect(DEFAULT_MAX_SHARD_SIZE).toBe(5e9);
-    expect(DEFAULT_CHUNK_SIZE).toBe(64 * 2 ** 20);
+  });
+
+  it('sizes default chunks to about 1/64 of the merge, between 16 MiB and 256 MiB', () => {
+    expect(chunkSizeFor(1e3)).toBe(16 * 2 ** 20);
+    expect(chunkSizeFor(6e9)).toBe(Math.ceil(6e9 / 64));
+    expect(chunkSizeFor(4.6e12)).toBe(256 * 2 ** 20);
   });
 
   it('accepts valid values, including numbers written as strings', () => {
