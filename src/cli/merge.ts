@@ -35,7 +35,8 @@ Output:
 
 Engine:
   --threads N                  worker threads (default: number of cores)
-  --chunk-size SIZE            work unit, read+written bytes (default 64MiB); never changes the bytes
+  --chunk-size SIZE            work unit, read+written bytes (default 1/64 of the merge,
+                               16MiB to 256MiB); never changes the bytes
   --kernel auto|scalar|avx2|avx512   arithmetic backend (default auto: the best the CPU has)
   --io pread|mmap              how inputs are read (default pread)
 
