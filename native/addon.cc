@@ -87,6 +87,7 @@ pma::ChunkSpec parse_chunk(const Napi::Object& t) {
   spec.acc_f64 = get_string(t, "accumulate") == "f64";
   spec.kernel = parse_kernel(get_string(t, "kernel"));
   spec.io = get_string(t, "io") == "mmap" ? pma::IoMode::Mmap : pma::IoMode::Pread;
+  spec.drop_cache = t.Get("dropCache").ToBoolean().Value();
   const Napi::Array ops = get_array(t, "ops");
   spec.ops.resize(ops.Length());
   for (uint32_t i = 0; i < ops.Length(); ++i) {

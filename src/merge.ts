@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 
 import { PmaError } from './errors.js';
 import { executePlan } from './exec/execute.js';
@@ -15,6 +15,8 @@ export interface MergeResult {
   skipped: PlanResult['skipped'];
   kernel: KernelName;
   threads: number;
+  /** Whether the page cache was dropped behind the merge (pageCache 'drop', or 'auto' on a big merge). */
+  droppedCache: boolean;
   bytesRead: number;
   bytesWritten: number;
   elapsedMs: number;
@@ -64,7 +66,9 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
   if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
   const staging = await createStaging(target, p);
   try {
-    const execOpts = { dir: staging, threads: run.threads, kernel, io: run.io, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) };
+    // Inputs that cannot all stay cached would only evict the rest of the machine's cache.
+    const dropCache = run.pageCache === 'drop' || (run.pageCache === 'auto' && p.totals.inputBytes > totalmem() / 2);
+    const execOpts = { dir: staging, threads: run.threads, kernel, io: run.io, dropCache, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) };
     const stats = await executePlan(p, execOpts);
     if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
     await finishStaging(staging, target, p, provenance(p, options), run.force);
@@ -75,6 +79,7 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
       skipped,
       kernel,
       threads: run.threads,
+      droppedCache: dropCache,
       bytesRead: stats.bytesRead,
       bytesWritten: stats.bytesWritten,
       elapsedMs,

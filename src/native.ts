@@ -52,6 +52,8 @@ export interface NativeChunk {
   accumulate: Accumulate;
   kernel: KernelChoice;
   io: IoMode;
+  /** Drop the chunk's input and output pages from the page cache when done. */
+  dropCache: boolean;
   ops: NativeOp[];
 }
 

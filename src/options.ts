@@ -51,6 +51,11 @@ export interface MergeOptions extends PlanOptions {
   threads?: number;
   kernel?: KernelChoice;
   io?: IoMode;
+  /**
+   * 'drop': drop inputs from the page cache behind the read position and outputs once on disk;
+   * 'keep': leave the page cache alone; 'auto' (default): drop when the inputs exceed half of RAM.
+   */
+  pageCache?: PageCacheMode;
   onProgress?: (p: Progress) => void;
   /** Called once the plan is made, before any byte is written (the CLI prints the selection). */
   onPlan?: (plan: MergePlan, skipped: { path: string; reason: string }[]) => void;
@@ -115,12 +120,16 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
   };
 }
 
+export const PAGE_CACHE_MODES = ['auto', 'keep', 'drop'] as const;
+export type PageCacheMode = (typeof PAGE_CACHE_MODES)[number];
+
 export interface ResolvedRunOptions {
   out: string;
   force: boolean;
   threads: number;
   kernel: KernelChoice;
   io: IoMode;
+  pageCache: PageCacheMode;
 }
 
 export function resolveRunOptions(o: MergeOptions, cores: number): ResolvedRunOptions {
@@ -130,5 +139,6 @@ export function resolveRunOptions(o: MergeOptions, cores: number): ResolvedRunOp
     threads: o.threads === undefined ? cores : v.integer('threads', o.threads, 1, 1024),
     kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, ['auto', 'scalar', 'avx2', 'avx512'] as const),
     io: o.io === undefined ? 'pread' : v.oneOf('io', o.io, ['pread', 'mmap'] as const),
+    pageCache: o.pageCache === undefined ? 'auto' : v.oneOf('pageCache', o.pageCache, PAGE_CACHE_MODES),
   };
 }

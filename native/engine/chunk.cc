@@ -136,7 +136,19 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
     } else {
       merge_pread(spec, op, in, dst, scratch, st);
     }
-    dst.start_writeback(op.out_offset, op.copy ? op.bytes : op.count * dtype_size(op.out));
+    const uint64_t out_bytes = op.copy ? op.bytes : op.count * dtype_size(op.out);
+    dst.start_writeback(op.out_offset, out_bytes);
+    if (spec.drop_cache) {
+      const uint64_t in_bytes = op.copy ? op.bytes : op.count * dtype_size(op.in);
+      for (const InputRange& r : op.inputs) in.get(r.file).drop(r.offset, in_bytes);
+    }
+  }
+  // Output pages are dropped last: by now most of the chunk's writeback has completed, so the
+  // wait is short and the disk stayed busy while the chunk computed.
+  if (spec.drop_cache) {
+    for (const Op& op : spec.ops) {
+      out.get(op.out_file).flush_and_drop(op.out_offset, op.copy ? op.bytes : op.count * dtype_size(op.out));
+    }
   }
   return st;
 }

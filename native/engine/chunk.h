@@ -37,6 +37,8 @@ struct ChunkSpec {
   bool acc_f64 = false;
   Kernel kernel = Kernel::Scalar;
   IoMode io = IoMode::Pread;
+  // Drop what the chunk read and wrote from the page cache once done (merges larger than RAM).
+  bool drop_cache = false;
   std::vector<Op> ops;
 };
 

@@ -89,6 +89,36 @@ void File::start_writeback(uint64_t off, uint64_t n) const {
 #endif
 }
 
+namespace {
+// The page cache holds files in folios of up to 2 MiB, and a drop skips any folio it does not
+// cover whole; so the range is widened to 2 MiB boundaries. Dropping a neighbour's pages is
+// harmless: they are read again from disk if still needed.
+constexpr uint64_t kDropAlign = uint64_t(2) << 20;
+inline uint64_t align_down(uint64_t x) { return x & ~(kDropAlign - 1); }
+inline uint64_t align_up(uint64_t x) { return (x + kDropAlign - 1) & ~(kDropAlign - 1); }
+}  // namespace
+
+void File::flush_and_drop(uint64_t off, uint64_t n) const {
+  if (n == 0) return;
+  const uint64_t a = align_down(off), b = align_up(off + n);
+#if defined(__linux__)
+  ::sync_file_range(fd_, off_t(a), off_t(b - a),
+                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+#endif
+  drop(a, b - a);
+}
+
+void File::drop(uint64_t off, uint64_t n) const {
+  if (n == 0) return;
+  const uint64_t a = align_down(off), b = align_up(off + n);
+#if defined(POSIX_FADV_DONTNEED)
+  ::posix_fadvise(fd_, off_t(a), off_t(b - a), POSIX_FADV_DONTNEED);
+#else
+  (void)a;
+  (void)b;
+#endif
+}
+
 Mapping::Mapping(const File& f, uint64_t off, size_t n, const std::string& tensor) {
   if (n == 0) return;
   static const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));

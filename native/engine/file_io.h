@@ -25,6 +25,11 @@ class File {
   // Starts writeback of [off, off+n) without waiting for it, so the final fsync has little left
   // to do and the disk writes while the merge computes. A hint: failures are ignored.
   void start_writeback(uint64_t off, uint64_t n) const;
+  // Waits until [off, off+n) is on disk, then drops it from the page cache; for inputs (clean
+  // pages) only the drop happens. Keeps a merge larger than RAM from evicting everyone else's
+  // cached files. Hints: failures are ignored.
+  void flush_and_drop(uint64_t off, uint64_t n) const;
+  void drop(uint64_t off, uint64_t n) const;
   int fd() const { return fd_; }
 
  private:

@@ -39,6 +39,8 @@ Engine:
                                16MiB to 256MiB); never changes the bytes
   --kernel auto|scalar|avx2|avx512   arithmetic backend (default auto: the best the CPU has)
   --io pread|mmap              how inputs are read (default pread)
+  --page-cache auto|keep|drop  drop inputs behind the read position and outputs once on disk
+                               (default auto: drop when the inputs exceed half of RAM)
 
 Reporting:
   --dry-run                    print the plan (inputs, weights, output files and sizes) and stop
@@ -92,6 +94,7 @@ const FLAG_TO_OPTION = {
   threads: 'threads',
   kernel: 'kernel',
   io: 'io',
+  'page-cache': 'pageCache',
 } as const;
 
 export async function mergeCommand(argv: string[], io: Io): Promise<number> {
@@ -116,6 +119,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
       threads: { type: 'string' },
       kernel: { type: 'string' },
       io: { type: 'string' },
+      'page-cache': { type: 'string' },
       'dry-run': { type: 'boolean' },
       json: { type: 'boolean' },
       quiet: { type: 'boolean', short: 'q' },

@@ -12,6 +12,7 @@ export interface ExecuteOptions {
   threads: number;
   kernel: KernelChoice;
   io: IoMode;
+  dropCache: boolean;
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
 }
@@ -48,6 +49,7 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
       accumulate: plan.accumulate,
       kernel: o.kernel,
       io: o.io,
+      dropCache: o.dropCache,
       ops: c.ops,
     };
   };
