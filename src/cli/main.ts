@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 import { PmaError, exitStatusFor } from '../errors.js';
 import { VERSION } from '../version.js';
+import { benchCommand } from './bench.js';
 import { inspectCommand } from './inspect.js';
 import { processIo, type Io } from './io.js';
 import { mergeCommand } from './merge.js';
@@ -13,6 +14,8 @@ export const MAIN_HELP = `pma ${VERSION}: Pre-trained Model Averaging for safete
 Usage:
   pma merge <run-dir | checkpoint...> --out <dir> [options]   average checkpoints
   pma inspect <run-dir | checkpoint...> [--tensors] [--json]  list checkpoints and tensors
+  pma bench [--size 1GB --inputs 5 | <inputs...>] [options]  measure merge speed against this
+                                                              machine's read + write floor
   pma --version
 
 Run 'pma <command> --help' for the options of a command.
@@ -21,6 +24,7 @@ Examples:
   pma inspect runs/exp7
   pma merge runs/exp7 --last 8 --out merged/
   pma merge runs/exp7/checkpoint-{6000,7000,8000} --method ema --alpha 0.2 --dtype bf16 --out m2
+  pma bench --size 256MB --inputs 4 --runs 3
 `;
 
 /** Runs the CLI and returns the exit status: 0 done, 2 bad usage or bad input, 1 anything else. */
@@ -32,6 +36,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await mergeCommand(rest, io);
       case 'inspect':
         return await inspectCommand(rest, io);
+      case 'bench':
+        return await benchCommand(rest, io);
       case '--version':
       case '-v':
         io.out(`${VERSION}\n`);
@@ -43,7 +49,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.out(MAIN_HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge or inspect; see pma --help)`);
+        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect or bench; see pma --help)`);
     }
   } catch (e) {
     // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_* codes.

@@ -1,0 +1,563 @@
+/**
+ * The merge benchmark behind `pma bench` and `npm run bench`: merge time against this machine's
+ * own floor (read the inputs once with cat, write the output once with write + fsync), all
+ * measured in the same run, interleaved round by round.
+ */
+import { existsSync, readdirSync, realpathSync, rmdirSync, statSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { availableParallelism, loadavg, totalmem } from 'node:os';
+import { join, sep } from 'node:path';
+
+import type { OutputDTypeOption } from '../dtypes.js';
+import { PmaError } from '../errors.js';
+import { merge, plan as makePlan } from '../merge.js';
+import { native, type CpuInfo, type IoMode, type KernelChoice } from '../native.js';
+import * as v from '../validate.js';
+import { VERSION } from '../version.js';
+import { catFiles, freeBytes, machineInfo, syncAll, timedWrite, type MachineInfo, type WriteTiming } from './ceilings.js';
+import { resolveBenchOptions, type BenchOptions } from './options.js';
+import {
+  ELEMENT_BYTES, SHARDS, cachedSeries, cachedSeriesParams, describeSeries, generateSeries, removeSeries, seriesBytes,
+  type Series, type SeriesArch, type SeriesParams,
+} from './series.js';
+
+const GB = 1e9;
+const WRITE_BUFFER_BYTES = 64 * 2 ** 20;
+
+export interface CeilingsResult {
+  /** cat of every input file into /dev/null. */
+  read: { seconds: number; bytes: number; gbPerSecond: number; runsMs: number[] };
+  /** write() of an output-sized file, then fsync. */
+  writeFsync: { seconds: number; bytes: number; gbPerSecond: number; runsMs: number[]; writePartMs: number[]; fsyncPartMs: number[] };
+  /** The same write without fsync (page cache only), for reference. */
+  writePageCache: { seconds: number; bytes: number; gbPerSecond: number; runsMs: number[] };
+  /** read + writeFsync: the machine's time to read the inputs once and then write the output once. */
+  floorSeconds: number;
+}
+
+export interface MergeRow {
+  threads: number;
+  io: IoMode;
+  kernel: string;
+  medianSeconds: number;
+  minSeconds: number;
+  maxSeconds: number;
+  /** Tensor bytes read (plan.totals.inputBytes) / median seconds, 1 GB = 1e9 bytes. */
+  inputGBps: number;
+  /** median / floor. */
+  ratioToFloor: number;
+  /** Wall time around merge(), every run. */
+  wallMs: number[];
+  /** The library's own elapsedMs, every run. */
+  libraryElapsedMs: number[];
+  /** Whether the merge dropped its pages from the page cache (null when the library does not say). */
+  droppedCache: boolean | null;
+}
+
+export interface CaseData {
+  source: 'generated' | 'inputs';
+  /** The generated series (null for explicit inputs). */
+  series: (SeriesParams & { description: string; arch: SeriesArch; tensorsPerCheckpoint: number; shardsPerCheckpoint: number; generatedNow: boolean; generateSeconds: number | null }) | null;
+  checkpoints: { path: string; step: number | null }[];
+  inputFiles: number;
+  /** Tensor bytes the merge reads. */
+  inputTensorBytes: number;
+  /** Bytes of the input files (what cat reads). */
+  inputFileBytes: number;
+  /** Bytes of the output safetensors files (what the write ceiling writes). */
+  outputFileBytes: number;
+  outputFiles: number;
+  tensors: number;
+  outDtype: OutputDTypeOption;
+}
+
+export interface CaseParams {
+  runs: number;
+  threads: number[];
+  io: IoMode[];
+  kernel: KernelChoice;
+  outDtype: OutputDTypeOption;
+  last: number | null;
+}
+
+export interface CaseResult {
+  params: CaseParams;
+  data: CaseData;
+  loadAverage: { before: number[]; after: number[] };
+  ceilings: CeilingsResult;
+  merges: MergeRow[];
+  /** pread against mmap at each thread count where both were measured. */
+  ioComparison: { threads: number; faster: IoMode; percent: number }[];
+  notes: string[];
+}
+
+export interface BenchResult extends CaseResult {
+  tool: 'pma bench';
+  version: string;
+  date: string;
+  command: string | null;
+  machine: MachineInfo;
+  dir: string;
+  /** Whether the generated inputs were kept in dir (a cache for the next run). */
+  keptInputs: boolean;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+};
+const secs = (ms: number): number => ms / 1000;
+
+function aborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new PmaError('E_ABORTED', 'the benchmark was aborted');
+}
+
+function realOrResolved(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
+function inside(child: string, parent: string): boolean {
+  return child === parent || child.startsWith(parent.endsWith(sep) ? parent : parent + sep);
+}
+
+/** The merge output and the write-ceiling file live in `dir`: refuse a dir in (or holding our paths over) the inputs. */
+function checkDirAgainstInputs(dir: string, dirRaw: string, paths: string[]): void {
+  const d = realOrResolved(dir);
+  const ours = [join(d, 'out'), join(d, 'write-ceiling.tmp')];
+  for (const p of paths) {
+    const r = realOrResolved(p);
+    if (inside(d, r)) throw v.invalid('dir', `a directory outside the inputs (${p} holds it; the merge output goes there)`, dirRaw);
+    if (ours.some((o) => inside(r, o))) throw v.invalid('dir', `a directory whose out/ and write-ceiling.tmp are not inputs (${p})`, dirRaw);
+  }
+}
+
+/** `dir/out` is deleted before every merge: refuse one that is not a pma output (or an empty directory). */
+function checkOutDir(outDir: string): void {
+  if (!existsSync(outDir)) return;
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(outDir);
+  } catch {
+    entries = ['?'];
+  }
+  if (entries.length > 0 && !entries.includes('pma.json')) {
+    throw new PmaError('E_OUTPUT', `${outDir} exists and is not a pma output; pma bench would delete it (choose another --dir or remove it)`, { file: outDir });
+  }
+}
+
+function checkFreeSpace(dir: string, needBytes: number, what: string): void {
+  const free = freeBytes(dir);
+  if (free !== null && free < needBytes) {
+    throw new PmaError('E_IO', `pma bench needs about ${(needBytes / GB).toFixed(1)} GB free in ${dir} (${what}), only ${(free / GB).toFixed(1)} GB are free; choose another --dir or a smaller --size / --inputs`);
+  }
+}
+
+interface Ctx {
+  dir: string;
+  cpu: CpuInfo;
+  log: (msg: string) => void;
+  signal: AbortSignal | undefined;
+}
+
+/** Generates (or reuses) a series in ctx.dir, after checking the disk has room for it and the output. */
+async function prepareSeries(ctx: Ctx, p: SeriesParams, outDtype: OutputDTypeOption, regenerate: boolean): Promise<Series> {
+  const bytes = seriesBytes(p);
+  const outWidth = outDtype === 'keep' ? ELEMENT_BYTES[p.dtype] : ELEMENT_BYTES[outDtype];
+  const outputBytes = (bytes.tensorBytesPerCheckpoint * outWidth) / ELEMENT_BYTES[p.dtype];
+  const cached = regenerate ? null : await cachedSeries(ctx.dir, p);
+  if (!cached) {
+    // The series there now (another one) is deleted first.
+    const old = cachedSeriesParams(ctx.dir);
+    const freed = old ? seriesBytes(old).fileBytes : 0;
+    checkFreeSpace(ctx.dir, bytes.fileBytes + outputBytes + 2 * WRITE_BUFFER_BYTES - freed, `${describeSeries(p)} inputs and a ${(outputBytes / GB).toFixed(2)} GB output`);
+  }
+  return cached ?? generateSeries(ctx.dir, p, { regenerate, log: ctx.log, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+}
+
+/**
+ * Measures one case: plans the merge of `inputs` to read its files and sizes, then `runs` rounds
+ * of: cat of the inputs, a write (page cache) and a write + fsync of an output-sized file, and one
+ * merge per threads x io combination. The output and the scratch file are deleted at the end.
+ */
+async function measureCase(ctx: Ctx, inputs: string | string[], params: CaseParams, series: Series | null): Promise<CaseResult> {
+  const { dir, log } = ctx;
+  const outDir = join(dir, 'out');
+  const scratch = join(dir, 'write-ceiling.tmp');
+  checkOutDir(outDir);
+  await rm(outDir, { recursive: true, force: true });
+  await rm(scratch, { force: true });
+  const notes: string[] = [];
+  try {
+    const planOpts = { inputs, dtype: params.outDtype, ...(params.last !== null ? { last: params.last } : {}) };
+    const p = await makePlan(planOpts);
+    const inputPaths = [...new Set(p.chunks.flatMap((c) => c.inputs))];
+    const inputFileBytes = inputPaths.reduce((s, f) => s + statSync(f).size, 0);
+    const inputBytes = p.totals.inputBytes;
+    const outputFileBytes = p.outputs.reduce((s, f) => s + f.size, 0);
+    if (!series) checkFreeSpace(dir, outputFileBytes + 2 * WRITE_BUFFER_BYTES, `a ${(outputFileBytes / GB).toFixed(2)} GB output`);
+    const mem = totalmem();
+    if (inputFileBytes + outputFileBytes > 0.8 * mem) {
+      notes.push(`the inputs and output (${((inputFileBytes + outputFileBytes) / GB).toFixed(1)} GB) do not fit in the page cache ` +
+        `(${(mem / 2 ** 30).toFixed(1)} GiB of memory): reads come from the disk, for cat as for the merges`);
+    }
+    const data: CaseData = {
+      source: series ? 'generated' : 'inputs',
+      series: series
+        ? {
+          ...series.params, description: describeSeries(series.params), arch: series.arch, tensorsPerCheckpoint: series.tensors,
+          shardsPerCheckpoint: SHARDS, generatedNow: series.generatedNow, generateSeconds: series.generatedNow ? series.generateSeconds : null,
+        }
+        : null,
+      checkpoints: p.checkpoints.map((c) => ({ path: c.path, step: c.step })),
+      inputFiles: inputPaths.length,
+      inputTensorBytes: inputBytes,
+      inputFileBytes,
+      outputFileBytes,
+      outputFiles: p.outputs.length,
+      tensors: p.totals.tensors,
+      outDtype: params.outDtype,
+    };
+    aborted(ctx.signal);
+
+    // Warm the page cache (untimed) so that every measurement reads from memory where it fits;
+    // one untimed output-sized write + fsync too: the first one after a while is slow on some disks.
+    const buf = Buffer.alloc(Math.min(WRITE_BUFFER_BYTES, Math.max(1, outputFileBytes)), 0x3c);
+    log(`warming up: one untimed read of every input, one untimed write + fsync ...`);
+    catFiles(inputPaths);
+    syncAll();
+    timedWrite(scratch, outputFileBytes, buf, true);
+    syncAll();
+
+    // Interleaved, one round of everything at a time, so that a slow spell of the machine (other
+    // load, writeback, a noisy neighbour) falls on all of them alike.
+    const combos = params.threads.flatMap((threads) => params.io.map((io) => ({
+      threads, io, wallMs: [] as number[], libraryElapsedMs: [] as number[], kernel: '', droppedCache: null as boolean | null,
+    })));
+    const readMs: number[] = [];
+    const writeFsync: WriteTiming[] = [];
+    const writeCache: WriteTiming[] = [];
+    const loadBefore = loadavg();
+    log(`measuring ${params.runs} round(s) of: cat ${inputPaths.length} files (${(inputFileBytes / GB).toFixed(2)} GB) > /dev/null; ` +
+      `write ${(outputFileBytes / GB).toFixed(2)} GB + fsync; the same write without fsync; ` +
+      `merge with ${combos.map((c) => `${c.threads}t/${c.io}`).join(', ')} ...`);
+    for (let round = 0; round < params.runs; round++) {
+      aborted(ctx.signal);
+      readMs.push(catFiles(inputPaths));
+      // Memory that has stayed free for a second or two can be slow to touch again (in a VM whose
+      // free pages go back to the host): an untimed write first, so that the timed ones, like
+      // every merge, write into memory freed a moment before.
+      timedWrite(scratch, outputFileBytes, buf, false);
+      syncAll(); // also flushes the unsynced file's deletion
+      writeCache.push(timedWrite(scratch, outputFileBytes, buf, false));
+      syncAll();
+      writeFsync.push(timedWrite(scratch, outputFileBytes, buf, true));
+      syncAll();
+      for (const c of combos) {
+        aborted(ctx.signal);
+        await rm(outDir, { recursive: true, force: true });
+        syncAll(); // the previous output's deletion is flushed outside the timing
+        const t0 = performance.now();
+        const r = await merge({
+          ...planOpts, out: outDir, threads: c.threads, io: c.io, kernel: params.kernel, ...(ctx.signal ? { signal: ctx.signal } : {}),
+        });
+        c.wallMs.push(performance.now() - t0);
+        c.libraryElapsedMs.push(r.elapsedMs);
+        c.kernel = r.kernel;
+        const dropped = (r as { droppedCache?: unknown }).droppedCache;
+        if (typeof dropped === 'boolean') c.droppedCache = dropped;
+        for (const f of p.outputs) {
+          const size = statSync(join(outDir, f.name)).size;
+          if (size !== f.size) throw new PmaError('E_INTERNAL', `${join(outDir, f.name)} is ${size} bytes, the plan says ${f.size}`);
+        }
+      }
+      await rm(outDir, { recursive: true, force: true });
+      const last = (xs: number[]) => secs(xs[xs.length - 1]!).toFixed(2);
+      log(`  round ${round + 1}/${params.runs}: read ${last(readMs)} s, write+fsync ${secs(writeFsync[writeFsync.length - 1]!.ms).toFixed(2)} s, ` +
+        combos.map((c) => `${c.threads}t/${c.io} ${last(c.wallMs)} s`).join(', '));
+    }
+    const loadAfter = loadavg();
+
+    const readS = secs(median(readMs));
+    const writeS = secs(median(writeFsync.map((x) => x.ms)));
+    const writeCacheS = secs(median(writeCache.map((x) => x.ms)));
+    const floorS = readS + writeS;
+    const ceilings: CeilingsResult = {
+      read: { seconds: readS, bytes: inputFileBytes, gbPerSecond: inputFileBytes / GB / readS, runsMs: readMs },
+      writeFsync: {
+        seconds: writeS, bytes: outputFileBytes, gbPerSecond: outputFileBytes / GB / writeS,
+        runsMs: writeFsync.map((x) => x.ms), writePartMs: writeFsync.map((x) => x.writeMs), fsyncPartMs: writeFsync.map((x) => x.fsyncMs),
+      },
+      writePageCache: { seconds: writeCacheS, bytes: outputFileBytes, gbPerSecond: outputFileBytes / GB / writeCacheS, runsMs: writeCache.map((x) => x.ms) },
+      floorSeconds: floorS,
+    };
+    const merges: MergeRow[] = combos.map((c) => {
+      const s = secs(median(c.wallMs));
+      return {
+        threads: c.threads, io: c.io, kernel: c.kernel,
+        medianSeconds: s, minSeconds: secs(Math.min(...c.wallMs)), maxSeconds: secs(Math.max(...c.wallMs)),
+        inputGBps: inputBytes / GB / s, ratioToFloor: s / floorS,
+        wallMs: c.wallMs, libraryElapsedMs: c.libraryElapsedMs, droppedCache: c.droppedCache,
+      };
+    });
+    if (merges.some((m) => m.droppedCache)) notes.push('the merge dropped its inputs and output from the page cache (pma page-cache auto: the inputs exceed half of the memory)');
+    const ioComparison: CaseResult['ioComparison'] = [];
+    for (const threads of params.threads) {
+      const pr = merges.find((m) => m.threads === threads && m.io === 'pread');
+      const mm = merges.find((m) => m.threads === threads && m.io === 'mmap');
+      if (pr && mm) {
+        const faster: IoMode = pr.medianSeconds <= mm.medianSeconds ? 'pread' : 'mmap';
+        const [fast, slow] = faster === 'pread' ? [pr, mm] : [mm, pr];
+        ioComparison.push({ threads, faster, percent: (slow.medianSeconds / fast.medianSeconds - 1) * 100 });
+      }
+    }
+    return { params, data, loadAverage: { before: loadBefore, after: loadAfter }, ceilings, merges, ioComparison, notes };
+  } finally {
+    await rm(outDir, { recursive: true, force: true }).catch(() => {});
+    await rm(scratch, { force: true }).catch(() => {});
+  }
+}
+
+function checkKernel(cpu: CpuInfo, kernel: KernelChoice): void {
+  if (kernel !== 'auto' && !cpu.kernels.includes(kernel)) {
+    throw new PmaError('E_UNSUPPORTED', `kernel ${kernel} is not supported by this CPU (available: ${cpu.kernels.join(', ')})`);
+  }
+}
+
+/**
+ * `pma bench`: generates a series (or takes the given inputs), measures the read and write
+ * ceilings and the merges, and returns the result. Deletes the merge output; deletes the generated
+ * inputs unless `keep` or an explicit `dir` (a cache then). Never writes beside explicit inputs.
+ */
+export async function runBench(options: BenchOptions): Promise<BenchResult> {
+  const o = resolveBenchOptions(options, availableParallelism());
+  const cpu = native().cpuFeatures();
+  checkKernel(cpu, o.kernel);
+  if (o.paths) {
+    for (const p of o.paths) if (!existsSync(p)) throw new PmaError('E_INPUT', `input ${p} does not exist`, { file: p });
+    checkDirAgainstInputs(o.dir, options.dir ?? o.dir, o.paths);
+  }
+  const log = options.log ?? (() => {});
+  await mkdir(o.dir, { recursive: true });
+  const ctx: Ctx = { dir: o.dir, cpu, log, signal: options.signal };
+  const machine = machineInfo(o.dir, cpu);
+  const keepInputs = o.keep || o.dirGiven;
+  try {
+    const series = o.series ? await prepareSeries(ctx, o.series, o.outDtype, o.regenerate) : null;
+    aborted(options.signal);
+    const params: CaseParams = { runs: o.runs, threads: o.threads, io: o.io, kernel: o.kernel, outDtype: o.outDtype, last: o.last };
+    const c = await measureCase(ctx, series ? series.runDir : o.paths!, params, series);
+    return {
+      tool: 'pma bench',
+      version: VERSION,
+      date: new Date().toISOString(),
+      command: options.command ?? null,
+      machine,
+      dir: o.dir,
+      keptInputs: series !== null && keepInputs,
+      ...c,
+    };
+  } finally {
+    if (o.series && !keepInputs) {
+      // Whether it completed or not: a series the run made or reused, in a directory nobody named.
+      await removeSeries(o.dir).catch(() => {});
+    }
+    if (!o.dirGiven) {
+      try {
+        if (readdirSync(o.dir).length === 0) rmdirSync(o.dir);
+      } catch {
+        /* gone or not empty */
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Suites: several cases in one run (npm run bench)
+
+export interface SuiteCase {
+  series: SeriesParams;
+  outDtype: OutputDTypeOption;
+  threads: number[];
+  io: IoMode[];
+  runs: number;
+  kernel?: KernelChoice;
+  /** Printed under the table (e.g. why the size was reduced). */
+  note?: string;
+}
+
+export interface SuiteCaseResult extends CaseResult {
+  note: string | null;
+}
+
+export interface SuiteResult {
+  tool: 'pma bench suite';
+  version: string;
+  date: string;
+  command: string | null;
+  machine: MachineInfo;
+  dir: string;
+  cases: SuiteCaseResult[];
+  notes: string[];
+  totalSeconds: number;
+}
+
+export interface SuiteOptions {
+  /** Where the series (one at a time, kept as a cache), the output and the scratch file go. */
+  dir: string;
+  regenerate?: boolean;
+  log?: (msg: string) => void;
+  signal?: AbortSignal;
+  command?: string;
+  notes?: string[];
+}
+
+const seriesKey = (p: SeriesParams) => `${p.inputs}/${p.sizeBytes}/${p.dtype}`;
+
+/**
+ * Runs every case with its own inputs and its own floor. Cases sharing a series run together, the
+ * series already cached first (one series is on disk at a time); results are in the given order.
+ */
+export async function runSuite(cases: SuiteCase[], o: SuiteOptions): Promise<SuiteResult> {
+  const t0 = performance.now();
+  const dir = v.nonEmptyString('dir', o.dir);
+  const cpu = native().cpuFeatures();
+  for (const c of cases) checkKernel(cpu, c.kernel ?? 'auto');
+  await mkdir(dir, { recursive: true });
+  const log = o.log ?? (() => {});
+  const ctx: Ctx = { dir, cpu, log, signal: o.signal };
+  const machine = machineInfo(dir, cpu);
+  const groups = new Map<string, number[]>();
+  for (const [i, c] of cases.entries()) {
+    const k = seriesKey(c.series);
+    groups.set(k, [...(groups.get(k) ?? []), i]);
+  }
+  const cached = cachedSeriesParams(dir);
+  const order = [...groups.entries()].sort(([a], [b]) => Number(cached !== null && b === seriesKey(cached)) - Number(cached !== null && a === seriesKey(cached)));
+  const results: (SuiteCaseResult | undefined)[] = cases.map(() => undefined);
+  let regenerate = o.regenerate ?? false;
+  for (const [, idx] of order) {
+    for (const i of idx) {
+      const c = cases[i]!;
+      aborted(o.signal);
+      log(`\n[${i + 1}/${cases.length}] ${describeSeries(c.series)}, output ${c.outDtype}, threads ${c.threads.join(',')}, io ${c.io.join(',')}, ${c.runs} run(s)`);
+      const series = await prepareSeries(ctx, c.series, c.outDtype, regenerate);
+      if (series.generatedNow) regenerate = false;
+      const params: CaseParams = { runs: c.runs, threads: c.threads, io: c.io, kernel: c.kernel ?? 'auto', outDtype: c.outDtype, last: null };
+      results[i] = { ...(await measureCase(ctx, series.runDir, params, series)), note: c.note ?? null };
+    }
+    regenerate = o.regenerate ?? false;
+  }
+  return {
+    tool: 'pma bench suite',
+    version: VERSION,
+    date: new Date().toISOString(),
+    command: o.command ?? null,
+    machine,
+    dir,
+    cases: results as SuiteCaseResult[],
+    notes: o.notes ?? [],
+    totalSeconds: secs(performance.now() - t0),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports (Markdown)
+
+const f3 = (x: number) => x.toFixed(3);
+const f2 = (x: number) => x.toFixed(2);
+const gb = (bytes: number) => `${(bytes / GB).toFixed(bytes >= 10 * GB ? 1 : 2)} GB`;
+
+function machineLine(m: MachineInfo): string {
+  return `machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB RAM, avx2 ${m.avx2 ? 'yes' : 'no'}, avx512f ${m.avx512f ? 'yes' : 'no'} ` +
+    `(pma kernels: ${m.pmaKernels.join(', ')}; best ${m.pmaBestKernel}); work dir on ${m.filesystem} (${m.device}); ${m.platform}; node ${m.node}`;
+}
+
+function ceilingsLine(c: CeilingsResult): string {
+  return `ceilings: read (cat > /dev/null) ${f3(c.read.seconds)} s = ${f2(c.read.gbPerSecond)} GB/s; ` +
+    `write + fsync ${f3(c.writeFsync.seconds)} s = ${f2(c.writeFsync.gbPerSecond)} GB/s ` +
+    `(write ${f3(secs(median(c.writeFsync.writePartMs)))} s + fsync ${f3(secs(median(c.writeFsync.fsyncPartMs)))} s; ` +
+    `page cache only, no fsync: ${f3(c.writePageCache.seconds)} s = ${f2(c.writePageCache.gbPerSecond)} GB/s); ` +
+    `floor = read + write+fsync = ${f3(c.floorSeconds)} s`;
+}
+
+function inputsLine(r: CaseResult): string {
+  const d = r.data;
+  const what = d.series
+    ? `${d.series.description} generated (${d.series.generatedNow ? `now, in ${d.series.generateSeconds?.toFixed(1)} s` : 'cached'}), ` +
+      `${d.series.shardsPerCheckpoint} shards and ${d.series.tensorsPerCheckpoint} tensors each (hidden ${d.series.arch.hidden}, ` +
+      `${d.series.arch.layers} layers x ${d.series.arch.experts} experts, vocab ${d.series.arch.vocab})`
+    : `${d.checkpoints.length} checkpoints given (${d.checkpoints[0]?.path ?? ''} ... ${d.checkpoints[d.checkpoints.length - 1]?.path ?? ''}), ` +
+      `${d.inputFiles} files, ${d.tensors} tensors each`;
+  return `inputs: ${what}; the merge reads ${gb(d.inputTensorBytes)} and writes ${gb(d.outputFileBytes)} ` +
+    `(output dtype ${d.outDtype}, ${d.outputFiles} file(s)); ${r.params.runs} run(s) each, medians`;
+}
+
+/** The report of one `pma bench` run. */
+export function formatBenchReport(r: BenchResult): string {
+  const c = r.ceilings;
+  const d = r.data;
+  const L: string[] = [];
+  L.push('## pma merge benchmark');
+  L.push('');
+  if (r.command) L.push(`command: \`${r.command}\` (${r.date}, pma ${r.version})`);
+  L.push(machineLine(r.machine));
+  L.push(inputsLine(r));
+  L.push(`load average (1/5/15 min) before ${r.loadAverage.before.map(f2).join('/')}, after ${r.loadAverage.after.map(f2).join('/')}; ` +
+    `measurements interleaved round by round; work dir ${r.dir}`);
+  L.push('');
+  L.push(ceilingsLine(c));
+  L.push('');
+  L.push('| threads | io | kernel | median s | min s | max s | input GB/s | x floor |');
+  L.push('|--:|:--|:--|--:|--:|--:|--:|--:|');
+  for (const x of r.merges) {
+    L.push(`| ${x.threads} | ${x.io} | ${x.kernel} | ${f3(x.medianSeconds)} | ${f3(x.minSeconds)} | ${f3(x.maxSeconds)} | ${f2(x.inputGBps)} | ${f2(x.ratioToFloor)} |`);
+  }
+  L.push(`| - | floor (read + write+fsync) | - | ${f3(c.floorSeconds)} | | | ${f2(d.inputTensorBytes / GB / c.floorSeconds)} | 1.00 |`);
+  L.push('');
+  for (const x of r.ioComparison) L.push(`io at ${x.threads} thread(s): ${x.faster} faster by ${x.percent.toFixed(1)}% (median)`);
+  for (const n of r.notes) L.push(`note: ${n}`);
+  if (d.series) L.push(r.keptInputs ? `the generated inputs are kept in ${r.dir} (reused by the next run with the same --size, --inputs and --dtype)` : 'the generated inputs were deleted (--keep keeps them)');
+  return `${L.join('\n')}\n`;
+}
+
+/** The report of a suite: one row per case x threads x io, each against its own floor. */
+export function formatSuiteReport(r: SuiteResult): string {
+  const L: string[] = [];
+  L.push('## pma merge benchmark');
+  L.push('');
+  if (r.command) L.push(`command: \`${r.command}\` (${r.date}, pma ${r.version}; ${(r.totalSeconds / 60).toFixed(1)} min in all)`);
+  L.push(machineLine(r.machine));
+  L.push('inputs: generated MoE-shaped checkpoints, 4 shards + index each, in ' + `${r.dir}; ` +
+    'every row has its own inputs and its own floor, measured in the same rounds as its merges: ' +
+    'read ceiling = cat of the same files > /dev/null, write ceiling = write + fsync of an output-sized file in the same filesystem, ' +
+    'floor = read + write; median of the runs; warm page cache');
+  L.push('');
+  L.push('| inputs | output | threads | io | kernel | runs | median s | input GB/s | read s | write+fsync s | floor s | x floor |');
+  L.push('|:--|:--|--:|:--|:--|--:|--:|--:|--:|--:|--:|--:|');
+  for (const c of r.cases) {
+    const d = c.data;
+    const inputs = d.series ? d.series.description : `${d.checkpoints.length} checkpoints`;
+    const out = d.outDtype === 'keep' ? `keep (${d.series?.dtype ?? '?'})` : d.outDtype;
+    for (const x of c.merges) {
+      L.push(`| ${inputs} | ${out} | ${x.threads} | ${x.io} | ${x.kernel} | ${c.params.runs} | ${f3(x.medianSeconds)} | ${f2(x.inputGBps)} | ` +
+        `${f3(c.ceilings.read.seconds)} | ${f3(c.ceilings.writeFsync.seconds)} | ${f3(c.ceilings.floorSeconds)} | ${f2(x.ratioToFloor)} |`);
+    }
+  }
+  L.push('');
+  for (const [i, c] of r.cases.entries()) {
+    const d = c.data;
+    const label = d.series ? `${d.series.description} -> ${d.outDtype}` : `case ${i + 1}`;
+    L.push(`- ${label}: reads ${gb(d.inputTensorBytes)}, writes ${gb(d.outputFileBytes)}; ${ceilingsLine(c.ceilings)}` +
+      (c.ioComparison.length > 0 ? `; ${c.ioComparison.map((x) => `at ${x.threads} thread(s) ${x.faster} faster by ${x.percent.toFixed(1)}%`).join(', ')}` : '') +
+      `; load ${c.loadAverage.before.map(f2)[0]} -> ${c.loadAverage.after.map(f2)[0]}`);
+    if (c.note) L.push(`  - note: ${c.note}`);
+    for (const n of c.notes) L.push(`  - note: ${n}`);
+  }
+  for (const n of r.notes) L.push(`note: ${n}`);
+  return `${L.join('\n')}\n`;
+}
