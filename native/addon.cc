@@ -88,6 +88,7 @@ pma::ChunkSpec parse_chunk(const Napi::Object& t) {
   spec.kernel = parse_kernel(get_string(t, "kernel"));
   spec.io = get_string(t, "io") == "mmap" ? pma::IoMode::Mmap : pma::IoMode::Pread;
   spec.drop_cache = t.Get("dropCache").ToBoolean().Value();
+  spec.direct_write = get_string(t, "write") == "direct";
   const Napi::Array ops = get_array(t, "ops");
   spec.ops.resize(ops.Length());
   for (uint32_t i = 0; i < ops.Length(); ++i) {

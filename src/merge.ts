@@ -2,9 +2,10 @@ import { availableParallelism, totalmem } from 'node:os';
 
 import { PmaError } from './errors.js';
 import { executePlan } from './exec/execute.js';
+import { ChunkPool } from './exec/pool.js';
 import { checkOutputPath, createStaging, discardStaging, finishStaging } from './exec/output-dir.js';
 import { native, type KernelName } from './native.js';
-import { resolveRunOptions, type MergeOptions, type PlanOptions } from './options.js';
+import { resolveRunOptions, type MergeOptions, type PlanOptions, type ResolvedRunOptions } from './options.js';
 import { planMerge, type PlanResult } from './plan/planner.js';
 import type { MergePlan } from './plan/types.js';
 import { VERSION } from './version.js';
@@ -60,6 +61,16 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
   if (!cpu.kernels.includes(kernel)) {
     throw new PmaError('E_UNSUPPORTED', `kernel ${kernel} is not supported by this CPU (available: ${cpu.kernels.join(', ')})`);
   }
+  // The workers start (threads, addon loads) while the main thread reads headers and plans.
+  const pool = new ChunkPool(run.threads);
+  try {
+    return await planAndRun(options, run, kernel, pool, start);
+  } finally {
+    await pool.close();
+  }
+}
+
+async function planAndRun(options: MergeOptions, run: ResolvedRunOptions, kernel: KernelName, pool: ChunkPool, start: number): Promise<MergeResult> {
   const { plan: p, skipped } = await planMerge(options);
   const target = await checkOutputPath(run.out, p, run.force);
   options.onPlan?.(p, skipped);
@@ -68,7 +79,7 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
   try {
     // Inputs that cannot all stay cached would only evict the rest of the machine's cache.
     const dropCache = run.pageCache === 'drop' || (run.pageCache === 'auto' && p.totals.inputBytes > totalmem() / 2);
-    const execOpts = { dir: staging, threads: run.threads, kernel, io: run.io, dropCache, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) };
+    const execOpts = { dir: staging, pool, kernel, io: run.io, dropCache, write: run.write, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) };
     const stats = await executePlan(p, execOpts);
     if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
     await finishStaging(staging, target, p, provenance(p, options), run.force);

@@ -14,6 +14,7 @@ export type KernelName = 'scalar' | 'avx2' | 'avx512';
 export type KernelChoice = KernelName | 'auto';
 export type IoMode = 'pread' | 'mmap';
 export type Accumulate = 'f32' | 'f64';
+export type WriteMode = 'direct' | 'buffered';
 
 export interface NativeInputRange {
   /** Index into NativeChunk.inputs. */
@@ -54,6 +55,8 @@ export interface NativeChunk {
   io: IoMode;
   /** Drop the chunk's input and output pages from the page cache when done. */
   dropCache: boolean;
+  /** 'direct': the 4 KiB-aligned middle of each output run with O_DIRECT (where supported). */
+  write: WriteMode;
   ops: NativeOp[];
 }
 

@@ -1,5 +1,5 @@
 import { OUTPUT_DTYPES, type OutputDTypeOption } from './dtypes.js';
-import type { Accumulate, IoMode, KernelChoice } from './native.js';
+import type { Accumulate, IoMode, KernelChoice, WriteMode } from './native.js';
 import type { MergePlan } from './plan/types.js';
 import * as v from './validate.js';
 import { METHODS, type Method } from './weights.js';
@@ -56,6 +56,11 @@ export interface MergeOptions extends PlanOptions {
    * 'keep': leave the page cache alone; 'auto' (default): drop when the inputs exceed half of RAM.
    */
   pageCache?: PageCacheMode;
+  /**
+   * 'direct' (default): results go to disk with O_DIRECT where the filesystem allows, bypassing the
+   * page cache; 'buffered': through the page cache. The bytes are the same.
+   */
+  write?: WriteMode;
   onProgress?: (p: Progress) => void;
   /** Called once the plan is made, before any byte is written (the CLI prints the selection). */
   onPlan?: (plan: MergePlan, skipped: { path: string; reason: string }[]) => void;
@@ -130,6 +135,7 @@ export interface ResolvedRunOptions {
   kernel: KernelChoice;
   io: IoMode;
   pageCache: PageCacheMode;
+  write: WriteMode;
 }
 
 export function resolveRunOptions(o: MergeOptions, cores: number): ResolvedRunOptions {
@@ -140,5 +146,6 @@ export function resolveRunOptions(o: MergeOptions, cores: number): ResolvedRunOp
     kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, ['auto', 'scalar', 'avx2', 'avx512'] as const),
     io: o.io === undefined ? 'pread' : v.oneOf('io', o.io, ['pread', 'mmap'] as const),
     pageCache: o.pageCache === undefined ? 'auto' : v.oneOf('pageCache', o.pageCache, PAGE_CACHE_MODES),
+    write: o.write === undefined ? 'direct' : v.oneOf('write', o.write, ['direct', 'buffered'] as const),
   };
 }

@@ -4,6 +4,8 @@
 #include <memory>
 
 #include "engine/file_io.h"
+#include "engine/file_table.h"
+#include "engine/output_writer.h"
 #include "engine/fp_env.h"
 #include "errors.h"
 
@@ -14,22 +16,6 @@ namespace {
 // Elements per block: input blocks of all N checkpoints plus the output block stay in L2.
 constexpr size_t kBlockElems = size_t(1) << 15;
 constexpr size_t kCopyBytes = size_t(1) << 20;
-
-class FileTable {
- public:
-  FileTable(const std::vector<std::string>& paths, bool write)
-      : paths_(paths), files_(paths.size()), write_(write) {}
-  const File& get(uint32_t i) {
-    if (i >= files_.size()) throw EngineError(kCodeInternal, "file index out of range in chunk");
-    if (!files_[i]) files_[i] = std::make_unique<File>(paths_[i], write_);
-    return *files_[i];
-  }
-
- private:
-  const std::vector<std::string>& paths_;
-  std::vector<std::unique_ptr<File>> files_;
-  bool write_;
-};
 
 void grow(std::vector<uint8_t>& v, size_t n) {
   if (v.size() < n) v.resize(n);
@@ -46,7 +32,7 @@ MergeArgs base_args(const ChunkSpec& spec, const Op& op) {
   return a;
 }
 
-void merge_pread(const ChunkSpec& spec, const Op& op, FileTable& in, const File& out,
+void merge_pread(const ChunkSpec& spec, const Op& op, FileTable& in, OutputWriter& out,
                  Scratch& s, ChunkStats& st) {
   const size_t n = op.inputs.size();
   const size_t is = dtype_size(op.in), os = dtype_size(op.out);
@@ -67,14 +53,14 @@ void merge_pread(const ChunkSpec& spec, const Op& op, FileTable& in, const File&
     }
     a.count = m;
     merge(spec.kernel, a);
-    out.write_at(s.out.data(), m * os, op.out_offset + done * os, op.tensor);
+    out.write(op.out_file, op.out_offset + done * os, s.out.data(), m * os, op.tensor);
     st.bytes_read += uint64_t(m * is * n);
     st.bytes_written += uint64_t(m * os);
     done += m;
   }
 }
 
-void merge_mmap(const ChunkSpec& spec, const Op& op, FileTable& in, const File& out,
+void merge_mmap(const ChunkSpec& spec, const Op& op, FileTable& in, OutputWriter& out,
                 Scratch& s, ChunkStats& st) {
   const size_t n = op.inputs.size();
   const size_t is = dtype_size(op.in), os = dtype_size(op.out);
@@ -95,20 +81,20 @@ void merge_mmap(const ChunkSpec& spec, const Op& op, FileTable& in, const File& 
     MergeArgs b = advance(a, size_t(done), m, s.ptrs.data());
     b.dst = s.out.data();
     merge(spec.kernel, b);
-    out.write_at(s.out.data(), m * os, op.out_offset + done * os, op.tensor);
+    out.write(op.out_file, op.out_offset + done * os, s.out.data(), m * os, op.tensor);
     st.bytes_read += uint64_t(m * is * n);
     st.bytes_written += uint64_t(m * os);
     done += m;
   }
 }
 
-void copy_op(const Op& op, FileTable& in, const File& out, Scratch& s, ChunkStats& st) {
+void copy_op(const Op& op, FileTable& in, OutputWriter& out, Scratch& s, ChunkStats& st) {
   grow(s.out, kCopyBytes);
   const File& src = in.get(op.inputs.at(0).file);
   for (uint64_t done = 0; done < op.bytes;) {
     const size_t m = size_t(std::min<uint64_t>(kCopyBytes, op.bytes - done));
     src.read_at(s.out.data(), m, op.inputs[0].offset + done, op.tensor);
-    out.write_at(s.out.data(), m, op.out_offset + done, op.tensor);
+    out.write(op.out_file, op.out_offset + done, s.out.data(), m, op.tensor);
     st.bytes_read += m;
     st.bytes_written += m;
     done += m;
@@ -121,6 +107,7 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
   FpEnvGuard fp;
   FileTable in(spec.inputs, false);
   FileTable out(spec.outputs, true);
+  OutputWriter writer(out, spec.direct_write, scratch.direct);
   ChunkStats st;
   for (const Op& op : spec.ops) {
     if (!op.copy && op.inputs.size() != spec.w32.size()) {
@@ -128,21 +115,19 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
                                            " inputs for " + std::to_string(spec.w32.size()) + " weights",
                         {}, op.tensor);
     }
-    const File& dst = out.get(op.out_file);
     if (op.copy) {
-      copy_op(op, in, dst, scratch, st);
+      copy_op(op, in, writer, scratch, st);
     } else if (spec.io == IoMode::Mmap) {
-      merge_mmap(spec, op, in, dst, scratch, st);
+      merge_mmap(spec, op, in, writer, scratch, st);
     } else {
-      merge_pread(spec, op, in, dst, scratch, st);
+      merge_pread(spec, op, in, writer, scratch, st);
     }
-    const uint64_t out_bytes = op.copy ? op.bytes : op.count * dtype_size(op.out);
-    dst.start_writeback(op.out_offset, out_bytes);
     if (spec.drop_cache) {
       const uint64_t in_bytes = op.copy ? op.bytes : op.count * dtype_size(op.in);
       for (const InputRange& r : op.inputs) in.get(r.file).drop(r.offset, in_bytes);
     }
   }
+  writer.flush();
   // Output pages are dropped last: by now most of the chunk's writeback has completed, so the
   // wait is short and the disk stayed busy while the chunk computed.
   if (spec.drop_cache) {

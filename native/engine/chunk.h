@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "dtype.h"
+#include "engine/output_writer.h"
 #include "kernels/kernels.h"
 
 namespace pma {
@@ -39,6 +40,8 @@ struct ChunkSpec {
   IoMode io = IoMode::Pread;
   // Drop what the chunk read and wrote from the page cache once done (merges larger than RAM).
   bool drop_cache = false;
+  // Write the aligned middle of each output run with O_DIRECT (see output_writer.h).
+  bool direct_write = true;
   std::vector<Op> ops;
 };
 
@@ -52,6 +55,7 @@ struct Scratch {
   std::vector<std::vector<uint8_t>> in;
   std::vector<uint8_t> out;
   std::vector<const uint8_t*> ptrs;
+  AlignedBuffer direct;
 };
 
 ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch);

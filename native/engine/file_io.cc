@@ -31,6 +31,26 @@ File::File(const std::string& path, bool write) : path_(path) {
   if (fd_ < 0) io_fail(write ? "cannot open output" : "cannot open input", path, {}, errno);
 }
 
+std::unique_ptr<File> File::open_direct(const std::string& path) {
+#if defined(O_DIRECT)
+  int fd;
+  do {
+    fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    if (errno == EINVAL) return nullptr;
+    io_fail("cannot open output", path, {}, errno);
+  }
+  auto f = std::make_unique<File>();
+  f->fd_ = fd;
+  f->path_ = path;
+  return f;
+#else
+  (void)path;
+  return nullptr;
+#endif
+}
+
 File::~File() {
   if (fd_ >= 0) ::close(fd_);
 }
@@ -117,6 +137,17 @@ void File::drop(uint64_t off, uint64_t n) const {
   (void)a;
   (void)b;
 #endif
+}
+
+bool File::try_write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const {
+  ssize_t r;
+  do {
+    r = ::pwrite(fd_, buf, n, off_t(off));
+  } while (r < 0 && errno == EINTR);
+  if (r < 0 && errno == EINVAL) return false;
+  if (r < 0) io_fail("write failed on", path_, tensor, errno);
+  if (size_t(r) < n) write_at(static_cast<const uint8_t*>(buf) + r, n - size_t(r), off + uint64_t(r), tensor);
+  return true;
 }
 
 Mapping::Mapping(const File& f, uint64_t off, size_t n, const std::string& tensor) {

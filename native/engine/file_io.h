@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace pma {
@@ -11,6 +12,8 @@ class File {
  public:
   File() = default;
   File(const std::string& path, bool write);
+  // Opens for writing with O_DIRECT; nullptr where the filesystem does not support it (tmpfs).
+  static std::unique_ptr<File> open_direct(const std::string& path);
   ~File();
   File(const File&) = delete;
   File& operator=(const File&) = delete;
@@ -22,6 +25,9 @@ class File {
   // Reads exactly n bytes at off; a file that ends first is an input error, not a short result.
   void read_at(void* buf, size_t n, uint64_t off, const std::string& tensor) const;
   void write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const;
+  // As write_at, but returns false instead of failing when the kernel refuses the transfer as
+  // misaligned (EINVAL from an O_DIRECT write on a device with larger blocks), before any byte.
+  bool try_write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const;
   // Starts writeback of [off, off+n) without waiting for it, so the final fsync has little left
   // to do and the disk writes while the merge computes. A hint: failures are ignored.
   void start_writeback(uint64_t off, uint64_t n) const;
@@ -36,6 +42,9 @@ class File {
   int fd_ = -1;
   std::string path_;
 };
+
+// Alignment of O_DIRECT offsets, lengths and buffers (the logical block size of any disk today).
+inline constexpr uint64_t kDirectAlign = 4096;
 
 // A read-only window [off, off+n) of a file, page-aligned underneath.
 class Mapping {

@@ -41,6 +41,8 @@ Engine:
   --io pread|mmap              how inputs are read (default pread)
   --page-cache auto|keep|drop  drop inputs behind the read position and outputs once on disk
                                (default auto: drop when the inputs exceed half of RAM)
+  --write direct|buffered      write results with O_DIRECT where the filesystem allows (default),
+                               or through the page cache; the bytes are the same
 
 Reporting:
   --dry-run                    print the plan (inputs, weights, output files and sizes) and stop
@@ -95,6 +97,7 @@ const FLAG_TO_OPTION = {
   kernel: 'kernel',
   io: 'io',
   'page-cache': 'pageCache',
+  write: 'write',
 } as const;
 
 export async function mergeCommand(argv: string[], io: Io): Promise<number> {
@@ -120,6 +123,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
       kernel: { type: 'string' },
       io: { type: 'string' },
       'page-cache': { type: 'string' },
+      write: { type: 'string' },
       'dry-run': { type: 'boolean' },
       json: { type: 'boolean' },
       quiet: { type: 'boolean', short: 'q' },

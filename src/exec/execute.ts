@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 
 import { PmaError } from '../errors.js';
-import type { IoMode, KernelChoice, NativeChunk } from '../native.js';
+import type { IoMode, KernelChoice, NativeChunk, WriteMode } from '../native.js';
 import type { Progress } from '../options.js';
 import type { MergePlan } from '../plan/types.js';
 import { ChunkPool } from './pool.js';
@@ -9,10 +9,12 @@ import { ChunkPool } from './pool.js';
 export interface ExecuteOptions {
   /** Directory the plan's output files already exist in (headers written, sized). */
   dir: string;
-  threads: number;
+  /** The workers; the caller owns it (starts it early, closes it). */
+  pool: ChunkPool;
   kernel: KernelChoice;
   io: IoMode;
   dropCache: boolean;
+  write: WriteMode;
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
 }
@@ -34,7 +36,7 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
   const stats: ExecuteStats = { bytesRead: 0, bytesWritten: 0, elapsedMs: 0 };
   if (o.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
   if (plan.chunks.length === 0) return stats;
-  const pool = new ChunkPool(Math.min(o.threads, plan.chunks.length));
+  const pool = o.pool;
   let next = 0;
   let done = 0;
   let bytesDone = 0;
@@ -50,6 +52,7 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
       kernel: o.kernel,
       io: o.io,
       dropCache: o.dropCache,
+      write: o.write,
       ops: c.ops,
     };
   };
@@ -72,12 +75,8 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
       }
     }
   };
-  try {
-    // Two chunks per thread in flight keeps every worker fed while the main thread dispatches.
-    await Promise.all(Array.from({ length: Math.min(plan.chunks.length, pool.threads * 2) }, lane));
-  } finally {
-    await pool.close();
-  }
+  // Two chunks per thread in flight keeps every worker fed while the main thread dispatches.
+  await Promise.all(Array.from({ length: Math.min(plan.chunks.length, pool.threads * 2) }, lane));
   if (failure !== undefined) throw failure;
   stats.elapsedMs = performance.now() - start;
   return stats;

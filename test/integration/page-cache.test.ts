@@ -57,3 +57,43 @@ describe.skipIf(!canDrop)('page cache', () => {
     expect(readFileSync(join(tmp, 'drop2', 'model.safetensors')).equals(want)).toBe(true);
   });
 });
+
+describe('direct and buffered writes', () => {
+  it('give the same bytes when one run of output outgrows the 8 MiB write buffer', async () => {
+    const big = join(tmp, 'big-run');
+    const specs: TensorSpec[] = [
+      { name: 'odd', dtype: 'F16', shape: [333] },
+      { name: 'big', dtype: 'BF16', shape: [5_000_003] },
+      { name: 'after', dtype: 'F32', shape: [70_001] },
+    ];
+    for (const s of [1, 2]) writeCheckpoint(join(big, `step-${s}`), specs, 10 + s);
+    const outs = [];
+    for (const [i, o] of [{ write: 'buffered' as const }, { write: 'direct' as const }, { write: 'direct' as const, dtype: 'f32' as const }].entries()) {
+      const out = join(tmp, `big-${i}`);
+      await merge({ inputs: big, out, threads: 1, chunkSize: '256MiB', ...o });
+      outs.push(readFileSync(join(out, 'model.safetensors')));
+    }
+    expect(outs[1]?.equals(outs[0] as Buffer)).toBe(true);
+    const f32 = join(tmp, 'big-f32-buffered');
+    await merge({ inputs: big, out: f32, threads: 1, chunkSize: '256MiB', write: 'buffered', dtype: 'f32' });
+    expect(outs[2]?.equals(readFileSync(join(f32, 'model.safetensors')))).toBe(true);
+  });
+
+  it('give the same bytes for any chunk size, thread count and read mode', async () => {
+    const ref = join(tmp, 'buffered');
+    await merge({ inputs: run, out: ref, write: 'buffered', threads: 1 });
+    const want = readFileSync(join(ref, 'model.safetensors'));
+    const cases = [
+      { threads: 1 },
+      { threads: 2, chunkSize: 2 ** 20 + 13 },
+      { threads: 2, chunkSize: 5000 },
+      { threads: 2, io: 'mmap' as const, chunkSize: 3 * 2 ** 20 + 1 },
+      { threads: 2, pageCache: 'drop' as const },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const out = join(tmp, `direct-${i}`);
+      await merge({ inputs: run, out, write: 'direct', ...c });
+      expect(readFileSync(join(out, 'model.safetensors')).equals(want), JSON.stringify(c)).toBe(true);
+    }
+  });
+});

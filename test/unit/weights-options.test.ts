@@ -183,14 +183,15 @@ describe('resolvePlanOptions', () => {
 
 describe('resolveRunOptions', () => {
   it('fills in the defaults; threads default to the core count', () => {
-    expect(resolveRunOptions({ inputs: '/run', out: '/out' }, 12)).toEqual({ out: '/out', force: false, threads: 12, kernel: 'auto', io: 'pread', pageCache: 'auto' });
-    expect(resolveRunOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', io: 'mmap', pageCache: 'drop' }, 4)).toEqual({
+    expect(resolveRunOptions({ inputs: '/run', out: '/out' }, 12)).toEqual({ out: '/out', force: false, threads: 12, kernel: 'auto', io: 'pread', pageCache: 'auto', write: 'direct' });
+    expect(resolveRunOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', io: 'mmap', pageCache: 'drop', write: 'buffered' }, 4)).toEqual({
       out: '/o',
       force: true,
       threads: 1024,
       kernel: 'avx2',
       io: 'mmap',
       pageCache: 'drop',
+      write: 'buffered',
     });
   });
 
@@ -201,6 +202,7 @@ describe('resolveRunOptions', () => {
     ['kernel: "neon"', { kernel: 'neon' }, 'invalid kernel: expected one of auto, scalar, avx2, avx512, got "neon"'],
     ['io: "aio"', { io: 'aio' }, 'invalid io: expected one of pread, mmap, got "aio"'],
     ['pageCache: "purge"', { pageCache: 'purge' }, 'invalid pageCache: expected one of auto, keep, drop, got "purge"'],
+    ['write: "async"', { write: 'async' }, 'invalid write: expected one of direct, buffered, got "async"'],
     ['out: ""', { out: '' }, 'invalid out: expected a non-empty string, got ""'],
     ['out missing', { out: undefined }, 'invalid out: expected a non-empty string, got nothing'],
     ['force: "yes"', { force: 'yes' }, 'invalid force: expected true or false, got "yes"'],

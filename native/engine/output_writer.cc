@@ -1,0 +1,92 @@
+#include "engine/output_writer.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace pma {
+namespace {
+
+constexpr size_t kRunBuffer = size_t(8) << 20;
+inline uint64_t down(uint64_t x) { return x & ~(kDirectAlign - 1); }
+inline uint64_t up(uint64_t x) { return (x + kDirectAlign - 1) & ~(kDirectAlign - 1); }
+
+}  // namespace
+
+AlignedBuffer::~AlignedBuffer() { std::free(data); }
+
+void AlignedBuffer::reserve(size_t n) {
+  if (size >= n) return;
+  void* p = nullptr;
+  if (::posix_memalign(&p, kDirectAlign, n) != 0) throw std::bad_alloc();
+  std::free(data);
+  data = static_cast<uint8_t*>(p);
+  size = n;
+}
+
+void OutputWriter::buffered(uint64_t off, const uint8_t* data, size_t n) const {
+  if (n == 0) return;
+  const File& f = files_.get(file_);
+  f.write_at(data, n, off, tensor_);
+  f.start_writeback(off, n);
+}
+
+void OutputWriter::write(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor) {
+  if (n == 0) return;
+  if (!direct_ || files_.direct(file) == nullptr) {
+    const File& f = files_.get(file);
+    f.write_at(data, n, off, tensor);
+    f.start_writeback(off, n);
+    return;
+  }
+  if (pending_ && (file != file_ || off != end_)) flush();
+  if (!pending_) {
+    buf_.reserve(kRunBuffer);
+    pending_ = true;
+    file_ = file;
+    base_ = down(off);
+    start_ = end_ = off;
+  }
+  tensor_ = tensor;
+  while (n > 0) {
+    const size_t room = size_t(base_ + buf_.size - end_);
+    const size_t m = n < room ? n : room;
+    std::memcpy(buf_.data + (end_ - base_), data, m);
+    end_ += m;
+    data += m;
+    n -= m;
+    if (end_ - base_ == buf_.size) write_aligned(false);
+  }
+}
+
+// Writes the unaligned head of the run (buffered, once), then the aligned middle (direct). On the
+// final flush the unaligned tail goes buffered; otherwise the buffer is full, so the run's end is
+// aligned (base_ and the buffer size are) and the buffer starts afresh there.
+void OutputWriter::write_aligned(bool final_flush) {
+  const uint64_t head_end = up(start_) < end_ ? up(start_) : end_;
+  if (start_ % kDirectAlign != 0) {
+    buffered(start_, buf_.data + (start_ - base_), size_t(head_end - start_));
+    start_ = head_end;
+  }
+  const uint64_t mid_end = down(end_);
+  if (mid_end > start_) {
+    const uint8_t* p = buf_.data + (start_ - base_);
+    const size_t n = size_t(mid_end - start_);
+    if (!files_.direct(file_)->try_write_at(p, n, start_, tensor_)) {
+      direct_ = false;  // this device wants larger alignment: the page cache for the rest
+      buffered(start_, p, n);
+    }
+    start_ = mid_end;
+  }
+  if (final_flush) {
+    buffered(start_, buf_.data + (start_ - base_), size_t(end_ - start_));
+    pending_ = false;
+  }
+  base_ = start_ = end_;
+}
+
+void OutputWriter::flush() {
+  if (pending_) write_aligned(true);
+}
+
+}  // namespace pma

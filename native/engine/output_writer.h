@@ -1,0 +1,50 @@
+// Writes a chunk's results. Consecutive writes that continue each other are gathered in an aligned
+// buffer and the 4 KiB-aligned middle of each run goes to disk with O_DIRECT: no page cache to
+// fill, reclaim and flush, so the final fsync has almost nothing left to write. The unaligned
+// head and tail of a run (shared with the neighbouring chunks' blocks) go through the page cache,
+// so two workers never write the same disk block directly.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/file_table.h"
+
+namespace pma {
+
+struct AlignedBuffer {
+  uint8_t* data = nullptr;
+  size_t size = 0;
+  AlignedBuffer() = default;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer();
+  void reserve(size_t n);
+};
+
+class OutputWriter {
+ public:
+  OutputWriter(FileTable& files, bool direct, AlignedBuffer& buf) : files_(files), direct_(direct), buf_(buf) {}
+  // Flushes what is pending; an exception is already on its way if this throws in unwinding.
+  ~OutputWriter() = default;
+
+  void write(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor);
+  // Writes everything pending; call before the chunk ends.
+  void flush();
+
+ private:
+  void buffered(uint64_t off, const uint8_t* data, size_t n) const;
+  void write_aligned(bool final_flush);
+
+  FileTable& files_;
+  bool direct_;
+  AlignedBuffer& buf_;
+  // The pending run: file offset `base_` is buf_.data[0] (4 KiB-aligned); bytes of the run are
+  // [start_, end_) in file offsets; [base_, start_) is not ours and never written.
+  bool pending_ = false;
+  uint32_t file_ = 0;
+  uint64_t base_ = 0, start_ = 0, end_ = 0;
+  std::string tensor_;
+};
+
+}  // namespace pma
