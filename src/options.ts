@@ -57,8 +57,9 @@ export interface MergeOptions extends PlanOptions {
    */
   pageCache?: PageCacheMode;
   /**
-   * 'direct' (default): results go to disk with O_DIRECT where the filesystem allows, bypassing the
-   * page cache; 'buffered': through the page cache. The bytes are the same.
+   * 'buffered' (default): results go through the page cache, with early writeback; 'direct': the
+   * aligned middle of each output run goes to disk with O_DIRECT where the filesystem allows. The
+   * bytes are the same; which is faster depends on the disk (see bench/README.md).
    */
   write?: WriteMode;
   onProgress?: (p: Progress) => void;
@@ -146,6 +147,6 @@ export function resolveRunOptions(o: MergeOptions, cores: number): ResolvedRunOp
     kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, ['auto', 'scalar', 'avx2', 'avx512'] as const),
     io: o.io === undefined ? 'pread' : v.oneOf('io', o.io, ['pread', 'mmap'] as const),
     pageCache: o.pageCache === undefined ? 'auto' : v.oneOf('pageCache', o.pageCache, PAGE_CACHE_MODES),
-    write: o.write === undefined ? 'direct' : v.oneOf('write', o.write, ['direct', 'buffered'] as const),
+    write: o.write === undefined ? 'buffered' : v.oneOf('write', o.write, ['direct', 'buffered'] as const),
   };
 }

@@ -41,7 +41,7 @@ struct ChunkSpec {
   // Drop what the chunk read and wrote from the page cache once done (merges larger than RAM).
   bool drop_cache = false;
   // Write the aligned middle of each output run with O_DIRECT (see output_writer.h).
-  bool direct_write = true;
+  bool direct_write = false;
   std::vector<Op> ops;
 };
 

@@ -41,8 +41,8 @@ Engine:
   --io pread|mmap              how inputs are read (default pread)
   --page-cache auto|keep|drop  drop inputs behind the read position and outputs once on disk
                                (default auto: drop when the inputs exceed half of RAM)
-  --write direct|buffered      write results with O_DIRECT where the filesystem allows (default),
-                               or through the page cache; the bytes are the same
+  --write buffered|direct      results through the page cache (default), or their aligned middle
+                               with O_DIRECT where the filesystem allows; the bytes are the same
 
 Reporting:
   --dry-run                    print the plan (inputs, weights, output files and sizes) and stop

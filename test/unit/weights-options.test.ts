@@ -183,15 +183,15 @@ describe('resolvePlanOptions', () => {
 
 describe('resolveRunOptions', () => {
   it('fills in the defaults; threads default to the core count', () => {
-    expect(resolveRunOptions({ inputs: '/run', out: '/out' }, 12)).toEqual({ out: '/out', force: false, threads: 12, kernel: 'auto', io: 'pread', pageCache: 'auto', write: 'direct' });
-    expect(resolveRunOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', io: 'mmap', pageCache: 'drop', write: 'buffered' }, 4)).toEqual({
+    expect(resolveRunOptions({ inputs: '/run', out: '/out' }, 12)).toEqual({ out: '/out', force: false, threads: 12, kernel: 'auto', io: 'pread', pageCache: 'auto', write: 'buffered' });
+    expect(resolveRunOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', io: 'mmap', pageCache: 'drop', write: 'direct' }, 4)).toEqual({
       out: '/o',
       force: true,
       threads: 1024,
       kernel: 'avx2',
       io: 'mmap',
       pageCache: 'drop',
-      write: 'buffered',
+      write: 'direct',
     });
   });
 
