@@ -122,6 +122,8 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
     } else {
       merge_pread(spec, op, in, writer, scratch, st);
     }
+    // One writeback request per op, not per block: large requests, few system calls.
+    out.get(op.out_file).start_writeback(op.out_offset, op.copy ? op.bytes : op.count * dtype_size(op.out));
     if (spec.drop_cache) {
       const uint64_t in_bytes = op.copy ? op.bytes : op.count * dtype_size(op.in);
       for (const InputRange& r : op.inputs) in.get(r.file).drop(r.offset, in_bytes);

@@ -26,17 +26,13 @@ void AlignedBuffer::reserve(size_t n) {
 
 void OutputWriter::buffered(uint64_t off, const uint8_t* data, size_t n) const {
   if (n == 0) return;
-  const File& f = files_.get(file_);
-  f.write_at(data, n, off, tensor_);
-  f.start_writeback(off, n);
+  files_.get(file_).write_at(data, n, off, tensor_);
 }
 
 void OutputWriter::write(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor) {
   if (n == 0) return;
   if (!direct_ || files_.direct(file) == nullptr) {
-    const File& f = files_.get(file);
-    f.write_at(data, n, off, tensor);
-    f.start_writeback(off, n);
+    files_.get(file).write_at(data, n, off, tensor);
     return;
   }
   if (pending_ && (file != file_ || off != end_)) flush();
