@@ -126,6 +126,9 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
   };
 }
 
+export const KERNEL_CHOICES = ['auto', 'scalar', 'avx2', 'avx512'] as const;
+export const IO_MODES = ['pread', 'mmap'] as const;
+export const WRITE_MODES = ['buffered', 'direct'] as const;
 export const PAGE_CACHE_MODES = ['auto', 'keep', 'drop'] as const;
 export type PageCacheMode = (typeof PAGE_CACHE_MODES)[number];
 
@@ -144,9 +147,9 @@ export function resolveRunOptions(o: MergeOptions, cores: number): ResolvedRunOp
     out: v.nonEmptyString('out', o.out),
     force: o.force === undefined ? false : v.boolean('force', o.force),
     threads: o.threads === undefined ? cores : v.integer('threads', o.threads, 1, 1024),
-    kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, ['auto', 'scalar', 'avx2', 'avx512'] as const),
-    io: o.io === undefined ? 'pread' : v.oneOf('io', o.io, ['pread', 'mmap'] as const),
+    kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, KERNEL_CHOICES),
+    io: o.io === undefined ? 'pread' : v.oneOf('io', o.io, IO_MODES),
     pageCache: o.pageCache === undefined ? 'auto' : v.oneOf('pageCache', o.pageCache, PAGE_CACHE_MODES),
-    write: o.write === undefined ? 'buffered' : v.oneOf('write', o.write, ['direct', 'buffered'] as const),
+    write: o.write === undefined ? 'buffered' : v.oneOf('write', o.write, WRITE_MODES),
   };
 }

@@ -3,11 +3,10 @@ import { join, resolve } from 'node:path';
 
 import { OUTPUT_DTYPES, type OutputDTypeOption } from '../dtypes.js';
 import type { IoMode, KernelChoice } from '../native.js';
+import { IO_MODES, KERNEL_CHOICES } from '../options.js';
 import * as v from '../validate.js';
 import { SERIES_DTYPES, type SeriesParams } from './series.js';
 
-export const IO_MODES = ['pread', 'mmap'] as const;
-export const KERNEL_CHOICES = ['auto', 'scalar', 'avx2', 'avx512'] as const;
 export const DEFAULT_SIZE = '1GB';
 export const DEFAULT_INPUTS = 5;
 export const DEFAULT_RUNS = 5;

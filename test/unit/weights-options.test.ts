@@ -202,7 +202,7 @@ describe('resolveRunOptions', () => {
     ['kernel: "neon"', { kernel: 'neon' }, 'invalid kernel: expected one of auto, scalar, avx2, avx512, got "neon"'],
     ['io: "aio"', { io: 'aio' }, 'invalid io: expected one of pread, mmap, got "aio"'],
     ['pageCache: "purge"', { pageCache: 'purge' }, 'invalid pageCache: expected one of auto, keep, drop, got "purge"'],
-    ['write: "async"', { write: 'async' }, 'invalid write: expected one of direct, buffered, got "async"'],
+    ['write: "async"', { write: 'async' }, 'invalid write: expected one of buffered, direct, got "async"'],
     ['out: ""', { out: '' }, 'invalid out: expected a non-empty string, got ""'],
     ['out missing', { out: undefined }, 'invalid out: expected a non-empty string, got nothing'],
     ['force: "yes"', { force: 'yes' }, 'invalid force: expected true or false, got "yes"'],
