@@ -1,10 +1,11 @@
 export { merge, plan, type MergeResult } from './merge.js';
 export { inspect, type InspectResult, type InspectedCheckpoint } from './inspect.js';
 export { PmaError, ERROR_CODES, exitStatusFor, type PmaErrorCode } from './errors.js';
-export type { MergeOptions, PlanOptions, Progress, SelectionOptions } from './options.js';
+export type { MergeOptions, PageCacheMode, PlanOptions, Progress, SelectionOptions } from './options.js';
 export type { MergePlan, PlanChunk, PlanTensor, PlanOutputFile, PlanCheckpoint } from './plan/types.js';
 export { computeWeights, METHODS, type Method, type Weights } from './weights.js';
 export { readHeader, parseHeader, type SafetensorsHeader, type TensorEntry } from './safetensors/header.js';
 export { DTYPE_BITS, AVERAGED_DTYPES, OUTPUT_DTYPES, type DType, type FloatDType, type OutputDTypeOption } from './dtypes.js';
-export { native, type CpuInfo, type KernelChoice, type KernelName, type IoMode, type Accumulate } from './native.js';
+export { native, type CpuInfo, type KernelChoice, type KernelName, type IoMode, type Accumulate, type WriteMode } from './native.js';
+export { runBench, runSuite, type BenchOptions, type BenchResult } from './bench/index.js';
 export { VERSION } from './version.js';
