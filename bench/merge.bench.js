@@ -73,8 +73,14 @@ async function main() {
     command,
     notes,
   });
+  // The torch baseline of the issue's headline case, where Debian's python3-torch is installed.
+  const torch = await import('./torch-baseline.bench.js');
+  if (torch.torchAvailable()) {
+    result.torch = await torch.torchBaseline({ dir, ...(values.quick ? { inputs: 4, size: '256MB' } : {}), log: (msg) => process.stderr.write(`${msg}\n`) });
+  }
   writeFileSync(join(dir, 'last-result.json'), `${JSON.stringify(result, null, 2)}\n`);
-  process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${bench.formatSuiteReport(result)}results: ${join(dir, 'last-result.json')}\n`);
+  const torchLine = result.torch ? torch.formatTorch(result.torch) : 'torch baseline skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)\n';
+  process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${bench.formatSuiteReport(result)}${torchLine}results: ${join(dir, 'last-result.json')}\n`);
   return 0;
 }
 
