@@ -1,8 +1,8 @@
-// Writes a chunk's results. Consecutive writes that continue each other are gathered in an aligned
-// buffer and the 4 KiB-aligned middle of each run goes to disk with O_DIRECT: no page cache to
-// fill, reclaim and flush, so the final fsync has almost nothing left to write. The unaligned
-// head and tail of a run (shared with the neighbouring chunks' blocks) go through the page cache,
-// so two workers never write the same disk block directly.
+// Writes a chunk's results. Buffered (the default): straight to the page cache. Direct: writes
+// that continue each other are gathered in an aligned buffer and the 4 KiB-aligned middle of each
+// run goes to disk with O_DIRECT; the unaligned head and tail of a run, which share disk blocks
+// with the neighbouring chunks, go through the page cache, so two workers never write the same
+// block directly. Unwritten data after an error does not matter: the output is discarded.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -25,9 +25,6 @@ struct AlignedBuffer {
 class OutputWriter {
  public:
   OutputWriter(FileTable& files, bool direct, AlignedBuffer& buf) : files_(files), direct_(direct), buf_(buf) {}
-  // Flushes what is pending; an exception is already on its way if this throws in unwinding.
-  ~OutputWriter() = default;
-
   void write(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor);
   // Writes everything pending; call before the chunk ends.
   void flush();
