@@ -21,6 +21,9 @@ void grow(std::vector<uint8_t>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
+uint64_t out_bytes(const Op& op) { return op.copy ? op.bytes : op.count * dtype_size(op.out); }
+uint64_t in_bytes(const Op& op) { return op.copy ? op.bytes : op.count * dtype_size(op.in); }
+
 MergeArgs base_args(const ChunkSpec& spec, const Op& op) {
   MergeArgs a{};
   a.n = int(op.inputs.size());
@@ -123,10 +126,9 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
       merge_pread(spec, op, in, writer, scratch, st);
     }
     // One writeback request per op, not per block: large requests, few system calls.
-    out.get(op.out_file).start_writeback(op.out_offset, op.copy ? op.bytes : op.count * dtype_size(op.out));
+    out.get(op.out_file).start_writeback(op.out_offset, out_bytes(op));
     if (spec.drop_cache) {
-      const uint64_t in_bytes = op.copy ? op.bytes : op.count * dtype_size(op.in);
-      for (const InputRange& r : op.inputs) in.get(r.file).drop(r.offset, in_bytes);
+      for (const InputRange& r : op.inputs) in.get(r.file).drop(r.offset, in_bytes(op));
     }
   }
   writer.flush();
@@ -134,7 +136,7 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
   // wait is short and the disk stayed busy while the chunk computed.
   if (spec.drop_cache) {
     for (const Op& op : spec.ops) {
-      out.get(op.out_file).flush_and_drop(op.out_offset, op.copy ? op.bytes : op.count * dtype_size(op.out));
+      out.get(op.out_file).flush_and_drop(op.out_offset, out_bytes(op));
     }
   }
   return st;
