@@ -110,6 +110,20 @@ describe('merging a generated run', () => {
     expectTensors(o, expected([500, 1000, 2000], r.plan.weights.w32, 'bf16'));
   });
 
+  it('takes single .safetensors files as checkpoints, with steps from their names or directories', async () => {
+    const flat = join(tmp, 'flat-run');
+    mkdirSync(flat);
+    for (const step of [10000, 2000]) writeFileSync(join(flat, `step-${step}.safetensors`), readFileSync(join(run, `checkpoint-${step === 2000 ? 500 : 2000}`, 'model.safetensors')));
+    const fromRun = await merge({ inputs: flat, out: out() });
+    expect(fromRun.plan.checkpoints.map((c) => [c.name, c.step])).toEqual([['step-2000.safetensors', 2000], ['step-10000.safetensors', 10000]]);
+    // Files named model.safetensors take the step of their directory: given newest first, merged oldest first.
+    const o = out();
+    const files = [join(run, 'checkpoint-2000', 'model.safetensors'), join(run, 'checkpoint-500', 'model.safetensors')];
+    const r = await merge({ inputs: files, out: o });
+    expect(r.plan.checkpoints.map((c) => c.step)).toEqual([500, 2000]);
+    expectTensors(o, expected([500, 2000], r.plan.weights.w32, 'keep'));
+  });
+
   it('shards the output above --max-shard-size with an index transformers can read', async () => {
     const o = out();
     const r = await merge({ inputs: run, out: o, maxShardSize: 3000, dtype: 'f32', threads: 2, chunkSize: 500 });
