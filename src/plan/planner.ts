@@ -66,7 +66,7 @@ export async function planMerge(options: PlanOptions): Promise<PlanResult> {
     notes.push(`${copied.length} tensor(s) of dtype ${kinds} are not averaged: copied from the newest checkpoint (${newest.name})`);
   }
   const outputBytes = tensors.reduce((s, t) => s + t.bytes, 0);
-  const inputBytes = merged.reduce((s, t) => s + (t.bytes / (DTYPE_BITS[t.outDtype] / 8)) * (DTYPE_BITS[t.inDtype] / 8) * cks.length, 0)
+  const inputBytes = merged.reduce((s, t) => s + ((elementCount(t.shape) * DTYPE_BITS[t.inDtype]) / 8) * cks.length, 0)
     + copied.reduce((s, t) => s + t.bytes, 0);
 
   // Sources are looked up as the chunks are cut, not kept for every tensor at once: on a

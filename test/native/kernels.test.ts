@@ -123,9 +123,10 @@ describe('kernels', () => {
     }
   });
 
-  it('refuses a kernel the CPU lacks with E_UNSUPPORTED', () => {
-    const missing = (['avx2', 'avx512'] as const).find((k) => !cpu.kernels.includes(k));
-    if (!missing) return; // this CPU has every kernel: nothing to refuse
+  // On a CPU with every kernel there is nothing to refuse: the test reports itself skipped.
+  const missing = (['avx2', 'avx512'] as const).find((k) => !cpu.kernels.includes(k));
+  it.skipIf(!missing)('refuses a kernel the CPU lacks with E_UNSUPPORTED', () => {
+    if (!missing) return;
     expect(() => native().mergeBuffers(args([new Uint8Array(4)], 'F32', 'F32', [1], missing))).toThrow(/not supported/);
   });
 });
