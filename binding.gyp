@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "pma",
-      "sources": ["<!@(node -p \"require('./native/sources.json').sources.join(' ')\")"],
+      "sources": ["<!@(node -p \"(s=>s.sources.concat(s.cpu_only).join(' '))(require('./native/sources.json'))\")"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["<!@(node -p \"require('./native/sources.json').defines.join(' ')\")"],
       "cflags!": ["-fno-exceptions", "-O2", "-O3"],

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cuda.h"
 #include "engine/chunk.h"
 #include "engine/fp_env.h"
 #include "errors.h"
@@ -89,6 +90,9 @@ pma::ChunkSpec parse_chunk(const Napi::Object& t) {
   spec.io = get_string(t, "io") == "mmap" ? pma::IoMode::Mmap : pma::IoMode::Pread;
   spec.drop_cache = t.Get("dropCache").ToBoolean().Value();
   spec.direct_write = get_string(t, "write") == "direct";
+  const double device = get_number(t, "device");
+  spec.device = device >= 0 ? int(device) : -1;
+  if (spec.device >= 0) spec.gpu_memory = get_u64(t, "gpuMemory");
   const Napi::Array ops = get_array(t, "ops");
   spec.ops.resize(ops.Length());
   for (uint32_t i = 0; i < ops.Length(); ++i) {
@@ -133,8 +137,10 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
         InstanceMethod("cpuFeatures", &PmaAddon::CpuFeatures),
         InstanceMethod("runChunk", &PmaAddon::RunChunk),
         InstanceMethod("mergeBuffers", &PmaAddon::MergeBuffers),
+        InstanceMethod("cudaInfo", &PmaAddon::CudaInfo),
+        InstanceMethod("cudaBench", &PmaAddon::CudaBench),
     });
-    exports.Set("cuda", Napi::Boolean::New(env, false));
+    exports.Set("cuda", Napi::Boolean::New(env, pma::cuda_built()));
   }
 
  private:
@@ -158,7 +164,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
     Napi::Env env = info.Env();
     try {
       const pma::ChunkSpec spec = parse_chunk(info[0].As<Napi::Object>());
-      const pma::ChunkStats st = pma::run_chunk(spec, scratch_);
+      const pma::ChunkStats st = spec.device >= 0 ? pma::run_chunk_cuda(spec, gpu()) : pma::run_chunk(spec, scratch_);
       Napi::Object o = Napi::Object::New(env);
       o.Set("bytesRead", double(st.bytes_read));
       o.Set("bytesWritten", double(st.bytes_written));
@@ -167,6 +173,8 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
       rethrow_as_js(env, e);
     } catch (const std::bad_alloc&) {
       rethrow_as_js(env, pma::EngineError("E_NOMEM", "out of memory in the native engine"));
+    } catch (const std::exception& e) {
+      rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
     }
   }
 
@@ -177,7 +185,8 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
       const Napi::Object t = info[0].As<Napi::Object>();
       const DType in = parse_dtype(get_string(t, "inDtype"));
       const DType out = parse_dtype(get_string(t, "outDtype"));
-      const Kernel k = parse_kernel(get_string(t, "kernel"));
+      const double device = get_number(t, "device");
+      const Kernel k = device >= 0 ? Kernel::Scalar : parse_kernel(get_string(t, "kernel"));
       std::vector<float> w32;
       std::vector<double> w64;
       read_weights(t, w32, w64);
@@ -205,15 +214,73 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
       a.out = out;
       a.count = count;
       a.dst = dst.Data();
-      pma::FpEnvGuard fp;
-      pma::merge(k, a);
+      if (device >= 0) {
+        pma::merge_cuda(int(device), a);
+      } else {
+        pma::FpEnvGuard fp;
+        pma::merge(k, a);
+      }
       return dst;
     } catch (const pma::EngineError& e) {
       rethrow_as_js(env, e);
     }
   }
 
+  Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const pma::CudaInfo c = pma::cuda_info();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("built", c.built);
+    o.Set("archs", c.archs);
+    o.Set("runtimeVersion", c.runtime_version);
+    o.Set("driverVersion", c.driver_version);
+    if (!c.error.empty()) o.Set("error", c.error);
+    Napi::Array ds = Napi::Array::New(env, c.devices.size());
+    for (size_t i = 0; i < c.devices.size(); ++i) {
+      const pma::GpuDevice& d = c.devices[i];
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("index", d.index);
+      x.Set("name", d.name);
+      x.Set("pciBusId", d.pci_bus_id);
+      x.Set("computeCapability", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor));
+      x.Set("multiprocessors", d.multiprocessors);
+      x.Set("totalMemory", double(d.total_memory));
+      x.Set("freeMemory", double(d.free_memory));
+      x.Set("usable", d.usable);
+      if (!d.usable) x.Set("unusableReason", d.unusable_reason);
+      ds.Set(uint32_t(i), x);
+    }
+    o.Set("devices", ds);
+    return o;
+  }
+
+  Napi::Value CudaBench(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    try {
+      const Napi::Object t = info[0].As<Napi::Object>();
+      const pma::GpuBenchResult r =
+          pma::cuda_bench(int(get_number(t, "device")), parse_dtype(get_string(t, "inDtype")),
+                          parse_dtype(get_string(t, "outDtype")), int(get_u64(t, "inputs")), get_u64(t, "count"),
+                          int(get_u64(t, "iterations")));
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("kernelGBps", r.kernel_gbps);
+      o.Set("copyGBps", r.copy_gbps);
+      o.Set("h2dGBps", r.h2d_gbps);
+      o.Set("d2hGBps", r.d2h_gbps);
+      return o;
+    } catch (const pma::EngineError& e) {
+      rethrow_as_js(env, e);
+    }
+  }
+
+  pma::GpuState& gpu() {
+    if (!gpu_) gpu_ = pma::gpu_state_new();
+    return *gpu_;
+  }
+
   pma::Scratch scratch_;
+  // Created on the first GPU chunk of this environment; freed with it (pinned and device memory).
+  pma::GpuStatePtr gpu_;
 };
 
 }  // namespace

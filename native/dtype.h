@@ -4,11 +4,13 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/hd.h"
+
 namespace pma {
 
 enum class DType : uint8_t { BF16 = 0, F16 = 1, F32 = 2, F64 = 3 };
 
-inline size_t dtype_size(DType d) {
+PMA_HD size_t dtype_size(DType d) {
   switch (d) {
     case DType::BF16:
     case DType::F16: return 2;

@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   E_UNSUPPORTED: 'the request needs something this build or machine lacks',
   E_IO: 'reading or writing a file failed',
   E_NOMEM: 'out of memory',
+  E_DEVICE: 'the GPU or its driver failed during the merge',
   E_ABORTED: 'the merge was aborted',
   E_INTERNAL: 'a bug in pma',
 } as const;

@@ -6,6 +6,7 @@ export type { MergePlan, PlanChunk, PlanTensor, PlanOutputFile, PlanCheckpoint }
 export { computeWeights, METHODS, type Method, type Weights } from './weights.js';
 export { readHeader, parseHeader, type SafetensorsHeader, type TensorEntry } from './safetensors/header.js';
 export { DTYPE_BITS, AVERAGED_DTYPES, OUTPUT_DTYPES, type DType, type FloatDType, type OutputDTypeOption } from './dtypes.js';
-export { native, type CpuInfo, type KernelChoice, type KernelName, type IoMode, type Accumulate, type WriteMode } from './native.js';
+export { native, type CpuInfo, type CudaInfo, type CudaDeviceInfo, type KernelChoice, type KernelName, type IoMode, type Accumulate, type WriteMode } from './native.js';
+export { devices, type DeviceOption, type DevicesReport } from './devices.js';
 export { runBench, runSuite, type BenchOptions, type BenchResult } from './bench/index.js';
 export { VERSION } from './version.js';

@@ -57,6 +57,10 @@ export interface NativeChunk {
   dropCache: boolean;
   /** 'direct': the 4 KiB-aligned middle of each output run with O_DIRECT (where supported). */
   write: WriteMode;
+  /** -1: the CPU kernels; otherwise the CUDA device index the chunk runs on. */
+  device: number;
+  /** Device memory (and pinned host memory) this worker may use on `device`, in bytes. */
+  gpuMemory: number;
   ops: NativeOp[];
 }
 
@@ -79,21 +83,77 @@ export interface MergeBuffersArgs {
   weights32: number[];
   weights64: number[];
   accumulate: Accumulate;
+  /** The CPU kernel; ignored when `device` names a GPU. */
   kernel: KernelChoice;
+  /** A CUDA device index to merge on instead of the CPU (default -1: the CPU). */
+  device?: number;
+}
+
+export interface CudaDeviceInfo {
+  index: number;
+  name: string;
+  pciBusId: string;
+  /** "8.0", "9.0", ... */
+  computeCapability: string;
+  multiprocessors: number;
+  totalMemory: number;
+  freeMemory: number;
+  /** False when this build has no kernel the device can run. */
+  usable: boolean;
+  unusableReason?: string;
+}
+
+export interface CudaInfo {
+  /** The addon was built with CUDA (the machine may still have no GPU). */
+  built: boolean;
+  /** The build's targets, e.g. "80-real,90-real,90-virtual". */
+  archs: string;
+  /** 13000 = CUDA 13.0; 0 when unknown. */
+  runtimeVersion: number;
+  /** 0 when no driver is installed. */
+  driverVersion: number;
+  /** Why no device is listed, when none is. */
+  error?: string;
+  devices: CudaDeviceInfo[];
+}
+
+export interface CudaBenchArgs {
+  device: number;
+  inDtype: FloatDType;
+  outDtype: FloatDType;
+  inputs: number;
+  /** Elements per input. */
+  count: number;
+  iterations: number;
+}
+
+export interface CudaBenchResult {
+  /** Bytes the merge kernel reads and writes per second, GB/s. */
+  kernelGBps: number;
+  /** A device-to-device copy moving the same bytes, GB/s. */
+  copyGBps: number;
+  h2dGBps: number;
+  d2hGBps: number;
 }
 
 interface RawAddon {
   cuda: boolean;
   cpuFeatures(): CpuInfo;
   runChunk(chunk: NativeChunk): ChunkStats;
-  mergeBuffers(args: MergeBuffersArgs): Uint8Array;
+  mergeBuffers(args: MergeBuffersArgs & { device: number }): Uint8Array;
+  cudaInfo(): CudaInfo;
+  cudaBench(args: CudaBenchArgs): CudaBenchResult;
 }
 
 export interface Native {
+  /** The addon was built with CUDA. */
   readonly cuda: boolean;
   cpuFeatures(): CpuInfo;
   runChunk(chunk: NativeChunk): ChunkStats;
   mergeBuffers(args: MergeBuffersArgs): Uint8Array;
+  /** The build's CUDA support and the GPUs this process can see; never throws for want of a GPU. */
+  cudaInfo(): CudaInfo;
+  cudaBench(args: CudaBenchArgs): CudaBenchResult;
 }
 
 /** The package root: src/ and dist/ both sit one level below it. */
@@ -144,7 +204,9 @@ export function native(): Native {
     cuda: raw.cuda,
     cpuFeatures: guarded(() => raw.cpuFeatures()),
     runChunk: guarded((c: NativeChunk) => raw.runChunk(c)),
-    mergeBuffers: guarded((a: MergeBuffersArgs) => raw.mergeBuffers(a)),
+    mergeBuffers: guarded((a: MergeBuffersArgs) => raw.mergeBuffers({ ...a, device: a.device ?? -1 })),
+    cudaInfo: guarded(() => raw.cudaInfo()),
+    cudaBench: guarded((a: CudaBenchArgs) => raw.cudaBench(a)),
   };
   return loaded;
 }

@@ -1,3 +1,4 @@
+import { parseDevice, type DeviceOption, type DeviceRequest } from './devices.js';
 import { OUTPUT_DTYPES, type OutputDTypeOption } from './dtypes.js';
 import type { Accumulate, IoMode, KernelChoice, WriteMode } from './native.js';
 import type { MergePlan } from './plan/types.js';
@@ -47,9 +48,20 @@ export interface MergeOptions extends PlanOptions {
   /** Output directory; must not exist unless `force`. */
   out: string;
   force?: boolean;
-  /** Worker threads; default: the number of cores. */
+  /** Worker threads; default: the number of cores on the CPU, up to 8 (4 per GPU) on GPUs. */
   threads?: number;
+  /** CPU kernel; default 'auto' (the best this CPU has). */
   kernel?: KernelChoice;
+  /**
+   * 'cpu' (default), 'cuda' (GPU 0), 'cuda:0,1', 'cuda:all', or 'auto' (GPU 0 when this build has
+   * CUDA and a usable GPU is present, else the CPU). Every device writes the same bytes.
+   */
+  device?: DeviceOption;
+  /**
+   * Device memory per GPU, bytes or "2GiB", shared by the workers; the same amount of pinned host
+   * memory is used for staging. Default: a tenth of the GPU's free memory, at most 1 GiB.
+   */
+  gpuMemory?: number | string;
   io?: IoMode;
   /**
    * 'drop': drop inputs from the page cache behind the read position and outputs once on disk;
@@ -135,19 +147,27 @@ export type PageCacheMode = (typeof PAGE_CACHE_MODES)[number];
 export interface ResolvedRunOptions {
   out: string;
   force: boolean;
-  threads: number;
+  /** null: chosen once the device is known (defaultThreads). */
+  threads: number | null;
   kernel: KernelChoice;
+  device: DeviceRequest;
+  /** The option as given, for messages. */
+  deviceLabel: string;
+  gpuMemory: number | undefined;
   io: IoMode;
   pageCache: PageCacheMode;
   write: WriteMode;
 }
 
-export function resolveRunOptions(o: MergeOptions, cores: number): ResolvedRunOptions {
+export function resolveRunOptions(o: MergeOptions): ResolvedRunOptions {
   return {
     out: v.nonEmptyString('out', o.out),
     force: o.force === undefined ? false : v.boolean('force', o.force),
-    threads: o.threads === undefined ? cores : v.integer('threads', o.threads, 1, 1024),
+    threads: o.threads === undefined ? null : v.integer('threads', o.threads, 1, 1024),
     kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, KERNEL_CHOICES),
+    device: parseDevice(o.device),
+    deviceLabel: String(o.device ?? 'cpu'),
+    gpuMemory: o.gpuMemory === undefined ? undefined : v.byteSize('gpuMemory', o.gpuMemory),
     io: o.io === undefined ? 'pread' : v.oneOf('io', o.io, IO_MODES),
     pageCache: o.pageCache === undefined ? 'auto' : v.oneOf('pageCache', o.pageCache, PAGE_CACHE_MODES),
     write: o.write === undefined ? 'buffered' : v.oneOf('write', o.write, WRITE_MODES),

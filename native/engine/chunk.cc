@@ -21,9 +21,6 @@ void grow(std::vector<uint8_t>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
-uint64_t out_bytes(const Op& op) { return op.copy ? op.bytes : op.count * dtype_size(op.out); }
-uint64_t in_bytes(const Op& op) { return op.copy ? op.bytes : op.count * dtype_size(op.in); }
-
 MergeArgs base_args(const ChunkSpec& spec, const Op& op) {
   MergeArgs a{};
   a.n = int(op.inputs.size());
@@ -106,18 +103,27 @@ void copy_op(const Op& op, FileTable& in, OutputWriter& out, Scratch& s, ChunkSt
 
 }  // namespace
 
-ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
-  FpEnvGuard fp;
-  FileTable in(spec.inputs, false);
-  FileTable out(spec.outputs, true);
-  OutputWriter writer(out, spec.direct_write, scratch.direct);
-  ChunkStats st;
+void check_ops(const ChunkSpec& spec) {
   for (const Op& op : spec.ops) {
     if (!op.copy && op.inputs.size() != spec.w32.size()) {
       throw EngineError(kCodeInternal, "tensor " + op.tensor + ": " + std::to_string(op.inputs.size()) +
                                            " inputs for " + std::to_string(spec.w32.size()) + " weights",
                         {}, op.tensor);
     }
+    if (op.copy && op.inputs.size() != 1) {
+      throw EngineError(kCodeInternal, "tensor " + op.tensor + ": a copy needs exactly one input", {}, op.tensor);
+    }
+  }
+}
+
+ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
+  FpEnvGuard fp;
+  FileTable in(spec.inputs, false);
+  FileTable out(spec.outputs, true);
+  OutputWriter writer(out, spec.direct_write, scratch.direct);
+  ChunkStats st;
+  check_ops(spec);
+  for (const Op& op : spec.ops) {
     if (op.copy) {
       copy_op(op, in, writer, scratch, st);
     } else if (spec.io == IoMode::Mmap) {

@@ -42,6 +42,9 @@ struct ChunkSpec {
   bool drop_cache = false;
   // Write the aligned middle of each output run with O_DIRECT (see output_writer.h).
   bool direct_write = false;
+  // -1: the CPU kernels; otherwise the CUDA device to merge on, with its memory budget in bytes.
+  int device = -1;
+  uint64_t gpu_memory = 0;
   std::vector<Op> ops;
 };
 
@@ -59,5 +62,11 @@ struct Scratch {
 };
 
 ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch);
+// Throws when an op's inputs do not match the weights (a planner bug, never user input).
+void check_ops(const ChunkSpec& spec);
+
+// Byte counts of an op, used by both the CPU and the CUDA engine.
+inline uint64_t out_bytes(const Op& op) { return op.copy ? op.bytes : op.count * dtype_size(op.out); }
+inline uint64_t in_bytes(const Op& op) { return op.copy ? op.bytes : op.count * dtype_size(op.in); }
 
 }  // namespace pma

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { PmaError, exitStatusFor } from '../errors.js';
 import { VERSION } from '../version.js';
 import { benchCommand } from './bench.js';
+import { devicesCommand } from './devices.js';
 import { inspectCommand } from './inspect.js';
 import { processIo, type Io } from './io.js';
 import { mergeCommand } from './merge.js';
@@ -16,6 +17,7 @@ Usage:
   pma inspect <run-dir | checkpoint...> [--tensors] [--json]  list checkpoints and tensors
   pma bench [--size 1GB --inputs 5 | <inputs...>] [options]  measure merge speed against this
                                                               machine's read + write floor
+  pma devices [--json]                                        the CPU kernels and GPUs pma can use
   pma --version
 
 Run 'pma <command> --help' for the options of a command.
@@ -38,6 +40,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await inspectCommand(rest, io);
       case 'bench':
         return await benchCommand(rest, io);
+      case 'devices':
+        return await devicesCommand(rest, io);
       case '--version':
       case '-v':
         io.out(`${VERSION}\n`);
@@ -49,7 +53,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.out(MAIN_HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect or bench; see pma --help)`);
+        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect, bench or devices; see pma --help)`);
     }
   } catch (e) {
     // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_* codes.

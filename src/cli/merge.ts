@@ -34,10 +34,17 @@ Output:
   --max-shard-size SIZE        shard the output above SIZE (default 5GB; 5GB = 5e9, 5GiB = 5*2^30)
 
 Engine:
-  --threads N                  worker threads (default: number of cores)
+  --threads N                  worker threads (default: number of cores; on GPUs, up to 8,
+                               4 per GPU: each has a reader and a writer thread)
   --chunk-size SIZE            work unit, read+written bytes (default 1/64 of the merge,
                                16MiB to 256MiB); never changes the bytes
-  --kernel auto|scalar|avx2|avx512   arithmetic backend (default auto: the best the CPU has)
+  --device cpu|auto|cuda|cuda:0,1|cuda:all
+                               where the arithmetic runs (default cpu); auto: GPU 0 when this
+                               build has CUDA and a usable GPU, else the CPU; the bytes are the
+                               same on every device (see pma devices)
+  --gpu-memory SIZE            device memory per GPU, and as much pinned host memory for staging
+                               (default a tenth of the GPU's free memory, at most 1GiB)
+  --kernel auto|scalar|avx2|avx512   CPU arithmetic (default auto: the best the CPU has)
   --io pread|mmap              how inputs are read (default pread)
   --page-cache auto|keep|drop  drop inputs behind the read position and outputs once on disk
                                (default auto: drop when the inputs exceed half of RAM)
@@ -55,6 +62,7 @@ Examples:
   pma merge runs/exp7/checkpoint-{6000,7000,8000} --method ema --alpha 0.2 --dtype bf16 --out m2
   pma merge runs/exp7 --every 2 --last 4 --method wma --out m3 --json
   pma merge runs/exp7 --last 10 --dry-run
+  pma merge runs/exp7 --last 8 --device cuda:all --out merged/
 
 Exit status: 0 done, 2 bad usage or bad input, 1 any other failure.
 `;
@@ -95,6 +103,8 @@ const FLAG_TO_OPTION = {
   'chunk-size': 'chunkSize',
   threads: 'threads',
   kernel: 'kernel',
+  device: 'device',
+  'gpu-memory': 'gpuMemory',
   io: 'io',
   'page-cache': 'pageCache',
   write: 'write',
@@ -121,6 +131,8 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
       'chunk-size': { type: 'string' },
       threads: { type: 'string' },
       kernel: { type: 'string' },
+      device: { type: 'string' },
+      'gpu-memory': { type: 'string' },
       io: { type: 'string' },
       'page-cache': { type: 'string' },
       write: { type: 'string' },
@@ -184,6 +196,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
       files: p.outputs.map((f) => ({ name: f.name, size: f.size })),
       tensors: p.totals,
       kernel: result.kernel,
+      device: result.device,
       threads: result.threads,
       bytesRead: result.bytesRead,
       bytesWritten: result.bytesWritten,
@@ -192,7 +205,9 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
     }, null, 2)}\n`);
   } else {
     const p = result.plan;
-    io.out(`merged ${p.checkpoints.length} checkpoints (${p.method}) -> ${result.out}: ${p.outputs.length} file(s), ${formatBytes(p.totals.outputBytes)} in ${formatDuration(result.elapsedMs)} (${formatRate(result.bytesPerSecond)} read, ${result.kernel}, ${result.threads} threads)\n`);
+    const engine = result.device === 'cpu' ? result.kernel : result.device;
+    if (result.deviceNote && !values.quiet) io.err(`note: ${result.deviceNote}\n`);
+    io.out(`merged ${p.checkpoints.length} checkpoints (${p.method}) -> ${result.out}: ${p.outputs.length} file(s), ${formatBytes(p.totals.outputBytes)} in ${formatDuration(result.elapsedMs)} (${formatRate(result.bytesPerSecond)} read, ${engine}, ${result.threads} threads)\n`);
   }
   return 0;
 }

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 
+import type { ResolvedDevice } from '../devices.js';
 import { PmaError } from '../errors.js';
 import type { IoMode, KernelChoice, NativeChunk, WriteMode } from '../native.js';
 import type { Progress } from '../options.js';
@@ -12,6 +13,8 @@ export interface ExecuteOptions {
   /** The workers; the caller owns it (starts it early, closes it). */
   pool: ChunkPool;
   kernel: KernelChoice;
+  /** Chunks go to the GPUs in turn (chunk i on device i mod n), or all to the CPU. */
+  device: ResolvedDevice;
   io: IoMode;
   dropCache: boolean;
   write: WriteMode;
@@ -41,6 +44,9 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
   let done = 0;
   let bytesDone = 0;
   let failure: unknown;
+  const gpus = o.device.kind === 'cuda' ? o.device.devices.map((d) => d.index) : [];
+  // Every worker may hold staging slots on every GPU it is given chunks for.
+  const gpuMemory = o.device.kind === 'cuda' ? Math.floor(o.device.memory / pool.threads) : 0;
   const task = (i: number): NativeChunk => {
     const c = plan.chunks[i] as MergePlan['chunks'][number];
     return {
@@ -53,6 +59,8 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
       io: o.io,
       dropCache: o.dropCache,
       write: o.write,
+      device: gpus.length > 0 ? (gpus[i % gpus.length] as number) : -1,
+      gpuMemory,
       ops: c.ops,
     };
   };

@@ -1,60 +1,16 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { merge, type MergeOptions } from '../../src/index.js';
+import { merge } from '../../src/index.js';
 import { native } from '../../src/native.js';
 import { GOLDEN, pma } from '../helpers/cli.js';
-import { readSafetensors } from '../helpers/safetensors.js';
+import { caseOptions, cases, cliArgs, expectGolden, type GoldenCase } from '../helpers/golden.js';
 
-interface GoldenCase {
-  case: string;
-  method: 'sma' | 'ema' | 'wma' | 'weights';
-  inputs_steps: number[];
-  weights: number[];
-  output_dtype: string;
-  alpha?: number;
-}
-
-const cases = (JSON.parse(readFileSync(join(GOLDEN, 'expected', 'cases.json'), 'utf8')) as { cases: GoldenCase[] }).cases;
 const tmp = mkdtempSync(join(tmpdir(), 'pma-golden-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-function caseOptions(c: GoldenCase): Omit<MergeOptions, 'out'> {
-  const o: Omit<MergeOptions, 'out'> = { inputs: c.inputs_steps.map((s) => join(GOLDEN, 'inputs', `checkpoint-${s}`)) };
-  if (c.method === 'weights') o.weights = c.weights;
-  else o.method = c.method;
-  if (c.alpha !== undefined) o.alpha = c.alpha;
-  if (c.output_dtype !== 'keep') o.dtype = c.output_dtype.toLowerCase() as MergeOptions['dtype'];
-  return o;
-}
-
-function cliArgs(c: GoldenCase): string[] {
-  const a = c.inputs_steps.map((s) => join(GOLDEN, 'inputs', `checkpoint-${s}`));
-  if (c.method === 'weights') a.push('--weights', c.weights.join(','));
-  else a.push('--method', c.method);
-  if (c.alpha !== undefined) a.push('--alpha', String(c.alpha));
-  if (c.output_dtype !== 'keep') a.push('--dtype', c.output_dtype.toLowerCase());
-  return a;
-}
-
-/** Every tensor of the expected file, bit for bit: dtype, shape and bytes (NaNs included). */
-function expectGolden(c: GoldenCase, outDir: string): void {
-  const want = readSafetensors(join(GOLDEN, 'expected', c.case, 'model.safetensors'));
-  const got = readSafetensors(join(outDir, 'model.safetensors'));
-  expect(got.metadata).toEqual({ format: 'pt' });
-  expect([...got.tensors.keys()].sort()).toEqual([...want.tensors.keys()].sort());
-  for (const [name, w] of want.tensors) {
-    const g = got.tensors.get(name);
-    expect(g?.dtype, name).toBe(w.dtype);
-    expect(g?.shape, name).toEqual(w.shape);
-    if (Buffer.compare(Buffer.from(g?.data ?? []), Buffer.from(w.data)) !== 0) {
-      expect.fail(`${c.case}: tensor ${name} differs from the golden bytes`);
-    }
-  }
-}
 
 let n = 0;
 const outPath = () => join(tmp, `out-${n++}`);

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { PmaError } from '../../src/errors.js';
 import { GOLDEN } from '../helpers/cli.js';
 import { thrownSync } from '../helpers/errors.js';
+import { defaultGpuMemory, defaultThreads, parseDevice, type DeviceRequest } from '../../src/devices.js';
 import { chunkSizeFor, DEFAULT_MAX_SHARD_SIZE, resolvePlanOptions, resolveRunOptions, type MergeOptions, type PlanOptions } from '../../src/options.js';
 import { byteSize } from '../../src/validate.js';
 import { computeWeights, type Method } from '../../src/weights.js';
@@ -92,7 +93,7 @@ function usage(f: () => unknown, message: string): void {
 }
 
 const plan = (o: Partial<PlanOptions>) => () => resolvePlanOptions({ inputs: '/run', ...o } as PlanOptions);
-const run = (o: Partial<MergeOptions>) => () => resolveRunOptions({ inputs: '/run', out: '/out', ...o } as MergeOptions, 8);
+const run = (o: Partial<MergeOptions>) => () => resolveRunOptions({ inputs: '/run', out: '/out', ...o } as MergeOptions);
 
 describe('resolvePlanOptions', () => {
   it('fills in the defaults', () => {
@@ -182,17 +183,47 @@ describe('resolvePlanOptions', () => {
 });
 
 describe('resolveRunOptions', () => {
-  it('fills in the defaults; threads default to the core count', () => {
-    expect(resolveRunOptions({ inputs: '/run', out: '/out' }, 12)).toEqual({ out: '/out', force: false, threads: 12, kernel: 'auto', io: 'pread', pageCache: 'auto', write: 'buffered' });
-    expect(resolveRunOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', io: 'mmap', pageCache: 'drop', write: 'direct' }, 4)).toEqual({
+  it('fills in the defaults; threads are chosen later, once the device is known', () => {
+    expect(resolveRunOptions({ inputs: '/run', out: '/out' })).toEqual({
+      out: '/out', force: false, threads: null, kernel: 'auto', device: { kind: 'cpu' }, deviceLabel: 'cpu', gpuMemory: undefined, io: 'pread', pageCache: 'auto', write: 'buffered',
+    });
+    expect(resolveRunOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', device: 'cuda:all', gpuMemory: '2GiB', io: 'mmap', pageCache: 'drop', write: 'direct' })).toEqual({
       out: '/o',
       force: true,
       threads: 1024,
       kernel: 'avx2',
+      device: { kind: 'cuda', indices: 'all' },
+      deviceLabel: 'cuda:all',
+      gpuMemory: 2 ** 31,
       io: 'mmap',
       pageCache: 'drop',
       write: 'direct',
     });
+  });
+
+  it.each([
+    ['cpu', { kind: 'cpu' }],
+    ['auto', { kind: 'auto' }],
+    ['cuda', { kind: 'cuda', indices: [0] }],
+    ['cuda:3', { kind: 'cuda', indices: [3] }],
+    ['cuda:0,1,7', { kind: 'cuda', indices: [0, 1, 7] }],
+    ['cuda:all', { kind: 'cuda', indices: 'all' }],
+  ] as [string, DeviceRequest][])('reads --device %s', (device, want) => {
+    expect(parseDevice(device)).toEqual(want);
+  });
+
+  it('sizes the default GPU budget from free memory, between 64 MiB and 1 GiB', () => {
+    expect(defaultGpuMemory(80e9)).toBe(2 ** 30);
+    expect(defaultGpuMemory(4e9)).toBe(4e8);
+    expect(defaultGpuMemory(1e8)).toBe(64 * 2 ** 20);
+  });
+
+  it('gives GPUs fewer threads than cores: a reader and a writer each, enough to keep the copies busy', () => {
+    const gpus = (n: number) => ({ kind: 'cuda' as const, devices: Array.from({ length: n }, () => ({}) as never), memory: 2 ** 30 });
+    expect(defaultThreads({ kind: 'cpu' }, 96)).toBe(96);
+    expect(defaultThreads(gpus(1), 96)).toBe(8);
+    expect(defaultThreads(gpus(8), 96)).toBe(32);
+    expect(defaultThreads(gpus(1), 2)).toBe(2);
   });
 
   it.each([
@@ -206,6 +237,11 @@ describe('resolveRunOptions', () => {
     ['out: ""', { out: '' }, 'invalid out: expected a non-empty string, got ""'],
     ['out missing', { out: undefined }, 'invalid out: expected a non-empty string, got nothing'],
     ['force: "yes"', { force: 'yes' }, 'invalid force: expected true or false, got "yes"'],
+    ['device: "gpu"', { device: 'gpu' }, 'invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got "gpu"'],
+    ['device: "cuda:"', { device: 'cuda:' }, 'invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got "cuda:"'],
+    ['device: "cuda:0,0"', { device: 'cuda:0,0' }, 'invalid device: expected each CUDA device at most once, got "cuda:0,0"'],
+    ['device: 0', { device: 0 }, 'invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got 0'],
+    ['gpuMemory: "lots"', { gpuMemory: 'lots' }, 'invalid gpuMemory: expected a size such as 5GB, 500MB or 2GiB, got "lots"'],
   ] as [string, Record<string, unknown>, string][])('refuses %s', (_what, o, message) => {
     usage(run(o as Partial<MergeOptions>), message);
   });

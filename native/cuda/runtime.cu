@@ -1,0 +1,74 @@
+// Device discovery and CUDA error translation. cudart is linked statically, so a machine with no
+// driver loads the addon fine: the first runtime call reports the missing driver as an error code.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda/cuda.h"
+#include "cuda/runtime.cuh"
+#include "errors.h"
+
+#ifndef PMA_CUDA_ARCHS
+#define PMA_CUDA_ARCHS "unknown"
+#endif
+#ifndef PMA_CUDA_MIN_CC
+#define PMA_CUDA_MIN_CC 80
+#endif
+
+namespace pma {
+
+void cuda_check(cudaError_t e, int device, const char* what, const std::string& tensor) {
+  if (e == cudaSuccess) return;
+  const std::string msg = std::string("CUDA error on device ") + std::to_string(device) + " while " + what + ": " +
+                          cudaGetErrorString(e) + " (" + cudaGetErrorName(e) + ")" +
+                          (tensor.empty() ? "" : " in tensor " + tensor);
+  throw EngineError(e == cudaErrorMemoryAllocation ? "E_NOMEM" : "E_DEVICE", msg, {}, tensor);
+}
+
+bool cuda_built() { return true; }
+
+CudaInfo cuda_info() {
+  CudaInfo info;
+  info.built = true;
+  info.archs = PMA_CUDA_ARCHS;
+  cudaRuntimeGetVersion(&info.runtime_version);
+  cudaDriverGetVersion(&info.driver_version);
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    info.error = std::string(cudaGetErrorString(e)) + " (" + cudaGetErrorName(e) + ")";
+    cudaGetLastError();  // not sticky, but leave nothing behind for the next call
+    return info;
+  }
+  if (count == 0) info.error = "no CUDA device found";
+  for (int i = 0; i < count; ++i) {
+    GpuDevice d;
+    d.index = i;
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) {
+      cudaGetLastError();
+      continue;
+    }
+    d.name = p.name;
+    d.cc_major = p.major;
+    d.cc_minor = p.minor;
+    d.multiprocessors = p.multiProcessorCount;
+    d.total_memory = p.totalGlobalMem;
+    char bus[32] = {0};
+    if (cudaDeviceGetPCIBusId(bus, sizeof bus, i) == cudaSuccess) d.pci_bus_id = bus;
+    size_t free = 0, total = 0;
+    if (cudaSetDevice(i) == cudaSuccess && cudaMemGetInfo(&free, &total) == cudaSuccess) d.free_memory = free;
+    cudaGetLastError();
+    const int cc = p.major * 10 + p.minor;
+    d.usable = cc >= PMA_CUDA_MIN_CC;
+    if (!d.usable) {
+      d.unusable_reason = "compute capability " + std::to_string(p.major) + "." + std::to_string(p.minor) +
+                          " is below this build's minimum " + std::to_string(PMA_CUDA_MIN_CC / 10) + "." +
+                          std::to_string(PMA_CUDA_MIN_CC % 10);
+    }
+    info.devices.push_back(d);
+  }
+  return info;
+}
+
+}  // namespace pma
