@@ -8,5 +8,5 @@ export { readHeader, parseHeader, type SafetensorsHeader, type TensorEntry } fro
 export { DTYPE_BITS, AVERAGED_DTYPES, OUTPUT_DTYPES, type DType, type FloatDType, type OutputDTypeOption } from './dtypes.js';
 export { native, type CpuInfo, type CudaInfo, type CudaDeviceInfo, type KernelChoice, type KernelName, type IoMode, type Accumulate, type WriteMode } from './native.js';
 export { devices, type DeviceOption, type DevicesReport } from './devices.js';
-export { runBench, runSuite, type BenchOptions, type BenchResult } from './bench/index.js';
+export { runBench, runSuite, formatBenchReport, type BenchOptions, type BenchResult } from './bench/index.js';
 export { VERSION } from './version.js';

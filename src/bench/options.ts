@@ -1,6 +1,7 @@
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
+import { parseDevice, type DeviceOption } from '../devices.js';
 import { OUTPUT_DTYPES, type OutputDTypeOption } from '../dtypes.js';
 import type { IoMode, KernelChoice } from '../native.js';
 import { IO_MODES, KERNEL_CHOICES } from '../options.js';
@@ -31,6 +32,8 @@ export interface BenchOptions {
   /** Read modes to merge with: a list, or "pread,mmap" (default pread). */
   io?: string | string[];
   kernel?: string;
+  /** Devices to merge on: a list, or "cpu,cuda" (default cpu); each row of the table names its own. */
+  device?: string | string[];
   /** Output dtype of the merges (default keep). */
   outDtype?: string;
   /** Work directory: the generated series, the merge output, the write-ceiling file (default: <tmpdir>/pma-bench). */
@@ -54,6 +57,7 @@ export interface ResolvedBenchOptions {
   threads: number[];
   io: IoMode[];
   kernel: KernelChoice;
+  devices: DeviceOption[];
   outDtype: OutputDTypeOption;
   /** Absolute. */
   dir: string;
@@ -79,6 +83,15 @@ function list<T>(name: string, raw: unknown, expected: string, item: (x: unknown
 
 export function threadList(name: string, raw: unknown): number[] {
   return list(name, raw, 'a comma-separated list of thread counts such as 1,2', (x) => v.integer(name, x, 1, 1024));
+}
+
+export function deviceList(name: string, raw: unknown): DeviceOption[] {
+  // cuda:0,1 has a comma of its own: items are split on commas not followed by a digit.
+  const items = typeof raw === 'string' ? raw.split(/,(?!\d)/) : raw;
+  return list(name, items, 'a comma-separated list of devices such as cpu,cuda', (x) => {
+    parseDevice(x);
+    return x as DeviceOption;
+  });
 }
 
 export function ioList(name: string, raw: unknown): IoMode[] {
@@ -116,6 +129,7 @@ export function resolveBenchOptions(o: BenchOptions, cores: number): ResolvedBen
     threads: o.threads === undefined ? [...new Set([1, Math.max(1, cores)])] : threadList('threads', o.threads),
     io: o.io === undefined ? ['pread'] : ioList('io', o.io),
     kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, KERNEL_CHOICES),
+    devices: o.device === undefined ? ['cpu'] : deviceList('device', o.device),
     outDtype: o.outDtype === undefined ? 'keep' : v.oneOf('outDtype', o.outDtype, OUTPUT_DTYPES),
     dir: resolve(o.dir === undefined ? defaultBenchDir() : v.nonEmptyString('dir', o.dir)),
     dirGiven: o.dir !== undefined,

@@ -8,6 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { join, sep } from 'node:path';
 
+import { parseDevice, resolveDevice, type DeviceOption } from '../devices.js';
 import type { OutputDTypeOption } from '../dtypes.js';
 import { PmaError } from '../errors.js';
 import { merge, plan as makePlan } from '../merge.js';
@@ -38,6 +39,9 @@ export interface CeilingsResult {
 export interface MergeRow {
   threads: number;
   io: IoMode;
+  /** The device asked for ('cpu', 'cuda', 'auto', ...). */
+  device: string;
+  /** The CPU kernel, or the GPUs ('cuda:0') when the merge ran on them. */
   kernel: string;
   medianSeconds: number;
   minSeconds: number;
@@ -76,6 +80,7 @@ export interface CaseParams {
   threads: number[];
   io: IoMode[];
   kernel: KernelChoice;
+  devices: DeviceOption[];
   outDtype: OutputDTypeOption;
   last: number | null;
 }
@@ -235,16 +240,17 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
 
     // Interleaved, one round of everything at a time, so that a slow spell of the machine (other
     // load, writeback, a noisy neighbour) falls on all of them alike.
-    const combos = params.threads.flatMap((threads) => params.io.map((io) => ({
-      threads, io, wallMs: [] as number[], libraryElapsedMs: [] as number[], kernel: '', droppedCache: null as boolean | null,
-    })));
+    const combos = params.devices.flatMap((device) => params.threads.flatMap((threads) => params.io.map((io) => ({
+      threads, io, device, wallMs: [] as number[], libraryElapsedMs: [] as number[], kernel: '', droppedCache: null as boolean | null,
+    }))));
+    const label = (c: (typeof combos)[number]) => `${c.threads}t/${c.io}${params.devices.length > 1 ? `/${c.device}` : ''}`;
     const readMs: number[] = [];
     const writeFsync: WriteTiming[] = [];
     const writeCache: WriteTiming[] = [];
     const loadBefore = loadavg();
     log(`measuring ${params.runs} round(s) of: cat ${inputPaths.length} files (${(inputFileBytes / GB).toFixed(2)} GB) > /dev/null; ` +
       `write ${(outputFileBytes / GB).toFixed(2)} GB + fsync; the same write without fsync; ` +
-      `merge with ${combos.map((c) => `${c.threads}t/${c.io}`).join(', ')} ...`);
+      `merge with ${combos.map(label).join(', ')} ...`);
     for (let round = 0; round < params.runs; round++) {
       aborted(ctx.signal);
       readMs.push(catFiles(inputPaths));
@@ -263,11 +269,11 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
         syncAll(); // the previous output's deletion is flushed outside the timing
         const t0 = performance.now();
         const r = await merge({
-          ...planOpts, out: outDir, threads: c.threads, io: c.io, kernel: params.kernel, ...(ctx.signal ? { signal: ctx.signal } : {}),
+          ...planOpts, out: outDir, threads: c.threads, io: c.io, kernel: params.kernel, device: c.device, ...(ctx.signal ? { signal: ctx.signal } : {}),
         });
         c.wallMs.push(performance.now() - t0);
         c.libraryElapsedMs.push(r.elapsedMs);
-        c.kernel = r.kernel;
+        c.kernel = r.device === 'cpu' ? r.kernel : r.device;
         const dropped = (r as { droppedCache?: unknown }).droppedCache;
         if (typeof dropped === 'boolean') c.droppedCache = dropped;
         for (const f of p.outputs) {
@@ -278,7 +284,7 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
       await rm(outDir, { recursive: true, force: true });
       const last = (xs: number[]) => secs(xs[xs.length - 1]!).toFixed(2);
       log(`  round ${round + 1}/${params.runs}: read ${last(readMs)} s, write+fsync ${secs(writeFsync[writeFsync.length - 1]!.ms).toFixed(2)} s, ` +
-        combos.map((c) => `${c.threads}t/${c.io} ${last(c.wallMs)} s`).join(', '));
+        combos.map((c) => `${label(c)} ${last(c.wallMs)} s`).join(', '));
     }
     const loadAfter = loadavg();
 
@@ -298,7 +304,7 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
     const merges: MergeRow[] = combos.map((c) => {
       const s = secs(median(c.wallMs));
       return {
-        threads: c.threads, io: c.io, kernel: c.kernel,
+        threads: c.threads, io: c.io, device: c.device, kernel: c.kernel,
         medianSeconds: s, minSeconds: secs(Math.min(...c.wallMs)), maxSeconds: secs(Math.max(...c.wallMs)),
         inputGBps: inputBytes / GB / s, ratioToFloor: s / floorS,
         wallMs: c.wallMs, libraryElapsedMs: c.libraryElapsedMs, droppedCache: c.droppedCache,
@@ -307,8 +313,8 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
     if (merges.some((m) => m.droppedCache)) notes.push('the merge dropped its inputs and output from the page cache (pma page-cache auto: the inputs exceed half of the memory)');
     const ioComparison: CaseResult['ioComparison'] = [];
     for (const threads of params.threads) {
-      const pr = merges.find((m) => m.threads === threads && m.io === 'pread');
-      const mm = merges.find((m) => m.threads === threads && m.io === 'mmap');
+      const pr = merges.find((m) => m.threads === threads && m.io === 'pread' && m.device === 'cpu');
+      const mm = merges.find((m) => m.threads === threads && m.io === 'mmap' && m.device === 'cpu');
       if (pr && mm) {
         const faster: IoMode = pr.medianSeconds <= mm.medianSeconds ? 'pread' : 'mmap';
         const [fast, slow] = faster === 'pread' ? [pr, mm] : [mm, pr];
@@ -337,6 +343,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const o = resolveBenchOptions(options, availableParallelism());
   const cpu = native().cpuFeatures();
   checkKernel(cpu, o.kernel);
+  // A GPU that is not there fails now, not after minutes of generating inputs.
+  for (const d of o.devices) resolveDevice(parseDevice(d), undefined, d);
   if (o.paths) {
     for (const p of o.paths) if (!existsSync(p)) throw new PmaError('E_INPUT', `input ${p} does not exist`, { file: p });
     checkDirAgainstInputs(o.dir, options.dir ?? o.dir, o.paths);
@@ -349,7 +357,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   try {
     const series = o.series ? await prepareSeries(ctx, o.series, o.outDtype, o.regenerate) : null;
     aborted(options.signal);
-    const params: CaseParams = { runs: o.runs, threads: o.threads, io: o.io, kernel: o.kernel, outDtype: o.outDtype, last: o.last };
+    const params: CaseParams = { runs: o.runs, threads: o.threads, io: o.io, kernel: o.kernel, devices: o.devices, outDtype: o.outDtype, last: o.last };
     const c = await measureCase(ctx, series ? series.runDir : o.paths!, params, series);
     return {
       tool: 'pma bench',
@@ -447,7 +455,7 @@ export async function runSuite(cases: SuiteCase[], o: SuiteOptions): Promise<Sui
       log(`\n[${i + 1}/${cases.length}] ${describeSeries(c.series)}, output ${c.outDtype}, threads ${c.threads.join(',')}, io ${c.io.join(',')}, ${c.runs} run(s)`);
       const series = await prepareSeries(ctx, c.series, c.outDtype, regenerate);
       if (series.generatedNow) regenerate = false;
-      const params: CaseParams = { runs: c.runs, threads: c.threads, io: c.io, kernel: c.kernel ?? 'auto', outDtype: c.outDtype, last: null };
+      const params: CaseParams = { runs: c.runs, threads: c.threads, io: c.io, kernel: c.kernel ?? 'auto', devices: ['cpu'], outDtype: c.outDtype, last: null };
       results[i] = { ...(await measureCase(ctx, series.runDir, params, series)), note: c.note ?? null };
     }
     regenerate = o.regenerate ?? false;
@@ -512,7 +520,7 @@ export function formatBenchReport(r: BenchResult): string {
   L.push('');
   L.push(ceilingsLine(c));
   L.push('');
-  L.push('| threads | io | kernel | median s | min s | max s | input GB/s | x floor |');
+  L.push('| threads | io | engine | median s | min s | max s | input GB/s | x floor |');
   L.push('|--:|:--|:--|--:|--:|--:|--:|--:|');
   for (const x of r.merges) {
     L.push(`| ${x.threads} | ${x.io} | ${x.kernel} | ${f3(x.medianSeconds)} | ${f3(x.minSeconds)} | ${f3(x.maxSeconds)} | ${f2(x.inputGBps)} | ${f2(x.ratioToFloor)} |`);
@@ -537,7 +545,7 @@ export function formatSuiteReport(r: SuiteResult): string {
     'read ceiling = cat of the same files > /dev/null, write ceiling = write + fsync of an output-sized file in the same filesystem, ' +
     'floor = read + write; median of the runs; warm page cache');
   L.push('');
-  L.push('| inputs | output | threads | io | kernel | runs | median s | input GB/s | read s | write+fsync s | floor s | x floor |');
+  L.push('| inputs | output | threads | io | engine | runs | median s | input GB/s | read s | write+fsync s | floor s | x floor |');
   L.push('|:--|:--|--:|:--|:--|--:|--:|--:|--:|--:|--:|--:|');
   for (const c of r.cases) {
     const d = c.data;

@@ -29,6 +29,8 @@ Measurement:
   --io LIST                    pread and/or mmap, comma-separated (default pread)
   --out-dtype keep|bf16|f16|f32   output dtype of the merges (default keep)
   --kernel auto|scalar|avx2|avx512   arithmetic backend (default auto)
+  --device LIST                devices to merge on, comma-separated: cpu, cuda, cuda:0,1,
+                               cuda:all, auto (default cpu); one table row each
 
 Files:
   --dir DIR                    work directory: generated inputs, merge output, write-ceiling file
@@ -46,6 +48,7 @@ Examples:
   pma bench                                        # 5 x 1GB bf16, threads 1 and all cores, pread
   pma bench --size 256MB --inputs 4 --runs 3       # a quick look
   pma bench --size 5GB --inputs 5 --threads 1,2,4 --io pread,mmap --dir /scratch/pma-bench
+  pma bench --size 1GB --inputs 5 --threads 8 --device cpu,cuda   # CPU against GPU, same files
   pma bench --dtype f32 --out-dtype bf16 --json > bench.json
   pma bench runs/exp7 --last 4 --runs 3 --dir /scratch/bench-out   # your own checkpoints
 
@@ -69,6 +72,7 @@ export async function benchCommand(argv: string[], io: Io): Promise<number> {
       io: { type: 'string' },
       'out-dtype': { type: 'string' },
       kernel: { type: 'string' },
+      device: { type: 'string' },
       dir: { type: 'string' },
       keep: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -94,6 +98,7 @@ export async function benchCommand(argv: string[], io: Io): Promise<number> {
     ...(values.io !== undefined ? { io: values.io } : {}),
     ...(values['out-dtype'] !== undefined ? { outDtype: values['out-dtype'] } : {}),
     ...(values.kernel !== undefined ? { kernel: values.kernel } : {}),
+    ...(values.device !== undefined ? { device: values.device } : {}),
     ...(values.dir !== undefined ? { dir: values.dir } : {}),
     ...(values.keep ? { keep: true } : {}),
     ...(values.quiet ? {} : { log: (msg: string) => io.err(`${msg}\n`) }),

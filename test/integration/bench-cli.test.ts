@@ -86,7 +86,7 @@ describe('pma bench', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/^machine: .*\d+ cores, .* GiB RAM, avx2 (yes|no), avx512f (yes|no) \(pma kernels: .*\); work dir on \S+/m);
     expect(r.stdout).toMatch(/^ceilings: read \(cat > \/dev\/null\) [\d.]+ s = [\d.]+ GB\/s; write \+ fsync [\d.]+ s/m);
-    expect(r.stdout).toContain('| threads | io | kernel | median s | min s | max s | input GB/s | x floor |');
+    expect(r.stdout).toContain('| threads | io | engine | median s | min s | max s | input GB/s | x floor |');
     expect(r.stdout).toMatch(/^\| 1 \| pread \| \w+ \| [\d.]+ \|/m);
     expect(r.stdout).toMatch(/^\| 1 \| mmap \| \w+ \| [\d.]+ \|/m);
     expect(r.stdout).toContain('output dtype f32');
