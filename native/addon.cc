@@ -223,12 +223,19 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
       return dst;
     } catch (const pma::EngineError& e) {
       rethrow_as_js(env, e);
+    } catch (const std::exception& e) {
+      rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
     }
   }
 
   Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const pma::CudaInfo c = pma::cuda_info();
+    pma::CudaInfo c;
+    try {
+      c = pma::cuda_info();
+    } catch (const std::exception& e) {
+      rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
+    }
     Napi::Object o = Napi::Object::New(env);
     o.Set("built", c.built);
     o.Set("archs", c.archs);
@@ -270,6 +277,8 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
       return o;
     } catch (const pma::EngineError& e) {
       rethrow_as_js(env, e);
+    } catch (const std::exception& e) {
+      rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
     }
   }
 

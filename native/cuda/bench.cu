@@ -103,6 +103,7 @@ void merge_cuda(int dev, const MergeArgs& a) {
 }
 
 GpuBenchResult cuda_bench(int dev, DType in, DType out, int n, uint64_t count, int iters) {
+  if (n < 1 || count < 1 || iters < 1) throw EngineError(kCodeInternal, "cuda_bench needs inputs, elements and iterations >= 1");
   cuda_check(cudaSetDevice(dev), dev, "selecting the device");
   const size_t is = dtype_size(in), os = dtype_size(out);
   const size_t stride = (size_t(count) * is + 255) / 256 * 256;

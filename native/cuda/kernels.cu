@@ -13,6 +13,7 @@ namespace pma {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kBatch = 8;
 
 template <DType T>
 __host__ __device__ constexpr int size_of() {
@@ -42,11 +43,22 @@ __global__ void __launch_bounds__(kThreads) merge_vec(const uint8_t* __restrict_
     float acc[V];
 #pragma unroll
     for (int v = 0; v < V; ++v) acc[v] = 0.0f;
-    for (int k = 0; k < n; ++k) {
-      const uint4 r = __ldg(reinterpret_cast<const uint4*>(src + size_t(k) * stride) + g);
-      const float wk = __ldg(w + k);
+    // Up to kBatch inputs' words are loaded before any is used, so their loads are in flight
+    // together; the fmas still run oldest to newest.
+    for (int k0 = 0; k0 < n; k0 += kBatch) {
+      uint4 r[kBatch];
 #pragma unroll
-      for (int v = 0; v < V; ++v) acc[v] = fma32(wk, unpack<In>(r, v), acc[v]);
+      for (int q = 0; q < kBatch; ++q) {
+        if (k0 + q < n) r[q] = __ldg(reinterpret_cast<const uint4*>(src + size_t(k0 + q) * stride) + g);
+      }
+#pragma unroll
+      for (int q = 0; q < kBatch; ++q) {
+        if (k0 + q < n) {
+          const float wk = __ldg(w + k0 + q);
+#pragma unroll
+          for (int v = 0; v < V; ++v) acc[v] = fma32(wk, unpack<In>(r[q], v), acc[v]);
+        }
+      }
     }
     if constexpr (Out == DType::F32) {
       uint32_t o[V];
@@ -82,7 +94,8 @@ __global__ void __launch_bounds__(kThreads) merge_any(DeviceMerge m) {
 
 unsigned grid_for(size_t items, int multiprocessors) {
   const size_t want = (items + kThreads - 1) / kThreads;
-  const size_t cap = size_t(std::max(multiprocessors, 1)) * 16;
+  // One wave: 8 blocks of 256 threads fill an SM (2048 threads); the grid-stride loop does the rest.
+  const size_t cap = size_t(std::max(multiprocessors, 1)) * 8;
   return unsigned(std::max<size_t>(1, std::min(want, cap)));
 }
 
@@ -107,6 +120,13 @@ bool vectorisable(const DeviceMerge& m) {
 }
 
 }  // namespace
+
+cudaError_t kernel_image_status() {
+  cudaFuncAttributes a{};
+  const cudaError_t e = cudaFuncGetAttributes(&a, merge_any);
+  cudaGetLastError();
+  return e;
+}
 
 void launch_merge(const DeviceMerge& m, cudaStream_t s, int sms) {
   if (m.count == 0) return;

@@ -95,8 +95,12 @@ struct Ring {
       weights = n;
     }
     if (n == 0) return;
-    cuda_check(cudaMemcpy(w32, spec.w32.data(), n * sizeof(float), cudaMemcpyHostToDevice), device, "copying weights");
-    cuda_check(cudaMemcpy(w64, spec.w64.data(), n * sizeof(double), cudaMemcpyHostToDevice), device, "copying weights");
+    // On a slot stream and waited for: the slot streams do not synchronise with the default
+    // stream, and a pageable-memory copy may return before the data has landed.
+    cudaStream_t s = slots[0].stream;
+    cuda_check(cudaMemcpyAsync(w32, spec.w32.data(), n * sizeof(float), cudaMemcpyHostToDevice, s), device, "copying weights");
+    cuda_check(cudaMemcpyAsync(w64, spec.w64.data(), n * sizeof(double), cudaMemcpyHostToDevice, s), device, "copying weights");
+    cuda_check(cudaStreamSynchronize(s), device, "copying weights");
   }
 };
 
@@ -123,13 +127,13 @@ std::vector<Piece> cut_pieces(const ChunkSpec& spec, size_t slot_bytes) {
     const uint64_t total = op.copy ? op.bytes : op.count;
     const uint64_t step = op.copy ? slot_bytes : piece_elems(op, slot_bytes);
     if (step < (op.copy ? 1 : kMinElems) && total > step) {
+      const size_t need = kSlots * (kMinElems * (op.inputs.size() * dtype_size(op.in) + dtype_size(op.out)) +
+                                    (op.inputs.size() + 1) * kAlign);
       throw EngineError("E_NOMEM",
-                        "--gpu-memory is too small for tensor " + op.tensor + ": " + std::to_string(op.inputs.size()) +
-                            " inputs need at least " +
-                            std::to_string(kSlots * (kMinElems * (op.inputs.size() * dtype_size(op.in) +
-                                                                  dtype_size(op.out)) +
-                                                     (op.inputs.size() + 1) * kAlign)) +
-                            " bytes per worker",
+                        "--gpu-memory is too small: each worker thread gets " + std::to_string(kSlots * slot_bytes) +
+                            " bytes of it, and tensor " + op.tensor + " with " + std::to_string(op.inputs.size()) +
+                            " inputs needs at least " + std::to_string(need) +
+                            "; raise --gpu-memory or lower --threads",
                         {}, op.tensor);
     }
     if (total == 0) continue;
@@ -284,6 +288,9 @@ ChunkStats run_chunk_cuda(const ChunkSpec& spec, GpuState& state) {
   if (spec.device < 0) throw EngineError(kCodeInternal, "run_chunk_cuda without a device");
   // The budget covers every slot; each slot holds its inputs and output both pinned and on the device.
   const size_t slot_bytes = size_t(spec.gpu_memory / kSlots) / kAlign * kAlign;
+  // The thread's current device may be another GPU (the previous chunk's, or the one cuda_info
+  // left): kernels launch on the current device, so set it on every chunk.
+  cuda_check(cudaSetDevice(spec.device), spec.device, "selecting the device");
   Ring& ring = state.ring(spec.device);
   ring.ensure(spec.device, slot_bytes);
   ring.upload_weights(spec);

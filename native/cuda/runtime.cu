@@ -11,17 +11,25 @@
 #ifndef PMA_CUDA_ARCHS
 #define PMA_CUDA_ARCHS "unknown"
 #endif
-#ifndef PMA_CUDA_MIN_CC
-#define PMA_CUDA_MIN_CC 80
-#endif
 
 namespace pma {
 
+namespace {
+// Errors after which the CUDA context of the process is unusable.
+bool sticky(cudaError_t e) {
+  return e == cudaErrorIllegalAddress || e == cudaErrorLaunchFailure || e == cudaErrorIllegalInstruction ||
+         e == cudaErrorMisalignedAddress || e == cudaErrorInvalidPc || e == cudaErrorHardwareStackError ||
+         e == cudaErrorECCUncorrectable;
+}
+}  // namespace
+
 void cuda_check(cudaError_t e, int device, const char* what, const std::string& tensor) {
   if (e == cudaSuccess) return;
+  cudaGetLastError();  // clear it, so that a later launch check does not report this error again
   const std::string msg = std::string("CUDA error on device ") + std::to_string(device) + " while " + what + ": " +
                           cudaGetErrorString(e) + " (" + cudaGetErrorName(e) + ")" +
-                          (tensor.empty() ? "" : " in tensor " + tensor);
+                          (tensor.empty() ? "" : " in tensor " + tensor) +
+                          (sticky(e) ? "; the GPU context is lost, start a new process" : "");
   throw EngineError(e == cudaErrorMemoryAllocation ? "E_NOMEM" : "E_DEVICE", msg, {}, tensor);
 }
 
@@ -41,6 +49,8 @@ CudaInfo cuda_info() {
     return info;
   }
   if (count == 0) info.error = "no CUDA device found";
+  int current = 0;
+  const bool had_current = cudaGetDevice(&current) == cudaSuccess;
   for (int i = 0; i < count; ++i) {
     GpuDevice d;
     d.index = i;
@@ -57,17 +67,22 @@ CudaInfo cuda_info() {
     char bus[32] = {0};
     if (cudaDeviceGetPCIBusId(bus, sizeof bus, i) == cudaSuccess) d.pci_bus_id = bus;
     size_t free = 0, total = 0;
-    if (cudaSetDevice(i) == cudaSuccess && cudaMemGetInfo(&free, &total) == cudaSuccess) d.free_memory = free;
+    const cudaError_t ctx = cudaSetDevice(i);
+    if (ctx == cudaSuccess && cudaMemGetInfo(&free, &total) == cudaSuccess) d.free_memory = free;
     cudaGetLastError();
-    const int cc = p.major * 10 + p.minor;
-    d.usable = cc >= PMA_CUDA_MIN_CC;
+    // The real test of the build's targets: whether the device can load one of our kernels.
+    const cudaError_t img = ctx == cudaSuccess ? kernel_image_status() : ctx;
+    d.usable = img == cudaSuccess;
     if (!d.usable) {
-      d.unusable_reason = "compute capability " + std::to_string(p.major) + "." + std::to_string(p.minor) +
-                          " is below this build's minimum " + std::to_string(PMA_CUDA_MIN_CC / 10) + "." +
-                          std::to_string(PMA_CUDA_MIN_CC % 10);
+      d.unusable_reason = img == cudaErrorNoKernelImageForDevice || img == cudaErrorInvalidDeviceFunction
+                              ? "compute capability " + std::to_string(p.major) + "." + std::to_string(p.minor) +
+                                    " is not among this build's targets (" + info.archs + "; rebuild with PMA_CUDA_ARCHS)"
+                              : std::string(cudaGetErrorString(img)) + " (" + cudaGetErrorName(img) + ")";
     }
     info.devices.push_back(d);
   }
+  if (had_current) cudaSetDevice(current);
+  cudaGetLastError();
   return info;
 }
 

@@ -27,6 +27,10 @@ struct DeviceMerge {
   size_t count = 0;
 };
 
+// cudaSuccess when the current device can run this build's kernels (its architecture is among the
+// build's targets, or PTX for it can be compiled), else the error that says why not.
+cudaError_t kernel_image_status();
+
 // Enqueues the merge on `stream`; `multiprocessors` sizes the grid.
 void launch_merge(const DeviceMerge& m, cudaStream_t stream, int multiprocessors);
 
