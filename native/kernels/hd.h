@@ -34,45 +34,20 @@ PMA_HD void store_as(uint8_t* p, T v) {
 #endif
 }
 
-PMA_HD uint32_t f32_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-#endif
+// The bits of a value as another type of the same size; __builtin_memcpy of registers compiles
+// to a move on both sides (std::memcpy is not a device function).
+template <typename To, typename From>
+PMA_HD To bit_cast(From v) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast needs types of one size");
+  To t;
+  __builtin_memcpy(&t, &v, sizeof(To));
+  return t;
 }
 
-PMA_HD float bits_f32(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-#endif
-}
-
-PMA_HD uint64_t f64_bits(double d) {
-#if defined(__CUDA_ARCH__)
-  return uint64_t(__double_as_longlong(d));
-#else
-  uint64_t u;
-  std::memcpy(&u, &d, 8);
-  return u;
-#endif
-}
-
-PMA_HD double bits_f64(uint64_t u) {
-#if defined(__CUDA_ARCH__)
-  return __longlong_as_double(static_cast<long long>(u));
-#else
-  double d;
-  std::memcpy(&d, &u, 8);
-  return d;
-#endif
-}
+PMA_HD uint32_t f32_bits(float f) { return bit_cast<uint32_t>(f); }
+PMA_HD float bits_f32(uint32_t u) { return bit_cast<float>(u); }
+PMA_HD uint64_t f64_bits(double d) { return bit_cast<uint64_t>(d); }
+PMA_HD double bits_f64(uint64_t u) { return bit_cast<double>(u); }
 
 // Single-rounding fused multiply-add on both sides (the golden contract's one fma per input).
 PMA_HD float fma32(float a, float b, float c) {
