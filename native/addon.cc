@@ -7,6 +7,7 @@
 
 #include "cuda/cuda.h"
 #include "engine/chunk.h"
+#include "engine/file_io.h"
 #include "engine/fp_env.h"
 #include "errors.h"
 #include "kernels/kernels.h"
@@ -138,6 +139,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
         InstanceMethod("runChunk", &PmaAddon::RunChunk),
         InstanceMethod("mergeBuffers", &PmaAddon::MergeBuffers),
         InstanceMethod("cudaInfo", &PmaAddon::CudaInfo),
+        InstanceMethod("dropCache", &PmaAddon::DropCache),
         InstanceMethod("cudaBench", &PmaAddon::CudaBench),
     });
     exports.Set("cuda", Napi::Boolean::New(env, pma::cuda_built()));
@@ -225,6 +227,19 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
       rethrow_as_js(env, e);
     } catch (const std::exception& e) {
       rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
+    }
+  }
+
+  // Drops [offset, offset+length) of a file from the page cache (a hint; used after hashing an
+  // output of a merge that keeps the page cache clean).
+  Napi::Value DropCache(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    try {
+      const pma::File f(info[0].As<Napi::String>().Utf8Value(), false);
+      f.drop(uint64_t(info[1].As<Napi::Number>().DoubleValue()), uint64_t(info[2].As<Napi::Number>().DoubleValue()));
+      return env.Undefined();
+    } catch (const pma::EngineError& e) {
+      rethrow_as_js(env, e);
     }
   }
 

@@ -1,10 +1,12 @@
 import { availableParallelism, totalmem } from 'node:os';
 
+import { floatSize } from './dtypes.js';
 import { defaultThreads, deviceName, MIN_GPU_MEMORY_PER_THREAD, resolveDevice, type ResolvedDevice } from './devices.js';
 import { PmaError } from './errors.js';
 import { executePlan } from './exec/execute.js';
 import { ChunkPool } from './exec/pool.js';
-import { checkOutputPath, createStaging, discardStaging, finishStaging } from './exec/output-dir.js';
+import { checkFreeSpace, checkOutputPath, finishOutput } from './exec/output-dir.js';
+import { changedInput, PartialOutput, stampInputs } from './exec/partial.js';
 import { native, type KernelName } from './native.js';
 import { resolveRunOptions, type MergeOptions, type PlanOptions, type ResolvedRunOptions } from './options.js';
 import { planMerge, type PlanResult } from './plan/planner.js';
@@ -22,6 +24,8 @@ export interface MergeResult {
   /** Why --device auto chose the CPU, when it did. */
   deviceNote?: string;
   threads: number;
+  /** Chunks found done in a partial output and not run again (resume). */
+  resumedChunks: number;
   /** Whether the page cache was dropped behind the merge (pageCache 'drop', or 'auto' on a big merge). */
   droppedCache: boolean;
   bytesRead: number;
@@ -36,7 +40,7 @@ export async function plan(options: PlanOptions): Promise<MergePlan> {
   return (await planMerge(options)).plan;
 }
 
-function provenance(p: MergePlan, options: MergeOptions, device: ResolvedDevice): unknown {
+function provenance(p: MergePlan, options: MergeOptions, device: ResolvedDevice): Record<string, unknown> {
   return {
     tool: 'pma',
     version: VERSION,
@@ -56,9 +60,9 @@ function provenance(p: MergePlan, options: MergeOptions, device: ResolvedDevice)
 }
 
 /**
- * Merges checkpoints into `out`: plans, writes into a staging sibling with the native engine on a
- * worker pool, and renames into place when complete. Throws PmaError; leaves nothing at `out` on
- * failure or abort.
+ * Merges checkpoints into `out`: plans, writes into `<out>.partial/` with the native engine on a
+ * worker pool, and renames it into place when complete. Throws PmaError and leaves nothing at
+ * `out` on failure or abort; what was written stays in `<out>.partial/` for `resume`.
  */
 export async function merge(options: MergeOptions): Promise<MergeResult> {
   const start = performance.now();
@@ -85,16 +89,39 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
 async function planAndRun(options: MergeOptions, run: ResolvedRunOptions & { threads: number }, kernel: KernelName, device: ResolvedDevice, pool: ChunkPool, start: number): Promise<MergeResult> {
   const { plan: p, skipped } = await planMerge(options);
   const target = await checkOutputPath(run.out, p, run.force);
+  const stamps = await stampInputs(p);
   options.onPlan?.(p, skipped);
   if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
-  const staging = await createStaging(target, p);
+  const partial = await PartialOutput.open(target, p, stamps, { resume: run.resume, force: run.force });
+  let discarded = false;
   try {
+    const outBytes = (c: MergePlan['chunks'][number]) => c.ops.reduce((s, op) => s + (op.kind === 'copy' ? op.bytes : op.count * floatSize(op.outDtype)), 0);
+    const remaining = p.chunks.reduce((s, c, i) => s + (partial.done.has(i) ? 0 : outBytes(c)), 0);
+    try {
+      await checkFreeSpace(target, remaining);
+    } catch (e) {
+      if (partial.done.size === 0) {
+        discarded = true;
+        await partial.discard();
+      }
+      throw e;
+    }
     // Inputs that cannot all stay cached would only evict the rest of the machine's cache.
     const dropCache = run.pageCache === 'drop' || (run.pageCache === 'auto' && p.totals.inputBytes > totalmem() / 2);
-    const execOpts = { dir: staging, pool, kernel, device, io: run.io, dropCache, write: run.write, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) };
-    const stats = await executePlan(p, execOpts);
+    const stats = await executePlan(p, {
+      dir: partial.dir, pool, kernel, device, io: run.io, dropCache, write: run.write, skip: partial.done, onChunkDone: (i) => partial.chunkDone(i),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}),
+    });
     if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
-    await finishStaging(staging, target, p, provenance(p, options, device), run.force);
+    // Inputs that changed under the merge may have given it a mix of old and new bytes.
+    const changed = await changedInput(stamps);
+    if (changed) {
+      discarded = true;
+      await partial.discard();
+      throw new PmaError('E_INPUT', `input ${changed} during the merge; nothing was written to ${target}`, { file: changed.split(' ')[0] as string });
+    }
+    await partial.complete();
+    await finishOutput(partial.dir, target, p, provenance(p, options, device), run.force, (f) => pool.hash(f, dropCache));
     const elapsedMs = performance.now() - start;
     return {
       out: target,
@@ -105,13 +132,25 @@ async function planAndRun(options: MergeOptions, run: ResolvedRunOptions & { thr
       ...(device.kind === 'cpu' && device.reason ? { deviceNote: `--device auto chose the CPU: ${device.reason}` } : {}),
       threads: run.threads,
       droppedCache: dropCache,
+      resumedChunks: partial.done.size,
       bytesRead: stats.bytesRead,
       bytesWritten: stats.bytesWritten,
       elapsedMs,
       bytesPerSecond: p.totals.inputBytes / Math.max(elapsedMs / 1000, 1e-9),
     };
   } catch (e) {
-    await discardStaging(staging);
-    throw e;
+    if (discarded) throw e;
+    // Whatever stopped the merge, the chunks already written stay, for --resume.
+    await partial.suspend().catch(() => {});
+    throw withResumeHint(e, partial.dir);
   }
+}
+
+function withResumeHint(e: unknown, dir: string): unknown {
+  if (!(e instanceof PmaError)) return e;
+  const hint = `; the work done so far is kept in ${dir}: run the same command with --resume to finish it`;
+  const details: { file?: string; tensor?: string; cause: unknown } = { cause: e.cause ?? e };
+  if (e.file) details.file = e.file;
+  if (e.tensor) details.tensor = e.tensor;
+  return new PmaError(e.code, e.message + hint, details);
 }

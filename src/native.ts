@@ -143,6 +143,7 @@ interface RawAddon {
   mergeBuffers(args: MergeBuffersArgs & { device: number }): Uint8Array;
   cudaInfo(): CudaInfo;
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
+  dropCache(path: string, offset: number, length: number): void;
 }
 
 export interface Native {
@@ -154,6 +155,8 @@ export interface Native {
   /** The build's CUDA support and the GPUs this process can see; never throws for want of a GPU. */
   cudaInfo(): CudaInfo;
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
+  /** Drops a byte range of a file from the page cache (a hint). */
+  dropCache(path: string, offset: number, length: number): void;
 }
 
 /** The package root: src/ and dist/ both sit one level below it. */
@@ -207,6 +210,7 @@ export function native(): Native {
     mergeBuffers: guarded((a: MergeBuffersArgs) => raw.mergeBuffers({ ...a, device: a.device ?? -1 })),
     cudaInfo: guarded(() => raw.cudaInfo()),
     cudaBench: guarded((a: CudaBenchArgs) => raw.cudaBench(a)),
+    dropCache: guarded((p: string, off: number, len: number) => raw.dropCache(p, off, len)),
   };
   return loaded;
 }

@@ -47,7 +47,13 @@ export interface Progress {
 export interface MergeOptions extends PlanOptions {
   /** Output directory; must not exist unless `force`. */
   out: string;
+  /** Replace an existing output, or a partial one (instead of resuming it). */
   force?: boolean;
+  /**
+   * Finish the partial merge left in `<out>.partial/` by an interrupted run with the same options
+   * and unchanged inputs, running only the chunks it lacks; without one, merge as usual.
+   */
+  resume?: boolean;
   /** Worker threads; default: the number of cores on the CPU, up to 8 (4 per GPU) on GPUs. */
   threads?: number;
   /** CPU kernel; default 'auto' (the best this CPU has). */
@@ -147,6 +153,7 @@ export type PageCacheMode = (typeof PAGE_CACHE_MODES)[number];
 export interface ResolvedRunOptions {
   out: string;
   force: boolean;
+  resume: boolean;
   /** null: chosen once the device is known (defaultThreads). */
   threads: number | null;
   kernel: KernelChoice;
@@ -163,6 +170,7 @@ export function resolveRunOptions(o: MergeOptions): ResolvedRunOptions {
   return {
     out: v.nonEmptyString('out', o.out),
     force: o.force === undefined ? false : v.boolean('force', o.force),
+    resume: o.resume === undefined ? false : v.boolean('resume', o.resume),
     threads: o.threads === undefined ? null : v.integer('threads', o.threads, 1, 1024),
     kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, KERNEL_CHOICES),
     device: parseDevice(o.device),

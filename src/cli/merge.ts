@@ -28,7 +28,9 @@ Weights:
 
 Output:
   --out DIR                    output directory (required unless --dry-run)
-  --force                      replace an existing output
+  --force                      replace an existing output (or a partial one, instead of resuming)
+  --resume                     finish the merge an interrupted run left in <out>.partial/
+                               (same arguments, unchanged inputs): only the missing chunks run
   --dtype keep|bf16|f16|f32    dtype of averaged tensors (default keep)
   --accumulate f32|f64         accumulator precision (default f32, the bit-exact contract)
   --max-shard-size SIZE        shard the output above SIZE (default 5GB; 5GB = 5e9, 5GiB = 5*2^30)
@@ -63,8 +65,12 @@ Examples:
   pma merge runs/exp7 --every 2 --last 4 --method wma --out m3 --json
   pma merge runs/exp7 --last 10 --dry-run
   pma merge runs/exp7 --last 8 --device cuda:all --out merged/
+  pma merge runs/exp7 --last 8 --out merged/ --resume   # after an interruption
 
-Exit status: 0 done, 2 bad usage or bad input, 1 any other failure.
+A merge that stops early (Ctrl-C, SIGTERM, a full disk, a crash, a killed node) leaves nothing at
+--out and its finished part in <out>.partial/; the same command with --resume finishes it.
+
+Exit status: 0 done, 2 bad usage or bad input, 1 any other failure (interrupted included).
 `;
 
 function describePlan(plan: MergePlan, skipped: { path: string; reason: string }[]): string {
@@ -118,6 +124,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
     options: {
       out: { type: 'string', short: 'o' },
       force: { type: 'boolean' },
+      resume: { type: 'boolean' },
       last: { type: 'string' },
       every: { type: 'string' },
       'from-step': { type: 'string' },
@@ -154,6 +161,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
     if (v !== undefined) opts[key] = v;
   }
   if (values.force) opts.force = true;
+  if (values.resume) opts.resume = true;
   if (values.weights !== undefined) opts.weights = values.weights.split(',');
   const mergeOpts = opts as unknown as MergeOptions;
 
@@ -166,8 +174,8 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
   if (values.out === undefined) throw new PmaError('E_USAGE', 'pma merge needs --out <dir> (or --dry-run)');
 
   const bar = !values.quiet && io.stderrIsTTY ? progressBar(process.stderr) : null;
-  // Ctrl-C or a scheduler's SIGTERM: stop after the chunks in flight and remove the staging
-  // directory, rather than dying with a half-written one beside the output.
+  // Ctrl-C or a scheduler's SIGTERM: stop after the chunks in flight, record them, and leave
+  // <out>.partial/ for --resume, rather than dying between a write and its record.
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once('SIGINT', stop);
@@ -197,6 +205,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
       tensors: p.totals,
       kernel: result.kernel,
       device: result.device,
+      resumedChunks: result.resumedChunks,
       threads: result.threads,
       bytesRead: result.bytesRead,
       bytesWritten: result.bytesWritten,
@@ -207,6 +216,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
     const p = result.plan;
     const engine = result.device === 'cpu' ? result.kernel : result.device;
     if (result.deviceNote && !values.quiet) io.err(`note: ${result.deviceNote}\n`);
+    if (result.resumedChunks > 0 && !values.quiet) io.err(`resumed: ${result.resumedChunks} of ${p.chunks.length} chunks were already done\n`);
     io.out(`merged ${p.checkpoints.length} checkpoints (${p.method}) -> ${result.out}: ${p.outputs.length} file(s), ${formatBytes(p.totals.outputBytes)} in ${formatDuration(result.elapsedMs)} (${formatRate(result.bytesPerSecond)} read, ${engine}, ${result.threads} threads)\n`);
   }
   return 0;

@@ -20,6 +20,10 @@ export interface ExecuteOptions {
   write: WriteMode;
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
+  /** Chunks already on disk (a resumed merge): not run, counted as done. */
+  skip?: ReadonlySet<number>;
+  /** Called as each chunk's bytes are written. */
+  onChunkDone?: (i: number) => void;
 }
 
 export interface ExecuteStats {
@@ -40,9 +44,10 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
   if (o.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
   if (plan.chunks.length === 0) return stats;
   const pool = o.pool;
+  const todo = plan.chunks.map((_, i) => i).filter((i) => !o.skip?.has(i));
   let next = 0;
-  let done = 0;
-  let bytesDone = 0;
+  let done = plan.chunks.length - todo.length;
+  let bytesDone = plan.chunks.reduce((s, c, i) => s + (o.skip?.has(i) ? c.bytes : 0), 0);
   let failure: unknown;
   const gpus = o.device.kind === 'cuda' ? o.device.devices.map((d) => d.index) : [];
   // Every worker may hold staging slots on every GPU it is given chunks for.
@@ -65,16 +70,17 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
     };
   };
   const lane = async (): Promise<void> => {
-    while (failure === undefined && next < plan.chunks.length) {
+    while (failure === undefined && next < todo.length) {
       if (o.signal?.aborted) {
         failure = new PmaError('E_ABORTED', 'the merge was aborted');
         break;
       }
-      const i = next++;
+      const i = todo[next++] as number;
       try {
         const s = await pool.run(task(i));
         stats.bytesRead += s.bytesRead;
         stats.bytesWritten += s.bytesWritten;
+        o.onChunkDone?.(i);
         done++;
         bytesDone += (plan.chunks[i] as MergePlan['chunks'][number]).bytes;
         o.onProgress?.({ bytesDone, bytesTotal: total, chunksDone: done, chunksTotal: plan.chunks.length, elapsedMs: performance.now() - start });
@@ -84,7 +90,7 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
     }
   };
   // Two chunks per thread in flight keeps every worker fed while the main thread dispatches.
-  await Promise.all(Array.from({ length: Math.min(plan.chunks.length, pool.threads * 2) }, lane));
+  await Promise.all(Array.from({ length: Math.min(todo.length, pool.threads * 2) }, lane));
   if (failure !== undefined) throw failure;
   stats.elapsedMs = performance.now() - start;
   return stats;

@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, open, realpath, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
@@ -49,35 +48,6 @@ export async function checkOutputPath(out: string, plan: MergePlan, force: boole
   return target;
 }
 
-/**
- * A temporary sibling of the output directory: the merge is written there and renamed into place
- * only when complete, so the output path never holds a half-written model.
- */
-export async function createStaging(target: string, plan: MergePlan): Promise<string> {
-  const dir = join(dirname(target), `.${basename(target)}.pma-tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
-    await mkdir(dirname(target), { recursive: true });
-    await mkdir(dir);
-    for (const f of plan.outputs) {
-      const path = join(dir, f.name);
-      const body = Buffer.from(f.header, 'utf8');
-      const head = Buffer.alloc(8);
-      head.writeBigUInt64LE(BigInt(body.length), 0);
-      const fh = await open(path, 'wx');
-      try {
-        await fh.write(Buffer.concat([head, body]), 0, 8 + body.length, 0);
-        await fh.truncate(f.size);
-      } finally {
-        await fh.close();
-      }
-    }
-  } catch (e) {
-    await rm(dir, { recursive: true, force: true });
-    throw fsError(e, 'cannot create output in', dirname(target));
-  }
-  return dir;
-}
-
 async function fsyncPath(p: string): Promise<void> {
   const fh = await open(p, 'r');
   try {
@@ -87,13 +57,35 @@ async function fsyncPath(p: string): Promise<void> {
   }
 }
 
-/** Writes the index, companion files and pma.json, flushes everything, and renames into place. */
-export async function finishStaging(dir: string, target: string, plan: MergePlan, record: unknown, force: boolean): Promise<void> {
+/** Space the rest of the merge will take, against what the output's filesystem has free. */
+export async function checkFreeSpace(target: string, bytesNeeded: number): Promise<void> {
+  let free: number;
+  try {
+    const s = await statfs(dirname(target));
+    free = s.bavail * s.bsize;
+  } catch {
+    return; // no answer (an exotic filesystem): the writes will tell
+  }
+  if (bytesNeeded > free) {
+    const gb = (b: number) => `${(b / 1e9).toFixed(2)} GB`;
+    throw new PmaError('E_OUTPUT', `not enough space for the output in ${dirname(target)}: the merge still has ${gb(bytesNeeded)} to write, the filesystem has ${gb(free)} free`, { file: target });
+  }
+}
+
+/**
+ * Writes the index, companion files and pma.json (with the SHA-256 of every other file) into the
+ * partial directory, flushes everything, and renames it into place.
+ */
+export async function finishOutput(dir: string, target: string, plan: MergePlan, record: Record<string, unknown>, force: boolean, hash: (path: string) => Promise<string>): Promise<void> {
   try {
     if (plan.index !== null) await writeFile(join(dir, INDEX_NAME), plan.index);
     for (const f of plan.copyFiles) await copyFile(f, join(dir, basename(f)));
-    await writeFile(join(dir, 'pma.json'), `${JSON.stringify(record, null, 2)}\n`);
-    await Promise.all(plan.outputs.map((f) => fsyncPath(join(dir, f.name))));
+    const names = [...plan.outputs.map((f) => f.name), ...(plan.index !== null ? [INDEX_NAME] : []), ...plan.copyFiles.map((f) => basename(f))];
+    const sums = await Promise.all(names.map((n) => hash(join(dir, n))));
+    const sha256 = Object.fromEntries(names.map((n, i) => [n, sums[i]]));
+    await writeFile(join(dir, 'pma.json'), `${JSON.stringify({ ...record, sha256 }, null, 2)}\n`);
+    await Promise.all(names.map((n) => fsyncPath(join(dir, n))));
+    await fsyncPath(join(dir, 'pma.json'));
     await fsyncPath(dir);
     if (force && (await exists(target))) {
       const old = `${dir}.old`;
@@ -107,8 +99,4 @@ export async function finishStaging(dir: string, target: string, plan: MergePlan
   } catch (e) {
     throw fsError(e, 'cannot finish output', target);
   }
-}
-
-export async function discardStaging(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
 }

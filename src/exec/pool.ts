@@ -5,7 +5,7 @@ import { Piscina } from 'piscina';
 
 import { PmaError, isPmaErrorCode } from '../errors.js';
 import { PACKAGE_ROOT, type ChunkStats, type NativeChunk } from '../native.js';
-import type { WorkerReply } from './worker.js';
+import type { HashReply, WorkerReply } from './worker.js';
 
 /**
  * Worker threads run compiled JavaScript. When pma itself runs from TypeScript sources (the test
@@ -37,6 +37,13 @@ export class ChunkPool {
     if (reply.file) details.file = reply.file;
     if (reply.tensor) details.tensor = reply.tensor;
     throw new PmaError(isPmaErrorCode(reply.code) ? reply.code : 'E_INTERNAL', reply.message, details);
+  }
+
+  /** SHA-256 of a file, hex, computed on a worker thread. */
+  async hash(path: string, dropCache: boolean): Promise<string> {
+    const reply = (await this.pool.run({ path, dropCache }, { name: 'hashFile' })) as HashReply;
+    if (reply.ok) return reply.sha256;
+    throw new PmaError(isPmaErrorCode(reply.code) ? reply.code : 'E_IO', reply.message, reply.file ? { file: reply.file } : {});
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,11 @@
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
+
 import { PmaError } from '../errors.js';
 import { native, type ChunkStats, type NativeChunk } from '../native.js';
 
 export type WorkerReply = { ok: true; stats: ChunkStats } | { ok: false; code: string; message: string; file?: string; tensor?: string };
+export type HashReply = { ok: true; sha256: string } | { ok: false; code: string; message: string; file?: string };
 
 /**
  * Piscina worker: one native call per chunk. Failures are returned as data, since an Error's own
@@ -16,5 +20,40 @@ export default function runChunk(chunk: NativeChunk): WorkerReply {
     if (err.file) reply.file = err.file;
     if (err.tensor) reply.tensor = err.tensor;
     return reply;
+  }
+}
+
+const HASH_BLOCK = 8 * 2 ** 20;
+const DROP_EVERY = 64 * 2 ** 20;
+
+/**
+ * SHA-256 of a whole file, on a worker so that several files hash at once. With `dropCache`, the
+ * pages read are dropped behind the read position, as the merge itself does.
+ */
+export function hashFile({ path, dropCache }: { path: string; dropCache: boolean }): HashReply {
+  let fd = -1;
+  try {
+    fd = openSync(path, 'r');
+    const h = createHash('sha256');
+    const buf = Buffer.allocUnsafe(HASH_BLOCK);
+    let pos = 0;
+    let dropped = 0;
+    for (;;) {
+      const n = readSync(fd, buf, 0, HASH_BLOCK, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      pos += n;
+      if (dropCache && pos - dropped >= DROP_EVERY) {
+        native().dropCache(path, dropped, pos - dropped);
+        dropped = pos;
+      }
+    }
+    if (dropCache && pos > dropped) native().dropCache(path, dropped, pos - dropped);
+    return { ok: true, sha256: h.digest('hex') };
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return { ok: false, code: 'E_IO', message: `cannot read ${path}: ${err.code ?? ''} ${err.message}`.trim(), file: path };
+  } finally {
+    if (fd >= 0) closeSync(fd);
   }
 }
