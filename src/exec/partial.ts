@@ -15,6 +15,8 @@ import type { MergePlan } from '../plan/types.js';
 export const PARTIAL_SUFFIX = '.partial';
 const META_DIR = '.pma-resume';
 const STATE_VERSION = 1;
+// How often finished chunks are made durable: what a crash can cost, against one fdatasync each time.
+const FLUSH_EVERY_MS = 250;
 
 export interface InputStamp {
   path: string;
@@ -210,10 +212,10 @@ export class PartialOutput {
     return new PartialOutput(dir, done, journal, outputs, token);
   }
 
-  /** Records chunk i as written; made durable by the next flush (at most about a second later). */
+  /** Records chunk i as written; made durable by the next flush (a quarter of a second later at most). */
   chunkDone(i: number): void {
     this.pending.push(i);
-    if (!this.flushing && performance.now() - this.lastFlush > 1000) void this.flush().catch(() => {});
+    if (!this.flushing && performance.now() - this.lastFlush > FLUSH_EVERY_MS) void this.flush().catch(() => {});
   }
 
   /** Makes every chunk reported so far durable in the journal. */

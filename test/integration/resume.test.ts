@@ -1,0 +1,295 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { merge } from '../../src/index.js';
+import { CLI, pma } from '../helpers/cli.js';
+import { rejected } from '../helpers/errors.js';
+import { rng, writeCheckpoint, writeSafetensors, type TensorSpec } from '../helpers/safetensors.js';
+
+// Interrupted merges: what stays on disk, and --resume finishing it byte for byte.
+const tmp = mkdtempSync(join(tmpdir(), 'pma-resume-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+let n = 0;
+const out = () => join(tmp, `out-${n++}`);
+
+const SPECS: TensorSpec[] = [
+  { name: 'embed.weight', dtype: 'BF16', shape: [512, 300] },
+  { name: 'layers.0.weight', dtype: 'F32', shape: [300, 301] },
+  { name: 'layers.0.bias', dtype: 'F16', shape: [3001] },
+  { name: 'layers.1.weight', dtype: 'BF16', shape: [640, 257] },
+  { name: 'position_ids', dtype: 'I64', shape: [1024] },
+];
+const run = join(tmp, 'run');
+const STEPS = [100, 200, 300, 400];
+let reference = '';
+
+/** Every file of an output except pma.json (it records the time and the command line). */
+function contents(dir: string): Map<string, Buffer> {
+  return new Map(readdirSync(dir).filter((f) => f !== 'pma.json').sort().map((f) => [f, readFileSync(join(dir, f))]));
+}
+
+function expectSame(a: string, b: string): void {
+  const x = contents(a);
+  const y = contents(b);
+  expect([...y.keys()]).toEqual([...x.keys()]);
+  for (const [f, buf] of x) if (!buf.equals(y.get(f) as Buffer)) expect.fail(`${f} differs between ${a} and ${b}`);
+}
+
+const partialOf = (o: string) => `${o}.partial`;
+const journalLines = (o: string) => readFileSync(join(partialOf(o), '.pma-resume', 'journal'), 'utf8').split('\n').filter((l) => l !== '').length;
+
+beforeAll(async () => {
+  for (const [i, s] of STEPS.entries()) writeCheckpoint(join(run, `checkpoint-${s}`), SPECS, 10 + i, { shards: 2 });
+  reference = out();
+  await merge({ inputs: run, out: reference, chunkSize: 64 * 1024 });
+});
+
+/** Aborts a merge after `after` chunks; returns the output path, the partial left behind. */
+async function interrupted(after: number, extra: Record<string, unknown> = {}): Promise<string> {
+  const o = out();
+  const ac = new AbortController();
+  let chunks = 0;
+  const err = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024, threads: 1, signal: ac.signal, ...extra, onProgress: () => { if (++chunks === after) ac.abort(); } }));
+  expect(err.code).toBe('E_ABORTED');
+  expect(err.message).toContain(`the work done so far is kept in ${partialOf(o)}: run the same command with --resume to finish it`);
+  expect(existsSync(o)).toBe(false);
+  return o;
+}
+
+describe('an interrupted merge', () => {
+  it('leaves no output, a journal of what is on disk, and no lock; --resume runs only the rest', async () => {
+    const o = await interrupted(5);
+    expect(journalLines(o)).toBeGreaterThanOrEqual(5);
+    expect(existsSync(join(partialOf(o), '.pma-resume', 'lock'))).toBe(false);
+    const full = await merge({ inputs: run, out: out(), chunkSize: 64 * 1024 });
+    const r = await merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true });
+    expect(r.resumedChunks).toBeGreaterThanOrEqual(5);
+    expect(r.bytesRead).toBeLessThan(full.bytesRead);
+    expectSame(reference, o);
+    expect(existsSync(partialOf(o))).toBe(false);
+    expect(readdirSync(o)).not.toContain('.pma-resume');
+  });
+
+  it('records the SHA-256 of every file in pma.json', async () => {
+    const rec = JSON.parse(readFileSync(join(reference, 'pma.json'), 'utf8')) as { sha256: Record<string, string> };
+    const files = readdirSync(reference).filter((f) => f !== 'pma.json').sort();
+    expect(Object.keys(rec.sha256).sort()).toEqual(files);
+    const sha = spawnSync('sha256sum', files, { cwd: reference, encoding: 'utf8' });
+    for (const line of sha.stdout.trim().split('\n')) {
+      const [sum, name] = line.split(/\s+/);
+      expect(rec.sha256[name as string], name).toBe(sum);
+    }
+  });
+
+  it('is refused without --resume (naming the partial) and started over with --force', async () => {
+    const o = await interrupted(3);
+    const err = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024 }));
+    expect(err.code).toBe('E_OUTPUT');
+    expect(err.message).toMatch(new RegExp(`^a partial merge is in ${partialOf(o).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(\\d+ of its chunks done\\); pass --resume`));
+    const r = await merge({ inputs: run, out: o, chunkSize: 64 * 1024, force: true });
+    expect(r.resumedChunks).toBe(0);
+    expectSame(reference, o);
+  });
+
+  it('refuses to resume with other arguments, or after an input changed', async () => {
+    const o = await interrupted(3);
+    const other = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024, method: 'wma', resume: true }));
+    expect(other.code).toBe('E_OUTPUT');
+    expect(other.message).toContain('was started with different arguments or different input headers');
+    const cli = pma(['merge', run, '--out', o, '--chunk-size', '32KiB', '--resume']);
+    expect(cli.status).toBe(2);
+    expect(cli.stderr).toContain('different arguments');
+
+    const victim = join(run, 'checkpoint-200', 'model-00001-of-00002.safetensors');
+    const st = statSync(victim);
+    utimesSync(victim, st.atime, new Date(st.mtimeMs + 5000));
+    try {
+      const changed = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true }));
+      expect(changed.code).toBe('E_INPUT');
+      expect(changed.message).toMatch(new RegExp(`^cannot resume .*: input ${victim} was modified \\(at .*\\) since the merge began`));
+      expect(changed.file).toBe(victim);
+    } finally {
+      utimesSync(victim, st.atime, st.mtime);
+    }
+    // Restoring the time to the nanosecond is not possible from here: start over instead.
+    await merge({ inputs: run, out: o, chunkSize: 64 * 1024, force: true });
+    expectSame(reference, o);
+  });
+
+  it('--resume without a partial is an ordinary merge', async () => {
+    const o = out();
+    const r = await merge({ inputs: run, out: o, resume: true });
+    expect(r.resumedChunks).toBe(0);
+    expectSame(reference, o);
+  });
+});
+
+describe('the lock', () => {
+  it('refuses a second merge into an output another live merge holds, naming its pid and host', async () => {
+    const o = await interrupted(2);
+    const lock = join(partialOf(o), '.pma-resume', 'lock');
+    // This very process is alive: as good a holder as any other.
+    writeFileSync(lock, JSON.stringify({ pid: process.pid, host: hostname(), token: 'other', since: '2026-01-01T00:00:00.000Z' }));
+    const err = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true }));
+    expect(err.code).toBe('E_OUTPUT');
+    expect(err.message).toBe(`${partialOf(o)} is being written by another pma merge (pid ${process.pid}, since 2026-01-01T00:00:00.000Z); wait for it to finish, or stop it`);
+    const remote = { pid: 1, host: 'gpu-node-17', token: 'x', since: '2026-01-01T00:00:00.000Z' };
+    writeFileSync(lock, JSON.stringify(remote));
+    const cli = pma(['merge', run, '--out', o, '--chunk-size', '64KiB', '--resume']);
+    expect(cli.status).toBe(2);
+    expect(cli.stderr).toContain(`(pid 1 on host gpu-node-17, since 2026-01-01T00:00:00.000Z); wait for it to finish, or stop it (if it is gone, delete ${lock})`);
+    expect(existsSync(o)).toBe(false);
+  });
+
+  it('takes over the lock of a merge whose process is gone', async () => {
+    const o = await interrupted(2);
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    writeFileSync(join(partialOf(o), '.pma-resume', 'lock'), JSON.stringify({ pid: Number(dead.stdout), host: hostname(), token: 'gone', since: '2026-01-01T00:00:00.000Z' }));
+    const r = await merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true });
+    expect(r.resumedChunks).toBeGreaterThan(0);
+    expectSame(reference, o);
+  });
+});
+
+describe('inputs and space', () => {
+  it('fails, and writes nothing, when an input changes during the merge', async () => {
+    const o = out();
+    const victim = join(run, 'checkpoint-300', 'model-00002-of-00002.safetensors');
+    const st = statSync(victim);
+    let touched = false;
+    try {
+      const err = await rejected(merge({
+        inputs: run, out: o, chunkSize: 64 * 1024, threads: 1,
+        onProgress: () => {
+          if (!touched) utimesSync(victim, st.atime, new Date(st.mtimeMs + 7000));
+          touched = true;
+        },
+      }));
+      expect(err.code).toBe('E_INPUT');
+      expect(err.message).toMatch(new RegExp(`^input ${victim} was modified \\(at .*\\) during the merge; nothing was written to `));
+    } finally {
+      utimesSync(victim, st.atime, st.mtime);
+    }
+    expect(existsSync(o)).toBe(false);
+    expect(existsSync(partialOf(o))).toBe(false);
+  });
+
+  it('never writes to its inputs, and merges read-only ones', async () => {
+    const ro = join(tmp, 'ro-run');
+    for (const [i, s] of [1, 2].entries()) writeCheckpoint(join(ro, `step-${s}`), SPECS.slice(0, 2), 40 + i);
+    const files = readdirSync(ro, { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors')).map((f) => join(ro, f));
+    const before = files.map((f) => ({ f, mtime: statSync(f).mtimeMs, bytes: readFileSync(f) }));
+    spawnSync('chmod', ['-R', 'a-w', ro]);
+    try {
+      await merge({ inputs: ro, out: out() });
+    } finally {
+      spawnSync('chmod', ['-R', 'u+w', ro]);
+    }
+    for (const b of before) {
+      expect(statSync(b.f).mtimeMs).toBe(b.mtime);
+      expect(readFileSync(b.f).equals(b.bytes)).toBe(true);
+    }
+  });
+
+  it('refuses an output larger than the free space, with the numbers, before writing', async () => {
+    // Sparse inputs: 4 TiB of declared tensor data each, taking no disk space.
+    const huge = join(tmp, 'huge-run');
+    const elements = 2 ** 41;
+    for (const s of [1, 2]) {
+      const dir = join(huge, `step-${s}`);
+      mkdirSync(dir, { recursive: true });
+      const path = join(dir, 'model.safetensors');
+      writeSafetensors(path, [{ name: 'w', dtype: 'BF16', shape: [elements], data: new Uint8Array(0) }]);
+      // The helper wrote the header for an empty buffer; fix the offsets and extend the file.
+      const header = JSON.stringify({ __metadata__: { format: 'pt' }, w: { dtype: 'BF16', shape: [elements], data_offsets: [0, elements * 2] } });
+      const head = Buffer.alloc(8);
+      head.writeBigUInt64LE(BigInt(header.length));
+      const fd = openSync(path, 'w');
+      writeSync(fd, Buffer.concat([head, Buffer.from(header)]));
+      closeSync(fd);
+      spawnSync('truncate', ['-s', String(8 + header.length + elements * 2), path]);
+    }
+    const o = out();
+    const err = await rejected(merge({ inputs: huge, out: o }));
+    expect(err.code).toBe('E_OUTPUT');
+    expect(err.message).toMatch(/^not enough space for the output in .*: the merge still has 4398\.05 GB to write, the filesystem has \d+\.\d\d GB free$/);
+    expect(existsSync(o)).toBe(false);
+    expect(existsSync(partialOf(o))).toBe(false);
+  });
+});
+
+describe('killed at random moments', () => {
+  // A larger run, so that a kill lands in the middle: finite random bf16 (exponent's top bit clear).
+  const big = join(tmp, 'big-run');
+  const bigRef = join(tmp, 'big-ref');
+  const mkBig = () => {
+    for (const s of [1, 2, 3]) {
+      const tensors = [0, 1, 2, 3].map((t) => {
+        const data = randomBytes(24 * 2 ** 20);
+        const u = new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
+        for (let i = 0; i < u.length; i++) u[i] = (u[i] as number) & 0xbfff;
+        return { name: `layers.${t}.weight`, dtype: 'BF16', shape: [12 * 2 ** 20], data };
+      });
+      mkdirSync(join(big, `step-${s}`), { recursive: true });
+      writeSafetensors(join(big, `step-${s}`, 'model.safetensors'), tensors);
+    }
+  };
+  const args = (o: string) => [CLI, 'merge', big, '--out', o, '--chunk-size', '256KiB', '--threads', '1', '--quiet', '--json'];
+
+  it('resumes to the same bytes after SIGKILL, wherever it lands (seeded)', async () => {
+    mkBig();
+    const t0 = performance.now();
+    expect(spawnSync(process.execPath, args(bigRef)).status).toBe(0);
+    const fullMs = performance.now() - t0;
+    const rand = rng(2026);
+    const resumed: number[] = [];
+    for (let k = 0; k < 5; k++) {
+      const o = out();
+      const delay = Math.round(fullMs * (0.3 + 0.65 * rand()));
+      const child = spawn(process.execPath, args(o), { stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, delay));
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      if (!existsSync(o)) {
+        const r = spawnSync(process.execPath, [...args(o), '--resume'], { encoding: 'utf8' });
+        expect(r.status, r.stderr).toBe(0);
+        resumed.push((JSON.parse(r.stdout) as { resumedChunks: number }).resumedChunks);
+      }
+      expectSame(bigRef, o);
+      expect(existsSync(partialOf(o))).toBe(false);
+    }
+    // Where each kill landed, for the log: chunks found done by each resume. Most kills land after
+    // the first journal flush (a quarter of a second in), so some resume must have found work done.
+    console.log(`merge ${Math.round(fullMs)} ms; chunks found done on resume: ${resumed.join(', ')}`);
+    expect(resumed.some((c) => c > 0)).toBe(true);
+  }, 120_000);
+
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`stops on ${signal} within moments, exits 1, and leaves a partial that resumes`, async () => {
+      const o = out();
+      const child = spawn(process.execPath, args(o), { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      // Once the journal has a line, the merge is under way.
+      const journal = join(partialOf(o), '.pma-resume', 'journal');
+      for (let t = 0; t < 200 && !(existsSync(journal) && readFileSync(journal, 'utf8').length > 0); t++) await new Promise((r) => setTimeout(r, 10));
+      const sent = performance.now();
+      child.kill(signal);
+      const status = await new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      const stopMs = performance.now() - sent;
+      if (existsSync(o)) return; // finished before the signal arrived: nothing to check
+      expect(status).toBe(1);
+      expect(stopMs).toBeLessThan(2000);
+      expect(stderr).toMatch(/pma: error \[E_ABORTED\]: the merge was aborted; the work done so far is kept in .*\.partial: run the same command with --resume to finish it/);
+      expect(journalLines(o)).toBeGreaterThan(0);
+      const r = spawnSync(process.execPath, [...args(o), '--resume'], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      expectSame(bigRef, o);
+    }, 60_000);
+  }
+});
