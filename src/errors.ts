@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   E_MISMATCH: 'checkpoints disagree on tensor names, shapes or dtypes',
   E_NO_CHECKPOINTS: 'no checkpoint found or selected',
   E_OUTPUT: 'the output path is refused (exists, or inside an input)',
+  E_CORRUPT: 'a merged output does not match the checksums in its pma.json',
   E_UNSUPPORTED: 'the request needs something this build or machine lacks',
   E_IO: 'reading or writing a file failed',
   E_NOMEM: 'out of memory',
@@ -27,6 +28,7 @@ const BAD_INPUT_CODES: ReadonlySet<PmaErrorCode> = new Set<PmaErrorCode>([
   'E_MISMATCH',
   'E_NO_CHECKPOINTS',
   'E_OUTPUT',
+  'E_CORRUPT',
   'E_UNSUPPORTED',
 ]);
 

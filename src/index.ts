@@ -1,5 +1,6 @@
 export { merge, plan, type MergeResult } from './merge.js';
 export { inspect, type InspectResult, type InspectedCheckpoint } from './inspect.js';
+export { verify, type VerifyResult, type VerifiedFile } from './verify.js';
 export { PmaError, ERROR_CODES, exitStatusFor, type PmaErrorCode } from './errors.js';
 export type { MergeOptions, PageCacheMode, PlanOptions, Progress, SelectionOptions } from './options.js';
 export type { MergePlan, PlanChunk, PlanTensor, PlanOutputFile, PlanCheckpoint } from './plan/types.js';

@@ -9,6 +9,7 @@ import { devicesCommand } from './devices.js';
 import { inspectCommand } from './inspect.js';
 import { processIo, type Io } from './io.js';
 import { mergeCommand } from './merge.js';
+import { verifyCommand } from './verify.js';
 
 export const MAIN_HELP = `pma ${VERSION}: Pre-trained Model Averaging for safetensors checkpoints
 
@@ -17,6 +18,7 @@ Usage:
   pma inspect <run-dir | checkpoint...> [--tensors] [--json]  list checkpoints and tensors
   pma bench [--size 1GB --inputs 5 | <inputs...>] [options]  measure merge speed against this
                                                               machine's read + write floor
+  pma verify <merged-dir> [--json]                            re-check a merge's headers and SHA-256 sums
   pma devices [--json]                                        the CPU kernels and GPUs pma can use
   pma --version
 
@@ -42,6 +44,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await benchCommand(rest, io);
       case 'devices':
         return await devicesCommand(rest, io);
+      case 'verify':
+        return await verifyCommand(rest, io);
       case '--version':
       case '-v':
         io.out(`${VERSION}\n`);
@@ -53,7 +57,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.out(MAIN_HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect, bench or devices; see pma --help)`);
+        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect, verify, bench or devices; see pma --help)`);
     }
   } catch (e) {
     // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_* codes.

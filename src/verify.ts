@@ -1,0 +1,71 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+
+import { discover } from './checkpoints/discover.js';
+import { loadCheckpoint } from './checkpoints/load.js';
+import { PmaError, fsError } from './errors.js';
+import { ChunkPool } from './exec/pool.js';
+import { nonEmptyString } from './validate.js';
+
+export interface VerifiedFile {
+  name: string;
+  /** Recorded in pma.json. */
+  expected: string;
+  /** Recomputed now; null when the file is missing. */
+  actual: string | null;
+  ok: boolean;
+}
+
+export interface VerifyResult {
+  out: string;
+  /** Every header and the index were valid, and every recorded file has its recorded SHA-256. */
+  ok: boolean;
+  tensors: number;
+  files: VerifiedFile[];
+  /** Files in the output that pma.json does not list (not a failure: added later by someone). */
+  unrecorded: string[];
+  problems: string[];
+}
+
+/**
+ * Re-reads a merged checkpoint: validates every safetensors header and the shard index (as an
+ * input is validated), and recomputes the SHA-256 of each file recorded in pma.json. Throws for an
+ * unreadable output or header; a checksum that differs is reported in the result (ok: false).
+ */
+export async function verify(out: string): Promise<VerifyResult> {
+  const dir = nonEmptyString('out', out);
+  let record: { sha256?: Record<string, string> };
+  try {
+    record = JSON.parse(await readFile(join(dir, 'pma.json'), 'utf8')) as typeof record;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new PmaError('E_INPUT', `${dir} has no pma.json: it was not written by pma`, { file: join(dir, 'pma.json') });
+    throw e instanceof SyntaxError ? new PmaError('E_INPUT', `${join(dir, 'pma.json')} is not valid JSON: ${e.message}`, { file: join(dir, 'pma.json') }) : fsError(e, 'cannot read', join(dir, 'pma.json'));
+  }
+  const found = await discover([dir]);
+  const ref = found.checkpoints[0];
+  if (!ref) throw new PmaError('E_INPUT', `${dir} holds no safetensors weights`, { file: dir });
+  const ck = await loadCheckpoint(ref);
+  const problems: string[] = [];
+  const sums = record.sha256;
+  if (!sums || typeof sums !== 'object') problems.push('pma.json records no SHA-256 sums (written by pma 0.1 before they were added): only the headers were checked');
+  const names = Object.keys(sums ?? {}).sort();
+  const present = new Set(await readdir(dir));
+  const pool = new ChunkPool(Math.max(1, Math.min(availableParallelism(), names.length)));
+  let files: VerifiedFile[];
+  try {
+    files = await Promise.all(names.map(async (name) => {
+      const expected = String((sums as Record<string, string>)[name]);
+      if (!present.has(name)) return { name, expected, actual: null, ok: false };
+      const actual = await pool.hash(join(dir, name), false);
+      return { name, expected, actual, ok: actual === expected };
+    }));
+  } finally {
+    await pool.close();
+  }
+  for (const f of files) {
+    if (!f.ok) problems.push(f.actual === null ? `${f.name} is missing` : `${f.name} has SHA-256 ${f.actual}, pma.json records ${f.expected}`);
+  }
+  const unrecorded = [...present].filter((f) => f !== 'pma.json' && !names.includes(f)).sort();
+  return { out: dir, ok: files.every((f) => f.ok) && sums !== undefined, tensors: ck.contents.tensors.length, files, unrecorded, problems };
+}
