@@ -170,6 +170,15 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
       Napi::Object o = Napi::Object::New(env);
       o.Set("bytesRead", double(st.bytes_read));
       o.Set("bytesWritten", double(st.bytes_written));
+      Napi::Array nf = Napi::Array::New(env, st.nonfinite.size());
+      for (size_t i = 0; i < st.nonfinite.size(); ++i) {
+        Napi::Array x = Napi::Array::New(env, 3);
+        x.Set(uint32_t(0), st.nonfinite[i].op);
+        x.Set(uint32_t(1), st.nonfinite[i].input);
+        x.Set(uint32_t(2), double(st.nonfinite[i].count));
+        nf.Set(uint32_t(i), x);
+      }
+      o.Set("nonfinite", nf);
       return o;
     } catch (const pma::EngineError& e) {
       rethrow_as_js(env, e);

@@ -6,6 +6,7 @@ import { PmaError } from './errors.js';
 import { executePlan } from './exec/execute.js';
 import { ChunkPool } from './exec/pool.js';
 import { checkFreeSpace, checkOutputPath, finishOutput } from './exec/output-dir.js';
+import { NonFiniteLog, type NonFiniteFinding } from './exec/nonfinite.js';
 import { changedInput, PartialOutput, stampInputs } from './exec/partial.js';
 import { native, type KernelName } from './native.js';
 import { resolveRunOptions, type MergeOptions, type PlanOptions, type ResolvedRunOptions } from './options.js';
@@ -26,6 +27,10 @@ export interface MergeResult {
   threads: number;
   /** Chunks found done in a partial output and not run again (resume). */
   resumedChunks: number;
+  /** NaN/Inf found in the inputs (merged anyway: onNonfinite 'warn'). */
+  nonfinite: NonFiniteFinding[];
+  /** Checkpoints left out for NaN/Inf (onNonfinite 'skip-checkpoint'), with why. */
+  leftOut: { path: string; reason: string }[];
   /** Whether the page cache was dropped behind the merge (pageCache 'drop', or 'auto' on a big merge). */
   droppedCache: boolean;
   bytesRead: number;
@@ -87,41 +92,82 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
 }
 
 async function planAndRun(options: MergeOptions, run: ResolvedRunOptions & { threads: number }, kernel: KernelName, device: ResolvedDevice, pool: ChunkPool, start: number): Promise<MergeResult> {
-  const { plan: p, skipped } = await planMerge(options);
+  // Checkpoints left out for NaN/Inf (--on-nonfinite skip-checkpoint), path -> why; each finding
+  // re-plans the merge without them and starts it over.
+  const excluded = new Map<string, string>();
+  for (;;) {
+    const r = await attempt(options, run, kernel, device, pool, start, excluded);
+    if (!('retryWithout' in r)) return r;
+    for (const [path, why] of r.retryWithout) excluded.set(path, why);
+  }
+}
+
+type Attempt = MergeResult | { retryWithout: Map<string, string> };
+
+async function attempt(options: MergeOptions, run: ResolvedRunOptions & { threads: number }, kernel: KernelName, device: ResolvedDevice, pool: ChunkPool, start: number, excluded: ReadonlyMap<string, string>): Promise<Attempt> {
+  const { plan: p, skipped } = await planMerge(options, excluded);
   const target = await checkOutputPath(run.out, p, run.force);
   const stamps = await stampInputs(p);
   options.onPlan?.(p, skipped);
   if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
-  const partial = await PartialOutput.open(target, p, stamps, { resume: run.resume, force: run.force });
+  const partial = await PartialOutput.open(target, p, stamps, { resume: run.resume || excluded.size > 0, force: run.force || excluded.size > 0 });
   let discarded = false;
+  const discard = async () => {
+    discarded = true;
+    await partial.discard();
+  };
+  const nonfinite = new NonFiniteLog(p);
+  for (const [i, found] of partial.done) nonfinite.add(i, found);
+  // NaN/Inf stops the merge at once unless they are only to be reported.
+  const stopForNonfinite = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stopForNonfinite.signal]) : stopForNonfinite.signal;
   try {
     const outBytes = (c: MergePlan['chunks'][number]) => c.ops.reduce((s, op) => s + (op.kind === 'copy' ? op.bytes : op.count * floatSize(op.outDtype)), 0);
     const remaining = p.chunks.reduce((s, c, i) => s + (partial.done.has(i) ? 0 : outBytes(c)), 0);
     try {
       await checkFreeSpace(target, remaining);
     } catch (e) {
-      if (partial.done.size === 0) {
-        discarded = true;
-        await partial.discard();
-      }
+      if (partial.done.size === 0) await discard();
       throw e;
     }
+    if (nonfinite.any && run.onNonfinite !== 'warn') stopForNonfinite.abort();
     // Inputs that cannot all stay cached would only evict the rest of the machine's cache.
     const dropCache = run.pageCache === 'drop' || (run.pageCache === 'auto' && p.totals.inputBytes > totalmem() / 2);
-    const stats = await executePlan(p, {
-      dir: partial.dir, pool, kernel, device, io: run.io, dropCache, write: run.write, skip: partial.done, onChunkDone: (i) => partial.chunkDone(i),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}),
-    });
+    let stats: { bytesRead: number; bytesWritten: number } = { bytesRead: 0, bytesWritten: 0 };
+    try {
+      stats = await executePlan(p, {
+        dir: partial.dir, pool, kernel, device, io: run.io, dropCache, write: run.write, skip: partial.done, signal,
+        onChunkDone: (i, s) => {
+          partial.chunkDone(i, s.nonfinite);
+          if (s.nonfinite.length === 0) return;
+          nonfinite.add(i, s.nonfinite);
+          if (run.onNonfinite !== 'warn') stopForNonfinite.abort();
+        },
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      });
+    } catch (e) {
+      if (!(stopForNonfinite.signal.aborted && !options.signal?.aborted && e instanceof PmaError && e.code === 'E_ABORTED')) throw e;
+    }
     if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
+    if (stopForNonfinite.signal.aborted) {
+      if (run.onNonfinite === 'error') throw nonfinite.error();
+      // skip-checkpoint: this plan's output is of no use; merge again without the culprits.
+      await discard();
+      const retry = new Map<string, string>();
+      for (const ck of nonfinite.checkpoints()) retry.set(ck, `NaN or Inf values (${nonfinite.findings().filter((f) => f.checkpoint === ck).map((f) => `${f.count} in ${f.tensor}`).join(', ')})`);
+      return { retryWithout: retry };
+    }
     // Inputs that changed under the merge may have given it a mix of old and new bytes.
     const changed = await changedInput(stamps);
     if (changed) {
-      discarded = true;
-      await partial.discard();
+      await discard();
       throw new PmaError('E_INPUT', `input ${changed} during the merge; nothing was written to ${target}`, { file: changed.split(' ')[0] as string });
     }
+    const findings = nonfinite.findings();
+    const leftOut = [...excluded].map(([path, reason]) => ({ path, reason }));
     await partial.complete();
-    await finishOutput(partial.dir, target, p, provenance(p, options, device), run.force, (f) => pool.hash(f, dropCache));
+    await finishOutput(partial.dir, target, p, { ...provenance(p, options, device), nonfinite: findings, leftOut }, run.force, (f) => pool.hash(f, dropCache));
+    await partial.finished();
     const elapsedMs = performance.now() - start;
     return {
       out: target,
@@ -133,6 +179,8 @@ async function planAndRun(options: MergeOptions, run: ResolvedRunOptions & { thr
       threads: run.threads,
       droppedCache: dropCache,
       resumedChunks: partial.done.size,
+      nonfinite: findings,
+      leftOut,
       bytesRead: stats.bytesRead,
       bytesWritten: stats.bytesWritten,
       elapsedMs,

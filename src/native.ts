@@ -67,6 +67,8 @@ export interface NativeChunk {
 export interface ChunkStats {
   bytesRead: number;
   bytesWritten: number;
+  /** NaN/Inf counts in the inputs: [op index in the chunk, input (checkpoint) index, count]. */
+  nonfinite: [number, number, number][];
 }
 
 export interface CpuInfo {

@@ -1,5 +1,6 @@
 import { parseDevice, type DeviceOption, type DeviceRequest } from './devices.js';
 import { OUTPUT_DTYPES, type OutputDTypeOption } from './dtypes.js';
+import { NONFINITE_MODES, type NonFiniteMode } from './exec/nonfinite.js';
 import type { Accumulate, IoMode, KernelChoice, WriteMode } from './native.js';
 import type { MergePlan } from './plan/types.js';
 import * as v from './validate.js';
@@ -54,6 +55,12 @@ export interface MergeOptions extends PlanOptions {
    * and unchanged inputs, running only the chunks it lacks; without one, merge as usual.
    */
   resume?: boolean;
+  /**
+   * What to do when an input holds NaN or Inf: 'error' (default) stops the merge before its
+   * output is written; 'warn' merges anyway and reports them; 'skip-checkpoint' merges again
+   * without the checkpoints that hold them (weights recomputed over the rest).
+   */
+  onNonfinite?: NonFiniteMode;
   /** Worker threads; default: the number of cores on the CPU, up to 8 (4 per GPU) on GPUs. */
   threads?: number;
   /** CPU kernel; default 'auto' (the best this CPU has). */
@@ -154,6 +161,7 @@ export interface ResolvedRunOptions {
   out: string;
   force: boolean;
   resume: boolean;
+  onNonfinite: NonFiniteMode;
   /** null: chosen once the device is known (defaultThreads). */
   threads: number | null;
   kernel: KernelChoice;
@@ -171,6 +179,7 @@ export function resolveRunOptions(o: MergeOptions): ResolvedRunOptions {
     out: v.nonEmptyString('out', o.out),
     force: o.force === undefined ? false : v.boolean('force', o.force),
     resume: o.resume === undefined ? false : v.boolean('resume', o.resume),
+    onNonfinite: o.onNonfinite === undefined ? 'error' : v.oneOf('onNonfinite', o.onNonfinite, NONFINITE_MODES),
     threads: o.threads === undefined ? null : v.integer('threads', o.threads, 1, 1024),
     kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, KERNEL_CHOICES),
     device: parseDevice(o.device),

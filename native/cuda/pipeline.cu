@@ -227,7 +227,7 @@ void write_pieces(const ChunkSpec& spec, Ring& ring, Handoff& h, AlignedBuffer& 
 }
 
 // Reads piece p into slot s and queues its copy-in, kernel and copy-out; returns bytes read.
-uint64_t stage_piece(const ChunkSpec& spec, Ring& ring, FileTable& in, int s, const Piece& p, Queued& q) {
+uint64_t stage_piece(const ChunkSpec& spec, Ring& ring, FileTable& in, int s, const Piece& p, Queued& q, ChunkStats& st) {
   const Op& op = spec.ops[p.op];
   Slot& slot = ring.slots[s];
   q = Queued{s, p, 0};
@@ -240,6 +240,7 @@ uint64_t stage_piece(const ChunkSpec& spec, Ring& ring, FileTable& in, int s, co
   for (size_t k = 0; k < n; ++k) {
     in.get(op.inputs[k].file).read_at(slot.host + k * stride, size_t(p.count) * is, op.inputs[k].offset + p.first * is,
                                       op.tensor);
+    note_nonfinite(st, uint32_t(p.op), uint32_t(k), count_nonfinite(slot.host + k * stride, op.in, size_t(p.count)));
   }
   q.out_at = n * stride;
   const int dev = ring.device;
@@ -306,7 +307,7 @@ ChunkStats run_chunk_cuda(const ChunkSpec& spec, GpuState& state) {
       const int s = int(i % kSlots);
       if (!h.acquire(s)) break;
       Queued q;
-      st.bytes_read += stage_piece(spec, ring, in, s, pieces[i], q);
+      st.bytes_read += stage_piece(spec, ring, in, s, pieces[i], q, st);
       h.push(q);
       const Op& op = spec.ops[pieces[i].op];
       st.bytes_written += pieces[i].count * (op.copy ? 1 : dtype_size(op.out));

@@ -1,6 +1,7 @@
 #include "engine/chunk.h"
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 
 #include "engine/file_io.h"
@@ -32,7 +33,7 @@ MergeArgs base_args(const ChunkSpec& spec, const Op& op) {
   return a;
 }
 
-void merge_pread(const ChunkSpec& spec, const Op& op, FileTable& in, OutputWriter& out,
+void merge_pread(const ChunkSpec& spec, uint32_t op_index, const Op& op, FileTable& in, OutputWriter& out,
                  Scratch& s, ChunkStats& st) {
   const size_t n = op.inputs.size();
   const size_t is = dtype_size(op.in), os = dtype_size(op.out);
@@ -50,6 +51,7 @@ void merge_pread(const ChunkSpec& spec, const Op& op, FileTable& in, OutputWrite
     const size_t m = size_t(std::min<uint64_t>(kBlockElems, op.count - done));
     for (size_t k = 0; k < n; ++k) {
       in.get(op.inputs[k].file).read_at(s.in[k].data(), m * is, op.inputs[k].offset + done * is, op.tensor);
+      note_nonfinite(st, op_index, uint32_t(k), count_nonfinite(s.in[k].data(), op.in, m));
     }
     a.count = m;
     merge(spec.kernel, a);
@@ -60,7 +62,7 @@ void merge_pread(const ChunkSpec& spec, const Op& op, FileTable& in, OutputWrite
   }
 }
 
-void merge_mmap(const ChunkSpec& spec, const Op& op, FileTable& in, OutputWriter& out,
+void merge_mmap(const ChunkSpec& spec, uint32_t op_index, const Op& op, FileTable& in, OutputWriter& out,
                 Scratch& s, ChunkStats& st) {
   const size_t n = op.inputs.size();
   const size_t is = dtype_size(op.in), os = dtype_size(op.out);
@@ -80,6 +82,7 @@ void merge_mmap(const ChunkSpec& spec, const Op& op, FileTable& in, OutputWriter
     const size_t m = size_t(std::min<uint64_t>(kBlockElems, op.count - done));
     MergeArgs b = advance(a, size_t(done), m, s.ptrs.data());
     b.dst = s.out.data();
+    for (size_t k = 0; k < n; ++k) note_nonfinite(st, op_index, uint32_t(k), count_nonfinite(b.src[k], op.in, m));
     merge(spec.kernel, b);
     out.write(op.out_file, op.out_offset + done * os, s.out.data(), m * os, op.tensor);
     st.bytes_read += uint64_t(m * is * n);
@@ -101,7 +104,40 @@ void copy_op(const Op& op, FileTable& in, OutputWriter& out, Scratch& s, ChunkSt
   }
 }
 
+// The exponent field all ones: infinity or NaN. Plain loops over integers, which g++ vectorises.
+template <typename U>
+uint64_t count_exp_all_ones(const uint8_t* p, size_t n, U mask) {
+  uint64_t c = 0;
+  for (size_t j = 0; j < n; ++j) {
+    U v;
+    std::memcpy(&v, p + j * sizeof(U), sizeof(U));
+    c += (v & mask) == mask;
+  }
+  return c;
+}
+
 }  // namespace
+
+uint64_t count_nonfinite(const uint8_t* p, DType t, size_t n) {
+  switch (t) {
+    case DType::BF16: return count_exp_all_ones<uint16_t>(p, n, 0x7F80u);
+    case DType::F16: return count_exp_all_ones<uint16_t>(p, n, 0x7C00u);
+    case DType::F32: return count_exp_all_ones<uint32_t>(p, n, 0x7F800000u);
+    case DType::F64: return count_exp_all_ones<uint64_t>(p, n, 0x7FF0000000000000ull);
+  }
+  return 0;
+}
+
+void note_nonfinite(ChunkStats& st, uint32_t op, uint32_t input, uint64_t count) {
+  if (count == 0) return;
+  for (NonFinite& x : st.nonfinite) {
+    if (x.op == op && x.input == input) {
+      x.count += count;
+      return;
+    }
+  }
+  st.nonfinite.push_back(NonFinite{op, input, count});
+}
 
 void check_ops(const ChunkSpec& spec) {
   for (const Op& op : spec.ops) {
@@ -123,13 +159,14 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
   OutputWriter writer(out, spec.direct_write, scratch.direct);
   ChunkStats st;
   check_ops(spec);
-  for (const Op& op : spec.ops) {
+  for (uint32_t i = 0; i < spec.ops.size(); ++i) {
+    const Op& op = spec.ops[i];
     if (op.copy) {
       copy_op(op, in, writer, scratch, st);
     } else if (spec.io == IoMode::Mmap) {
-      merge_mmap(spec, op, in, writer, scratch, st);
+      merge_mmap(spec, i, op, in, writer, scratch, st);
     } else {
-      merge_pread(spec, op, in, writer, scratch, st);
+      merge_pread(spec, i, op, in, writer, scratch, st);
     }
     // One writeback request per op, not per block: large requests, few system calls.
     out.get(op.out_file).start_writeback(op.out_offset, out_bytes(op));

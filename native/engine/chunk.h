@@ -48,10 +48,25 @@ struct ChunkSpec {
   std::vector<Op> ops;
 };
 
+// NaN or infinity found in input `input` (checkpoint index) of op `op` of the chunk.
+struct NonFinite {
+  uint32_t op = 0;
+  uint32_t input = 0;
+  uint64_t count = 0;
+};
+
 struct ChunkStats {
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
+  std::vector<NonFinite> nonfinite;
 };
+
+// Counts NaN and infinity among n elements of dtype t: one pass over data the merge has just
+// read (still in cache), so that a checkpoint from a loss spike is caught, not averaged in.
+uint64_t count_nonfinite(const uint8_t* p, DType t, size_t n);
+
+// Adds `count` for (op, input) to the stats, merging with the previous entry of the same pair.
+void note_nonfinite(ChunkStats& st, uint32_t op, uint32_t input, uint64_t count);
 
 // Reusable buffers of one JS environment (one worker thread): grown on demand, never shrunk.
 struct Scratch {

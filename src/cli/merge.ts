@@ -33,6 +33,10 @@ Output:
                                (same arguments, unchanged inputs): only the missing chunks run
   --dtype keep|bf16|f16|f32    dtype of averaged tensors (default keep)
   --accumulate f32|f64         accumulator precision (default f32, the bit-exact contract)
+  --on-nonfinite error|warn|skip-checkpoint
+                               NaN or Inf in an input: stop before writing the output (default),
+                               merge anyway and report them, or merge again without the
+                               checkpoints that hold them
   --max-shard-size SIZE        shard the output above SIZE (default 5GB; 5GB = 5e9, 5GiB = 5*2^30)
 
 Engine:
@@ -105,6 +109,7 @@ const FLAG_TO_OPTION = {
   alpha: 'alpha',
   dtype: 'dtype',
   accumulate: 'accumulate',
+  'on-nonfinite': 'onNonfinite',
   'max-shard-size': 'maxShardSize',
   'chunk-size': 'chunkSize',
   threads: 'threads',
@@ -134,6 +139,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
       weights: { type: 'string' },
       dtype: { type: 'string' },
       accumulate: { type: 'string' },
+      'on-nonfinite': { type: 'string' },
       'max-shard-size': { type: 'string' },
       'chunk-size': { type: 'string' },
       threads: { type: 'string' },
@@ -192,6 +198,10 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
     process.off('SIGTERM', stop);
   });
 
+  if (!values.quiet) {
+    for (const f of result.nonfinite) io.err(`warning: ${f.count} NaN/Inf in ${f.tensor} of ${f.checkpoint} (merged anyway: --on-nonfinite warn)\n`);
+    for (const l of result.leftOut) io.err(`left out ${l.path}: ${l.reason}\n`);
+  }
   if (values.json) {
     const p = result.plan;
     io.out(`${JSON.stringify({
@@ -206,6 +216,8 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
       kernel: result.kernel,
       device: result.device,
       resumedChunks: result.resumedChunks,
+      nonfinite: result.nonfinite,
+      leftOut: result.leftOut,
       threads: result.threads,
       bytesRead: result.bytesRead,
       bytesWritten: result.bytesWritten,

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 
 import type { ResolvedDevice } from '../devices.js';
 import { PmaError } from '../errors.js';
-import type { IoMode, KernelChoice, NativeChunk, WriteMode } from '../native.js';
+import type { ChunkStats, IoMode, KernelChoice, NativeChunk, WriteMode } from '../native.js';
 import type { Progress } from '../options.js';
 import type { MergePlan } from '../plan/types.js';
 import { ChunkPool } from './pool.js';
@@ -21,9 +21,9 @@ export interface ExecuteOptions {
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
   /** Chunks already on disk (a resumed merge): not run, counted as done. */
-  skip?: ReadonlySet<number>;
-  /** Called as each chunk's bytes are written. */
-  onChunkDone?: (i: number) => void;
+  skip?: { has(i: number): boolean };
+  /** Called as each chunk's bytes are written, with what the engine saw. */
+  onChunkDone?: (i: number, stats: ChunkStats) => void;
 }
 
 export interface ExecuteStats {
@@ -80,7 +80,7 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
         const s = await pool.run(task(i));
         stats.bytesRead += s.bytesRead;
         stats.bytesWritten += s.bytesWritten;
-        o.onChunkDone?.(i);
+        o.onChunkDone?.(i, s);
         done++;
         bytesDone += (plan.chunks[i] as MergePlan['chunks'][number]).bytes;
         o.onProgress?.({ bytesDone, bytesTotal: total, chunksDone: done, chunksTotal: plan.chunks.length, elapsedMs: performance.now() - start });

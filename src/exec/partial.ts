@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
+import type { ChunkStats } from '../native.js';
 import type { MergePlan } from '../plan/types.js';
+
+type NonFiniteCounts = ChunkStats['nonfinite'];
 
 /**
  * The partial output of a merge: `<out>.partial/`, the output files being written, plus a
@@ -42,6 +45,21 @@ interface LockInfo {
 
 export const partialPath = (target: string) => join(dirname(target), basename(target) + PARTIAL_SUFFIX);
 const metaPath = (dir: string, name: string) => join(dir, META_DIR, name);
+// Resume data moved out of a partial that is being renamed into place.
+const finishingPath = (dir: string) => `${dir}.finishing`;
+// A partial being created: `<out>.partial.creating-<pid>-<random>`, renamed once complete.
+const CREATING = '.creating-';
+
+/** Removes partials whose creation was cut short (their creator, on this host, is gone). */
+async function removeAbandoned(dir: string): Promise<void> {
+  const prefix = basename(dir) + CREATING;
+  const names = await readdir(dirname(dir)).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length).split('-')[0]);
+    if (Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid)) await rm(join(dirname(dir), name), { recursive: true, force: true });
+  }
+}
 
 export function planFingerprint(plan: MergePlan): string {
   return createHash('sha256').update(JSON.stringify(plan)).digest('hex');
@@ -99,14 +117,15 @@ async function fsyncPath(p: string): Promise<void> {
  * finished before are appended and the journal fsync'ed, so an id is never on disk before its bytes.
  */
 export class PartialOutput {
-  private pending: number[] = [];
+  private pending: string[] = [];
   private flushing: Promise<void> | null = null;
   private lastFlush = performance.now();
   private closed = false;
 
   private constructor(
     readonly dir: string,
-    readonly done: ReadonlySet<number>,
+    /** Chunks on disk, with the NaN/Inf counts each found in its inputs. */
+    readonly done: ReadonlyMap<number, NonFiniteCounts>,
     private readonly journal: FileHandle,
     private readonly outputs: FileHandle[],
     private readonly token: string,
@@ -121,6 +140,13 @@ export class PartialOutput {
     const dir = partialPath(target);
     const fingerprint = planFingerprint(plan);
     const token = `${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const finishing = finishingPath(dir);
+    if (await exists(finishing)) {
+      // A merge killed while finishing: its resume data goes back into the partial, or, when the
+      // partial was already renamed into place, is dropped.
+      if (await exists(dir)) await rename(finishing, join(dir, META_DIR));
+      else await rm(finishing, { recursive: true, force: true });
+    }
     if (await exists(dir)) {
       await takeLock(dir, token, true);
       if (o.resume) {
@@ -132,7 +158,7 @@ export class PartialOutput {
         }
       }
       if (!o.force) {
-        const done = await readJournal(dir).catch(() => new Set<number>());
+        const done = await readJournal(dir).catch(() => new Map<number, NonFiniteCounts>());
         await releaseLock(dir, token);
         throw new PmaError('E_OUTPUT', `a partial merge is in ${dir} (${done.size} of its chunks done); pass --resume (resume: true) to finish it with the same arguments, or --force to start over`, { file: dir });
       }
@@ -141,17 +167,23 @@ export class PartialOutput {
     return PartialOutput.create(dir, plan, stamps, fingerprint, token);
   }
 
+  /**
+   * Builds the partial under a temporary name and renames it into place once its lock, files and
+   * state are on disk: a kill during creation leaves no half-made `<out>.partial`.
+   */
   private static async create(dir: string, plan: MergePlan, stamps: InputStamp[], fingerprint: string, token: string): Promise<PartialOutput> {
+    const tmp = `${dir}${CREATING}${process.pid}-${token.split('-')[1]}`;
     try {
       await mkdir(dirname(dir), { recursive: true });
-      await mkdir(dir);
-      await mkdir(join(dir, META_DIR));
-      await takeLock(dir, token, false);
+      await removeAbandoned(dir);
+      await mkdir(tmp);
+      await mkdir(join(tmp, META_DIR));
+      await takeLock(tmp, token, false);
       for (const f of plan.outputs) {
         const body = Buffer.from(f.header, 'utf8');
         const head = Buffer.alloc(8);
         head.writeBigUInt64LE(BigInt(body.length), 0);
-        const fh = await open(join(dir, f.name), 'wx');
+        const fh = await open(join(tmp, f.name), 'wx');
         try {
           await fh.write(Buffer.concat([head, body]), 0, 8 + body.length, 0);
           await fh.truncate(f.size);
@@ -161,21 +193,31 @@ export class PartialOutput {
         }
       }
       const state: State = { version: STATE_VERSION, fingerprint, chunks: plan.chunks.length, inputs: stamps, startedAt: new Date().toISOString() };
-      const sf = await open(metaPath(dir, 'state.json'), 'wx');
+      const sf = await open(metaPath(tmp, 'state.json'), 'wx');
       try {
         await sf.writeFile(`${JSON.stringify(state, null, 2)}\n`);
         await sf.sync();
       } finally {
         await sf.close();
       }
-      await fsyncPath(join(dir, META_DIR));
-      await fsyncPath(dir);
-      await fsyncPath(dirname(dir));
-      return await PartialOutput.attach(dir, plan, new Set(), token);
+      await fsyncPath(join(tmp, META_DIR));
+      await fsyncPath(tmp);
     } catch (e) {
-      await rm(dir, { recursive: true, force: true });
+      await rm(tmp, { recursive: true, force: true });
       throw fsError(e, 'cannot create output in', dirname(dir));
     }
+    try {
+      await rename(tmp, dir);
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+        throw new PmaError('E_OUTPUT', `${dir} was created by another pma merge at the same moment; wait for it to finish, or stop it`, { file: dir });
+      }
+      throw fsError(e, 'cannot create output in', dirname(dir));
+    }
+    await fsyncPath(dirname(dir));
+    return PartialOutput.attach(dir, plan, new Map(), token);
   }
 
   private static async resume(dir: string, plan: MergePlan, stamps: InputStamp[], fingerprint: string, token: string): Promise<PartialOutput> {
@@ -206,15 +248,15 @@ export class PartialOutput {
     return PartialOutput.attach(dir, plan, done, token);
   }
 
-  private static async attach(dir: string, plan: MergePlan, done: Set<number>, token: string): Promise<PartialOutput> {
+  private static async attach(dir: string, plan: MergePlan, done: Map<number, NonFiniteCounts>, token: string): Promise<PartialOutput> {
     const journal = await open(metaPath(dir, 'journal'), 'a');
     const outputs = await Promise.all(plan.outputs.map((f) => open(join(dir, f.name), 'r')));
     return new PartialOutput(dir, done, journal, outputs, token);
   }
 
   /** Records chunk i as written; made durable by the next flush (a quarter of a second later at most). */
-  chunkDone(i: number): void {
-    this.pending.push(i);
+  chunkDone(i: number, nonfinite: NonFiniteCounts): void {
+    this.pending.push(nonfinite.length > 0 ? `${i} ${JSON.stringify(nonfinite)}` : String(i));
     if (!this.flushing && performance.now() - this.lastFlush > FLUSH_EVERY_MS) void this.flush().catch(() => {});
   }
 
@@ -226,7 +268,7 @@ export class PartialOutput {
     this.flushing = (async () => {
       try {
         await Promise.all(this.outputs.map((fh) => fh.datasync()));
-        await this.journal.appendFile(ids.map((i) => `${i}\n`).join(''));
+        await this.journal.appendFile(ids.map((l) => `${l}\n`).join(''));
         await this.journal.datasync();
       } catch (e) {
         this.pending.unshift(...ids);
@@ -253,12 +295,21 @@ export class PartialOutput {
   }
 
   /** Removes the resume data (the lock last): the directory is then a complete output. */
+  /**
+   * Moves the resume data out to `<out>.partial.finishing` (one rename), so that the directory
+   * holds only the output when it is renamed into place; call finished() after that rename. A
+   * crash in between leaves the resume data beside the partial, and open() puts it back.
+   */
   async complete(): Promise<void> {
     await this.flush();
     await this.close();
-    await rm(metaPath(this.dir, 'journal'), { force: true });
-    await rm(metaPath(this.dir, 'state.json'), { force: true });
-    await rm(join(this.dir, META_DIR), { recursive: true, force: true });
+    await rename(join(this.dir, META_DIR), finishingPath(this.dir));
+    await fsyncPath(dirname(this.dir));
+  }
+
+  /** After the rename into place: the resume data is no longer needed. */
+  async finished(): Promise<void> {
+    await rm(finishingPath(this.dir), { recursive: true, force: true });
   }
 
   async discard(): Promise<void> {
@@ -273,13 +324,23 @@ export class PartialOutput {
   }
 }
 
-async function readJournal(dir: string): Promise<Set<number>> {
+async function readJournal(dir: string): Promise<Map<number, NonFiniteCounts>> {
   const text = await readFile(metaPath(dir, 'journal'), 'utf8').catch(() => '');
-  const done = new Set<number>();
+  const done = new Map<number, NonFiniteCounts>();
   // A line cut short by a crash has no newline yet: only complete lines count.
   const lines = text.split('\n');
   lines.pop();
-  for (const l of lines) if (/^\d+$/.test(l)) done.add(Number(l));
+  for (const l of lines) {
+    const m = /^(\d+)(?: (\[.*\]))?$/.exec(l);
+    if (!m) continue;
+    let counts: NonFiniteCounts = [];
+    try {
+      if (m[2]) counts = JSON.parse(m[2]) as NonFiniteCounts;
+    } catch {
+      continue;
+    }
+    done.set(Number(m[1]), counts);
+  }
   return done;
 }
 

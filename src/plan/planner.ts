@@ -6,6 +6,7 @@ import { chunkSizeFor, resolvePlanOptions, type PlanOptions } from '../options.j
 import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSpec } from '../safetensors/writer.js';
 import { computeWeights } from '../weights.js';
 import { cutChunks, type TensorSources } from './chunks.js';
+import { PmaError } from '../errors.js';
 import { companionFiles } from './companions.js';
 import type { MergePlan, PlanOutputFile, PlanTensor } from './types.js';
 
@@ -23,10 +24,17 @@ function elementCount(shape: number[]): number {
  * Reads and validates headers only (no tensor data), selects checkpoints, computes weights, lays
  * out the output and cuts the work into chunks. Linear in the number of tensors and checkpoints.
  */
-export async function planMerge(options: PlanOptions): Promise<PlanResult> {
+export async function planMerge(options: PlanOptions, exclude: ReadonlyMap<string, string> = new Map()): Promise<PlanResult> {
   const o = resolvePlanOptions(options);
   const found = await discover(o.inputs);
-  const chosen = selectCheckpoints(found.checkpoints, o.selection);
+  const selected = selectCheckpoints(found.checkpoints, o.selection);
+  // Checkpoints left out after the selection (--on-nonfinite skip-checkpoint): the rest keep
+  // their own explicit weights, or get the method's weights recomputed over them.
+  const chosen = selected.filter((c) => !exclude.has(c.path));
+  if (chosen.length === 0) {
+    throw new PmaError('E_NONFINITE', `every selected checkpoint was left out: ${[...exclude].map(([p, why]) => `${p} (${why})`).join(', ')}`);
+  }
+  if (o.weights && o.weights.length === selected.length && chosen.length !== selected.length) o.weights = o.weights.filter((_, i) => !exclude.has((selected[i] as (typeof selected)[number]).path));
   const cache = new LoadCache();
   const cks: LoadedCheckpoint[] = [];
   for (const ref of chosen) cks.push(await loadCheckpoint(ref, cache));
@@ -60,7 +68,7 @@ export async function planMerge(options: PlanOptions): Promise<PlanResult> {
 
   const merged = tensors.filter((t) => t.action === 'merge');
   const copied = tensors.filter((t) => t.action === 'copy');
-  const notes: string[] = [];
+  const notes: string[] = [...exclude].map(([path, why]) => `left out ${path}: ${why}`);
   if (copied.length > 0) {
     const kinds = [...new Set(copied.map((t) => t.inDtype))].join(', ');
     notes.push(`${copied.length} tensor(s) of dtype ${kinds} are not averaged: copied from the newest checkpoint (${newest.name})`);

@@ -54,7 +54,7 @@ describe('golden cases through the CLI', () => {
   it('sma_last2 selected with --last 2 from the run directory', () => {
     const c = cases.find((x) => x.case === 'sma_last2-keep') as GoldenCase;
     const out = outPath();
-    const r = pma(['merge', join(GOLDEN, 'inputs'), '--last', '2', '--out', out, '--quiet']);
+    const r = pma(['merge', join(GOLDEN, 'inputs'), '--last', '2', '--on-nonfinite', 'warn', '--out', out, '--quiet']);
     expect(r.status).toBe(0);
     expectGolden(c, out);
   });

@@ -41,6 +41,15 @@ function expectSame(a: string, b: string): void {
 }
 
 const partialOf = (o: string) => `${o}.partial`;
+
+/** Waits (up to 5 s) until a merge into o has made a chunk durable, or finished. */
+async function journalStarted(o: string): Promise<void> {
+  const journal = join(partialOf(o), '.pma-resume', 'journal');
+  for (let t = 0; t < 500; t++) {
+    if (existsSync(o) || (existsSync(journal) && readFileSync(journal, 'utf8').length > 0)) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 const journalLines = (o: string) => readFileSync(join(partialOf(o), '.pma-resume', 'journal'), 'utf8').split('\n').filter((l) => l !== '').length;
 
 beforeAll(async () => {
@@ -248,11 +257,12 @@ describe('killed at random moments', () => {
     const fullMs = performance.now() - t0;
     const rand = rng(2026);
     const resumed: number[] = [];
-    for (let k = 0; k < 5; k++) {
+    for (let k = 0; k < 6; k++) {
       const o = out();
-      const delay = Math.round(fullMs * (0.3 + 0.65 * rand()));
       const child = spawn(process.execPath, args(o), { stdio: 'ignore' });
-      await new Promise((r) => setTimeout(r, delay));
+      // Every other kill waits for the journal's first line: it lands after some work is on disk.
+      if (k % 2 === 1) await journalStarted(o);
+      await new Promise((r) => setTimeout(r, Math.round(fullMs * (k % 2 === 1 ? 0.5 : 0.95) * rand())));
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
       if (!existsSync(o)) {
@@ -263,8 +273,8 @@ describe('killed at random moments', () => {
       expectSame(bigRef, o);
       expect(existsSync(partialOf(o))).toBe(false);
     }
-    // Where each kill landed, for the log: chunks found done by each resume. Most kills land after
-    // the first journal flush (a quarter of a second in), so some resume must have found work done.
+    // Where each kill landed, for the log: chunks found done by each resume; the kills that waited
+    // for the journal make sure that some resume found work done.
     console.log(`merge ${Math.round(fullMs)} ms; chunks found done on resume: ${resumed.join(', ')}`);
     expect(resumed.some((c) => c > 0)).toBe(true);
   }, 120_000);
@@ -275,9 +285,7 @@ describe('killed at random moments', () => {
       const child = spawn(process.execPath, args(o), { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-      // Once the journal has a line, the merge is under way.
-      const journal = join(partialOf(o), '.pma-resume', 'journal');
-      for (let t = 0; t < 200 && !(existsSync(journal) && readFileSync(journal, 'utf8').length > 0); t++) await new Promise((r) => setTimeout(r, 10));
+      await journalStarted(o);
       const sent = performance.now();
       child.kill(signal);
       const status = await new Promise<number | null>((r) => child.once('exit', (code) => r(code)));

@@ -185,12 +185,13 @@ describe('resolvePlanOptions', () => {
 describe('resolveRunOptions', () => {
   it('fills in the defaults; threads are chosen later, once the device is known', () => {
     expect(resolveRunOptions({ inputs: '/run', out: '/out' })).toEqual({
-      out: '/out', force: false, resume: false, threads: null, kernel: 'auto', device: { kind: 'cpu' }, deviceLabel: 'cpu', gpuMemory: undefined, io: 'pread', pageCache: 'auto', write: 'buffered',
+      out: '/out', force: false, resume: false, onNonfinite: 'error', threads: null, kernel: 'auto', device: { kind: 'cpu' }, deviceLabel: 'cpu', gpuMemory: undefined, io: 'pread', pageCache: 'auto', write: 'buffered',
     });
     expect(resolveRunOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', device: 'cuda:all', gpuMemory: '2GiB', io: 'mmap', pageCache: 'drop', write: 'direct' })).toEqual({
       out: '/o',
       force: true,
       resume: false,
+      onNonfinite: 'error',
       threads: 1024,
       kernel: 'avx2',
       device: { kind: 'cuda', indices: 'all' },
@@ -239,6 +240,7 @@ describe('resolveRunOptions', () => {
     ['out missing', { out: undefined }, 'invalid out: expected a non-empty string, got nothing'],
     ['force: "yes"', { force: 'yes' }, 'invalid force: expected true or false, got "yes"'],
     ['resume: 1', { resume: 1 }, 'invalid resume: expected true or false, got 1'],
+    ['onNonfinite: "ignore"', { onNonfinite: 'ignore' }, 'invalid onNonfinite: expected one of error, warn, skip-checkpoint, got "ignore"'],
     ['device: "gpu"', { device: 'gpu' }, 'invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got "gpu"'],
     ['device: "cuda:"', { device: 'cuda:' }, 'invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got "cuda:"'],
     ['device: "cuda:0,0"', { device: 'cuda:0,0' }, 'invalid device: expected each CUDA device at most once, got "cuda:0,0"'],
