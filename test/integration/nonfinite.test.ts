@@ -1,0 +1,102 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { merge } from '../../src/index.js';
+import { pma } from '../helpers/cli.js';
+import { rejected } from '../helpers/errors.js';
+import { readSafetensors, writeCheckpoint, writeSafetensors, type RawTensor, type TensorSpec } from '../helpers/safetensors.js';
+
+// A run whose step-300 checkpoint was saved during a loss spike: NaN in one tensor, Inf in another.
+const tmp = mkdtempSync(join(tmpdir(), 'pma-nonfinite-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const SPECS: TensorSpec[] = [
+  { name: 'a.weight', dtype: 'BF16', shape: [4096, 33] },
+  { name: 'b.weight', dtype: 'F32', shape: [70001] },
+  { name: 'c.bias', dtype: 'F16', shape: [999] },
+];
+const run = join(tmp, 'run');
+const clean = join(tmp, 'clean');
+const STEPS = [100, 200, 300, 400];
+const SPIKE = join(run, 'checkpoint-300');
+let n = 0;
+const out = () => join(tmp, `out-${n++}`);
+
+function poison(dir: string, seed: number): void {
+  const tensors = writeCheckpoint(dir, SPECS, seed);
+  const a = tensors.get('a.weight') as RawTensor;
+  const b = tensors.get('b.weight') as RawTensor;
+  const da = new DataView(a.data.buffer, a.data.byteOffset);
+  for (const j of [5, 77, 4096 * 33 - 1]) da.setUint16(j * 2, 0x7fc1, true); // NaN (bf16)
+  new DataView(b.data.buffer, b.data.byteOffset).setUint32(4 * 70000, 0xff800000, true); // -Inf (f32)
+  writeSafetensors(join(dir, 'model.safetensors'), [...tensors.values()]);
+}
+
+beforeAll(() => {
+  for (const [i, s] of STEPS.entries()) {
+    if (s === 300) poison(join(run, `checkpoint-${s}`), i);
+    else writeCheckpoint(join(run, `checkpoint-${s}`), SPECS, i);
+    if (s !== 300) writeCheckpoint(join(clean, `checkpoint-${s}`), SPECS, i);
+  }
+});
+
+describe('--on-nonfinite', () => {
+  it('error (default): stops before the output exists, naming tensors, checkpoint and counts (exit 2)', async () => {
+    const o = out();
+    const err = await rejected(merge({ inputs: run, out: o, chunkSize: 32 * 1024 }));
+    expect(err.code).toBe('E_NONFINITE');
+    expect(err.message).toMatch(/^NaN or Inf values in the inputs: .*in (a\.weight|b\.weight) of .*checkpoint-300.*; the merge stopped before writing its output/);
+    expect(err.file).toBe(SPIKE);
+    expect(existsSync(o)).toBe(false);
+    const cli = pma(['merge', run, '--out', out()]);
+    expect(cli.status).toBe(2);
+    expect(cli.stderr).toMatch(/pma: error \[E_NONFINITE\]: NaN or Inf values in the inputs: \d+ in \S+ of .*checkpoint-300/);
+  });
+
+  it('warn: merges, and reports every tensor with its count, also in pma.json', async () => {
+    const o = out();
+    const r = await merge({ inputs: run, out: o, onNonfinite: 'warn' });
+    expect(r.nonfinite).toEqual([
+      { tensor: 'a.weight', checkpoint: SPIKE, step: 300, count: 3 },
+      { tensor: 'b.weight', checkpoint: SPIKE, step: 300, count: 1 },
+    ]);
+    const rec = JSON.parse(readFileSync(join(o, 'pma.json'), 'utf8')) as { nonfinite: unknown[] };
+    expect(rec.nonfinite).toEqual(r.nonfinite);
+    const cli = pma(['merge', run, '--on-nonfinite', 'warn', '--out', out()]);
+    expect(cli.status).toBe(0);
+    expect(cli.stderr).toContain(`warning: 3 NaN/Inf in a.weight of ${SPIKE} (merged anyway: --on-nonfinite warn)`);
+  });
+
+  it('skip-checkpoint: merges the others, with weights over them, exactly as if the spike was never there', async () => {
+    const o = out();
+    const r = await merge({ inputs: run, out: o, onNonfinite: 'skip-checkpoint', method: 'wma', chunkSize: 32 * 1024 });
+    expect(r.leftOut).toEqual([{ path: SPIKE, reason: expect.stringMatching(/^NaN or Inf values \(\d+ in [ab]\.weight(, \d+ in [ab]\.weight)?\)$/) }]);
+    expect(r.plan.checkpoints.map((c) => c.step)).toEqual([100, 200, 400]);
+    const want = out();
+    await merge({ inputs: clean, out: want, method: 'wma' });
+    expect(readFileSync(join(o, 'model.safetensors')).equals(readFileSync(join(want, 'model.safetensors')))).toBe(true);
+    const rec = JSON.parse(readFileSync(join(o, 'pma.json'), 'utf8')) as { leftOut: unknown[]; inputs: { step: number }[] };
+    expect(rec.leftOut).toEqual(r.leftOut);
+    expect(rec.inputs.map((i) => i.step)).toEqual([100, 200, 400]);
+  });
+
+  it('counts on every path: mmap reads, one thread and tiny chunks', async () => {
+    for (const extra of [{ io: 'mmap' as const }, { threads: 1, chunkSize: 4096 }]) {
+      const r = await merge({ inputs: run, out: out(), onNonfinite: 'warn', ...extra });
+      expect(r.nonfinite.map((f) => [f.tensor, f.count])).toEqual([['a.weight', 3], ['b.weight', 1]]);
+    }
+    expect(readSafetensors(join(run, 'checkpoint-100', 'model.safetensors')).tensors.size).toBe(3);
+  });
+
+  it('a resumed merge keeps what the interrupted one found', async () => {
+    const o = out();
+    const ac = new AbortController();
+    let k = 0;
+    await rejected(merge({ inputs: run, out: o, onNonfinite: 'warn', threads: 1, chunkSize: 32 * 1024, signal: ac.signal, onProgress: () => { if (++k === 12) ac.abort(); } }));
+    const r = await merge({ inputs: run, out: o, onNonfinite: 'warn', threads: 1, chunkSize: 32 * 1024, resume: true });
+    expect(r.resumedChunks).toBeGreaterThan(0);
+    expect(r.nonfinite.map((f) => [f.tensor, f.count])).toEqual([['a.weight', 3], ['b.weight', 1]]);
+  });
+});
