@@ -1,11 +1,11 @@
 import { availableParallelism, totalmem } from 'node:os';
 
-import { floatSize } from './dtypes.js';
 import { defaultThreads, deviceName, MIN_GPU_MEMORY_PER_THREAD, resolveDevice, type ResolvedDevice } from './devices.js';
 import { PmaError } from './errors.js';
 import { executePlan } from './exec/execute.js';
 import { ChunkPool } from './exec/pool.js';
 import { checkFreeSpace, checkOutputPath, finishOutput } from './exec/output-dir.js';
+import { OutputHasher, opOutputBytes } from './exec/hasher.js';
 import { NonFiniteLog, type NonFiniteFinding } from './exec/nonfinite.js';
 import { changedInput, PartialOutput, stampInputs } from './exec/partial.js';
 import { native, type KernelName } from './native.js';
@@ -118,11 +118,14 @@ async function attempt(options: MergeOptions, run: ResolvedRunOptions & { thread
   };
   const nonfinite = new NonFiniteLog(p);
   for (const [i, found] of partial.done) nonfinite.add(i, found);
+  const dropCache = run.pageCache === 'drop' || (run.pageCache === 'auto' && p.totals.inputBytes > totalmem() / 2);
+  const hasher = new OutputHasher(partial.dir, p, dropCache);
+  for (const i of partial.done.keys()) hasher.chunkDone(p.chunks[i] as MergePlan['chunks'][number]);
   // NaN/Inf stops the merge at once unless they are only to be reported.
   const stopForNonfinite = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stopForNonfinite.signal]) : stopForNonfinite.signal;
   try {
-    const outBytes = (c: MergePlan['chunks'][number]) => c.ops.reduce((s, op) => s + (op.kind === 'copy' ? op.bytes : op.count * floatSize(op.outDtype)), 0);
+    const outBytes = (c: MergePlan['chunks'][number]) => c.ops.reduce((s, op) => s + opOutputBytes(op), 0);
     const remaining = p.chunks.reduce((s, c, i) => s + (partial.done.has(i) ? 0 : outBytes(c)), 0);
     try {
       await checkFreeSpace(target, remaining);
@@ -131,14 +134,13 @@ async function attempt(options: MergeOptions, run: ResolvedRunOptions & { thread
       throw e;
     }
     if (nonfinite.any && run.onNonfinite !== 'warn') stopForNonfinite.abort();
-    // Inputs that cannot all stay cached would only evict the rest of the machine's cache.
-    const dropCache = run.pageCache === 'drop' || (run.pageCache === 'auto' && p.totals.inputBytes > totalmem() / 2);
     let stats: { bytesRead: number; bytesWritten: number } = { bytesRead: 0, bytesWritten: 0 };
     try {
       stats = await executePlan(p, {
         dir: partial.dir, pool, kernel, device, io: run.io, dropCache, write: run.write, skip: partial.done, signal,
         onChunkDone: (i, s) => {
           partial.chunkDone(i, s.nonfinite);
+          hasher.chunkDone(p.chunks[i] as MergePlan['chunks'][number]);
           if (s.nonfinite.length === 0) return;
           nonfinite.add(i, s.nonfinite);
           if (run.onNonfinite !== 'warn') stopForNonfinite.abort();
@@ -165,8 +167,9 @@ async function attempt(options: MergeOptions, run: ResolvedRunOptions & { thread
     }
     const findings = nonfinite.findings();
     const leftOut = [...excluded].map(([path, reason]) => ({ path, reason }));
+    const sums = await hasher.digests();
     await partial.complete();
-    await finishOutput(partial.dir, target, p, { ...provenance(p, options, device), nonfinite: findings, leftOut }, run.force, (f) => pool.hash(f, dropCache));
+    await finishOutput(partial.dir, target, p, { ...provenance(p, options, device), nonfinite: findings, leftOut }, run.force, sums, (f) => pool.hash(f, false));
     await partial.finished();
     const elapsedMs = performance.now() - start;
     return {
@@ -187,6 +190,7 @@ async function attempt(options: MergeOptions, run: ResolvedRunOptions & { thread
       bytesPerSecond: p.totals.inputBytes / Math.max(elapsedMs / 1000, 1e-9),
     };
   } catch (e) {
+    await hasher.close();
     if (discarded) throw e;
     // Whatever stopped the merge, the chunks already written stay, for --resume.
     await partial.suspend().catch(() => {});

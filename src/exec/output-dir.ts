@@ -73,17 +73,19 @@ export async function checkFreeSpace(target: string, bytesNeeded: number): Promi
 }
 
 /**
- * Writes the index, companion files and pma.json (with the SHA-256 of every other file) into the
- * partial directory, flushes everything, and renames it into place.
+ * Writes the index, companion files and pma.json (with the SHA-256 of every other file: the
+ * safetensors sums come from the OutputHasher) into the partial directory, flushes everything,
+ * and renames it into place.
  */
-export async function finishOutput(dir: string, target: string, plan: MergePlan, record: Record<string, unknown>, force: boolean, hash: (path: string) => Promise<string>): Promise<void> {
+export async function finishOutput(dir: string, target: string, plan: MergePlan, record: Record<string, unknown>, force: boolean, outputSums: Record<string, string>, hash: (path: string) => Promise<string>): Promise<void> {
   try {
     if (plan.index !== null) await writeFile(join(dir, INDEX_NAME), plan.index);
     for (const f of plan.copyFiles) await copyFile(f, join(dir, basename(f)));
-    const names = [...plan.outputs.map((f) => f.name), ...(plan.index !== null ? [INDEX_NAME] : []), ...plan.copyFiles.map((f) => basename(f))];
-    const sums = await Promise.all(names.map((n) => hash(join(dir, n))));
-    const sha256 = Object.fromEntries(names.map((n, i) => [n, sums[i]]));
-    await writeFile(join(dir, 'pma.json'), `${JSON.stringify({ ...record, sha256 }, null, 2)}\n`);
+    const small = [...(plan.index !== null ? [INDEX_NAME] : []), ...plan.copyFiles.map((f) => basename(f))];
+    const smallSums = await Promise.all(small.map((n) => hash(join(dir, n))));
+    const sha256: Record<string, string> = { ...outputSums, ...Object.fromEntries(small.map((n, i) => [n, smallSums[i] as string])) };
+    const names = Object.keys(sha256).sort();
+    await writeFile(join(dir, 'pma.json'), `${JSON.stringify({ ...record, sha256: Object.fromEntries(names.map((n) => [n, sha256[n]])) }, null, 2)}\n`);
     await Promise.all(names.map((n) => fsyncPath(join(dir, n))));
     await fsyncPath(join(dir, 'pma.json'));
     await fsyncPath(dir);

@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import { DTYPE_BITS, type DType, isDType } from '../dtypes.js';
 import { PmaError, fsError } from '../errors.js';
 import { formatError } from './format-error.js';
+import { duplicateKey } from './json-keys.js';
 
 /** The reference reader's limit on the JSON header. */
 export const MAX_HEADER_LENGTH = 100_000_000;
@@ -101,6 +102,8 @@ function parseBody(path: string, text: string): HeaderBody {
     throw bad(path, `header is not valid JSON (${(e as Error).message})`);
   }
   if (typeof root !== 'object' || root === null || Array.isArray(root)) throw bad(path, 'header is not a JSON object');
+  const dup = duplicateKey(text);
+  if (dup) throw bad(path, `header names ${dup.path.length === 0 ? 'tensor' : `key in ${dup.path.join('.')}`} ${JSON.stringify(dup.key)} twice`, dup.path.length === 0 ? dup.key : dup.path[0]);
 
   let metadata: Record<string, string> | null = null;
   const tensors: TensorEntry[] = [];

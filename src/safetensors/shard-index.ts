@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 
 import { fsError } from '../errors.js';
 import { formatError } from './format-error.js';
+import { duplicateKey } from './json-keys.js';
 
 export const INDEX_NAME = 'model.safetensors.index.json';
 
@@ -32,6 +33,8 @@ export async function readShardIndex(path: string, cache?: Map<string, Omit<Shar
   } catch (e) {
     throw bad(path, `not valid JSON (${(e as Error).message})`);
   }
+  const dup = duplicateKey(text);
+  if (dup) throw bad(path, `${dup.path.length === 0 ? 'the index' : dup.path.join('.')} names ${JSON.stringify(dup.key)} twice`, dup.path[0] === 'weight_map' ? dup.key : undefined);
   const wm = (root as { weight_map?: unknown } | null)?.weight_map;
   if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw bad(path, 'weight_map is missing or not an object');
   const weightMap = new Map<string, string>();
