@@ -255,6 +255,17 @@ describe('parseHeader: offsets and sizes', () => {
     expect(err.message).toContain(path);
   });
 
+  it('rejects a tensor named twice (JSON.parse would keep the last silently)', async () => {
+    const a = JSON.stringify(f32([2], 0));
+    const path = writeRaw(`{"a":${a},"a":${JSON.stringify(f32([2], 8))}}`, 16);
+    await expectBad(path, /header names tensor "a" twice/, 'a');
+  });
+
+  it('rejects a key given twice inside __metadata__', async () => {
+    const path = writeRaw(`{"__metadata__":{"format":"pt","format":"np"},"a":${JSON.stringify(f32([1], 0))}}`, 4);
+    await expectBad(path, /header names key in __metadata__ "format" twice/);
+  });
+
   it('rejects data_offsets whose end is before their begin', async () => {
     const path = writeHeader({ a: f32([1], 0), b: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, 8);
     await expectBad(path, /data_offsets \[8, 4\] end before they begin/, 'b');

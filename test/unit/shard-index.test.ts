@@ -125,6 +125,15 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     expect(err.tensor).toBe('twice');
   });
 
+  it('refuses a weight_map that lists a tensor twice', async () => {
+    const shards = { [SHARD1]: [tensor('a', 1)], [SHARD2]: [tensor('b', 2)] };
+    const { dir, ref } = sharded(shards, `{"weight_map":{"a":"${SHARD1}","b":"${SHARD2}","a":"${SHARD2}"}}`);
+    const err = await rejected(loadCheckpoint(ref));
+    expect(err.code).toBe('E_SAFETENSORS');
+    expect(err.message).toBe(`${join(dir, INDEX_NAME)}: tensor "a": weight_map names "a" twice`);
+    expect(err.tensor).toBe('a');
+  });
+
   it.each([['../x.safetensors'], ['sub/x.safetensors'], ['/abs/x.safetensors'], [''], ['.'], ['..']])(
     'refuses a weight_map value %j that is not a plain shard file name',
     async (file) => {
