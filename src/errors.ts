@@ -67,6 +67,8 @@ export function fsError(err: unknown, what: string, file: string): PmaError {
   if (err instanceof PmaError) return err;
   const e = err as NodeJS.ErrnoException;
   const reason = e?.code ? `${e.code}: ${e.message}` : String(err);
-  const code = e?.code === 'ENOENT' || e?.code === 'ENOTDIR' || e?.code === 'EACCES' ? 'E_INPUT' : 'E_IO';
+  // Paths the user gave that cannot be used (missing, not a directory, no permission, a symlink
+  // loop) are bad input; anything else is the machine failing.
+  const code = e?.code === 'ENOENT' || e?.code === 'ENOTDIR' || e?.code === 'EACCES' || e?.code === 'ELOOP' ? 'E_INPUT' : 'E_IO';
   return new PmaError(code, `${what} ${file}: ${reason}`, { file, cause: err });
 }

@@ -48,7 +48,8 @@ export async function checkOutputPath(out: string, plan: MergePlan, force: boole
   return target;
 }
 
-async function fsyncPath(p: string): Promise<void> {
+/** fsync of a file or directory by path (directories: so that a rename or a new entry lasts). */
+export async function fsyncPath(p: string): Promise<void> {
   const fh = await open(p, 'r');
   try {
     await fh.sync();

@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
 import type { ChunkStats } from '../native.js';
+import { fsyncPath } from './output-dir.js';
 import type { MergePlan } from '../plan/types.js';
 
 type NonFiniteCounts = ChunkStats['nonfinite'];
@@ -100,15 +101,6 @@ function isAlive(pid: number): boolean {
 
 async function exists(p: string): Promise<boolean> {
   return stat(p).then(() => true, () => false);
-}
-
-async function fsyncPath(p: string): Promise<void> {
-  const fh = await open(p, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**

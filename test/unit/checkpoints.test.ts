@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -340,5 +340,18 @@ describe('checkConsistent', () => {
 
   it('names an extra tensor in an older checkpoint', () => {
     mismatch([loaded(A, [...base, ['extra.bias', 'F32', [4]]]), loaded(B, base)], /tensor "extra\.bias" is in \/run\/checkpoint-1 but not in \/run\/checkpoint-2/, 'extra.bias', [A, B]);
+  });
+});
+
+describe('symlink loops', () => {
+  it('are refused as bad input (E_INPUT, exit 2), naming the path', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'pma-loop-'));
+    symlinkSync(join(root, 'checkpoint-2'), join(root, 'checkpoint-1'));
+    symlinkSync(join(root, 'checkpoint-1'), join(root, 'checkpoint-2'));
+    const err = await rejected(discover([root]));
+    expect(err.code).toBe('E_INPUT');
+    expect(err.message).toContain(join(root, 'checkpoint-1'));
+    expect(err.message).toContain('ELOOP');
+    rmSync(root, { recursive: true, force: true });
   });
 });
