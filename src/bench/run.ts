@@ -8,7 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { join, sep } from 'node:path';
 
-import { parseDevice, resolveDevice, type DeviceOption } from '../devices.js';
+import { parseDevice, resolveDevice } from '../devices.js';
 import type { OutputDTypeOption } from '../dtypes.js';
 import { PmaError } from '../errors.js';
 import { merge, plan as makePlan } from '../merge.js';
@@ -16,7 +16,7 @@ import { native, type CpuInfo, type IoMode, type KernelChoice } from '../native.
 import * as v from '../validate.js';
 import { VERSION } from '../version.js';
 import { catFiles, freeBytes, machineInfo, syncAll, timedWrite, type MachineInfo, type WriteTiming } from './ceilings.js';
-import { resolveBenchOptions, type BenchOptions } from './options.js';
+import { resolveBenchOptions, type BenchOptions, type ResolvedBenchOptions } from './options.js';
 import {
   ELEMENT_BYTES, SHARDS, cachedSeries, cachedSeriesParams, describeSeries, generateSeries, removeSeries, seriesBytes,
   type Series, type SeriesArch, type SeriesParams,
@@ -75,15 +75,8 @@ export interface CaseData {
   outDtype: OutputDTypeOption;
 }
 
-export interface CaseParams {
-  runs: number;
-  threads: number[];
-  io: IoMode[];
-  kernel: KernelChoice;
-  devices: DeviceOption[];
-  outDtype: OutputDTypeOption;
-  last: number | null;
-}
+/** What one case measures: the merge options of every row, and how many rounds. */
+export type CaseParams = Pick<ResolvedBenchOptions, 'runs' | 'threads' | 'io' | 'kernel' | 'devices' | 'outDtype' | 'last'>;
 
 export interface CaseResult {
   params: CaseParams;

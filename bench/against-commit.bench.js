@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// This checkout's merge against the same merge at another commit, interleaved round by round on
+// the same inputs, so a slow spell of the machine hits both alike. Builds the other commit (CPU
+// variant) in a temporary git worktree that shares this checkout's node_modules.
+//
+//   node bench/against-commit.bench.js <commit> [--inputs RUN_DIR] [--runs 7] [--threads 2]
+//
+// Inputs default to the series `npm run bench` or `pma bench --dir .bench-data` left in .bench-data/run.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const ROOT = join(import.meta.dirname, '..');
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { runs: { type: 'string', default: '7' }, threads: { type: 'string', default: '2' }, inputs: { type: 'string' } },
+});
+const commit = positionals[0];
+if (!commit) {
+  console.error('usage: node bench/against-commit.bench.js <commit> [--inputs RUN_DIR] [--runs 7] [--threads 2]');
+  process.exit(2);
+}
+const inputs = values.inputs ?? join(ROOT, '.bench-data', 'run');
+if (!existsSync(inputs)) {
+  console.error(`no inputs at ${inputs}: run pma bench --dir .bench-data --keep first, or pass --inputs`);
+  process.exit(2);
+}
+const tree = join(mkdtempSync(join(tmpdir(), 'pma-against-')), 'tree');
+const out = join(ROOT, '.bench-data', 'against-out');
+const run = (cmd, args, cwd, env = {}) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
+try {
+  run('git', ['worktree', 'add', '--detach', tree, commit], ROOT);
+  symlinkSync(join(ROOT, 'node_modules'), join(tree, 'node_modules'));
+  const build = existsSync(join(tree, 'scripts', 'build-native.mjs'))
+    ? () => run(process.execPath, ['scripts/build-native.mjs'], tree, { PMA_CUDA: '0', npm_config_nodedir: process.env.npm_config_nodedir ?? '/usr' })
+    : () => run('npm', ['run', 'install'], tree);
+  build();
+  run('npx', ['tsc', '-p', 'tsconfig.json'], tree);
+  const other = await import(join(tree, 'dist', 'index.js'));
+  const here = await import(join(ROOT, 'dist', 'index.js'));
+  const opts = { inputs, out, threads: Number(values.threads) };
+  const variants = [[`${commit}`, other.merge], ['this checkout', here.merge]];
+  const times = variants.map(() => []);
+  for (let r = 0; r < Number(values.runs); r++) {
+    for (const [i, [, merge]] of variants.entries()) {
+      rmSync(out, { recursive: true, force: true });
+      const t = performance.now();
+      // Inputs with NaN/Inf (none in a generated series) are merged by both.
+      await merge({ ...opts, onNonfinite: 'warn' });
+      times[i].push((performance.now() - t) / 1000);
+    }
+  }
+  const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+  console.log(`inputs ${inputs}, ${values.threads} threads, ${values.runs} interleaved rounds\n`);
+  console.log('| build | median s | min s | max s |');
+  console.log('|:--|--:|--:|--:|');
+  for (const [i, [name]] of variants.entries()) {
+    console.log(`| ${name} | ${median(times[i]).toFixed(3)} | ${Math.min(...times[i]).toFixed(3)} | ${Math.max(...times[i]).toFixed(3)} |`);
+  }
+  console.log(`\nthis checkout / ${commit}: ${(median(times[1]) / median(times[0])).toFixed(2)}x`);
+} finally {
+  rmSync(out, { recursive: true, force: true });
+  try {
+    run('git', ['worktree', 'remove', '--force', tree], ROOT);
+  } catch {
+    rmSync(tree, { recursive: true, force: true });
+  }
+}
