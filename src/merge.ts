@@ -155,21 +155,19 @@ async function attempt(options: MergeOptions, run: ResolvedRunOptions & { thread
       if (run.onNonfinite === 'error') throw nonfinite.error();
       // skip-checkpoint: this plan's output is of no use; merge again without the culprits.
       await discard();
-      const retry = new Map<string, string>();
-      for (const ck of nonfinite.checkpoints()) retry.set(ck, `NaN or Inf values (${nonfinite.findings().filter((f) => f.checkpoint === ck).map((f) => `${f.count} in ${f.tensor}`).join(', ')})`);
-      return { retryWithout: retry };
+      return { retryWithout: nonfinite.byCheckpoint() };
     }
     // Inputs that changed under the merge may have given it a mix of old and new bytes.
     const changed = await changedInput(stamps);
     if (changed) {
       await discard();
-      throw new PmaError('E_INPUT', `input ${changed} during the merge; nothing was written to ${target}`, { file: changed.split(' ')[0] as string });
+      throw new PmaError('E_INPUT', `input ${changed.path} ${changed.change} during the merge; nothing was written to ${target}`, { file: changed.path });
     }
     const findings = nonfinite.findings();
     const leftOut = [...excluded].map(([path, reason]) => ({ path, reason }));
     const sums = await hasher.digests();
     await partial.complete();
-    await finishOutput(partial.dir, target, p, { ...provenance(p, options, device), nonfinite: findings, leftOut }, run.force, sums, (f) => pool.hash(f, false));
+    await finishOutput(partial.dir, target, p, { ...provenance(p, options, device), nonfinite: findings, leftOut }, run.force, sums, (f) => pool.hash(f));
     await partial.finished();
     const elapsedMs = performance.now() - start;
     return {

@@ -57,7 +57,7 @@ export async function verify(out: string): Promise<VerifyResult> {
     files = await Promise.all(names.map(async (name) => {
       const expected = String((sums as Record<string, string>)[name]);
       if (!present.has(name)) return { name, expected, actual: null, ok: false };
-      const actual = await pool.hash(join(dir, name), false);
+      const actual = await pool.hash(join(dir, name));
       return { name, expected, actual, ok: actual === expected };
     }));
   } finally {

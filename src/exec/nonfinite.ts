@@ -40,9 +40,11 @@ export class NonFiniteLog {
     return [...this.counts.values()].sort((a, b) => a.checkpoint.localeCompare(b.checkpoint) || a.tensor.localeCompare(b.tensor));
   }
 
-  /** The checkpoints with any NaN or Inf. */
-  checkpoints(): string[] {
-    return [...new Set(this.findings().map((f) => f.checkpoint))];
+  /** Each checkpoint with NaN or Inf, and what was found in it ("NaN or Inf values (3 in a.w, ...)"). */
+  byCheckpoint(): Map<string, string> {
+    const found = new Map<string, string[]>();
+    for (const f of this.findings()) found.set(f.checkpoint, [...(found.get(f.checkpoint) ?? []), `${f.count} in ${f.tensor}`]);
+    return new Map([...found].map(([ck, what]) => [ck, `NaN or Inf values (${what.join(', ')})`]));
   }
 
   /** "12 in model.layers.3.mlp.weight of .../checkpoint-3000, ..." (the first few). */

@@ -75,17 +75,20 @@ export async function stampInputs(plan: MergePlan): Promise<InputStamp[]> {
   }));
 }
 
-/** The first input whose size or modification time differs from its stamp, described; else null. */
-export async function changedInput(stamps: InputStamp[]): Promise<string | null> {
+/** How an input differs from its stamp ("changed size (a -> b bytes)", ...), or null if it does not. */
+function stampChange(was: InputStamp, now: InputStamp | undefined, gone: string): string | null {
+  if (!now) return gone;
+  if (now.size !== was.size) return `changed size (${was.size} -> ${now.size} bytes)`;
+  if (now.mtimeMs !== was.mtimeMs) return `was modified (at ${new Date(now.mtimeMs).toISOString()})`;
+  return null;
+}
+
+/** The first input whose size or modification time differs from its stamp, and how; else null. */
+export async function changedInput(stamps: InputStamp[]): Promise<{ path: string; change: string } | null> {
   for (const s of stamps) {
-    let now;
-    try {
-      now = await stat(s.path);
-    } catch {
-      return `${s.path} is gone`;
-    }
-    if (now.size !== s.size) return `${s.path} changed size (${s.size} -> ${now.size} bytes)`;
-    if (now.mtimeMs !== s.mtimeMs) return `${s.path} was modified (at ${new Date(now.mtimeMs).toISOString()})`;
+    const now = await stat(s.path).then((st) => ({ path: s.path, size: st.size, mtimeMs: st.mtimeMs }), () => undefined);
+    const change = stampChange(s, now, 'is gone');
+    if (change) return { path: s.path, change };
   }
   return null;
 }
@@ -224,11 +227,8 @@ export class PartialOutput {
     }
     const now = new Map(stamps.map((s) => [s.path, s]));
     for (const s of state.inputs) {
-      const n = now.get(s.path);
-      if (!n || n.size !== s.size || n.mtimeMs !== s.mtimeMs) {
-        const what = !n ? 'is no longer an input' : n.size !== s.size ? `changed size (${s.size} -> ${n.size} bytes)` : `was modified (at ${new Date(n.mtimeMs).toISOString()})`;
-        throw new PmaError('E_INPUT', `cannot resume ${dir}: input ${s.path} ${what} since the merge began; pass --force to start over`, { file: s.path });
-      }
+      const what = stampChange(s, now.get(s.path), 'is no longer an input');
+      if (what) throw new PmaError('E_INPUT', `cannot resume ${dir}: input ${s.path} ${what} since the merge began; pass --force to start over`, { file: s.path });
     }
     for (const f of plan.outputs) {
       const s = await stat(join(dir, f.name)).catch(() => null);

@@ -40,8 +40,8 @@ export class ChunkPool {
   }
 
   /** SHA-256 of a file, hex, computed on a worker thread. */
-  async hash(path: string, dropCache: boolean): Promise<string> {
-    const reply = (await this.pool.run({ path, dropCache }, { name: 'hashFile' })) as HashReply;
+  async hash(path: string): Promise<string> {
+    const reply = (await this.pool.run(path, { name: 'hashFile' })) as HashReply;
     if (reply.ok) return reply.sha256;
     throw new PmaError(isPmaErrorCode(reply.code) ? reply.code : 'E_IO', reply.message, reply.file ? { file: reply.file } : {});
   }

@@ -24,31 +24,19 @@ export default function runChunk(chunk: NativeChunk): WorkerReply {
 }
 
 const HASH_BLOCK = 8 * 2 ** 20;
-const DROP_EVERY = 64 * 2 ** 20;
 
-/**
- * SHA-256 of a whole file, on a worker so that several files hash at once. With `dropCache`, the
- * pages read are dropped behind the read position, as the merge itself does.
- */
-export function hashFile({ path, dropCache }: { path: string; dropCache: boolean }): HashReply {
+/** SHA-256 of a whole file, on a worker so that several files hash at once. */
+export function hashFile(path: string): HashReply {
   let fd = -1;
   try {
     fd = openSync(path, 'r');
     const h = createHash('sha256');
     const buf = Buffer.allocUnsafe(HASH_BLOCK);
-    let pos = 0;
-    let dropped = 0;
     for (;;) {
       const n = readSync(fd, buf, 0, HASH_BLOCK, null);
       if (n === 0) break;
       h.update(buf.subarray(0, n));
-      pos += n;
-      if (dropCache && pos - dropped >= DROP_EVERY) {
-        native().dropCache(path, dropped, pos - dropped);
-        dropped = pos;
-      }
     }
-    if (dropCache && pos > dropped) native().dropCache(path, dropped, pos - dropped);
     return { ok: true, sha256: h.digest('hex') };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
