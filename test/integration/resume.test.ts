@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
@@ -41,6 +41,12 @@ function expectSame(a: string, b: string): void {
 }
 
 const partialOf = (o: string) => `${o}.partial`;
+
+/** The child's exit status, once it has exited (at once if it already has: 'exit' fires only once). */
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((r) => child.once('exit', (code) => r(code)));
+}
 
 /** Waits (up to 5 s) until a merge into o has made a chunk durable, or finished. */
 async function journalStarted(o: string): Promise<void> {
@@ -299,9 +305,9 @@ describe('killed at random moments', () => {
       if (k % 2 === 1) await journalStarted(o);
       await new Promise((r) => setTimeout(r, Math.round(fullMs * (k % 2 === 1 ? 0.5 : 0.95) * rand())));
       child.kill('SIGKILL');
-      await new Promise((r) => child.once('exit', r));
+      await exited(child);
       if (!existsSync(o)) {
-        const r = spawnSync(process.execPath, [...args(o), '--resume'], { encoding: 'utf8' });
+        const r = spawnSync(process.execPath, [...args(o), '--resume'], { encoding: 'utf8', timeout: 60_000 });
         expect(r.status, r.stderr).toBe(0);
         resumed.push((JSON.parse(r.stdout) as { resumedChunks: number }).resumedChunks);
       }
@@ -323,14 +329,14 @@ describe('killed at random moments', () => {
       await journalStarted(o);
       const sent = performance.now();
       child.kill(signal);
-      const status = await new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      const status = await exited(child);
       const stopMs = performance.now() - sent;
       if (existsSync(o)) return; // finished before the signal arrived: nothing to check
       expect(status).toBe(1);
       expect(stopMs).toBeLessThan(2000);
       expect(stderr).toMatch(/pma: error \[E_ABORTED\]: the merge was aborted; the work done so far is kept in .*\.partial: run the same command with --resume to finish it/);
       expect(journalLines(o)).toBeGreaterThan(0);
-      const r = spawnSync(process.execPath, [...args(o), '--resume'], { encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [...args(o), '--resume'], { encoding: 'utf8', timeout: 60_000 });
       expect(r.status, r.stderr).toBe(0);
       expectSame(bigRef, o);
     }, 60_000);
