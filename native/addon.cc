@@ -94,6 +94,12 @@ pma::ChunkSpec parse_chunk(const Napi::Object& t) {
   const double device = get_number(t, "device");
   spec.device = device >= 0 ? int(device) : -1;
   if (spec.device >= 0) spec.gpu_memory = get_u64(t, "gpuMemory");
+  // An Int32Array over a SharedArrayBuffer the executor owns; the JS value outlives this call.
+  const Napi::Value cancel = t.Get("cancel");
+  if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array &&
+      cancel.As<Napi::TypedArray>().ElementLength() >= 1) {
+    spec.cancel = cancel.As<Napi::Int32Array>().Data();
+  }
   const Napi::Array ops = get_array(t, "ops");
   spec.ops.resize(ops.Length());
   for (uint32_t i = 0; i < ops.Length(); ++i) {

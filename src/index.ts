@@ -4,7 +4,7 @@ export { verify, type VerifyResult, type VerifiedFile } from './verify.js';
 export { PmaError, ERROR_CODES, exitStatusFor, type PmaErrorCode } from './errors.js';
 export type { MergeOptions, PageCacheMode, PlanOptions, Progress, SelectionOptions } from './options.js';
 export type { MergePlan, PlanChunk, PlanTensor, PlanOutputFile, PlanCheckpoint } from './plan/types.js';
-export { computeWeights, METHODS, type Method, type Weights } from './weights.js';
+export { computeWeights, decayCurve, decayWeights, METHODS, SCHEDULES, type Method, type Schedule, type Weights } from './weights.js';
 export { readHeader, parseHeader, type SafetensorsHeader, type TensorEntry } from './safetensors/header.js';
 export { DTYPE_BITS, AVERAGED_DTYPES, OUTPUT_DTYPES, type DType, type FloatDType, type OutputDTypeOption } from './dtypes.js';
 export { native, type CpuInfo, type CudaInfo, type CudaDeviceInfo, type KernelChoice, type KernelName, type IoMode, type Accumulate, type WriteMode } from './native.js';

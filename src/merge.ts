@@ -52,6 +52,7 @@ function provenance(p: MergePlan, options: MergeOptions, device: ResolvedDevice)
     createdAt: new Date().toISOString(),
     method: p.method,
     alpha: p.alpha,
+    schedule: p.schedule,
     weights: p.weights.w64,
     weightsF32: p.weights.w32,
     accumulate: p.accumulate,

@@ -61,6 +61,11 @@ export interface NativeChunk {
   device: number;
   /** Device memory (and pinned host memory) this worker may use on `device`, in bytes. */
   gpuMemory: number;
+  /**
+   * Element 0 set non-zero (Atomics.store, from any thread) stops the chunk within one block:
+   * it fails with E_ABORTED. Over a SharedArrayBuffer, so every worker sees the same flag.
+   */
+  cancel?: Int32Array;
   ops: NativeOp[];
 }
 

@@ -4,7 +4,7 @@ import { NONFINITE_MODES, type NonFiniteMode } from './exec/nonfinite.js';
 import type { Accumulate, IoMode, KernelChoice, WriteMode } from './native.js';
 import type { MergePlan } from './plan/types.js';
 import * as v from './validate.js';
-import { METHODS, type Method } from './weights.js';
+import { METHODS, SCHEDULES, type Method, type Schedule } from './weights.js';
 
 export interface SelectionOptions {
   /** Merge the N newest checkpoints. */
@@ -22,6 +22,8 @@ export interface PlanOptions extends SelectionOptions {
   method?: Method;
   /** EMA smoothing factor, default 0.2. */
   alpha?: number;
+  /** The decay shape method 'decay' emulates over the selected window; default 'linear'. */
+  schedule?: Schedule;
   /** Explicit weights, oldest to newest; normalised to sum 1. */
   weights?: number[];
   /** Output dtype of averaged tensors; default 'keep'. */
@@ -100,6 +102,8 @@ export interface ResolvedPlanOptions {
   selection: SelectionOptions;
   method: Method;
   alpha: number;
+  /** null unless method is 'decay'. */
+  schedule: Schedule | null;
   weights: number[] | undefined;
   dtype: OutputDTypeOption;
   accumulate: Accumulate;
@@ -138,11 +142,14 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
   if (method !== 'weights' && weights) throw v.invalid('method', '"weights" (or no method) when weights are given', method);
   const alpha = o.alpha === undefined ? 0.2 : v.finiteNumber('alpha', o.alpha, (n) => n > 0 && n < 1, 'a number between 0 and 1 (exclusive)');
   if (o.alpha !== undefined && method !== 'ema') throw v.invalid('method', '"ema" when alpha is given', method);
+  if (o.schedule !== undefined && method !== 'decay') throw v.invalid('method', '"decay" when a schedule is given', method);
+  const schedule = method !== 'decay' ? null : o.schedule === undefined ? 'linear' : v.oneOf('schedule', o.schedule, SCHEDULES);
   return {
     inputs,
     selection,
     method,
     alpha,
+    schedule,
     weights,
     dtype: o.dtype === undefined ? 'keep' : v.oneOf('dtype', o.dtype, OUTPUT_DTYPES),
     accumulate: o.accumulate === undefined ? 'f32' : v.oneOf('accumulate', o.accumulate, ['f32', 'f64'] as const),

@@ -67,6 +67,18 @@ const SIZE_UNITS: Record<string, number> = {
 };
 
 /** Byte sizes the way Hugging Face writes them: "5GB" is 5e9 bytes, "5GiB" is 5 * 2^30. */
+const COUNT_UNITS: Record<string, number> = { '': 1, K: 1e3, M: 1e6, B: 1e9, G: 1e9, T: 1e12 };
+
+/** A count of tokens or parameters: 8B, 1.3B, 500M, 2T, or a plain number (K, M, B or G, T). */
+export function count(name: string, v: unknown): number {
+  if (typeof v === 'number') return finiteNumber(name, v, (n) => n > 0, 'a count such as 8B, 500M or 1.3T');
+  const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([a-zA-Z]?)\s*$/.exec(v) : null;
+  const unit = m ? COUNT_UNITS[(m[2] ?? '').toUpperCase()] : undefined;
+  const n = m && unit !== undefined ? Number(m[1]) * unit : NaN;
+  if (!(n > 0) || !Number.isFinite(n)) throw invalid(name, 'a count such as 8B, 500M or 1.3T', v);
+  return n;
+}
+
 export function byteSize(name: string, v: unknown): number {
   if (typeof v === 'number') return integer(name, v, 1);
   const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v) : null;

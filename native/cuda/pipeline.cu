@@ -214,7 +214,7 @@ void write_pieces(const ChunkSpec& spec, Ring& ring, Handoff& h, AlignedBuffer& 
       const size_t os = op.copy ? 1 : dtype_size(op.out);
       writer.write(op.out_file, op.out_offset + q.piece.first * os, s.host + q.out_at, size_t(q.piece.count * os),
                    op.tensor);
-      if (q.piece.last) out.get(op.out_file).start_writeback(op.out_offset, out_bytes(op));
+      if (q.piece.last) writer.completed(op.out_file, op.out_offset, out_bytes(op));
       h.release(q.slot);
     }
     writer.flush();
@@ -305,6 +305,7 @@ ChunkStats run_chunk_cuda(const ChunkSpec& spec, GpuState& state) {
     FileTable in(spec.inputs, false);
     for (size_t i = 0; i < pieces.size(); ++i) {
       const int s = int(i % kSlots);
+      check_cancel(spec, spec.ops[pieces[i].op]);
       if (!h.acquire(s)) break;
       Queued q;
       st.bytes_read += stage_piece(spec, ring, in, s, pieces[i], q, st);

@@ -7,6 +7,7 @@
 
 #include "dtype.h"
 #include "engine/output_writer.h"
+#include "errors.h"
 #include "kernels/kernels.h"
 
 namespace pma {
@@ -45,8 +46,18 @@ struct ChunkSpec {
   // -1: the CPU kernels; otherwise the CUDA device to merge on, with its memory budget in bytes.
   int device = -1;
   uint64_t gpu_memory = 0;
+  // A flag the merge's owner sets (from any thread) to stop: checked between blocks, so a chunk
+  // of any size stops within milliseconds. Null: never stopped.
+  const int32_t* cancel = nullptr;
   std::vector<Op> ops;
 };
+
+// Throws E_ABORTED once the chunk's cancel flag is set. What was written stays, and the chunk
+// is not reported done, so a resumed merge runs it again.
+void check_cancel(const ChunkSpec& spec, const Op& op);
+
+// The E_NOMEM error for an allocation that failed while running op: names the tensor and output.
+EngineError out_of_memory(const ChunkSpec& spec, const Op& op);
 
 // NaN or infinity found in input `input` (checkpoint index) of op `op` of the chunk.
 struct NonFinite {

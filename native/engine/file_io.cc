@@ -9,6 +9,7 @@
 #include <cstring>
 #include <utility>
 
+#include "engine/faults.h"
 #include "errors.h"
 
 namespace pma {
@@ -68,6 +69,7 @@ File& File::operator=(File&& o) noexcept {
 
 void File::read_at(void* buf, size_t n, uint64_t off, const std::string& tensor) const {
   auto* p = static_cast<uint8_t*>(buf);
+  if (const int err = injected_fault(FaultSite::Read, path_)) io_fail("read failed on", path_, tensor, err);
   while (n > 0) {
     const ssize_t r = ::pread(fd_, p, n, off_t(off));
     if (r < 0) {
@@ -86,8 +88,25 @@ void File::read_at(void* buf, size_t n, uint64_t off, const std::string& tensor)
   }
 }
 
+size_t File::read_some(void* buf, size_t n, uint64_t off, const std::string& tensor) const {
+  auto* p = static_cast<uint8_t*>(buf);
+  if (const int err = injected_fault(FaultSite::Read, path_)) io_fail("read failed on", path_, tensor, err);
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::pread(fd_, p + got, n - got, off_t(off + got));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      io_fail("read failed on", path_, tensor, errno);
+    }
+    if (r == 0) break;
+    got += size_t(r);
+  }
+  return got;
+}
+
 void File::write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const {
   const auto* p = static_cast<const uint8_t*>(buf);
+  if (const int err = injected_fault(FaultSite::Write, path_)) io_fail("write failed on", path_, tensor, err);
   while (n > 0) {
     const ssize_t r = ::pwrite(fd_, p, n, off_t(off));
     if (r < 0) {
@@ -140,6 +159,7 @@ void File::drop(uint64_t off, uint64_t n) const {
 }
 
 bool File::try_write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const {
+  if (const int err = injected_fault(FaultSite::Write, path_)) io_fail("write failed on", path_, tensor, err);
   ssize_t r;
   do {
     r = ::pwrite(fd_, buf, n, off_t(off));
@@ -163,6 +183,7 @@ Mapping::Mapping(const File& f, uint64_t off, size_t n, const std::string& tenso
   }
   const uint64_t start = off - off % page;
   len_ = size_t(off + n - start);
+  if (const int err = injected_fault(FaultSite::Map, f.path())) io_fail("cannot map", f.path(), tensor, err);
   base_ = ::mmap(nullptr, len_, PROT_READ, MAP_SHARED, f.fd(), off_t(start));
   if (base_ == MAP_FAILED) {
     base_ = nullptr;

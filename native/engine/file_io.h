@@ -24,6 +24,8 @@ class File {
   const std::string& path() const { return path_; }
   // Reads exactly n bytes at off; a file that ends first is an input error, not a short result.
   void read_at(void* buf, size_t n, uint64_t off, const std::string& tensor) const;
+  // Reads up to n bytes at off, fewer only where the file ends; returns how many.
+  size_t read_some(void* buf, size_t n, uint64_t off, const std::string& tensor) const;
   void write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const;
   // As write_at, but returns false instead of failing when the kernel refuses the transfer as
   // misaligned (EINVAL from an O_DIRECT write on a device with larger blocks), before any byte.

@@ -8,6 +8,8 @@ namespace pma {
 namespace {
 
 constexpr size_t kRunBuffer = size_t(8) << 20;
+constexpr size_t kSmallWrite = size_t(64) << 10;    // writes below this are gathered
+constexpr size_t kGatherBuffer = size_t(1) << 20;
 inline uint64_t down(uint64_t x) { return x & ~(kDirectAlign - 1); }
 inline uint64_t up(uint64_t x) { return (x + kDirectAlign - 1) & ~(kDirectAlign - 1); }
 
@@ -32,7 +34,11 @@ void OutputWriter::buffered(uint64_t off, const uint8_t* data, size_t n) const {
 void OutputWriter::write(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor) {
   if (n == 0) return;
   if (!direct_ || files_.direct(file) == nullptr) {
-    files_.get(file).write_at(data, n, off, tensor);
+    if (n < kSmallWrite) {
+      gather(file, off, data, n, tensor);
+    } else {
+      files_.get(file).write_at(data, n, off, tensor);
+    }
     return;
   }
   if (pending_ && (file != file_ || off != end_)) flush();
@@ -81,8 +87,48 @@ void OutputWriter::write_aligned(bool final_flush) {
   base_ = start_ = end_;
 }
 
+void OutputWriter::gather(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor) {
+  if (!gathered_.empty() && (file != g_file_ || off != g_off_ + gathered_.size() || gathered_.size() + n > kGatherBuffer)) {
+    flush_gathered();
+  }
+  if (gathered_.empty()) {
+    gathered_.reserve(kGatherBuffer);
+    g_file_ = file;
+    g_off_ = off;
+    g_tensor_ = tensor;
+  }
+  gathered_.insert(gathered_.end(), data, data + n);
+}
+
+void OutputWriter::flush_gathered() {
+  if (gathered_.empty()) return;
+  // A failure names the first tensor of the run: the write covered it and those after it.
+  files_.get(g_file_).write_at(gathered_.data(), gathered_.size(), g_off_, g_tensor_);
+  gathered_.clear();
+}
+
+void OutputWriter::completed(uint32_t file, uint64_t off, uint64_t n) {
+  if (n == 0) return;
+  if (wb_end_ > wb_start_ && (file != wb_file_ || off != wb_end_)) start_writeback();
+  if (wb_end_ == wb_start_) {
+    wb_file_ = file;
+    wb_start_ = wb_end_ = off;
+  }
+  wb_end_ += n;
+  if (wb_end_ - wb_start_ >= kRunBuffer) start_writeback();
+}
+
+void OutputWriter::start_writeback() {
+  if (wb_end_ == wb_start_) return;
+  if (!gathered_.empty() && g_file_ == wb_file_) flush_gathered();
+  files_.get(wb_file_).start_writeback(wb_start_, wb_end_ - wb_start_);
+  wb_start_ = wb_end_;
+}
+
 void OutputWriter::flush() {
+  flush_gathered();
   if (pending_) write_aligned(true);
+  start_writeback();
 }
 
 }  // namespace pma

@@ -3,10 +3,13 @@
 // run goes to disk with O_DIRECT; the unaligned head and tail of a run, which share disk blocks
 // with the neighbouring chunks, go through the page cache, so two workers never write the same
 // block directly. Unwritten data after an error does not matter: the output is discarded.
+// Either way, small writes that continue each other are gathered first (a file of a million tiny
+// tensors would otherwise cost a system call per tensor).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/file_table.h"
 
@@ -26,12 +29,17 @@ class OutputWriter {
  public:
   OutputWriter(FileTable& files, bool direct, AlignedBuffer& buf) : files_(files), direct_(direct), buf_(buf) {}
   void write(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor);
-  // Writes everything pending; call before the chunk ends.
+  // An op's output range [off, off+n) is complete: starts its writeback, once enough has
+  // accumulated (one request per 8 MiB or per run, not one per tiny tensor).
+  void completed(uint32_t file, uint64_t off, uint64_t n);
+  // Writes everything pending and starts its writeback; call before the chunk ends.
   void flush();
 
  private:
   void buffered(uint64_t off, const uint8_t* data, size_t n) const;
   void write_aligned(bool final_flush);
+  void gather(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor);
+  void flush_gathered();
 
   FileTable& files_;
   bool direct_;
@@ -42,6 +50,15 @@ class OutputWriter {
   uint32_t file_ = 0;
   uint64_t base_ = 0, start_ = 0, end_ = 0;
   std::string tensor_;
+  // Gathered small writes (buffered mode): bytes [g_off_, g_off_ + gathered_.size()) of g_file_.
+  std::vector<uint8_t> gathered_;
+  uint32_t g_file_ = 0;
+  uint64_t g_off_ = 0;
+  std::string g_tensor_;
+  // Completed output not yet handed to writeback: [wb_start_, wb_end_) of wb_file_.
+  uint32_t wb_file_ = 0;
+  uint64_t wb_start_ = 0, wb_end_ = 0;
+  void start_writeback();
 };
 
 }  // namespace pma

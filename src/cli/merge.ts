@@ -21,9 +21,12 @@ Selection (applied in this order):
   --last N                     the N newest
 
 Weights:
-  --method sma|ema|wma         sma (default): equal; wma: linear, newest heaviest;
-                               ema: recursion from the oldest with --alpha (default 0.2)
+  --method sma|ema|wma|decay   sma (default): equal; wma: linear, newest heaviest;
+                               ema: recursion from the oldest with --alpha (default 0.2);
+                               decay: weights that emulate a learning-rate decay over the
+                               window (--schedule)
   --alpha A                    EMA factor, 0 < A < 1
+  --schedule S                 with --method decay: linear (default), cosine, inverse-sqrt, 1-sqrt
   --weights w1,w2,...          explicit weights, oldest to newest (normalised to sum 1)
 
 Output:
@@ -79,7 +82,7 @@ Exit status: 0 done, 2 bad usage or bad input, 1 any other failure (interrupted 
 
 function describePlan(plan: MergePlan, skipped: { path: string; reason: string }[]): string {
   const lines: string[] = [];
-  const alpha = plan.alpha === null ? '' : `, alpha ${plan.alpha}`;
+  const alpha = (plan.alpha === null ? '' : `, alpha ${plan.alpha}`) + (plan.schedule === null ? '' : `, ${plan.schedule} schedule`);
   lines.push(`merging ${plan.checkpoints.length} checkpoint(s) with ${plan.method}${alpha} (accumulate ${plan.accumulate}, dtype ${plan.dtype}), oldest first:`);
   for (const [i, c] of plan.checkpoints.entries()) {
     lines.push(`  ${String(c.step ?? '-').padStart(10)}  weight ${(plan.weights.w64[i] ?? 0).toFixed(6)}  ${c.path}`);
@@ -107,6 +110,7 @@ const FLAG_TO_OPTION = {
   'to-step': 'toStep',
   method: 'method',
   alpha: 'alpha',
+  schedule: 'schedule',
   dtype: 'dtype',
   accumulate: 'accumulate',
   'on-nonfinite': 'onNonfinite',
@@ -136,6 +140,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
       'to-step': { type: 'string' },
       method: { type: 'string' },
       alpha: { type: 'string' },
+      schedule: { type: 'string' },
       weights: { type: 'string' },
       dtype: { type: 'string' },
       accumulate: { type: 'string' },
@@ -180,8 +185,8 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
   if (values.out === undefined) throw new PmaError('E_USAGE', 'pma merge needs --out <dir> (or --dry-run)');
 
   const bar = !values.quiet && io.stderrIsTTY ? progressBar(process.stderr) : null;
-  // Ctrl-C or a scheduler's SIGTERM: stop after the chunks in flight, record them, and leave
-  // <out>.partial/ for --resume, rather than dying between a write and its record.
+  // Ctrl-C or a scheduler's SIGTERM: stop the chunks in flight between two blocks, record the
+  // finished ones, and leave <out>.partial/ for --resume, rather than dying mid-write.
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once('SIGINT', stop);
@@ -208,6 +213,7 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
       out: result.out,
       method: p.method,
       alpha: p.alpha,
+      schedule: p.schedule,
       dtype: p.dtype,
       accumulate: p.accumulate,
       checkpoints: p.checkpoints.map((c, i) => ({ ...c, weight: p.weights.w64[i] })),

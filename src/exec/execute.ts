@@ -35,7 +35,8 @@ export interface ExecuteStats {
 /**
  * Runs every chunk of the plan on a pool of worker threads, a bounded number in flight. The first
  * failure, or an abort, stops the dispatch of new chunks; it is rethrown once the chunks in flight
- * have settled, so no worker is killed in the middle of a write.
+ * have settled, so no worker is killed in the middle of a write. An abort also stops the chunks in
+ * flight between two blocks (a shared flag the engine polls), so it takes effect within milliseconds.
  */
 export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<ExecuteStats> {
   const start = performance.now();
@@ -49,6 +50,10 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
   let done = plan.chunks.length - todo.length;
   let bytesDone = plan.chunks.reduce((s, c, i) => s + (o.skip?.has(i) ? c.bytes : 0), 0);
   let failure: unknown;
+  // Chunks in flight stop within one block when the merge is aborted, not at their end.
+  const cancel = new Int32Array(new SharedArrayBuffer(4));
+  const stop = (): void => void Atomics.store(cancel, 0, 1);
+  o.signal?.addEventListener('abort', stop, { once: true });
   const gpus = o.device.kind === 'cuda' ? o.device.devices.map((d) => d.index) : [];
   // Every worker may hold staging slots on every GPU it is given chunks for.
   const gpuMemory = o.device.kind === 'cuda' ? Math.floor(o.device.memory / pool.threads) : 0;
@@ -66,6 +71,7 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
       write: o.write,
       device: gpus.length > 0 ? (gpus[i % gpus.length] as number) : -1,
       gpuMemory,
+      cancel,
       ops: c.ops,
     };
   };
@@ -90,7 +96,13 @@ export async function executePlan(plan: MergePlan, o: ExecuteOptions): Promise<E
     }
   };
   // Two chunks per thread in flight keeps every worker fed while the main thread dispatches.
-  await Promise.all(Array.from({ length: Math.min(todo.length, pool.threads * 2) }, lane));
+  try {
+    await Promise.all(Array.from({ length: Math.min(todo.length, pool.threads * 2) }, lane));
+  } finally {
+    o.signal?.removeEventListener('abort', stop);
+  }
+  // A chunk the abort stopped names the tensor it was on; the caller wants the abort itself.
+  if (failure instanceof PmaError && failure.code === 'E_ABORTED') throw new PmaError('E_ABORTED', 'the merge was aborted');
   if (failure !== undefined) throw failure;
   stats.elapsedMs = performance.now() - start;
   return stats;

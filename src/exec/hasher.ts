@@ -69,6 +69,12 @@ export class OutputHasher {
         end = f.size; // at the end, whatever is left (gaps between tensors, if any) is read too
       }
       f.ready.delete(f.pos);
+      // Ranges that follow on are read as one: a file of a million tiny tensors is read in
+      // large blocks, not one call per tensor.
+      for (let next = f.ready.get(end); next !== undefined; next = f.ready.get(end)) {
+        f.ready.delete(end);
+        end = next;
+      }
       const start = f.pos;
       while (f.pos < end) {
         const want = Math.min(READ_BLOCK, end - f.pos);

@@ -24,7 +24,7 @@ export class ChunkPool {
   }
 
   // No AbortSignal is handed to piscina: it would kill a worker in the middle of a write. The
-  // executor stops dispatching instead, and chunks are small enough to finish quickly.
+  // executor stops dispatching instead, and sets the chunk's cancel flag, which the engine polls.
   async run(chunk: NativeChunk): Promise<ChunkStats> {
     let reply: WorkerReply;
     try {

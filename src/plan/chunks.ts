@@ -8,6 +8,13 @@ export interface TensorSources {
   sources: { file: string; offset: number }[];
 }
 
+/**
+ * Ops per chunk at most. A chunk crosses to its worker as a structured clone, a few microseconds
+ * per op: a file of a million tiny tensors in one chunk would be one long copy that no other
+ * worker shares. Capped, chunks go out in turn while the workers run the earlier ones.
+ */
+export const MAX_OPS_PER_CHUNK = 16_384;
+
 class ChunkBuilder {
   readonly chunks: PlanChunk[] = [];
   private cur: PlanChunk = ChunkBuilder.empty();
@@ -22,6 +29,7 @@ class ChunkBuilder {
 
   /** Whole units of `perUnit` bytes that fit in the open chunk; flushes it when none fit. */
   fit(perUnit: number): number {
+    if (this.cur.ops.length >= MAX_OPS_PER_CHUNK) this.flush();
     const n = Math.floor((this.limit - this.cur.bytes) / perUnit);
     if (n > 0 || this.cur.ops.length === 0) return Math.max(1, n);
     this.flush();
@@ -61,9 +69,9 @@ class ChunkBuilder {
 }
 
 /**
- * Cuts the work into chunks of about `limit` bytes (read + written). Large tensors are split on
- * element boundaries, small ones share a chunk, so memory and latency stay bounded whatever the
- * model's size and the pool stays busy. Chunk boundaries never change the result bytes.
+ * Cuts the work into chunks of about `limit` bytes (read + written) and at most MAX_OPS_PER_CHUNK
+ * ops. Large tensors are split on element boundaries, small ones share a chunk, so memory and
+ * latency stay bounded whatever the model's size and the pool stays busy. Chunk boundaries never change the result bytes.
  */
 export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
   const b = new ChunkBuilder(limit);

@@ -39,7 +39,7 @@ export async function planMerge(options: PlanOptions, exclude: ReadonlyMap<strin
   const cks: LoadedCheckpoint[] = [];
   for (const ref of chosen) cks.push(await loadCheckpoint(ref, cache));
   checkConsistent(cks);
-  const weights = computeWeights(o.method, cks.length, { alpha: o.alpha, ...(o.weights ? { weights: o.weights } : {}) });
+  const weights = computeWeights(o.method, cks.length, { alpha: o.alpha, ...(o.weights ? { weights: o.weights } : {}), ...(o.schedule ? { schedule: o.schedule } : {}) });
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
 
   const specs: (OutputTensorSpec & { action: 'merge' | 'copy'; inDtype: PlanTensor['inDtype'] })[] = newest.contents.tensors.map((t) => {
@@ -91,6 +91,7 @@ export async function planMerge(options: PlanOptions, exclude: ReadonlyMap<strin
     version: 1,
     method: o.method,
     alpha: o.method === 'ema' ? o.alpha : null,
+    schedule: o.schedule,
     accumulate: o.accumulate,
     dtype: o.dtype,
     checkpoints: cks.map((c) => ({ path: c.path, name: c.name, step: c.step })),

@@ -1,6 +1,6 @@
 import type { DType, FloatDType, OutputDTypeOption } from '../dtypes.js';
 import type { Accumulate, NativeOp } from '../native.js';
-import type { Method } from '../weights.js';
+import type { Method, Schedule } from '../weights.js';
 
 /**
  * A merge plan is plain data: which bytes of which files, with which weights, go where. It can be
@@ -47,6 +47,8 @@ export interface MergePlan {
   version: 1;
   method: Method;
   alpha: number | null;
+  /** The decay shape of method 'decay', else null. */
+  schedule: Schedule | null;
   accumulate: Accumulate;
   dtype: OutputDTypeOption;
   checkpoints: PlanCheckpoint[];

@@ -1,6 +1,6 @@
 // The tests' own safetensors writer and parser, written apart from src/ so that files pma writes
 // are checked by an independent reader, and inputs are not made by the code under test.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 export const SIZE: Record<string, number> = { BOOL: 1, U8: 1, I8: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8 };
@@ -30,6 +30,27 @@ export function encodeSafetensors(tensors: RawTensor[], metadata: Record<string,
 export function writeSafetensors(path: string, tensors: RawTensor[], metadata?: Record<string, string> | null): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, encodeSafetensors(tensors, metadata));
+}
+
+/**
+ * A file whose tensors are all zeros and take no disk space: the header, then a hole. For inputs
+ * far larger than the suite could write (a 4 TiB merge, a chunk that runs for seconds).
+ */
+export function writeSparseSafetensors(path: string, specs: { name: string; dtype: string; shape: number[] }[]): void {
+  const sized: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  let pos = 0;
+  for (const t of specs) {
+    const bytes = t.shape.reduce((a, x) => a * x, 1) * (SIZE[t.dtype] as number);
+    sized[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [pos, pos + bytes] };
+    pos += bytes;
+  }
+  let json = JSON.stringify(sized);
+  while (Buffer.byteLength(json) % 8 !== 0) json += ' ';
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, Buffer.concat([len, Buffer.from(json)]));
+  truncateSync(path, 8 + Buffer.byteLength(json) + pos);
 }
 
 export interface ParsedFile {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { merge } from '../../src/index.js';
 import { pma } from '../helpers/cli.js';
 import { rejected } from '../helpers/errors.js';
-import { readSafetensors, writeCheckpoint, writeSafetensors, type RawTensor, type TensorSpec } from '../helpers/safetensors.js';
+import { readSafetensors, rng, writeCheckpoint, writeSafetensors, type RawTensor, type TensorSpec } from '../helpers/safetensors.js';
 
 // A run whose step-300 checkpoint was saved during a loss spike: NaN in one tensor, Inf in another.
 const tmp = mkdtempSync(join(tmpdir(), 'pma-nonfinite-'));
@@ -88,6 +88,33 @@ describe('--on-nonfinite', () => {
       expect(r.nonfinite.map((f) => [f.tensor, f.count])).toEqual([['a.weight', 3], ['b.weight', 1]]);
     }
     expect(readSafetensors(join(run, 'checkpoint-100', 'model.safetensors')).tensors.size).toBe(3);
+  });
+
+  it('counts exactly in every float dtype, at lengths no vector width divides', async () => {
+    // Random bit patterns: the exponent is all ones (NaN or Inf) about once in 2^(exponent bits).
+    const rand = rng(5);
+    const kinds = [['BF16', 2, 0x7f80n], ['F16', 2, 0x7c00n], ['F32', 4, 0x7f800000n], ['F64', 8, 0x7ff0000000000000n]] as const;
+    const dir = join(tmp, 'random-bits');
+    const expected: [string, string, number][] = [];
+    for (const step of [1, 2]) {
+      const tensors = kinds.map(([dtype, size, mask], t) => {
+        const count = 20_011 + 64 * t;
+        const data = Uint8Array.from({ length: count * size }, () => Math.floor(rand() * 256));
+        let bad = 0;
+        for (let i = 0; i < count; i++) {
+          let bits = 0n;
+          for (let b = size - 1; b >= 0; b--) bits = (bits << 8n) | BigInt(data[i * size + b] as number);
+          if ((bits & mask) === mask) bad++;
+        }
+        if (bad > 0) expected.push([`t${t}.${dtype}`, join(dir, `step-${step}`), bad]);
+        return { name: `t${t}.${dtype}`, dtype, shape: [count], data };
+      });
+      writeSafetensors(join(dir, `step-${step}`, 'model.safetensors'), tensors);
+    }
+    const r = await merge({ inputs: dir, out: out(), onNonfinite: 'warn', chunkSize: 16 * 1024 });
+    const got = r.nonfinite.map((f) => [f.tensor, f.checkpoint, f.count]);
+    const order = (a: (string | number)[], b: (string | number)[]) => String(a).localeCompare(String(b));
+    expect(got.sort(order)).toEqual(expected.sort(order));
   });
 
   it('a resumed merge keeps what the interrupted one found', async () => {

@@ -9,7 +9,7 @@ import { thrownSync } from '../helpers/errors.js';
 import { defaultGpuMemory, defaultThreads, parseDevice, type DeviceRequest } from '../../src/devices.js';
 import { chunkSizeFor, DEFAULT_MAX_SHARD_SIZE, resolvePlanOptions, resolveRunOptions, type MergeOptions, type PlanOptions } from '../../src/options.js';
 import { byteSize } from '../../src/validate.js';
-import { computeWeights, type Method } from '../../src/weights.js';
+import { computeWeights, decayCurve, decayWeights, SCHEDULES, type Method, type Schedule } from '../../src/weights.js';
 
 interface GoldenCase {
   case: string;
@@ -83,6 +83,36 @@ describe('computeWeights', () => {
   });
 });
 
+describe('decay weights (WSM: c_j = d_j - d_(j+1), c_K = d_K)', () => {
+  // Hand-computed from the curves in decayCurve's comment, for a window of K = 4 checkpoints.
+  const s2 = Math.SQRT1_2;
+  const cases: [Schedule, number[], number[]][] = [
+    ['linear', [1, 0.75, 0.5, 0.25], [0.25, 0.25, 0.25, 0.25]],
+    ['cosine', [1, (1 + s2) / 2, 0.5, (1 - s2) / 2], [(1 - s2) / 2, s2 / 2, s2 / 2, (1 - s2) / 2]],
+    ['1-sqrt', [1, 0.5, 1 - s2, 1 - Math.sqrt(3) / 2], [0.5, s2 - 0.5, Math.sqrt(3) / 2 - s2, 1 - Math.sqrt(3) / 2]],
+    ['inverse-sqrt', [1, s2, 1 / Math.sqrt(3), 0.5], [1 - s2, s2 - 1 / Math.sqrt(3), 1 / Math.sqrt(3) - 0.5, 0.5]],
+  ];
+  it.each(cases)('%s', (schedule, curve, weights) => {
+    decayCurve(schedule, 4).forEach((x, i) => expect(x).toBeCloseTo(curve[i] as number, 15));
+    decayWeights(schedule, 4).forEach((x, i) => expect(x).toBeCloseTo(weights[i] as number, 15));
+    // d_1 = 1, so the weights already sum to 1 and nothing falls on the checkpoint before the window.
+    const w = computeWeights('decay', 4, { schedule });
+    w.w64.forEach((x, i) => expect(x).toBeCloseTo(weights[i] as number, 15));
+    expect(w.w64.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 15);
+  });
+
+  it('linear decay is the simple average; every curve gives non-negative weights, newest the last step', () => {
+    expect(computeWeights('decay', 7, { schedule: 'linear' }).w64.map((x) => x * 7)).toEqual(Array.from({ length: 7 }, () => expect.closeTo(1, 14)));
+    for (const schedule of SCHEDULES) {
+      for (const k of [1, 2, 3, 10, 40]) {
+        const w = decayWeights(schedule, k);
+        expect(w.every((x) => x >= 0)).toBe(true);
+        expect(w[k - 1]).toBeCloseTo(decayCurve(schedule, k)[k - 1] as number, 15);
+      }
+    }
+  });
+});
+
 const GENERIC = /^invalid [A-Za-z]+(\[\d+\])?: expected .+, got .+$/;
 
 function usage(f: () => unknown, message: string): void {
@@ -102,6 +132,7 @@ describe('resolvePlanOptions', () => {
       selection: {},
       method: 'sma',
       alpha: 0.2,
+      schedule: null,
       weights: undefined,
       dtype: 'keep',
       accumulate: 'f32',
@@ -148,7 +179,7 @@ describe('resolvePlanOptions', () => {
     ['alpha: 0', { method: 'ema', alpha: 0 }, 'invalid alpha: expected a number between 0 and 1 (exclusive), got 0'],
     ['alpha: NaN', { method: 'ema', alpha: NaN }, 'invalid alpha: expected a number between 0 and 1 (exclusive), got NaN'],
     ['dtype: "int8"', { dtype: 'int8' }, 'invalid dtype: expected one of keep, bf16, f16, f32, got "int8"'],
-    ['method: "median"', { method: 'median' }, 'invalid method: expected one of sma, ema, wma, weights, got "median"'],
+    ['method: "median"', { method: 'median' }, 'invalid method: expected one of sma, ema, wma, decay, weights, got "median"'],
     ['accumulate: "f16"', { accumulate: 'f16' }, 'invalid accumulate: expected one of f32, f64, got "f16"'],
     ['weights: [-1]', { weights: [-1] }, 'invalid weights[0]: expected a finite number >= 0, got -1'],
     ['weights: [1, Infinity]', { weights: [1, Infinity] }, 'invalid weights[1]: expected a finite number >= 0, got Infinity'],
@@ -170,6 +201,13 @@ describe('resolvePlanOptions', () => {
     usage(plan({ method: 'sma', alpha: 0.3 }), 'invalid method: expected "ema" when alpha is given, got "sma"');
     usage(plan({ alpha: 0.3 }), 'invalid method: expected "ema" when alpha is given, got "sma"');
     usage(plan({ method: 'wma', alpha: 0.3 }), 'invalid method: expected "ema" when alpha is given, got "wma"');
+  });
+
+  it('takes a schedule with method decay only; linear by default', () => {
+    expect(resolvePlanOptions({ inputs: '/run', method: 'decay' }).schedule).toBe('linear');
+    expect(resolvePlanOptions({ inputs: '/run', method: 'decay', schedule: 'cosine' }).schedule).toBe('cosine');
+    usage(plan({ schedule: 'cosine' }), 'invalid method: expected "decay" when a schedule is given, got "sma"');
+    usage(plan({ method: 'decay', schedule: 'step' as never }), 'invalid schedule: expected one of linear, cosine, inverse-sqrt, 1-sqrt, got "step"');
   });
 
   it('refuses weights with a method other than "weights"', () => {
