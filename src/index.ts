@@ -10,4 +10,5 @@ export { DTYPE_BITS, AVERAGED_DTYPES, OUTPUT_DTYPES, type DType, type FloatDType
 export { native, type CpuInfo, type CudaInfo, type CudaDeviceInfo, type KernelChoice, type KernelName, type IoMode, type Accumulate, type WriteMode } from './native.js';
 export { devices, type DeviceOption, type DevicesReport } from './devices.js';
 export { runBench, runSuite, formatBenchReport, type BenchOptions, type BenchResult } from './bench/index.js';
+export { recommend, PMA_PAPER, type Recommendation, type RecommendOptions } from './recommend.js';
 export { VERSION } from './version.js';

@@ -1,5 +1,6 @@
 import { parseDevice, type DeviceOption, type DeviceRequest } from './devices.js';
 import { OUTPUT_DTYPES, type OutputDTypeOption } from './dtypes.js';
+import type { TokenSelection } from './checkpoints/tokens.js';
 import { NONFINITE_MODES, type NonFiniteMode } from './exec/nonfinite.js';
 import type { Accumulate, IoMode, KernelChoice, WriteMode } from './native.js';
 import type { MergePlan } from './plan/types.js';
@@ -9,6 +10,15 @@ import { METHODS, SCHEDULES, type Method, type Schedule } from './weights.js';
 export interface SelectionOptions {
   /** Merge the N newest checkpoints. */
   last?: number;
+  /**
+   * Tokens per optimizer step (a count such as 4M): a checkpoint's tokens are step x this.
+   * Without it, each checkpoint's count is read from its trainer_state.json or config.json.
+   */
+  tokensPerStep?: number | string;
+  /** Keep checkpoints at least this many tokens apart, counted back from the newest ("8B"). */
+  interval?: number | string;
+  /** Keep the checkpoints within this many tokens of the newest ("80B"). */
+  window?: number | string;
   /** Keep every K-th checkpoint, counted back from the newest. */
   every?: number;
   fromStep?: number;
@@ -99,7 +109,9 @@ export interface MergeOptions extends PlanOptions {
 
 export interface ResolvedPlanOptions {
   inputs: string[];
-  selection: SelectionOptions;
+  selection: Pick<SelectionOptions, 'last' | 'every' | 'fromStep' | 'toStep'>;
+  /** null unless an interval or a window in tokens was asked for. */
+  tokens: TokenSelection | null;
   method: Method;
   alpha: number;
   /** null unless method is 'decay'. */
@@ -124,7 +136,7 @@ export const DEFAULT_MAX_SHARD_SIZE = 5e9;
 export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
   if (typeof o !== 'object' || o === null) throw v.invalid('options', 'an object', o);
   const inputs = typeof o.inputs === 'string' ? [v.nonEmptyString('inputs', o.inputs)] : v.stringList('inputs', o.inputs);
-  const selection: SelectionOptions = {};
+  const selection: ResolvedPlanOptions['selection'] = {};
   if (o.last !== undefined) selection.last = v.integer('last', o.last, 1);
   if (o.every !== undefined) selection.every = v.integer('every', o.every, 1);
   if (o.fromStep !== undefined) selection.fromStep = v.integer('fromStep', o.fromStep, 0);
@@ -132,6 +144,12 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
   if (selection.fromStep !== undefined && selection.toStep !== undefined && selection.fromStep > selection.toStep) {
     throw v.invalid('toStep', `a step >= fromStep (${selection.fromStep})`, selection.toStep);
   }
+  const interval = o.interval === undefined ? null : v.count('interval', o.interval);
+  const window = o.window === undefined ? null : v.count('window', o.window);
+  const perStep = o.tokensPerStep === undefined ? null : v.count('tokensPerStep', o.tokensPerStep);
+  if (perStep !== null && interval === null && window === null) throw v.invalid('interval', 'an interval or a window in tokens when tokensPerStep is given', undefined);
+  if (interval !== null && window !== null && window < interval) throw v.invalid('window', `a window >= the interval (${interval})`, o.window);
+  const tokens = interval === null && window === null ? null : { perStep, interval, window };
   let weights: number[] | undefined;
   if (o.weights !== undefined) {
     if (!Array.isArray(o.weights) || o.weights.length === 0) throw v.invalid('weights', 'a non-empty list of numbers', o.weights);
@@ -147,6 +165,7 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
   return {
     inputs,
     selection,
+    tokens,
     method,
     alpha,
     schedule,

@@ -9,6 +9,7 @@ import { devicesCommand } from './devices.js';
 import { inspectCommand } from './inspect.js';
 import { processIo, type Io } from './io.js';
 import { mergeCommand } from './merge.js';
+import { recommendCommand } from './recommend.js';
 import { verifyCommand } from './verify.js';
 
 export const MAIN_HELP = `pma ${VERSION}: Pre-trained Model Averaging for safetensors checkpoints
@@ -20,6 +21,8 @@ Usage:
                                                               machine's read + write floor
   pma verify <merged-dir> [--json]                            re-check a merge's headers and SHA-256 sums
   pma devices [--json]                                        the CPU kernels and GPUs pma can use
+  pma recommend --total-params 13B [--active-params 1.3B]     the checkpoint interval and N the PMA
+                                                              paper found best at that scale
   pma --version
 
 Run 'pma <command> --help' for the options of a command.
@@ -46,6 +49,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await devicesCommand(rest, io);
       case 'verify':
         return await verifyCommand(rest, io);
+      case 'recommend':
+        return await recommendCommand(rest, io);
       case '--version':
       case '-v':
         io.out(`${VERSION}\n`);
@@ -57,7 +62,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.out(MAIN_HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect, verify, bench or devices; see pma --help)`);
+        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect, verify, recommend, bench or devices; see pma --help)`);
     }
   } catch (e) {
     // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_* codes.

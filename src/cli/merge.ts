@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 
+import { formatTokens } from '../checkpoints/tokens.js';
 import { PmaError } from '../errors.js';
 import { merge } from '../merge.js';
 import type { MergeOptions } from '../options.js';
@@ -19,6 +20,12 @@ Selection (applied in this order):
   --from-step S, --to-step S   keep checkpoints with S <= step (inclusive)
   --every K                    every K-th checkpoint, counted back from the newest
   --last N                     the N newest
+  --interval T, --window T     in tokens (8B, 500M, 1.2T): checkpoints at least T apart, counted
+                               back from the newest / within T of the newest (applied after
+                               --from-step/--to-step, before --every and --last)
+  --tokens-per-step T          tokens = step x T; without it, each checkpoint's count is read
+                               from trainer_state.json (num_input_tokens_seen) or config.json
+                               (consumed_tokens, tokens)
 
 Weights:
   --method sma|ema|wma|decay   sma (default): equal; wma: linear, newest heaviest;
@@ -85,7 +92,8 @@ function describePlan(plan: MergePlan, skipped: { path: string; reason: string }
   const alpha = (plan.alpha === null ? '' : `, alpha ${plan.alpha}`) + (plan.schedule === null ? '' : `, ${plan.schedule} schedule`);
   lines.push(`merging ${plan.checkpoints.length} checkpoint(s) with ${plan.method}${alpha} (accumulate ${plan.accumulate}, dtype ${plan.dtype}), oldest first:`);
   for (const [i, c] of plan.checkpoints.entries()) {
-    lines.push(`  ${String(c.step ?? '-').padStart(10)}  weight ${(plan.weights.w64[i] ?? 0).toFixed(6)}  ${c.path}`);
+    const tokens = c.tokens === null ? '' : `  ${formatTokens(c.tokens).padStart(7)} tokens`;
+    lines.push(`  ${String(c.step ?? '-').padStart(10)}${tokens}  weight ${(plan.weights.w64[i] ?? 0).toFixed(6)}  ${c.path}`);
   }
   for (const s of skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);
   for (const n of plan.notes) lines.push(`note: ${n}`);
@@ -108,6 +116,9 @@ const FLAG_TO_OPTION = {
   every: 'every',
   'from-step': 'fromStep',
   'to-step': 'toStep',
+  interval: 'interval',
+  window: 'window',
+  'tokens-per-step': 'tokensPerStep',
   method: 'method',
   alpha: 'alpha',
   schedule: 'schedule',
@@ -138,6 +149,9 @@ export async function mergeCommand(argv: string[], io: Io): Promise<number> {
       every: { type: 'string' },
       'from-step': { type: 'string' },
       'to-step': { type: 'string' },
+      interval: { type: 'string' },
+      window: { type: 'string' },
+      'tokens-per-step': { type: 'string' },
       method: { type: 'string' },
       alpha: { type: 'string' },
       schedule: { type: 'string' },

@@ -1,6 +1,7 @@
 import { discover } from '../checkpoints/discover.js';
 import { LoadCache, checkConsistent, loadCheckpoint, locate, type LayoutTensor, type LoadedCheckpoint } from '../checkpoints/load.js';
-import { selectCheckpoints } from '../checkpoints/select.js';
+import { selectCheckpoints, type Selection } from '../checkpoints/select.js';
+import { selectByTokens } from '../checkpoints/tokens.js';
 import { DTYPE_BITS, isAveraged, outputDtypeFor } from '../dtypes.js';
 import { chunkSizeFor, resolvePlanOptions, type PlanOptions } from '../options.js';
 import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSpec } from '../safetensors/writer.js';
@@ -27,7 +28,18 @@ function elementCount(shape: number[]): number {
 export async function planMerge(options: PlanOptions, exclude: ReadonlyMap<string, string> = new Map()): Promise<PlanResult> {
   const o = resolvePlanOptions(options);
   const found = await discover(o.inputs);
-  const selected = selectCheckpoints(found.checkpoints, o.selection);
+  // Steps bound the run first, then the token window and interval, then --every and --last.
+  const { fromStep, toStep, ...rest } = o.selection;
+  let pool = fromStep === undefined && toStep === undefined ? found.checkpoints : selectCheckpoints(found.checkpoints, { fromStep, toStep } as Selection);
+  const tokenNotes: string[] = [];
+  const tokensOf = new Map<string, number>();
+  if (o.tokens) {
+    const r = await selectByTokens(pool, o.tokens);
+    pool = r.selected;
+    tokenNotes.push(...r.notes);
+    for (const c of r.selected) tokensOf.set(c.path, c.tokens);
+  }
+  const selected = selectCheckpoints(pool, rest);
   // Checkpoints left out after the selection (--on-nonfinite skip-checkpoint): the rest keep
   // their own explicit weights, or get the method's weights recomputed over them.
   const chosen = selected.filter((c) => !exclude.has(c.path));
@@ -68,7 +80,7 @@ export async function planMerge(options: PlanOptions, exclude: ReadonlyMap<strin
 
   const merged = tensors.filter((t) => t.action === 'merge');
   const copied = tensors.filter((t) => t.action === 'copy');
-  const notes: string[] = [...exclude].map(([path, why]) => `left out ${path}: ${why}`);
+  const notes: string[] = [...tokenNotes, ...[...exclude].map(([path, why]) => `left out ${path}: ${why}`)];
   if (copied.length > 0) {
     const kinds = [...new Set(copied.map((t) => t.inDtype))].join(', ');
     notes.push(`${copied.length} tensor(s) of dtype ${kinds} are not averaged: copied from the newest checkpoint (${newest.name})`);
@@ -94,7 +106,7 @@ export async function planMerge(options: PlanOptions, exclude: ReadonlyMap<strin
     schedule: o.schedule,
     accumulate: o.accumulate,
     dtype: o.dtype,
-    checkpoints: cks.map((c) => ({ path: c.path, name: c.name, step: c.step })),
+    checkpoints: cks.map((c) => ({ path: c.path, name: c.name, step: c.step, tokens: tokensOf.get(c.path) ?? null })),
     weights,
     outputs,
     index: sharded ? shardIndexJson(outputBytes, weightMap) : null,

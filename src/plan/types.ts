@@ -10,6 +10,8 @@ export interface PlanCheckpoint {
   path: string;
   name: string;
   step: number | null;
+  /** Tokens seen, when the selection was made in tokens; else null. */
+  tokens: number | null;
 }
 
 export interface PlanTensor {
