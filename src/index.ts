@@ -11,4 +11,5 @@ export { native, type CpuInfo, type CudaInfo, type CudaDeviceInfo, type KernelCh
 export { devices, type DeviceOption, type DevicesReport } from './devices.js';
 export { runBench, runSuite, formatBenchReport, type BenchOptions, type BenchResult } from './bench/index.js';
 export { recommend, PMA_PAPER, type Recommendation, type RecommendOptions } from './recommend.js';
+export { watchRun, type WatchOptions, type WatchMerge } from './watch.js';
 export { VERSION } from './version.js';

@@ -79,6 +79,16 @@ export function count(name: string, v: unknown): number {
   return n;
 }
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A duration in milliseconds: 500ms, 30s, 5m, 1h; a plain number is milliseconds. */
+export function durationMs(name: string, v: unknown): number {
+  if (typeof v === 'number') return integer(name, v, 0);
+  const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(v) : null;
+  if (!m) throw invalid(name, 'a duration such as 30s, 500ms or 5m', v);
+  return Math.round(Number(m[1]) * (DURATION_UNITS[m[2] ?? 'ms'] as number));
+}
+
 export function byteSize(name: string, v: unknown): number {
   if (typeof v === 'number') return integer(name, v, 1);
   const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v) : null;

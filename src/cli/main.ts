@@ -11,12 +11,15 @@ import { processIo, type Io } from './io.js';
 import { mergeCommand } from './merge.js';
 import { recommendCommand } from './recommend.js';
 import { verifyCommand } from './verify.js';
+import { watchCommand } from './watch.js';
 
 export const MAIN_HELP = `pma ${VERSION}: Pre-trained Model Averaging for safetensors checkpoints
 
 Usage:
   pma merge <run-dir | checkpoint...> --out <dir> [options]   average checkpoints
   pma inspect <run-dir | checkpoint...> [--tensors] [--json]  list checkpoints and tensors
+  pma watch <run-dir> --out <dir> --last N [--keep M]         merge the newest window each time a
+                                                              checkpoint lands
   pma bench [--size 1GB --inputs 5 | <inputs...>] [options]  measure merge speed against this
                                                               machine's read + write floor
   pma verify <merged-dir> [--json]                            re-check a merge's headers and SHA-256 sums
@@ -51,6 +54,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await verifyCommand(rest, io);
       case 'recommend':
         return await recommendCommand(rest, io);
+      case 'watch':
+        return await watchCommand(rest, io);
       case '--version':
       case '-v':
         io.out(`${VERSION}\n`);
@@ -62,7 +67,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.out(MAIN_HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect, verify, recommend, bench or devices; see pma --help)`);
+        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect, watch, verify, recommend, bench or devices; see pma --help)`);
     }
   } catch (e) {
     // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_* codes.

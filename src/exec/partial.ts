@@ -343,11 +343,18 @@ async function readJournal(dir: string): Promise<Map<number, NonFiniteCounts>> {
  * taken over; one held by a live process, or by another host, is refused with its holder.
  */
 async function takeLock(dir: string, token: string, existing: boolean): Promise<void> {
-  const path = metaPath(dir, 'lock');
+  if (existing) await mkdir(join(dir, META_DIR), { recursive: true }).catch((e: unknown) => { throw fsError(e, 'cannot lock', dir); });
+  await acquireLockFile(metaPath(dir, 'lock'), token, dir, 'pma merge');
+}
+
+/**
+ * Creates the lock file `path` (pid, host, token) for `what` (named in the refusal), taking over
+ * one whose process is gone from this host; refuses one held by a live process or another host.
+ */
+export async function acquireLockFile(path: string, token: string, what: string, holder: string): Promise<void> {
   const mine: LockInfo = { pid: process.pid, host: hostname(), token, since: new Date().toISOString() };
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      if (existing) await mkdir(join(dir, META_DIR), { recursive: true });
       const fh = await open(path, 'wx');
       try {
         await fh.writeFile(JSON.stringify(mine));
@@ -357,7 +364,7 @@ async function takeLock(dir: string, token: string, existing: boolean): Promise<
       }
       return;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fsError(e, 'cannot lock', dir);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fsError(e, 'cannot lock', what);
     }
     let held: LockInfo | null = null;
     try {
@@ -371,19 +378,23 @@ async function takeLock(dir: string, token: string, existing: boolean): Promise<
     }
     if (held) {
       const where = held.host === mine.host ? `pid ${held.pid}` : `pid ${held.pid} on host ${held.host}`;
-      throw new PmaError('E_OUTPUT', `${dir} is being written by another pma merge (${where}, since ${held.since}); wait for it to finish, or stop it${held.host === mine.host ? '' : ` (if it is gone, delete ${path})`}`, { file: dir });
+      throw new PmaError('E_OUTPUT', `${what} is being written by another ${holder} (${where}, since ${held.since}); wait for it to finish, or stop it${held.host === mine.host ? '' : ` (if it is gone, delete ${path})`}`, { file: what });
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new PmaError('E_OUTPUT', `cannot lock ${dir}: ${path} is unreadable; if no merge is running, delete it`, { file: dir });
+  throw new PmaError('E_OUTPUT', `cannot lock ${what}: ${path} is unreadable; if no ${holder} is running, delete it`, { file: what });
 }
 
-async function releaseLock(dir: string, token: string): Promise<void> {
-  const path = metaPath(dir, 'lock');
+/** Removes the lock file if this token still holds it. */
+export async function releaseLockFile(path: string, token: string): Promise<void> {
   try {
     const held = JSON.parse(await readFile(path, 'utf8')) as LockInfo;
     if (held.token === token) await rm(path, { force: true });
   } catch {
     /* gone already */
   }
+}
+
+async function releaseLock(dir: string, token: string): Promise<void> {
+  await releaseLockFile(metaPath(dir, 'lock'), token);
 }

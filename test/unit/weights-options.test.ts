@@ -130,6 +130,7 @@ describe('resolvePlanOptions', () => {
     expect(resolvePlanOptions({ inputs: '/run' })).toEqual({
       inputs: ['/run'],
       selection: {},
+      tokens: null,
       method: 'sma',
       alpha: 0.2,
       schedule: null,
@@ -201,6 +202,14 @@ describe('resolvePlanOptions', () => {
     usage(plan({ method: 'sma', alpha: 0.3 }), 'invalid method: expected "ema" when alpha is given, got "sma"');
     usage(plan({ alpha: 0.3 }), 'invalid method: expected "ema" when alpha is given, got "sma"');
     usage(plan({ method: 'wma', alpha: 0.3 }), 'invalid method: expected "ema" when alpha is given, got "wma"');
+  });
+
+  it('takes token counts with suffixes, and refuses a window smaller than the interval or tokens per step alone', () => {
+    expect(resolvePlanOptions({ inputs: '/run', interval: '8B', window: '80B', tokensPerStep: '4M' }).tokens).toEqual({ perStep: 4e6, interval: 8e9, window: 80e9 });
+    expect(resolvePlanOptions({ inputs: '/run', window: 1.5e12 }).tokens).toEqual({ perStep: null, interval: null, window: 1.5e12 });
+    usage(plan({ interval: '8B', window: '4B' }), 'invalid window: expected a window >= the interval (8000000000), got "4B"');
+    usage(plan({ tokensPerStep: '4M' }), 'invalid interval: expected an interval or a window in tokens when tokensPerStep is given, got nothing');
+    usage(plan({ window: '80X' }), 'invalid window: expected a count such as 8B, 500M or 1.3T, got "80X"');
   });
 
   it('takes a schedule with method decay only; linear by default', () => {
