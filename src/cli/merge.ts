@@ -110,10 +110,9 @@ function describeOutputs(plan: MergePlan): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** CLI flags passed to the library under another name (or the same), as strings. */
-const FLAG_TO_OPTION = {
+/** The flags pma merge and pma watch share, passed to the library under its names, as strings. */
+export const MERGE_FLAGS = {
   last: 'last',
-  every: 'every',
   'from-step': 'fromStep',
   'to-step': 'toStep',
   interval: 'interval',
@@ -125,12 +124,18 @@ const FLAG_TO_OPTION = {
   dtype: 'dtype',
   accumulate: 'accumulate',
   'on-nonfinite': 'onNonfinite',
-  'max-shard-size': 'maxShardSize',
-  'chunk-size': 'chunkSize',
   threads: 'threads',
   kernel: 'kernel',
   device: 'device',
   'gpu-memory': 'gpuMemory',
+} as const;
+
+/** CLI flags passed to the library under another name (or the same), as strings. */
+const FLAG_TO_OPTION = {
+  ...MERGE_FLAGS,
+  every: 'every',
+  'max-shard-size': 'maxShardSize',
+  'chunk-size': 'chunkSize',
   io: 'io',
   'page-cache': 'pageCache',
   write: 'write',

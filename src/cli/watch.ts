@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { PmaError } from '../errors.js';
 import { watchRun, type WatchOptions } from '../watch.js';
 import { formatDuration } from './format.js';
+import { MERGE_FLAGS } from './merge.js';
 import type { Io } from './io.js';
 
 export const WATCH_HELP = `Usage: pma watch <run-dir> --out <dir> [--last N | --interval T --window T] [options]
@@ -26,8 +27,8 @@ Options:
   --poll D             how often to look at the run directory (default 10s)
   --marker NAME        a file whose presence marks a checkpoint complete (e.g. .complete)
   --exec "CMD {dir}"   a shell command to run after each merge, {dir} the merge's directory
-  --method, --alpha, --schedule, --weights, --dtype, --accumulate, --on-nonfinite, --threads,
-  --device, --kernel   as for pma merge
+  --to-step, --method, --alpha, --schedule, --weights, --dtype, --accumulate, --on-nonfinite,
+  --threads, --device, --gpu-memory, --kernel   as for pma merge
   --json               one JSON line per merge on stdout
   -h, --help           this help
 
@@ -36,20 +37,7 @@ Example:
 `;
 
 const PASS_THROUGH = {
-  last: 'last',
-  interval: 'interval',
-  window: 'window',
-  'tokens-per-step': 'tokensPerStep',
-  'from-step': 'fromStep',
-  method: 'method',
-  alpha: 'alpha',
-  schedule: 'schedule',
-  dtype: 'dtype',
-  accumulate: 'accumulate',
-  'on-nonfinite': 'onNonfinite',
-  threads: 'threads',
-  device: 'device',
-  kernel: 'kernel',
+  ...MERGE_FLAGS,
   every: 'mergeEvery',
   keep: 'keep',
   settle: 'settleMs',

@@ -1,23 +1,20 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { merge } from '../../src/index.js';
 import { CLI } from '../helpers/cli.js';
 import { rejected } from '../helpers/errors.js';
 import { writeCheckpoint, writeSparseSafetensors, type TensorSpec } from '../helpers/safetensors.js';
+import { scratch } from '../helpers/scratch.js';
 
 // Failures inside the native engine: each becomes a PmaError naming the file and the tensor, the
 // process lives on to report it, and what was written stays resumable. Disks rarely fail on cue,
 // so EIO, a refused mmap and a failed allocation are injected at the engine's own system calls
 // (PMA_FAULTS, see native/engine/faults.h); a truncated input is the real thing.
-const tmp = mkdtempSync(join(tmpdir(), 'pma-native-failures-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-let n = 0;
-const out = () => join(tmp, `out-${n++}`);
+const { tmp, out } = scratch('pma-native-failures-');
 
 const SPECS: TensorSpec[] = [
   { name: 'embed.weight', dtype: 'BF16', shape: [512, 300] },

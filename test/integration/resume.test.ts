@@ -1,21 +1,19 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { merge } from '../../src/index.js';
 import { CLI, pma } from '../helpers/cli.js';
 import { rejected } from '../helpers/errors.js';
 import { rng, writeCheckpoint, writeSafetensors, writeSparseSafetensors, type TensorSpec } from '../helpers/safetensors.js';
+import { scratch } from '../helpers/scratch.js';
 
 // Interrupted merges: what stays on disk, and --resume finishing it byte for byte.
-const tmp = mkdtempSync(join(tmpdir(), 'pma-resume-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-let n = 0;
-const out = () => join(tmp, `out-${n++}`);
+const { tmp, out } = scratch('pma-resume-');
 
 const SPECS: TensorSpec[] = [
   { name: 'embed.weight', dtype: 'BF16', shape: [512, 300] },

@@ -1,20 +1,17 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { decayWeights, merge, plan as planMerge } from '../../src/index.js';
 import { rejected } from '../helpers/errors.js';
 import { pma } from '../helpers/cli.js';
 import { mergeTensor } from '../helpers/reference.js';
 import { readSafetensors, writeCheckpoint, type RawTensor, type TensorSpec } from '../helpers/safetensors.js';
+import { scratch } from '../helpers/scratch.js';
 
 // Issue 6: what a training run needs on top of the merge engine, on generated runs.
-const tmp = mkdtempSync(join(tmpdir(), 'pma-training-loop-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-let n = 0;
-const out = () => join(tmp, `out-${n++}`);
+const { tmp, out } = scratch('pma-training-loop-');
 
 const SPECS: TensorSpec[] = [
   { name: 'embed.weight', dtype: 'BF16', shape: [97, 33] },

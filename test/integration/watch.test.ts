@@ -110,6 +110,25 @@ describe('pma watch', () => {
     expect(stderr).toContain('pma watch: stopped');
   }, 60_000);
 
+  it('with --marker, merges a checkpoint as soon as its marker appears, and not before', async () => {
+    const run = join(tmp, 'marker-run');
+    const out = join(tmp, 'marker-merges');
+    writeCheckpoint(join(run, 'step-10'), SPECS, 90);
+    const ac = new AbortController();
+    const seen: WatchMerge[] = [];
+    // A settle time longer than the test: only the marker can make the checkpoint count.
+    const watching = (async () => {
+      for await (const m of watchRun({ run, out, last: 2, marker: '.complete', settleMs: '10m', pollMs: 30, threads: 1, signal: ac.signal })) seen.push(m);
+    })();
+    await sleep(400);
+    expect(seen).toEqual([]);
+    writeFileSync(join(run, 'step-10', '.complete'), '');
+    await until(() => seen.length === 1, 30_000);
+    ac.abort();
+    await watching;
+    expect(seen[0]?.step).toBe(10);
+  }, 60_000);
+
   it('a second watcher on the same output is refused, naming the first', async () => {
     const out = join(tmp, 'locked');
     const ac = new AbortController();
