@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cuda/cuda.h"
+#include "engine/analyze.h"
 #include "engine/chunk.h"
 #include "engine/file_io.h"
 #include "engine/fp_env.h"
@@ -135,6 +136,20 @@ pma::ChunkSpec parse_chunk(const Napi::Object& t) {
   throw err;
 }
 
+// Runs engine work, turning its failures into JS errors with code, file and tensor.
+template <typename F>
+Napi::Value engine_call(Napi::Env env, F&& f) {
+  try {
+    return f();
+  } catch (const pma::EngineError& e) {
+    rethrow_as_js(env, e);
+  } catch (const std::bad_alloc&) {
+    rethrow_as_js(env, pma::EngineError("E_NOMEM", "out of memory in the native engine"));
+  } catch (const std::exception& e) {
+    rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
+  }
+}
+
 // One instance per JS environment (main thread or worker): napi keeps it as the env's instance
 // data and deletes it in the env's cleanup, so scratch buffers die with their thread.
 class PmaAddon : public Napi::Addon<PmaAddon> {
@@ -143,6 +158,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
     DefineAddon(exports, {
         InstanceMethod("cpuFeatures", &PmaAddon::CpuFeatures),
         InstanceMethod("runChunk", &PmaAddon::RunChunk),
+        InstanceMethod("analyzeChunk", &PmaAddon::AnalyzeChunk),
         InstanceMethod("mergeBuffers", &PmaAddon::MergeBuffers),
         InstanceMethod("cudaInfo", &PmaAddon::CudaInfo),
         InstanceMethod("dropCache", &PmaAddon::DropCache),
@@ -170,7 +186,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
 
   Napi::Value RunChunk(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    try {
+    return engine_call(env, [&]() -> Napi::Value {
       const pma::ChunkSpec spec = parse_chunk(info[0].As<Napi::Object>());
       const pma::ChunkStats st = spec.device >= 0 ? pma::run_chunk_cuda(spec, gpu()) : pma::run_chunk(spec, scratch_);
       Napi::Object o = Napi::Object::New(env);
@@ -186,13 +202,30 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
       }
       o.Set("nonfinite", nf);
       return o;
-    } catch (const pma::EngineError& e) {
-      rethrow_as_js(env, e);
-    } catch (const std::bad_alloc&) {
-      rethrow_as_js(env, pma::EngineError("E_NOMEM", "out of memory in the native engine"));
-    } catch (const std::exception& e) {
-      rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
-    }
+    });
+  }
+
+  Napi::Value AnalyzeChunk(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return engine_call(env, [&]() -> Napi::Value {
+      const std::vector<pma::OpMoments> ms = pma::analyze_chunk(parse_chunk(info[0].As<Napi::Object>()));
+      Napi::Array out = Napi::Array::New(env, ms.size());
+      for (size_t i = 0; i < ms.size(); ++i) {
+        const pma::OpMoments& m = ms[i];
+        Napi::Object o = Napi::Object::New(env);
+        Napi::Array gram = Napi::Array::New(env, m.gram.size());
+        for (size_t k = 0; k < m.gram.size(); ++k) gram.Set(uint32_t(k), m.gram[k]);
+        Napi::Array cross = Napi::Array::New(env, m.cross.size());
+        for (size_t k = 0; k < m.cross.size(); ++k) cross.Set(uint32_t(k), m.cross[k]);
+        o.Set("gram", gram);
+        o.Set("cross", cross);
+        o.Set("newestSq", m.newest_sq);
+        o.Set("oldestSq", m.oldest_sq);
+        o.Set("count", double(m.count));
+        out.Set(uint32_t(i), o);
+      }
+      return out;
+    });
   }
 
   // Runs one kernel over in-memory buffers: the test hook for comparing backends.

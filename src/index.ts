@@ -12,4 +12,6 @@ export { devices, type DeviceOption, type DevicesReport } from './devices.js';
 export { runBench, runSuite, formatBenchReport, type BenchOptions, type BenchResult } from './bench/index.js';
 export { recommend, PMA_PAPER, type Recommendation, type RecommendOptions } from './recommend.js';
 export { watchRun, type WatchOptions, type WatchMerge } from './watch.js';
+export { analyze, type AnalyzeOptions, type AnalyzeResult } from './analyze/analyze.js';
+export { reportHtml } from './analyze/report.js';
 export { VERSION } from './version.js';

@@ -76,6 +76,21 @@ export interface ChunkStats {
   nonfinite: [number, number, number][];
 }
 
+/**
+ * Sums over one op's elements, relative to the oldest checkpoint (e_k = x_k - x_0), from which
+ * `pma analyze` derives norms, cosines and distances (see native/engine/analyze.h).
+ */
+export interface OpMoments {
+  /** sum e_k e_l for 1 <= k <= l < n, the upper triangle row by row. */
+  gram: number[];
+  /** sum x_newest e_k for 1 <= k < n. */
+  cross: number[];
+  newestSq: number;
+  oldestSq: number;
+  /** Elements summed (0 for copies). */
+  count: number;
+}
+
 export interface CpuInfo {
   avx2: boolean;
   avx512: boolean;
@@ -147,6 +162,7 @@ interface RawAddon {
   cuda: boolean;
   cpuFeatures(): CpuInfo;
   runChunk(chunk: NativeChunk): ChunkStats;
+  analyzeChunk(chunk: NativeChunk): OpMoments[];
   mergeBuffers(args: MergeBuffersArgs & { device: number }): Uint8Array;
   cudaInfo(): CudaInfo;
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
@@ -158,6 +174,8 @@ export interface Native {
   readonly cuda: boolean;
   cpuFeatures(): CpuInfo;
   runChunk(chunk: NativeChunk): ChunkStats;
+  /** Reads the chunk's merge ops like runChunk and returns their moments; writes nothing. */
+  analyzeChunk(chunk: NativeChunk): OpMoments[];
   mergeBuffers(args: MergeBuffersArgs): Uint8Array;
   /** The build's CUDA support and the GPUs this process can see; never throws for want of a GPU. */
   cudaInfo(): CudaInfo;
@@ -214,6 +232,7 @@ export function native(): Native {
     cuda: raw.cuda,
     cpuFeatures: guarded(() => raw.cpuFeatures()),
     runChunk: guarded((c: NativeChunk) => raw.runChunk(c)),
+    analyzeChunk: guarded((c: NativeChunk) => raw.analyzeChunk(c)),
     mergeBuffers: guarded((a: MergeBuffersArgs) => raw.mergeBuffers({ ...a, device: a.device ?? -1 })),
     cudaInfo: guarded(() => raw.cudaInfo()),
     cudaBench: guarded((a: CudaBenchArgs) => raw.cudaBench(a)),

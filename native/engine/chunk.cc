@@ -7,6 +7,7 @@
 #include "engine/faults.h"
 #include "engine/file_io.h"
 #include "engine/file_table.h"
+#include "engine/read_ahead.h"
 #include "engine/output_writer.h"
 #include "engine/fp_env.h"
 #include "engine/sigbus_guard.h"
@@ -19,49 +20,6 @@ namespace {
 // Elements per block: input blocks of all N checkpoints plus the output block stay in L2.
 constexpr size_t kBlockElems = size_t(1) << 15;
 constexpr size_t kCopyBytes = size_t(1) << 20;
-
-constexpr size_t kSmallRead = size_t(64) << 10;
-constexpr size_t kReadWindow = size_t(1) << 20;
-
-// Small reads served from a window read ahead of them: a file of a million tiny tensors would
-// otherwise cost a system call per tensor and input. Large reads go straight to the file.
-class ReadAhead {
- public:
-  explicit ReadAhead(FileTable& files) : files_(files) {}
-
-  void read(uint32_t file, uint8_t* dst, size_t n, uint64_t off, const std::string& tensor) {
-    const File& f = files_.get(file);
-    if (n >= kSmallRead) return f.read_at(dst, n, off, tensor);
-    Window& w = window(file);
-    if (off < w.start || off + n > w.start + w.len) {
-      w.buf.resize(kReadWindow);
-      w.start = off;
-      w.len = f.read_some(w.buf.data(), kReadWindow, off, tensor);
-      // The file ends inside the range: read_at reports it, naming the tensor.
-      if (w.len < n) return f.read_at(dst, n, off, tensor);
-    }
-    std::memcpy(dst, w.buf.data() + (off - w.start), n);
-  }
-
- private:
-  struct Window {
-    uint32_t file = 0;
-    uint64_t start = 0;
-    size_t len = 0;
-    std::vector<uint8_t> buf;
-  };
-
-  Window& window(uint32_t file) {
-    for (Window& w : windows_) {
-      if (w.file == file) return w;
-    }
-    windows_.push_back(Window{file, 0, 0, {}});
-    return windows_.back();
-  }
-
-  FileTable& files_;
-  std::vector<Window> windows_;
-};
 
 void grow(std::vector<uint8_t>& v, size_t n, const std::string& tensor) {
   maybe_fail_alloc(tensor);

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 import { PmaError, exitStatusFor } from '../errors.js';
 import { VERSION } from '../version.js';
+import { analyzeCommand } from './analyze.js';
 import { benchCommand } from './bench.js';
 import { devicesCommand } from './devices.js';
 import { inspectCommand } from './inspect.js';
@@ -20,6 +21,8 @@ Usage:
   pma inspect <run-dir | checkpoint...> [--tensors] [--json]  list checkpoints and tensors
   pma watch <run-dir> --out <dir> --last N [--keep M]         merge the newest window each time a
                                                               checkpoint lands
+  pma analyze <run-dir> --last N [--report r.html] [--json]   how the checkpoints deviate from
+                                                              their average
   pma bench [--size 1GB --inputs 5 | <inputs...>] [options]  measure merge speed against this
                                                               machine's read + write floor
   pma verify <merged-dir> [--json]                            re-check a merge's headers and SHA-256 sums
@@ -56,6 +59,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await recommendCommand(rest, io);
       case 'watch':
         return await watchCommand(rest, io);
+      case 'analyze':
+        return await analyzeCommand(rest, io);
       case '--version':
       case '-v':
         io.out(`${VERSION}\n`);
@@ -67,7 +72,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.out(MAIN_HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect, watch, verify, recommend, bench or devices; see pma --help)`);
+        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect, watch, analyze, verify, recommend, bench or devices; see pma --help)`);
     }
   } catch (e) {
     // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_* codes.

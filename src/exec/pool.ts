@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 
 import { PmaError, isPmaErrorCode } from '../errors.js';
-import { PACKAGE_ROOT, type ChunkStats, type NativeChunk } from '../native.js';
-import type { HashReply, WorkerReply } from './worker.js';
+import { PACKAGE_ROOT, type ChunkStats, type NativeChunk, type OpMoments } from '../native.js';
+import type { AnalyzeReply, HashReply, WorkerReply } from './worker.js';
 
 /**
  * Worker threads run compiled JavaScript. When pma itself runs from TypeScript sources (the test
@@ -26,13 +26,22 @@ export class ChunkPool {
   // No AbortSignal is handed to piscina: it would kill a worker in the middle of a write. The
   // executor stops dispatching instead, and sets the chunk's cancel flag, which the engine polls.
   async run(chunk: NativeChunk): Promise<ChunkStats> {
-    let reply: WorkerReply;
+    return (await this.call<WorkerReply>(chunk, 'default')).stats;
+  }
+
+  /** The chunk's moments for pma analyze (reads only). */
+  async analyze(chunk: NativeChunk): Promise<OpMoments[]> {
+    return (await this.call<AnalyzeReply>(chunk, 'analyzeChunk')).moments;
+  }
+
+  private async call<R extends WorkerReply | AnalyzeReply>(chunk: NativeChunk, name: string): Promise<Extract<R, { ok: true }>> {
+    let reply: R;
     try {
-      reply = (await this.pool.run(chunk)) as WorkerReply;
+      reply = (await this.pool.run(chunk, { name })) as R;
     } catch (e) {
       throw new PmaError('E_INTERNAL', `worker failed: ${(e as Error)?.message ?? e}`, { cause: e });
     }
-    if (reply.ok) return reply.stats;
+    if (reply.ok) return reply as Extract<R, { ok: true }>;
     const details: { file?: string; tensor?: string } = {};
     if (reply.file) details.file = reply.file;
     if (reply.tensor) details.tensor = reply.tensor;

@@ -2,9 +2,11 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 
 import { PmaError } from '../errors.js';
-import { native, type ChunkStats, type NativeChunk } from '../native.js';
+import { native, type ChunkStats, type NativeChunk, type OpMoments } from '../native.js';
 
-export type WorkerReply = { ok: true; stats: ChunkStats } | { ok: false; code: string; message: string; file?: string; tensor?: string };
+type Failure = { ok: false; code: string; message: string; file?: string; tensor?: string };
+export type WorkerReply = { ok: true; stats: ChunkStats } | Failure;
+export type AnalyzeReply = { ok: true; moments: OpMoments[] } | Failure;
 export type HashReply = { ok: true; sha256: string } | { ok: false; code: string; message: string; file?: string };
 
 /**
@@ -15,12 +17,25 @@ export default function runChunk(chunk: NativeChunk): WorkerReply {
   try {
     return { ok: true, stats: native().runChunk(chunk) };
   } catch (e) {
-    const err = e instanceof PmaError ? e : new PmaError('E_INTERNAL', String((e as Error)?.message ?? e));
-    const reply: WorkerReply = { ok: false, code: err.code, message: err.message };
-    if (err.file) reply.file = err.file;
-    if (err.tensor) reply.tensor = err.tensor;
-    return reply;
+    return failure(e);
   }
+}
+
+/** pma analyze: the chunk's moments instead of a merge. */
+export function analyzeChunk(chunk: NativeChunk): AnalyzeReply {
+  try {
+    return { ok: true, moments: native().analyzeChunk(chunk) };
+  } catch (e) {
+    return failure(e);
+  }
+}
+
+function failure(e: unknown): Failure {
+  const err = e instanceof PmaError ? e : new PmaError('E_INTERNAL', String((e as Error)?.message ?? e));
+  const reply: Failure = { ok: false, code: err.code, message: err.message };
+  if (err.file) reply.file = err.file;
+  if (err.tensor) reply.tensor = err.tensor;
+  return reply;
 }
 
 const HASH_BLOCK = 8 * 2 ** 20;

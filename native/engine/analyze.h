@@ -1,0 +1,27 @@
+// The sums behind `pma analyze`: how a tensor's checkpoints deviate from each other. Everything
+// is taken relative to the oldest checkpoint, e_k = x_k - x_0, in float64: the sums then hold
+// quantities the size of the deviations themselves, so nothing is lost to cancellation when the
+// norms, cosines and distances are derived from them (src/analyze/moments.ts).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/chunk.h"
+
+namespace pma {
+
+struct OpMoments {
+  // sum_j e_k[j] * e_l[j] for 1 <= k <= l < n, row by row (the upper triangle).
+  std::vector<double> gram;
+  // sum_j x_(n-1)[j] * e_k[j] for 1 <= k < n: the newest checkpoint against each deviation.
+  std::vector<double> cross;
+  // sum_j x_(n-1)[j]^2 and sum_j x_0[j]^2.
+  double newest_sq = 0;
+  double oldest_sq = 0;
+  uint64_t count = 0;
+};
+
+// One OpMoments per op of the chunk (copies get an empty one). Reads like the merge, writes nothing.
+std::vector<OpMoments> analyze_chunk(const ChunkSpec& spec);
+
+}  // namespace pma

@@ -1,0 +1,102 @@
+import { availableParallelism } from 'node:os';
+
+import { PmaError } from '../errors.js';
+import { ChunkPool } from '../exec/pool.js';
+import { native, type NativeChunk } from '../native.js';
+import type { PlanOptions } from '../options.js';
+import { planMerge } from '../plan/planner.js';
+import * as v from '../validate.js';
+import { addMoments, deviationStats, emptyMoments, type DeviationStats, type Moments } from './moments.js';
+
+export interface AnalyzeOptions extends PlanOptions {
+  /** Worker threads (default: the number of cores). */
+  threads?: number | string;
+  signal?: AbortSignal;
+}
+
+export interface AnalyzeResult {
+  checkpoints: { path: string; name: string; step: number | null }[];
+  /** The whole model: every averaged tensor together. */
+  overall: DeviationStats;
+  /** Per layer ("layer 0", "layer 1", ..., then "other": embeddings, final norm, head). */
+  layers: (DeviationStats & { layer: string; tensors: number })[];
+  tensors: (DeviationStats & { name: string; layer: string })[];
+}
+
+/** The layer a tensor belongs to, from the usual naming (model.layers.3., h.3., blocks.3.). */
+export function layerOf(name: string): string {
+  const m = /(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\./.exec(name);
+  return m ? `layer ${m[1]}` : 'other';
+}
+
+function layerOrder(a: string, b: string): number {
+  const na = a === 'other' ? Infinity : Number(a.slice(6));
+  const nb = b === 'other' ? Infinity : Number(b.slice(6));
+  return na - nb;
+}
+
+/**
+ * How the selected checkpoints deviate from their average, per tensor, per layer and overall:
+ * each checkpoint's distance from the mean, the pairwise cosine of those deviations (negative:
+ * they cancel in the average), the distance between consecutive checkpoints, and the share of
+ * the newest checkpoint's norm the average changes. Reads the checkpoints once, chunk by chunk,
+ * on the worker pool and the addon, like a merge (bounded memory); writes nothing.
+ */
+export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
+  const threads = options.threads === undefined ? availableParallelism() : v.integer('threads', options.threads, 1, 1024);
+  const { plan } = await planMerge(options);
+  const n = plan.checkpoints.length;
+  if (n < 2) throw new PmaError('E_NO_CHECKPOINTS', `pma analyze needs at least 2 checkpoints, the selection has ${n}`);
+  native();
+  const byTensor = new Map<string, Moments>();
+  const cancel = new Int32Array(new SharedArrayBuffer(4));
+  const stop = () => void Atomics.store(cancel, 0, 1);
+  options.signal?.addEventListener('abort', stop, { once: true });
+  const pool = new ChunkPool(threads);
+  try {
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      for (let i = next++; i < plan.chunks.length; i = next++) {
+        if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the analysis was aborted');
+        const c = plan.chunks[i] as (typeof plan.chunks)[number];
+        const task: NativeChunk = {
+          inputs: c.inputs, outputs: [], weights32: plan.weights.w32, weights64: plan.weights.w64, accumulate: 'f64', kernel: 'scalar',
+          io: 'pread', dropCache: false, write: 'buffered', device: -1, gpuMemory: 0, cancel, ops: c.ops,
+        };
+        const moments = await pool.analyze(task);
+        for (const [k, op] of c.ops.entries()) {
+          if (op.kind !== 'merge') continue;
+          let t = byTensor.get(op.tensor);
+          if (!t) byTensor.set(op.tensor, (t = emptyMoments(n)));
+          addMoments(t, moments[k] as NonNullable<(typeof moments)[number]>);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(plan.chunks.length, threads * 2) }, lane));
+  } finally {
+    options.signal?.removeEventListener('abort', stop);
+    await pool.close();
+  }
+  if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the analysis was aborted');
+
+  const overall = emptyMoments(n);
+  const layers = new Map<string, { m: Moments; tensors: number }>();
+  const tensors: AnalyzeResult['tensors'] = [];
+  for (const t of plan.tensors) {
+    const m = byTensor.get(t.name);
+    if (!m) continue;
+    const layer = layerOf(t.name);
+    let l = layers.get(layer);
+    if (!l) layers.set(layer, (l = { m: emptyMoments(n), tensors: 0 }));
+    addMoments(l.m, { ...m, count: m.elements });
+    l.tensors++;
+    addMoments(overall, { ...m, count: m.elements });
+    tensors.push({ name: t.name, layer, ...deviationStats(m) });
+  }
+  return {
+    checkpoints: plan.checkpoints.map((c) => ({ path: c.path, name: c.name, step: c.step })),
+    overall: deviationStats(overall),
+    layers: [...layers].sort((a, b) => layerOrder(a[0], b[0])).map(([layer, l]) => ({ layer, tensors: l.tensors, ...deviationStats(l.m) })),
+    tensors,
+  };
+}
