@@ -40,27 +40,24 @@ Examples:
   pma bench --size 256MB --inputs 4 --runs 3
 `;
 
+const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
+  merge: mergeCommand,
+  inspect: inspectCommand,
+  watch: watchCommand,
+  analyze: analyzeCommand,
+  verify: verifyCommand,
+  recommend: recommendCommand,
+  bench: benchCommand,
+  devices: devicesCommand,
+};
+
 /** Runs the CLI and returns the exit status: 0 done, 2 bad usage or bad input, 1 anything else. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
+    const command = cmd !== undefined && Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
+    if (command) return await command(rest, io);
     switch (cmd) {
-      case 'merge':
-        return await mergeCommand(rest, io);
-      case 'inspect':
-        return await inspectCommand(rest, io);
-      case 'bench':
-        return await benchCommand(rest, io);
-      case 'devices':
-        return await devicesCommand(rest, io);
-      case 'verify':
-        return await verifyCommand(rest, io);
-      case 'recommend':
-        return await recommendCommand(rest, io);
-      case 'watch':
-        return await watchCommand(rest, io);
-      case 'analyze':
-        return await analyzeCommand(rest, io);
       case '--version':
       case '-v':
         io.out(`${VERSION}\n`);
@@ -72,7 +69,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.out(MAIN_HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected merge, inspect, watch, analyze, verify, recommend, bench or devices; see pma --help)`);
+        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected ${Object.keys(COMMANDS).join(', ')}; see pma --help)`);
     }
   } catch (e) {
     // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_* codes.
