@@ -3,6 +3,7 @@ import { readdir, readFile, rename, rm, stat, writeFile, mkdir } from 'node:fs/p
 import { basename, join } from 'node:path';
 
 import { discover, type CheckpointRef } from './checkpoints/discover.js';
+import { parseStep } from './checkpoints/step.js';
 import { loadCheckpoint } from './checkpoints/load.js';
 import { PmaError } from './errors.js';
 import { acquireLockFile, releaseLockFile } from './exec/partial.js';
@@ -23,7 +24,11 @@ export interface WatchOptions extends Omit<MergeOptions, 'inputs' | 'out' | 'res
   settleMs?: number | string;
   /** How often the run directory is listed: ms, or "10s" (default 10 s). */
   pollMs?: number | string;
-  /** A file whose presence in a checkpoint directory marks it complete (no settle wait then). */
+  /**
+   * A file whose presence in a checkpoint directory marks it complete (no settle wait then); or
+   * 'latest': the run directory's `latest` file (as DeepSpeed writes it) names the newest complete
+   * checkpoint, and it and every older one count.
+   */
   marker?: string;
   /** A shell command run after each merge, `{dir}` replaced by the merge's directory. */
   exec?: string;
@@ -173,10 +178,12 @@ async function* watchLoop(runDir: string, outDir: string, o: LoopSettings): Asyn
       if (e instanceof PmaError && e.code === 'E_NO_CHECKPOINTS') return null;
       throw e;
     });
+    // --marker latest: the run's own `latest` file (DeepSpeed) names the newest complete checkpoint.
+    const latest = marker === 'latest' ? parseStep((await readFile(join(runDir, 'latest'), 'utf8').catch(() => '')).trim()) : null;
     const complete: CheckpointRef[] = [];
     for (const ref of found?.checkpoints ?? []) {
       if (ref.step === null) continue;
-      const markerFound = marker !== undefined && (await stat(join(ref.dir, marker)).catch(() => null)) !== null;
+      const markerFound = marker === 'latest' ? latest !== null && ref.step <= latest : marker !== undefined && (await stat(join(ref.dir, marker)).catch(() => null)) !== null;
       if (!markerFound) {
         const sig = await signature(ref);
         const prev = seen.get(ref.path);

@@ -2,6 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
+import { readHeader } from '../safetensors/header.js';
+import { readShardIndex } from '../safetensors/shard-index.js';
 import type { CheckpointRef } from './discover.js';
 
 /** Token-based selection: what the user asked for, in tokens. */
@@ -49,7 +51,8 @@ const positive = (v: unknown): v is number => typeof v === 'number' && Number.is
 /**
  * How many tokens a checkpoint had seen: step x tokens-per-step when given, else the Hugging Face
  * Trainer's trainer_state.json (num_input_tokens_seen), else config.json's consumed_tokens or
- * tokens (what Megatron-style converters write).
+ * tokens (what Megatron-style converters write), else the same keys in the safetensors header's
+ * __metadata__.
  */
 export async function checkpointTokens(ref: CheckpointRef, perStep: number | null): Promise<TokenCount> {
   if (perStep !== null) {
@@ -64,7 +67,14 @@ export async function checkpointTokens(ref: CheckpointRef, perStep: number | nul
   for (const key of ['consumed_tokens', 'tokens'] as const) {
     if (positive(config?.[key])) return { tokens: config[key], source: `config.json ${key}` };
   }
-  throw new PmaError('E_INPUT', `cannot tell how many tokens ${ref.path} had seen: give --tokens-per-step, or record num_input_tokens_seen in its trainer_state.json (or consumed_tokens in config.json)`, { file: ref.path });
+  // The safetensors header's __metadata__ (string values), of the first weights file.
+  const first = ref.layout.kind === 'single' ? ref.layout.file : join(ref.dir, (await readShardIndex(ref.layout.index)).shards[0] ?? '');
+  const metadata = (await readHeader(first).catch(() => null))?.metadata ?? null;
+  for (const key of ['consumed_tokens', 'tokens'] as const) {
+    const n = Number(metadata?.[key]);
+    if (positive(n)) return { tokens: n, source: `safetensors metadata ${key}` };
+  }
+  throw new PmaError('E_INPUT', `cannot tell how many tokens ${ref.path} had seen: give --tokens-per-step, or record num_input_tokens_seen in its trainer_state.json (or consumed_tokens in config.json or in the safetensors metadata)`, { file: ref.path });
 }
 
 /**

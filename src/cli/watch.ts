@@ -25,7 +25,9 @@ Options:
   --keep M             keep the newest M merges, delete older ones (default: keep all)
   --settle D           how long a checkpoint's files must stay unchanged (default 60s)
   --poll D             how often to look at the run directory (default 10s)
-  --marker NAME        a file whose presence marks a checkpoint complete (e.g. .complete)
+  --marker NAME        a file whose presence marks a checkpoint complete (e.g. .complete);
+                       --marker latest: the run's latest file (DeepSpeed) names the newest
+                       complete checkpoint
   --exec "CMD {dir}"   a shell command to run after each merge, {dir} the merge's directory
   --to-step, --method, --alpha, --schedule, --weights, --dtype, --accumulate, --on-nonfinite,
   --threads, --device, --gpu-memory, --kernel   as for pma merge

@@ -7,7 +7,7 @@ import { decayWeights, merge, plan as planMerge } from '../../src/index.js';
 import { rejected } from '../helpers/errors.js';
 import { pma } from '../helpers/cli.js';
 import { mergeTensor } from '../helpers/reference.js';
-import { readSafetensors, writeCheckpoint, type RawTensor, type TensorSpec } from '../helpers/safetensors.js';
+import { readSafetensors, writeCheckpoint, writeSafetensors, type RawTensor, type TensorSpec } from '../helpers/safetensors.js';
 import { scratch } from '../helpers/scratch.js';
 
 // Issue 6: what a training run needs on top of the merge engine, on generated runs.
@@ -97,11 +97,18 @@ describe('windows in tokens', () => {
     }
     const err = await rejected(planMerge({ inputs: bare, window: '1B' }));
     expect(err.code).toBe('E_INPUT');
-    expect(err.message).toBe(`cannot tell how many tokens ${join(bare, 'step-200')} had seen: give --tokens-per-step, or record num_input_tokens_seen in its trainer_state.json (or consumed_tokens in config.json)`);
+    expect(err.message).toBe(`cannot tell how many tokens ${join(bare, 'step-200')} had seen: give --tokens-per-step, or record num_input_tokens_seen in its trainer_state.json (or consumed_tokens in config.json or in the safetensors metadata)`);
     writeFileSync(join(bare, 'step-200', 'config.json'), JSON.stringify({ consumed_tokens: 2e8 }));
     const plan = await planMerge({ inputs: bare, interval: '200M', window: '1B' });
     expect(plan.checkpoints.map((c) => c.step)).toEqual([100, 300]);
     expect(plan.notes[0]).toBe('tokens per checkpoint from config.json consumed_tokens');
+    // The safetensors header's own metadata, where the config says nothing.
+    const t = readSafetensors(join(bare, 'step-200', 'model.safetensors'));
+    writeSafetensors(join(bare, 'step-200', 'model.safetensors'), [...t.tensors.values()], { format: 'pt', consumed_tokens: '200000000' });
+    writeFileSync(join(bare, 'step-200', 'config.json'), '{}');
+    const viaMetadata = await planMerge({ inputs: bare, interval: '100M', window: '1B' });
+    expect(viaMetadata.checkpoints.map((c) => c.tokens)).toEqual([1e8, 2e8, 3e8]);
+    expect(viaMetadata.notes[0]).toBe('tokens per checkpoint from config.json consumed_tokens, safetensors metadata consumed_tokens');
   });
 
   it('the CLI takes the suffixes and prints each checkpoint\'s tokens', () => {

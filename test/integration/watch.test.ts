@@ -127,6 +127,21 @@ describe('pma watch', () => {
     ac.abort();
     await watching;
     expect(seen[0]?.step).toBe(10);
+
+    // --marker latest: the run's `latest` file names the newest complete checkpoint.
+    writeCheckpoint(join(run, 'step-20'), SPECS, 91);
+    writeCheckpoint(join(run, 'step-30'), SPECS, 92);
+    const again = new AbortController();
+    const later: WatchMerge[] = [];
+    const watching2 = (async () => {
+      for await (const m of watchRun({ run, out, last: 2, marker: 'latest', settleMs: '10m', pollMs: 30, threads: 1, signal: again.signal })) later.push(m);
+    })();
+    writeFileSync(join(run, 'latest'), 'step-20\n');
+    await until(() => later.length === 1, 30_000);
+    await sleep(300);
+    again.abort();
+    await watching2;
+    expect(later.map((m) => [m.step, m.result.plan.checkpoints.map((c) => c.step)])).toEqual([[20, [10, 20]]]);
   }, 60_000);
 
   it('a second watcher on the same output is refused, naming the first', async () => {
