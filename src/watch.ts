@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { readdir, readFile, rename, rm, stat, writeFile, mkdir } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 
 import { discover, type CheckpointRef } from './checkpoints/discover.js';
 import { parseStep } from './checkpoints/step.js';
 import { loadCheckpoint } from './checkpoints/load.js';
 import { PmaError } from './errors.js';
-import { acquireLockFile, releaseLockFile } from './exec/partial.js';
+import { acquireLockFile, partialHeldLive, releaseLockFile } from './exec/partial.js';
 import { merge, type MergeResult } from './merge.js';
 import type { MergeOptions } from './options.js';
 import * as v from './validate.js';
@@ -47,11 +47,14 @@ export interface WatchMerge {
 
 interface WatchState {
   version: 1;
+  /** The run watched (absolute): another run into the same output starts afresh. */
+  run: string | null;
   /** Newest step merged (or skipped by --merge-every), so a restart does not merge it again. */
   lastStep: number | null;
   /** New checkpoints seen since the last merge (for --merge-every). */
   sinceMerge: number;
-  merges: { step: number; dir: string }[];
+  /** Merge directories by name, inside the output directory. */
+  merges: { step: number; name: string }[];
 }
 
 const STATE_FILE = '.pma-watch.json';
@@ -95,7 +98,7 @@ async function loadState(path: string): Promise<WatchState> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new PmaError('E_INPUT', `cannot read the watch state ${path}: ${(e as Error).message}`, { file: path });
   }
-  return { version: 1, lastStep: null, sinceMerge: 0, merges: [] };
+  return { version: 1, run: null, lastStep: null, sinceMerge: 0, merges: [] };
 }
 
 async function saveState(path: string, s: WatchState): Promise<void> {
@@ -116,9 +119,11 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+const shellQuote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+
 function runExec(command: string, dir: string): Promise<number | null> {
   return new Promise((resolve) => {
-    const child = spawn(command.replaceAll('{dir}', dir), { shell: true, stdio: 'inherit' });
+    const child = spawn(command.replaceAll('{dir}', shellQuote(dir)), { shell: true, stdio: 'inherit' });
     child.on('error', () => resolve(null));
     child.on('exit', (code) => resolve(code));
   });
@@ -166,14 +171,51 @@ interface LoopSettings {
   mergeOptions: Omit<MergeOptions, 'inputs' | 'out'>;
 }
 
+const isAbort = (e: unknown) => e instanceof PmaError && e.code === 'E_ABORTED';
+
+/** Partials of other steps: left by a watcher stopped mid-merge, never to be resumed now. */
+async function dropStalePartials(outDir: string, keep: string): Promise<void> {
+  for (const name of await readdir(outDir)) {
+    if (!/^merged-step-\d+\.partial$/.test(name) || name === keep) continue;
+    if (!(await partialHeldLive(join(outDir, name)))) await rm(join(outDir, name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Merges, resuming the step's partial when there is one. A partial this merge cannot resume
+ * (made for another window, or its inputs changed since) is dropped and the merge starts over;
+ * not one another process holds, and not for want of space, which would only repeat. Null when
+ * the watcher was stopped.
+ */
+async function mergeStep(opts: MergeOptions, signal: AbortSignal | undefined): Promise<MergeResult | null> {
+  const partial = `${opts.out}.partial`;
+  try {
+    return await merge(opts);
+  } catch (e) {
+    if (signal?.aborted && isAbort(e)) return null;
+    const restartable = e instanceof PmaError && (e.code === 'E_OUTPUT' || e.code === 'E_INPUT') && !e.message.startsWith('not enough space');
+    if (!restartable || (await stat(partial).catch(() => null)) === null || (await partialHeldLive(partial))) throw e;
+  }
+  await rm(partial, { recursive: true, force: true });
+  try {
+    return await merge({ ...opts, resume: false });
+  } catch (e) {
+    if (signal?.aborted && isAbort(e)) return null;
+    throw e;
+  }
+}
+
 async function* watchLoop(runDir: string, outDir: string, o: LoopSettings): AsyncGenerator<WatchMerge> {
   const { every, keepN, settle, poll, marker, exec, signal, mergeOptions } = o;
   const statePath = join(outDir, STATE_FILE);
   const state = await loadState(statePath);
+  const runPath = resolve(runDir);
+  if (state.run !== runPath) Object.assign(state, { run: runPath, lastStep: null, sinceMerge: 0 });
   // First seen signature and when, per checkpoint path: settled once unchanged for `settle`.
   const seen = new Map<string, { sig: string; since: number }>();
 
   while (!signal?.aborted) {
+    const now = Date.now();
     const found = await discover([runDir]).catch((e: unknown) => {
       if (e instanceof PmaError && e.code === 'E_NO_CHECKPOINTS') return null;
       throw e;
@@ -188,43 +230,40 @@ async function* watchLoop(runDir: string, outDir: string, o: LoopSettings): Asyn
         const sig = await signature(ref);
         const prev = seen.get(ref.path);
         if (!prev || prev.sig !== sig) {
-          seen.set(ref.path, { sig, since: Date.now() });
+          seen.set(ref.path, { sig, since: now });
           if (settle > 0) continue;
-        } else if (Date.now() - prev.since < settle) {
+        } else if (now - prev.since < settle) {
           continue;
         }
       }
       if (await looksComplete(ref)) complete.push(ref);
     }
     const newest = complete[complete.length - 1];
+    if (newest && newest.step !== null && state.lastStep !== null && newest.step < state.lastStep) {
+      // The run went back (restarted from an earlier checkpoint, after a loss spike): what it
+      // saves from here on is new, even at steps merged before.
+      state.lastStep = newest.step;
+      await saveState(statePath, state);
+    }
     if (newest && newest.step !== null && (state.lastStep === null || newest.step > state.lastStep)) {
       const fresh = complete.filter((c) => state.lastStep === null || (c.step as number) > state.lastStep).length;
       state.sinceMerge += fresh;
       state.lastStep = newest.step;
       if (state.sinceMerge >= every) {
         state.sinceMerge = 0;
-        const dir = join(outDir, `merged-step-${newest.step}`);
+        const name = `merged-step-${newest.step}`;
+        const dir = join(outDir, name);
+        await dropStalePartials(outDir, `${name}.partial`);
         // Only the complete checkpoints are named: a half-written one is never part of a merge.
-        const opts: MergeOptions = { ...mergeOptions, inputs: complete.map((c) => c.path), out: dir, resume: true, force: true, ...(signal ? { signal } : {}) };
-        let result: MergeResult;
-        try {
-          // A partial left by a watcher that was stopped mid-merge is resumed.
-          result = await merge(opts);
-        } catch (e) {
-          // Stopped: the partial stays for the next watcher, which resumes it.
-          if (signal?.aborted && e instanceof PmaError && e.code === 'E_ABORTED') return;
-          // ... unless it cannot be (another merge's partial): then this merge starts over.
-          if (!(e instanceof PmaError && e.code === 'E_OUTPUT')) throw e;
-          await rm(`${dir}.partial`, { recursive: true, force: true });
-          result = await merge({ ...opts, resume: false });
-        }
+        const result = await mergeStep({ ...mergeOptions, inputs: complete.map((c) => c.path), out: dir, resume: true, force: true, ...(signal ? { signal } : {}) }, signal);
+        if (result === null) return;
         state.merges = state.merges.filter((m) => m.step !== newest.step);
-        state.merges.push({ step: newest.step, dir });
+        state.merges.push({ step: newest.step, name });
         const removed: string[] = [];
         while (keepN !== null && state.merges.length > keepN) {
-          const old = state.merges.shift() as { step: number; dir: string };
-          await rm(old.dir, { recursive: true, force: true });
-          removed.push(old.dir);
+          const old = state.merges.shift() as { step: number; name: string };
+          await rm(join(outDir, old.name), { recursive: true, force: true });
+          removed.push(join(outDir, old.name));
         }
         await saveState(statePath, state);
         const r: WatchMerge = { step: newest.step, dir, result, removed };

@@ -13,14 +13,17 @@ thread_local sigjmp_buf* t_escape = nullptr;
 struct sigaction g_previous;
 
 void on_sigbus(int sig, siginfo_t* info, void* uc) {
-  if (t_escape != nullptr) siglongjmp(*t_escape, 1);
-  // Not a guarded load: behave as if this handler had never been installed.
-  if (g_previous.sa_flags & SA_SIGINFO) {
-    if (g_previous.sa_sigaction != nullptr) g_previous.sa_sigaction(sig, info, uc);
+  // si_code > 0: raised by the kernel for a faulting access, not sent by kill().
+  const bool fault = info != nullptr && info->si_code > 0;
+  if (t_escape != nullptr && fault) siglongjmp(*t_escape, 1);
+  // Not a guarded load: behave as if this handler had never been installed, except that a fault
+  // cannot be ignored (returning would retry the same load forever): it ends the process.
+  if ((g_previous.sa_flags & SA_SIGINFO) && g_previous.sa_sigaction != nullptr) {
+    g_previous.sa_sigaction(sig, info, uc);
     return;
   }
-  if (g_previous.sa_handler == SIG_IGN) return;
-  if (g_previous.sa_handler == SIG_DFL) {
+  if (!(g_previous.sa_flags & SA_SIGINFO) && g_previous.sa_handler == SIG_IGN && !fault) return;
+  if ((g_previous.sa_flags & SA_SIGINFO) || g_previous.sa_handler == SIG_DFL || g_previous.sa_handler == SIG_IGN) {
     ::signal(SIGBUS, SIG_DFL);
     ::raise(SIGBUS);
     return;
@@ -50,7 +53,12 @@ bool run_sigbus_guarded(void (*fn)(void*), void* ctx) {
     return false;
   }
   t_escape = &escape;
-  fn(ctx);
+  try {
+    fn(ctx);
+  } catch (...) {
+    t_escape = nullptr;
+    throw;
+  }
   t_escape = nullptr;
   return true;
 }

@@ -81,8 +81,11 @@ PMA_AVX2 void merge_avx2(const MergeArgs& a) {
     store8(a.dst, a.out, j, acc);
   }
   if (j < a.count) {
-    std::vector<const uint8_t*> ptrs(size_t(a.n));
-    merge_scalar(advance(a, j, a.count - j, ptrs.data()));
+    // No allocation for the usual number of inputs: this runs under the SIGBUS guard of mapped
+    // reads, which abandons the frame (and anything it owns) at a faulting load.
+    const uint8_t* small[64];
+    std::vector<const uint8_t*> big(a.n > 64 ? size_t(a.n) : 0);
+    merge_scalar(advance(a, j, a.count - j, a.n > 64 ? big.data() : small));
   }
 }
 

@@ -120,6 +120,11 @@ async function discoverRun(dir: string): Promise<Discovery> {
   for (const e of entries) {
     if (parseStep(e.name) === null) continue;
     const p = join(dir, e.name);
+    // The Hugging Face Trainer saves into tmp-checkpoint-N and renames it when the save is done.
+    if (e.name.startsWith('tmp')) {
+      skipped.push({ path: p, reason: 'a temporary directory, still being saved' });
+      continue;
+    }
     if (!e.isDirectory() && !(e.isFile() && e.name.endsWith('.safetensors'))) {
       if (!e.isSymbolicLink()) continue;
     }

@@ -54,18 +54,22 @@ const positive = (v: unknown): v is number => typeof v === 'number' && Number.is
  * tokens (what Megatron-style converters write), else the same keys in the safetensors header's
  * __metadata__.
  */
-export async function checkpointTokens(ref: CheckpointRef, perStep: number | null): Promise<TokenCount> {
+export async function checkpointTokens(ref: CheckpointRef, perStep: number | null, sharedDir = false): Promise<TokenCount> {
   if (perStep !== null) {
     if (ref.step === null) {
       throw new PmaError('E_USAGE', `--tokens-per-step needs step numbers, but ${ref.path} carries none`, { file: ref.path });
     }
     return { tokens: ref.step * perStep, source: 'step x --tokens-per-step' };
   }
-  const state = await jsonFile(join(ref.dir, 'trainer_state.json'));
-  if (positive(state?.num_input_tokens_seen)) return { tokens: state.num_input_tokens_seen, source: 'trainer_state.json num_input_tokens_seen' };
-  const config = await jsonFile(join(ref.dir, 'config.json'));
-  for (const key of ['consumed_tokens', 'tokens'] as const) {
-    if (positive(config?.[key])) return { tokens: config[key], source: `config.json ${key}` };
+  // Files that share a directory (step-100.safetensors, step-200.safetensors, ...) cannot each
+  // own its trainer_state.json or config.json: only their own metadata counts.
+  if (!sharedDir) {
+    const state = await jsonFile(join(ref.dir, 'trainer_state.json'));
+    if (positive(state?.num_input_tokens_seen)) return { tokens: state.num_input_tokens_seen, source: 'trainer_state.json num_input_tokens_seen' };
+    const config = await jsonFile(join(ref.dir, 'config.json'));
+    for (const key of ['consumed_tokens', 'tokens'] as const) {
+      if (positive(config?.[key])) return { tokens: config[key], source: `config.json ${key}` };
+    }
   }
   // The safetensors header's __metadata__ (string values), of the first weights file.
   const first = ref.layout.kind === 'single' ? ref.layout.file : join(ref.dir, (await readShardIndex(ref.layout.index)).shards[0] ?? '');
@@ -83,9 +87,17 @@ export async function checkpointTokens(ref: CheckpointRef, perStep: number | nul
  * in the notes rather than rounded away.
  */
 export async function selectByTokens<T extends CheckpointRef>(refs: T[], sel: TokenSelection): Promise<{ selected: (T & { tokens: number })[]; notes: string[] }> {
-  const counted = await Promise.all(refs.map(async (r) => ({ ref: r, count: await checkpointTokens(r, sel.perStep) })));
+  const perDir = new Map<string, number>();
+  for (const r of refs) perDir.set(r.dir, (perDir.get(r.dir) ?? 0) + 1);
+  const counted = await Promise.all(refs.map(async (r) => ({ ref: r, count: await checkpointTokens(r, sel.perStep, (perDir.get(r.dir) ?? 0) > 1) })));
   const notes = [`tokens per checkpoint from ${[...new Set(counted.map((c) => c.count.source))].join(', ')}`];
   counted.sort((a, b) => a.count.tokens - b.count.tokens);
+  for (let i = 1; i < counted.length; i++) {
+    const [a, b] = [counted[i - 1], counted[i]] as [(typeof counted)[number], (typeof counted)[number]];
+    if (a.count.tokens === b.count.tokens) {
+      throw new PmaError('E_INPUT', `${a.ref.path} and ${b.ref.path} both report ${formatTokens(a.count.tokens)} tokens (${b.count.source}): a window in tokens cannot tell them apart`, { file: b.ref.path });
+    }
+  }
   const newest = counted[counted.length - 1];
   if (!newest) return { selected: [], notes };
   const kept = [newest];

@@ -385,6 +385,16 @@ export async function acquireLockFile(path: string, token: string, what: string,
   throw new PmaError('E_OUTPUT', `cannot lock ${what}: ${path} is unreadable; if no ${holder} is running, delete it`, { file: what });
 }
 
+/** Whether `dir`'s lock is held by a process that is still running (or by another host). */
+export async function partialHeldLive(dir: string): Promise<boolean> {
+  try {
+    const held = JSON.parse(await readFile(metaPath(dir, 'lock'), 'utf8')) as LockInfo;
+    return held.host !== hostname() || isAlive(held.pid);
+  } catch {
+    return false;
+  }
+}
+
 /** Removes the lock file if this token still holds it. */
 export async function releaseLockFile(path: string, token: string): Promise<void> {
   try {

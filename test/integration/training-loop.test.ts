@@ -111,6 +111,20 @@ describe('windows in tokens', () => {
     expect(viaMetadata.notes[0]).toBe('tokens per checkpoint from config.json consumed_tokens, safetensors metadata consumed_tokens');
   });
 
+  it('files sharing a directory take their tokens from their own metadata only; equal counts are refused', async () => {
+    const flat = join(tmp, 'flat-run');
+    const t = [...(data.get(1000) as Map<string, RawTensor>).values()];
+    for (const s of [100, 200, 300]) writeSafetensors(join(flat, `step-${s}.safetensors`), t, { format: 'pt', tokens: String(s * 1e7) });
+    // A run-level config would give every file the same count: it is not used for them.
+    writeFileSync(join(flat, 'config.json'), JSON.stringify({ consumed_tokens: 4e9 }));
+    const plan = await planMerge({ inputs: flat, interval: '1B', window: '3B' });
+    expect(plan.checkpoints.map((c) => c.tokens)).toEqual([1e9, 2e9, 3e9]);
+    expect(plan.notes[0]).toBe('tokens per checkpoint from safetensors metadata tokens');
+    writeSafetensors(join(flat, 'step-300.safetensors'), t, { format: 'pt', tokens: String(2e9) });
+    const err = await rejected(planMerge({ inputs: flat, window: '3B' }));
+    expect(err.message).toBe(`${join(flat, 'step-200.safetensors')} and ${join(flat, 'step-300.safetensors')} both report 2B tokens (safetensors metadata tokens): a window in tokens cannot tell them apart`);
+  });
+
   it('the CLI takes the suffixes and prints each checkpoint\'s tokens', () => {
     const r = pma(['merge', tokenRun, '--interval', '8B', '--window', '16B', '--dry-run']);
     expect(r.status, r.stderr).toBe(0);

@@ -144,6 +144,33 @@ describe('pma watch', () => {
     expect(later.map((m) => [m.step, m.result.plan.checkpoints.map((c) => c.step)])).toEqual([[20, [10, 20]]]);
   }, 60_000);
 
+  it('drops partials of other steps, and merges what a run saves after going back to an earlier checkpoint', async () => {
+    const run = join(tmp, 'rollback-run');
+    const out = join(tmp, 'rollback-merges');
+    for (const s of [1, 2, 3]) writeCheckpoint(join(run, `step-${s}`), SPECS, 60 + s);
+    // Left by a watcher stopped while merging an older window: never to be resumed now.
+    mkdirSync(join(out, 'merged-step-1.partial'), { recursive: true });
+    const once = async (after?: () => void) => {
+      const ac = new AbortController();
+      const got: WatchMerge[] = [];
+      const watching = (async () => {
+        for await (const m of watchRun({ run, out, last: 2, settleMs: 0, pollMs: 20, threads: 1, signal: ac.signal })) got.push(m);
+      })();
+      await sleep(150);
+      after?.();
+      await until(() => got.length === 1, 30_000);
+      ac.abort();
+      await watching;
+      return got.map((m) => [m.step, m.result.plan.checkpoints.map((c) => c.step)]);
+    };
+    expect(await once()).toEqual([[3, [2, 3]]]);
+    expect(existsSync(join(out, 'merged-step-1.partial'))).toBe(false);
+    // The run restarts from step 1 after a loss spike: 2 and 3 are deleted, a new 2 is saved.
+    rmSync(join(run, 'step-2'), { recursive: true });
+    rmSync(join(run, 'step-3'), { recursive: true });
+    expect(await once(() => writeCheckpoint(join(run, 'step-2'), SPECS, 99))).toEqual([[2, [1, 2]]]);
+  }, 60_000);
+
   it('a second watcher on the same output is refused, naming the first', async () => {
     const out = join(tmp, 'locked');
     const ac = new AbortController();

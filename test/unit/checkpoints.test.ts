@@ -79,6 +79,7 @@ describe('discover: a run directory', () => {
     ckDir(join(run, 'checkpoint-4000'), 'b.safetensors');
     writeFileSync(join(run, 'checkpoint-5000.tmp'), 'x');
     writeFileSync(join(run, '7000'), 'not a checkpoint');
+    ckDir(join(run, 'tmp-checkpoint-20000'));
 
     const d = await discover([run]);
     expect(d.source).toBe('run');
@@ -90,6 +91,7 @@ describe('discover: a run directory', () => {
     expect(d.skipped).toEqual([
       { path: join(run, 'checkpoint-3000'), reason: 'no .safetensors file' },
       { path: join(run, 'checkpoint-4000'), reason: expect.stringMatching(/2 \.safetensors files but no model\.safetensors\.index\.json/) },
+      { path: join(run, 'tmp-checkpoint-20000'), reason: 'a temporary directory, still being saved' },
     ]);
   });
 
