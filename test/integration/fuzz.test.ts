@@ -1,20 +1,19 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { exitStatusFor, merge, plan, PmaError } from '../../src/index.js';
 import { CLI } from '../helpers/cli.js';
 import { rng, writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
+import { scratch } from '../helpers/scratch.js';
 
 // Mutated safetensors files, seeded and time-boxed: pma must never crash, hang or allocate
 // without bound, and must answer every broken file with a PmaError of the bad-input kind (exit 2).
 const SEED = 20261127;
 const BUDGET_MS = 12_000;
-const tmp = mkdtempSync(join(tmpdir(), 'pma-fuzz-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const { tmp } = scratch('pma-fuzz-');
 
 const SPECS: TensorSpec[] = [
   { name: 'a.weight', dtype: 'BF16', shape: [8, 3] },

@@ -1,17 +1,16 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { merge } from '../../src/index.js';
 import { pma } from '../helpers/cli.js';
 import { rejected } from '../helpers/errors.js';
 import { readSafetensors, rng, writeCheckpoint, writeSafetensors, type RawTensor, type TensorSpec } from '../helpers/safetensors.js';
+import { scratch } from '../helpers/scratch.js';
 
 // A run whose step-300 checkpoint was saved during a loss spike: NaN in one tensor, Inf in another.
-const tmp = mkdtempSync(join(tmpdir(), 'pma-nonfinite-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const { tmp, out } = scratch('pma-nonfinite-');
 const SPECS: TensorSpec[] = [
   { name: 'a.weight', dtype: 'BF16', shape: [4096, 33] },
   { name: 'b.weight', dtype: 'F32', shape: [70001] },
@@ -21,8 +20,6 @@ const run = join(tmp, 'run');
 const clean = join(tmp, 'clean');
 const STEPS = [100, 200, 300, 400];
 const SPIKE = join(run, 'checkpoint-300');
-let n = 0;
-const out = () => join(tmp, `out-${n++}`);
 
 function poison(dir: string, seed: number): void {
   const tensors = writeCheckpoint(dir, SPECS, seed);

@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+// A known abuse of the format at full size: two checkpoints of N one-element bf16 tensors each
+// (default 1,048,576: a 74 MB header). Prints the time to plan and to merge them, peak memory,
+// and, as this machine's floor, the time to read the same files.
+//
+//   node bench/many-tensors.bench.js [--tensors 1048576] [--runs 3] [--dir /tmp/pma-many]
+import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { merge, plan } from '../dist/index.js';
+
+const { values } = parseArgs({ options: { tensors: { type: 'string', default: String(2 ** 20) }, runs: { type: 'string', default: '3' }, dir: { type: 'string' } } });
+const count = Number(values.tensors);
+const dir = values.dir ?? join(tmpdir(), 'pma-many-tensors-bench');
+rmSync(dir, { recursive: true, force: true });
+
+const files = [1, 2].map((s) => {
+  const path = join(dir, 'run', `step-${s}`, 'model.safetensors');
+  mkdirSync(join(path, '..'), { recursive: true });
+  const entries = ['{"__metadata__":{"format":"pt"}'];
+  for (let i = 0; i < count; i++) entries.push(`,"w.${i}":{"dtype":"BF16","shape":[1],"data_offsets":[${2 * i},${2 * i + 2}]}`);
+  const text = `${entries.join('')}}`;
+  const header = Buffer.from(text + ' '.repeat((8 - (text.length % 8)) % 8));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  const data = Buffer.alloc(2 * count);
+  for (let i = 0; i < count; i++) data.writeUInt16LE(0x3f80 | (i & 0x3f) | s, 2 * i);
+  const fd = openSync(path, 'w');
+  for (const b of [len, header, data]) writeSync(fd, b);
+  closeSync(fd);
+  return path;
+});
+
+function readAll() {
+  const buf = Buffer.allocUnsafe(8 * 2 ** 20);
+  for (const f of files) {
+    const fd = openSync(f, 'r');
+    while (readSync(fd, buf, 0, buf.length, null) > 0);
+    closeSync(fd);
+  }
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const rows = { read: [], plan: [], merge: [] };
+for (let r = 0; r < Number(values.runs); r++) {
+  let t = performance.now();
+  readAll();
+  rows.read.push((performance.now() - t) / 1000);
+  t = performance.now();
+  await plan({ inputs: join(dir, 'run') });
+  rows.plan.push((performance.now() - t) / 1000);
+  const out = join(dir, `out-${r}`);
+  t = performance.now();
+  await merge({ inputs: join(dir, 'run'), out });
+  rows.merge.push((performance.now() - t) / 1000);
+  rmSync(out, { recursive: true, force: true });
+}
+console.log(`2 checkpoints x ${count} one-element bf16 tensors, ${values.runs} rounds\n`);
+console.log('| what | median s | min s | max s |');
+console.log('|:--|--:|--:|--:|');
+for (const [name, xs] of [['read the files', rows.read], ['plan()', rows.plan], ['merge() (plans again)', rows.merge]]) {
+  console.log(`| ${name} | ${median(xs).toFixed(2)} | ${Math.min(...xs).toFixed(2)} | ${Math.max(...xs).toFixed(2)} |`);
+}
+console.log(`\npeak resident memory of this process: ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB`);
+rmSync(dir, { recursive: true, force: true });
