@@ -220,7 +220,6 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
         o.Set("gram", gram);
         o.Set("cross", cross);
         o.Set("newestSq", m.newest_sq);
-        o.Set("oldestSq", m.oldest_sq);
         o.Set("count", double(m.count));
         out.Set(uint32_t(i), o);
       }

@@ -86,7 +86,6 @@ export interface OpMoments {
   /** sum x_newest e_k for 1 <= k < n. */
   cross: number[];
   newestSq: number;
-  oldestSq: number;
   /** Elements summed (0 for copies). */
   count: number;
 }

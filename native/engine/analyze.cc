@@ -73,7 +73,6 @@ void analyze_op(const ChunkSpec& spec, const Op& op, ReadAhead& in, Buffers& b, 
       else to_f64(b.raw.data(), op.in, m, b.x0.data(), b.e[k].data());
       if (k == n - 1) to_f64(b.raw.data(), op.in, m, nullptr, b.xn.data());
     }
-    r.oldest_sq += dot(b.x0.data(), b.x0.data(), m);
     r.newest_sq += dot(b.xn.data(), b.xn.data(), m);
     size_t at = 0;
     for (size_t k = 1; k < n; ++k) {

@@ -15,9 +15,8 @@ struct OpMoments {
   std::vector<double> gram;
   // sum_j x_(n-1)[j] * e_k[j] for 1 <= k < n: the newest checkpoint against each deviation.
   std::vector<double> cross;
-  // sum_j x_(n-1)[j]^2 and sum_j x_0[j]^2.
+  // sum_j x_(n-1)[j]^2.
   double newest_sq = 0;
-  double oldest_sq = 0;
   uint64_t count = 0;
 };
 

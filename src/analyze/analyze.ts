@@ -47,7 +47,7 @@ export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
   const { plan } = await planMerge(options);
   const n = plan.checkpoints.length;
   if (n < 2) throw new PmaError('E_NO_CHECKPOINTS', `pma analyze needs at least 2 checkpoints, the selection has ${n}`);
-  native();
+  native(); // a missing or broken addon fails here, before any worker starts
   const byTensor = new Map<string, Moments>();
   const cancel = new Int32Array(new SharedArrayBuffer(4));
   const stop = () => void Atomics.store(cancel, 0, 1);
@@ -88,9 +88,9 @@ export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
     const layer = layerOf(t.name);
     let l = layers.get(layer);
     if (!l) layers.set(layer, (l = { m: emptyMoments(n), tensors: 0 }));
-    addMoments(l.m, { ...m, count: m.elements });
+    addMoments(l.m, m);
     l.tensors++;
-    addMoments(overall, { ...m, count: m.elements });
+    addMoments(overall, m);
     tensors.push({ name: t.name, layer, ...deviationStats(m) });
   }
   return {

@@ -8,19 +8,18 @@ export interface Moments {
   gram: number[];
   cross: number[];
   newestSq: number;
-  oldestSq: number;
 }
 
 export function emptyMoments(n: number): Moments {
-  return { n, elements: 0, gram: new Array<number>(((n - 1) * n) / 2).fill(0), cross: new Array<number>(n - 1).fill(0), newestSq: 0, oldestSq: 0 };
+  return { n, elements: 0, gram: new Array<number>(((n - 1) * n) / 2).fill(0), cross: new Array<number>(n - 1).fill(0), newestSq: 0 };
 }
 
-export function addMoments(into: Moments, m: Pick<OpMoments, 'gram' | 'cross' | 'newestSq' | 'oldestSq' | 'count'> & { elements?: number }): void {
+/** Adds an op's sums (from the engine) or another Moments' into `into`. */
+export function addMoments(into: Moments, m: Pick<OpMoments, 'gram' | 'cross' | 'newestSq'> & ({ count: number } | { elements: number })): void {
   for (let i = 0; i < into.gram.length; i++) into.gram[i] = (into.gram[i] as number) + (m.gram[i] ?? 0);
   for (let i = 0; i < into.cross.length; i++) into.cross[i] = (into.cross[i] as number) + (m.cross[i] ?? 0);
   into.newestSq += m.newestSq;
-  into.oldestSq += m.oldestSq;
-  into.elements += m.elements ?? m.count;
+  into.elements += 'elements' in m ? m.elements : m.count;
 }
 
 export interface DeviationStats {
