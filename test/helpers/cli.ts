@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
-export const GOLDEN = join(ROOT, '..', 'shared', 'fixtures', 'golden');
+export const GOLDEN = join(ROOT, 'test', 'fixtures', 'golden');
 
 /** Runs the built CLI as a user would, in a child process. */
 export function pma(args: string[], opts: { cwd?: string } = {}): { status: number; stdout: string; stderr: string } {

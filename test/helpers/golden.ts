@@ -7,7 +7,7 @@ import type { MergeOptions } from '../../src/index.js';
 import { GOLDEN } from './cli.js';
 import { readSafetensors } from './safetensors.js';
 
-// The golden fixtures (../shared/fixtures/golden): the cases, how to ask for each, and the check.
+// The golden fixtures (test/fixtures/golden, vendored with their README): the cases, how to ask for each, and the check.
 export interface GoldenCase {
   case: string;
   method: 'sma' | 'ema' | 'wma' | 'weights';
