@@ -4,32 +4,27 @@
 // and, as this machine's floor, the time to read the same files.
 //
 //   node bench/many-tensors.bench.js [--tensors 1048576] [--runs 3] [--dir /tmp/pma-many]
-import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { merge, plan } from '../dist/index.js';
+import { writeSafetensorsFile } from '../dist/synthetic/writer.js';
 
 const { values } = parseArgs({ options: { tensors: { type: 'string', default: String(2 ** 20) }, runs: { type: 'string', default: '3' }, dir: { type: 'string' } } });
 const count = Number(values.tensors);
 const dir = values.dir ?? join(tmpdir(), 'pma-many-tensors-bench');
 rmSync(dir, { recursive: true, force: true });
 
+// One writer of synthetic checkpoints for tests, demo and benchmarks (src/synthetic/writer.ts).
+const tensors = Array.from({ length: count }, (_, i) => ({ name: `w.${i}`, dtype: 'BF16', shape: [1] }));
 const files = [1, 2].map((s) => {
   const path = join(dir, 'run', `step-${s}`, 'model.safetensors');
   mkdirSync(join(path, '..'), { recursive: true });
-  const entries = ['{"__metadata__":{"format":"pt"}'];
-  for (let i = 0; i < count; i++) entries.push(`,"w.${i}":{"dtype":"BF16","shape":[1],"data_offsets":[${2 * i},${2 * i + 2}]}`);
-  const text = `${entries.join('')}}`;
-  const header = Buffer.from(text + ' '.repeat((8 - (text.length % 8)) % 8));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(header.length));
   const data = Buffer.alloc(2 * count);
   for (let i = 0; i < count; i++) data.writeUInt16LE(0x3f80 | (i & 0x3f) | s, 2 * i);
-  const fd = openSync(path, 'w');
-  for (const b of [len, header, data]) writeSync(fd, b);
-  closeSync(fd);
+  writeSafetensorsFile(path, tensors, (t) => data.subarray(2 * Number(t.name.slice(2)), 2 * Number(t.name.slice(2)) + 2));
   return path;
 });
 

@@ -6,10 +6,13 @@
 // Needs root (it empties the page cache through /proc/sys/vm/drop_caches before each cold run),
 // /usr/bin/time and fincore (util-linux). Inputs are generated once and kept in DIR.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+
+import { weightLike } from '../dist/synthetic/values.js';
+import { writeSyntheticCheckpoint } from '../dist/synthetic/writer.js';
 
 const { values } = parseArgs({
   options: {
@@ -31,35 +34,25 @@ const dir = values['data-dir'];
 const run = join(dir, 'run');
 const cli = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 
-// Each checkpoint: one model.safetensors of bf16 tensors of 64 MiB (the last one smaller).
+// Each checkpoint: one model.safetensors of bf16 tensors of 64 MiB (the last one smaller), made by
+// the synthetic-checkpoint writer from windows of one buffer of weight-like values.
 function generate() {
-  const stamp = JSON.stringify({ N, SIZE });
+  const stamp = JSON.stringify({ N, SIZE, generator: 2 });
   const manifest = join(dir, 'manifest.json');
   if (existsSync(manifest) && readFileSync(manifest, 'utf8') === stamp) return;
   rmSync(dir, { recursive: true, force: true });
   const tensor = 64 * 2 ** 20;
-  const shapes = [];
-  for (let left = Math.floor(SIZE / 2) * 2; left > 0; left -= tensor) shapes.push(Math.min(tensor, left) / 2);
-  const noise = Buffer.alloc(tensor + 4096);
-  for (let i = 0; i < noise.length; i += 2) noise.writeUInt16LE(0x3c00 + ((i * 2654435761) >>> 20) % 0x300, i);
+  const tensors = [];
+  for (let left = Math.floor(SIZE / 2) * 2, i = 0; left > 0; left -= tensor, i++) {
+    tensors.push({ name: `model.layers.${i}.mlp.experts.0.up_proj.weight`, dtype: 'BF16', shape: [Math.min(tensor, left) / 2] });
+  }
+  const noise = weightLike('BF16', tensor + 4096);
   for (let c = 1; c <= N; c++) {
-    const ck = join(run, `checkpoint-${c * 1000}`);
-    mkdirSync(ck, { recursive: true });
-    const h = { __metadata__: { format: 'pt' } };
-    let pos = 0;
-    shapes.forEach((n, i) => {
-      h[`model.layers.${i}.mlp.experts.0.up_proj.weight`] = { dtype: 'BF16', shape: [n], data_offsets: [pos, pos + n * 2] };
-      pos += n * 2;
+    writeSyntheticCheckpoint(join(run, `checkpoint-${c * 1000}`), {
+      tensors,
+      data: (t, i) => noise.subarray((c * 131 + i * 8) % 4096, (c * 131 + i * 8) % 4096 + t.shape[0] * 2),
+      files: { 'config.json': '{}' },
     });
-    let json = JSON.stringify(h);
-    json += ' '.repeat((8 - (json.length % 8)) % 8);
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(json.length));
-    const fd = openSync(join(ck, 'model.safetensors'), 'w');
-    writeSync(fd, Buffer.concat([len, Buffer.from(json)]));
-    shapes.forEach((n, i) => writeSync(fd, noise, (c * 131 + i * 8) % 4096, n * 2));
-    closeSync(fd);
-    writeFileSync(join(ck, 'config.json'), '{}');
   }
   const fd = openSync(join(dir, 'victim.bin'), 'w');
   for (let left = VICTIM; left > 0; left -= noise.length) writeSync(fd, noise, 0, Math.min(noise.length, left));

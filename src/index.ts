@@ -1,17 +1,35 @@
-export { merge, plan, type MergeResult } from './merge.js';
+// The public API of pma: re-exports only. The layers below are src/cli -> this library ->
+// src/run, src/output -> src/plan -> src/checkpoints, src/safetensors -> errors, dtypes, util
+// (docs/architecture.md); nothing here is defined, so every name has one home.
+export { merge, plan, type MergeResult } from './merge/merge.js';
+export type { MergeOptions } from './merge/options.js';
+export type { NonFiniteFinding, NonFiniteMode } from './merge/nonfinite.js';
 export { inspect, type InspectResult, type InspectedCheckpoint } from './inspect.js';
 export { verify, type VerifyResult, type VerifiedFile } from './verify.js';
-export { PmaError, ERROR_CODES, exitStatusFor, type PmaErrorCode } from './errors.js';
-export type { MergeOptions, PageCacheMode, PlanOptions, Progress, SelectionOptions } from './options.js';
-export type { MergePlan, PlanChunk, PlanTensor, PlanOutputFile, PlanCheckpoint } from './plan/types.js';
-export { computeWeights, decayCurve, decayWeights, METHODS, SCHEDULES, type Method, type Schedule, type Weights } from './weights.js';
+export { PmaError, ERROR_CODES, exitStatusFor, type PmaErrorCode, type PmaErrorWire } from './errors.js';
+export type { PlanOptions, SelectionOptions } from './plan/options.js';
+export type { EngineOptions, PageCacheMode } from './run/options.js';
+export type { Progress } from './run/run-chunks.js';
+export type {
+  Accumulate,
+  MergePlan,
+  PlanChunk,
+  PlanCheckpoint,
+  PlanCopyOp,
+  PlanInputRange,
+  PlanMergeOp,
+  PlanOp,
+  PlanOutputFile,
+  PlanTensor,
+} from './plan/types.js';
+export { computeWeights, decayCurve, decayWeights, METHODS, SCHEDULES, type Method, type Schedule, type Weights } from './plan/weights.js';
 export { readHeader, parseHeader, type SafetensorsHeader, type TensorEntry } from './safetensors/header.js';
 export { DTYPE_BITS, AVERAGED_DTYPES, OUTPUT_DTYPES, type DType, type FloatDType, type OutputDTypeOption } from './dtypes.js';
-export { native, type CpuInfo, type CudaInfo, type CudaDeviceInfo, type KernelChoice, type KernelName, type IoMode, type Accumulate, type WriteMode } from './native.js';
-export { devices, type DeviceOption, type DevicesReport } from './devices.js';
+export { native, type CpuInfo, type CudaInfo, type CudaDeviceInfo, type KernelChoice, type KernelName, type IoMode, type WriteMode } from './native.js';
+export { devices, type DeviceOption, type DevicesReport } from './run/devices.js';
 export { runBench, runSuite, formatBenchReport, type BenchOptions, type BenchResult } from './bench/index.js';
 export { recommend, PMA_PAPER, type Recommendation, type RecommendOptions } from './recommend.js';
 export { watchRun, type WatchOptions, type WatchMerge } from './watch.js';
 export { analyze, type AnalyzeOptions, type AnalyzeResult } from './analyze/analyze.js';
 export { reportHtml } from './analyze/report.js';
-export { VERSION } from './version.js';
+export { VERSION } from './util/package.js';

@@ -1,52 +1,36 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
 import type { FloatDType } from './dtypes.js';
-import { PmaError, isPmaErrorCode } from './errors.js';
+import { PmaError, type PmaErrorWire } from './errors.js';
+import type { Accumulate, PlanOp } from './plan/types.js';
+import { PACKAGE_ROOT } from './util/package.js';
 
 /**
  * The whole surface of the native addon, typed. Every other file goes through `native()`, never
- * through the raw binding, so argument shapes and error translation live in one place.
+ * through the raw binding, so argument shapes and error translation live in one place. The ops a
+ * chunk carries are the plan's own (src/plan/types.ts): the plan is what the engine executes.
  */
 export type KernelName = 'scalar' | 'avx2' | 'avx512';
 export type KernelChoice = KernelName | 'auto';
 export type IoMode = 'pread' | 'mmap';
-export type Accumulate = 'f32' | 'f64';
 export type WriteMode = 'direct' | 'buffered';
+export type { Accumulate };
 
-export interface NativeInputRange {
-  /** Index into NativeChunk.inputs. */
-  file: number;
-  offset: number;
-}
-
-export interface NativeMergeOp {
-  kind: 'merge';
-  tensor: string;
-  outFile: number;
-  outOffset: number;
-  inDtype: FloatDType;
-  outDtype: FloatDType;
-  count: number;
-  /** One per weight, oldest first. */
-  inputs: NativeInputRange[];
-}
-
-export interface NativeCopyOp {
-  kind: 'copy';
-  tensor: string;
-  outFile: number;
-  outOffset: number;
-  bytes: number;
-  inputs: [NativeInputRange];
-}
-
-export type NativeOp = NativeMergeOp | NativeCopyOp;
-
-export interface NativeChunk {
+/** What the engine reads: input files and the ops that name ranges of them. */
+export interface NativeReads {
   inputs: string[];
+  ops: PlanOp[];
+  /**
+   * Element 0 set non-zero (Atomics.store, from any thread) stops the chunk within one block:
+   * it fails with E_ABORTED. Over a SharedArrayBuffer, so every worker sees the same flag.
+   */
+  cancel?: Int32Array;
+}
+
+/** A chunk of a merge: what it reads, where it writes, and how the engine runs it. */
+export interface NativeChunk extends NativeReads {
   outputs: string[];
   weights32: number[];
   weights64: number[];
@@ -61,12 +45,6 @@ export interface NativeChunk {
   device: number;
   /** Device memory (and pinned host memory) this worker may use on `device`, in bytes. */
   gpuMemory: number;
-  /**
-   * Element 0 set non-zero (Atomics.store, from any thread) stops the chunk within one block:
-   * it fails with E_ABORTED. Over a SharedArrayBuffer, so every worker sees the same flag.
-   */
-  cancel?: Int32Array;
-  ops: NativeOp[];
 }
 
 export interface ChunkStats {
@@ -161,7 +139,7 @@ interface RawAddon {
   cuda: boolean;
   cpuFeatures(): CpuInfo;
   runChunk(chunk: NativeChunk): ChunkStats;
-  analyzeChunk(chunk: NativeChunk): OpMoments[];
+  analyzeChunk(chunk: NativeReads): OpMoments[];
   mergeBuffers(args: MergeBuffersArgs & { device: number }): Uint8Array;
   cudaInfo(): CudaInfo;
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
@@ -174,7 +152,7 @@ export interface Native {
   cpuFeatures(): CpuInfo;
   runChunk(chunk: NativeChunk): ChunkStats;
   /** Reads the chunk's merge ops like runChunk and returns their moments; writes nothing. */
-  analyzeChunk(chunk: NativeChunk): OpMoments[];
+  analyzeChunk(chunk: NativeReads): OpMoments[];
   mergeBuffers(args: MergeBuffersArgs): Uint8Array;
   /** The build's CUDA support and the GPUs this process can see; never throws for want of a GPU. */
   cudaInfo(): CudaInfo;
@@ -182,9 +160,6 @@ export interface Native {
   /** Drops a byte range of a file from the page cache (a hint). */
   dropCache(path: string, offset: number, length: number): void;
 }
-
-/** The package root: src/ and dist/ both sit one level below it. */
-export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 function addonPath(): string {
   const candidates = [join(PACKAGE_ROOT, 'build', 'Release', 'pma.node'), join(PACKAGE_ROOT, 'build', 'Debug', 'pma.node')];
@@ -195,15 +170,16 @@ function addonPath(): string {
   return found;
 }
 
-/** Native failures arrive as Errors with pmaCode/file/tensor set by addon.cc. */
+/** Native failures arrive as Errors with pmaCode/file/tensor set by addon.cc's one guard. */
 function translate(e: unknown): PmaError {
   if (e instanceof PmaError) return e;
-  const err = e as Error & { pmaCode?: string; file?: string; tensor?: string };
-  const code = isPmaErrorCode(err?.pmaCode) ? err.pmaCode : 'E_INTERNAL';
-  const details: { file?: string; tensor?: string; cause: unknown } = { cause: e };
-  if (err?.file) details.file = err.file;
-  if (err?.tensor) details.tensor = err.tensor;
-  return new PmaError(code, err?.message ?? String(e), details);
+  const err = e as (Error & { pmaCode?: string; file?: string; tensor?: string }) | null;
+  if (typeof err?.pmaCode !== 'string') return PmaError.from(e);
+  const wire: PmaErrorWire = { code: err.pmaCode, message: err.message };
+  if (err.file) wire.file = err.file;
+  if (err.tensor) wire.tensor = err.tensor;
+  if (err.stack) wire.stack = err.stack;
+  return PmaError.fromWire(wire);
 }
 
 function guarded<A extends unknown[], R>(f: (...a: A) => R): (...a: A) => R {
@@ -231,7 +207,7 @@ export function native(): Native {
     cuda: raw.cuda,
     cpuFeatures: guarded(() => raw.cpuFeatures()),
     runChunk: guarded((c: NativeChunk) => raw.runChunk(c)),
-    analyzeChunk: guarded((c: NativeChunk) => raw.analyzeChunk(c)),
+    analyzeChunk: guarded((c: NativeReads) => raw.analyzeChunk(c)),
     mergeBuffers: guarded((a: MergeBuffersArgs) => raw.mergeBuffers({ ...a, device: a.device ?? -1 })),
     cudaInfo: guarded(() => raw.cudaInfo()),
     cudaBench: guarded((a: CudaBenchArgs) => raw.cudaBench(a)),

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { discover } from './checkpoints/discover.js';
 import { loadCheckpoint } from './checkpoints/load.js';
 import { PmaError, fsError } from './errors.js';
-import { ChunkPool } from './exec/pool.js';
+import { ChunkPool } from './run/pool.js';
 import { nonEmptyString } from './validate.js';
 
 export interface VerifiedFile {

@@ -5,10 +5,11 @@ import { basename, join, resolve } from 'node:path';
 import { discover, type CheckpointRef } from './checkpoints/discover.js';
 import { parseStep } from './checkpoints/step.js';
 import { loadCheckpoint } from './checkpoints/load.js';
-import { PmaError } from './errors.js';
-import { acquireLockFile, partialHeldLive, releaseLockFile } from './exec/partial.js';
-import { merge, type MergeResult } from './merge.js';
-import type { MergeOptions } from './options.js';
+import { PmaError, isAbort } from './errors.js';
+import { merge, type MergeResult } from './merge/merge.js';
+import type { MergeOptions } from './merge/options.js';
+import { partialHeldLive, partialPath } from './output/partial.js';
+import { acquireLock, lockToken, releaseLock } from './util/lock.js';
 import * as v from './validate.js';
 
 export interface WatchOptions extends Omit<MergeOptions, 'inputs' | 'out' | 'resume' | 'force' | 'signal' | 'onPlan' | 'onProgress'> {
@@ -151,12 +152,12 @@ export async function* watchRun(options: WatchOptions): AsyncGenerator<WatchMerg
   await mkdir(outDir, { recursive: true });
   // One watcher per output directory: a second would merge the same steps into the same places.
   const lockPath = join(outDir, LOCK_FILE);
-  const token = `${process.pid}-${Math.random().toString(36).slice(2)}`;
-  await acquireLockFile(lockPath, token, outDir, 'pma watch');
+  const token = lockToken();
+  await acquireLock(lockPath, token, outDir, 'pma watch');
   try {
     yield* watchLoop(runDir, outDir, { every, keepN, settle, poll, marker, exec, signal, mergeOptions });
   } finally {
-    await releaseLockFile(lockPath, token);
+    await releaseLock(lockPath, token);
   }
 }
 
@@ -170,8 +171,6 @@ interface LoopSettings {
   signal: AbortSignal | undefined;
   mergeOptions: Omit<MergeOptions, 'inputs' | 'out'>;
 }
-
-const isAbort = (e: unknown) => e instanceof PmaError && e.code === 'E_ABORTED';
 
 /** Partials of other steps: left by a watcher stopped mid-merge, never to be resumed now. */
 async function dropStalePartials(outDir: string, keep: string): Promise<void> {
@@ -188,12 +187,13 @@ async function dropStalePartials(outDir: string, keep: string): Promise<void> {
  * the watcher was stopped.
  */
 async function mergeStep(opts: MergeOptions, signal: AbortSignal | undefined): Promise<MergeResult | null> {
-  const partial = `${opts.out}.partial`;
+  const partial = partialPath(opts.out);
   try {
     return await merge(opts);
   } catch (e) {
     if (signal?.aborted && isAbort(e)) return null;
-    const restartable = e instanceof PmaError && (e.code === 'E_OUTPUT' || e.code === 'E_INPUT') && !e.message.startsWith('not enough space');
+    // E_NOSPACE is not among them: starting over would only fill the disk again.
+    const restartable = e instanceof PmaError && (e.code === 'E_OUTPUT' || e.code === 'E_INPUT');
     if (!restartable || (await stat(partial).catch(() => null)) === null || (await partialHeldLive(partial))) throw e;
   }
   await rm(partial, { recursive: true, force: true });

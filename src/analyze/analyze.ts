@@ -1,10 +1,11 @@
 import { availableParallelism } from 'node:os';
 
 import { PmaError } from '../errors.js';
-import { ChunkPool } from '../exec/pool.js';
-import { native, type NativeChunk } from '../native.js';
-import type { PlanOptions } from '../options.js';
+import { native } from '../native.js';
+import type { PlanOptions } from '../plan/options.js';
 import { planMerge } from '../plan/planner.js';
+import { ChunkPool } from '../run/pool.js';
+import { runChunks } from '../run/run-chunks.js';
 import * as v from '../validate.js';
 import { addMoments, deviationStats, emptyMoments, type DeviationStats, type Moments } from './moments.js';
 
@@ -49,35 +50,27 @@ export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
   if (n < 2) throw new PmaError('E_NO_CHECKPOINTS', `pma analyze needs at least 2 checkpoints, the selection has ${n}`);
   native(); // a missing or broken addon fails here, before any worker starts
   const byTensor = new Map<string, Moments>();
-  const cancel = new Int32Array(new SharedArrayBuffer(4));
-  const stop = () => void Atomics.store(cancel, 0, 1);
-  options.signal?.addEventListener('abort', stop, { once: true });
   const pool = new ChunkPool(threads);
   try {
-    let next = 0;
-    const lane = async (): Promise<void> => {
-      for (let i = next++; i < plan.chunks.length; i = next++) {
-        if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the analysis was aborted');
-        const c = plan.chunks[i] as (typeof plan.chunks)[number];
-        const task: NativeChunk = {
-          inputs: c.inputs, outputs: [], weights32: plan.weights.w32, weights64: plan.weights.w64, accumulate: 'f64', kernel: 'scalar',
-          io: 'pread', dropCache: false, write: 'buffered', device: -1, gpuMemory: 0, cancel, ops: c.ops,
-        };
-        const moments = await pool.analyze(task);
-        for (const [k, op] of c.ops.entries()) {
-          if (op.kind !== 'merge') continue;
-          let t = byTensor.get(op.tensor);
-          if (!t) byTensor.set(op.tensor, (t = emptyMoments(n)));
-          addMoments(t, moments[k] as NonNullable<(typeof moments)[number]>);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(plan.chunks.length, threads * 2) }, lane));
+    await runChunks(
+      plan.chunks,
+      pool,
+      {
+        run: (c, _, cancel) => pool.analyze({ inputs: c.inputs, ops: c.ops, cancel }),
+        done: (i, moments) => {
+          for (const [k, op] of (plan.chunks[i] as (typeof plan.chunks)[number]).ops.entries()) {
+            if (op.kind !== 'merge') continue;
+            let t = byTensor.get(op.tensor);
+            if (!t) byTensor.set(op.tensor, (t = emptyMoments(n)));
+            addMoments(t, moments[k] as NonNullable<(typeof moments)[number]>);
+          }
+        },
+      },
+      { ...(options.signal ? { signal: options.signal } : {}), what: 'the analysis' },
+    );
   } finally {
-    options.signal?.removeEventListener('abort', stop);
     await pool.close();
   }
-  if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the analysis was aborted');
 
   const overall = emptyMoments(n);
   const layers = new Map<string, { m: Moments; tensors: number }>();

@@ -1,10 +1,10 @@
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { parseDevice, type DeviceOption } from '../devices.js';
+import { parseDevice, type DeviceOption } from '../run/devices.js';
 import { OUTPUT_DTYPES, type OutputDTypeOption } from '../dtypes.js';
 import type { IoMode, KernelChoice } from '../native.js';
-import { IO_MODES, KERNEL_CHOICES } from '../options.js';
+import { IO_MODES, KERNEL_CHOICES } from '../run/options.js';
 import * as v from '../validate.js';
 import { SERIES_DTYPES, type SeriesParams } from './series.js';
 

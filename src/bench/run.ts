@@ -8,13 +8,13 @@ import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { join, sep } from 'node:path';
 
-import { parseDevice, resolveDevice } from '../devices.js';
+import { parseDevice, resolveDevice } from '../run/devices.js';
 import type { OutputDTypeOption } from '../dtypes.js';
 import { PmaError } from '../errors.js';
-import { merge, plan as makePlan } from '../merge.js';
+import { merge, plan as makePlan } from '../merge/merge.js';
 import { native, type CpuInfo, type IoMode, type KernelChoice } from '../native.js';
 import * as v from '../validate.js';
-import { VERSION } from '../version.js';
+import { VERSION } from '../util/package.js';
 import { catFiles, freeBytes, machineInfo, syncAll, timedWrite, type MachineInfo, type WriteTiming } from './ceilings.js';
 import { resolveBenchOptions, type BenchOptions, type ResolvedBenchOptions } from './options.js';
 import {

@@ -1,29 +1,27 @@
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 
-import { cudaVersion, devices } from '../devices.js';
+import { cudaVersion, devices } from '../run/devices.js';
+import type { Command } from './command.js';
+import { JSON_FLAG } from './common-flags.js';
+import type { CommandSpec } from './flags.js';
 import { formatBytes } from './format.js';
-import type { Io } from './io.js';
 
-export const DEVICES_HELP = `Usage: pma devices [--json]
-
-Lists where this build of pma can merge: the CPU's kernels, whether the addon was built with
+export const DEVICES_SPEC: CommandSpec = {
+  name: 'devices',
+  usage: '[--json]',
+  summary: 'the CPU kernels and GPUs pma can use',
+  about: `Lists where this build of pma can merge: the CPU's kernels, whether the addon was built with
 CUDA (and for which GPU architectures), the driver, and each GPU with its memory. Never fails
-for want of a GPU or a driver: it says what is missing.
+for want of a GPU or a driver: it says what is missing.`,
+  positionals: { min: 0, max: 0, wrong: 'pma devices takes no arguments (see pma devices --help)' },
+  groups: [{ title: 'Options', flags: [JSON_FLAG] }],
+};
 
-Options:
-  --json      print the result as JSON
-  -h, --help  this help
-`;
-
-export async function devicesCommand(argv: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    io.out(DEVICES_HELP);
-    return 0;
-  }
+export const devicesCommand: Command = {
+  spec: DEVICES_SPEC,
+  async run({ flags }, io) {
   const r = devices(availableParallelism());
-  if (values.json) {
+  if (flags.json) {
     io.out(`${JSON.stringify(r, null, 2)}\n`);
     return 0;
   }
@@ -38,3 +36,4 @@ export async function devicesCommand(argv: string[], io: Io): Promise<number> {
   io.out(`${lines.join('\n')}\n`);
   return 0;
 }
+};

@@ -3,9 +3,11 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { PmaError, exitStatusFor } from '../errors.js';
-import { VERSION } from '../version.js';
+import { VERSION } from '../util/package.js';
 import { analyzeCommand } from './analyze.js';
 import { benchCommand } from './bench.js';
+import { runCommand, type Command } from './command.js';
+import { demoCommand } from './demo.js';
 import { devicesCommand } from './devices.js';
 import { inspectCommand } from './inspect.js';
 import { processIo, type Io } from './io.js';
@@ -14,21 +16,26 @@ import { recommendCommand } from './recommend.js';
 import { verifyCommand } from './verify.js';
 import { watchCommand } from './watch.js';
 
-export const MAIN_HELP = `pma ${VERSION}: Pre-trained Model Averaging for safetensors checkpoints
+/** Every command, in the order `pma --help` lists them. */
+export const COMMANDS: readonly Command[] = [
+  mergeCommand,
+  inspectCommand,
+  watchCommand,
+  analyzeCommand,
+  benchCommand,
+  verifyCommand,
+  devicesCommand,
+  recommendCommand,
+  demoCommand,
+];
+
+function mainHelp(): string {
+  const usage = COMMANDS.map((c) => [`pma ${c.spec.name} ${c.spec.usage}`, c.spec.summary] as const);
+  const width = Math.max(...usage.map(([u]) => u.length)) + 2;
+  return `pma ${VERSION}: Pre-trained Model Averaging for safetensors checkpoints
 
 Usage:
-  pma merge <run-dir | checkpoint...> --out <dir> [options]   average checkpoints
-  pma inspect <run-dir | checkpoint...> [--tensors] [--json]  list checkpoints and tensors
-  pma watch <run-dir> --out <dir> --last N [--keep M]         merge the newest window each time a
-                                                              checkpoint lands
-  pma analyze <run-dir> --last N [--report r.html] [--json]   how the checkpoints deviate from
-                                                              their average
-  pma bench [--size 1GB --inputs 5 | <inputs...>] [options]  measure merge speed against this
-                                                              machine's read + write floor
-  pma verify <merged-dir> [--json]                            re-check a merge's headers and SHA-256 sums
-  pma devices [--json]                                        the CPU kernels and GPUs pma can use
-  pma recommend --total-params 13B [--active-params 1.3B]     the checkpoint interval and N the PMA
-                                                              paper found best at that scale
+${usage.map(([u, s]) => `  ${u.padEnd(width)}${s}`).join('\n')}
   pma --version
 
 Run 'pma <command> --help' for the options of a command.
@@ -39,25 +46,15 @@ Examples:
   pma merge runs/exp7/checkpoint-{6000,7000,8000} --method ema --alpha 0.2 --dtype bf16 --out m2
   pma bench --size 256MB --inputs 4 --runs 3
 `;
-
-const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
-  merge: mergeCommand,
-  inspect: inspectCommand,
-  watch: watchCommand,
-  analyze: analyzeCommand,
-  verify: verifyCommand,
-  recommend: recommendCommand,
-  bench: benchCommand,
-  devices: devicesCommand,
-};
+}
 
 /** Runs the CLI and returns the exit status: 0 done, 2 bad usage or bad input, 1 anything else. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
-  const [cmd, ...rest] = argv;
+  const [name, ...rest] = argv;
   try {
-    const command = cmd !== undefined && Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
-    if (command) return await command(rest, io);
-    switch (cmd) {
+    const command = COMMANDS.find((c) => c.spec.name === name);
+    if (command) return await runCommand(command, rest, io);
+    switch (name) {
       case '--version':
       case '-v':
         io.out(`${VERSION}\n`);
@@ -66,18 +63,16 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       case 'help':
       case '--help':
       case '-h':
-        io.out(MAIN_HELP);
-        return cmd === undefined ? 2 : 0;
+        io.out(mainHelp());
+        return name === undefined ? 2 : 0;
       default:
-        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(cmd)} (expected ${Object.keys(COMMANDS).join(', ')}; see pma --help)`);
+        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(name)} (expected ${COMMANDS.map((c) => c.spec.name).join(', ')}; see pma --help)`);
     }
   } catch (e) {
-    // parseArgs reports unknown or malformed options with ERR_PARSE_ARGS_* codes.
-    const code = (e as NodeJS.ErrnoException)?.code ?? '';
-    const err = code.startsWith('ERR_PARSE_ARGS') ? new PmaError('E_USAGE', (e as Error).message) : e;
-    const label = err instanceof PmaError ? err.code : 'E_INTERNAL';
-    io.err(`pma: error [${label}]: ${err instanceof Error ? err.message : String(err)}\n`);
-    if (!(err instanceof PmaError) && err instanceof Error && err.stack) io.err(`${err.stack}\n`);
+    const err = PmaError.from(e);
+    io.err(`pma: error [${err.code}]: ${err.message}\n`);
+    // A bug (anything that is not a PmaError of pma's own): the stack helps its report.
+    if (!(e instanceof PmaError) && err.stack) io.err(`${err.stack}\n`);
     return exitStatusFor(err);
   }
 }

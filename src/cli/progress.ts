@@ -1,4 +1,4 @@
-import type { Progress } from '../options.js';
+import type { Progress } from '../run/run-chunks.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 
 /** A one-line progress bar on a terminal: bytes done, GB/s, ETA. Redraws at most 10 times a second. */

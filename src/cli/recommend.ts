@@ -1,47 +1,34 @@
-import { parseArgs } from 'node:util';
-
 import { formatTokens } from '../checkpoints/tokens.js';
-import { recommend } from '../recommend.js';
-import type { Io } from './io.js';
+import { recommend, type RecommendOptions } from '../recommend.js';
+import type { Command } from './command.js';
+import type { CommandSpec } from './flags.js';
 
-export const RECOMMEND_HELP = `Usage: pma recommend --total-params N [--active-params N] [--tokens-per-step T] [--json]
-
-Prints the checkpoint interval (in tokens) and the number of checkpoints to merge that the PMA
-paper found best at your model's scale, and the pma merge options that select that window.
-
-Options:
-  --total-params N      total parameters: 13B, 700M, ...
-  --active-params N     parameters active per token (fewer than the total: a mixture of experts)
-  --tokens-per-step T   tokens per optimizer step, to give the interval in steps as well
-  --json                the numbers as JSON
-  -h, --help            this help
-
-Example:
-  pma recommend --total-params 13B --active-params 1.3B --tokens-per-step 4M
-`;
-
-export async function recommendCommand(argv: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      'total-params': { type: 'string' },
-      'active-params': { type: 'string' },
-      'tokens-per-step': { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
+export const RECOMMEND_SPEC: CommandSpec = {
+  name: 'recommend',
+  usage: '--total-params N [--active-params N] [--tokens-per-step T] [--json]',
+  summary: 'the checkpoint interval and N the PMA paper found best at that scale',
+  about: `Prints the checkpoint interval (in tokens) and the number of checkpoints to merge that the PMA
+paper found best at your model's scale, and the pma merge options that select that window.`,
+  positionals: { min: 0, max: 0, wrong: 'pma recommend takes no positional arguments (see pma recommend --help)' },
+  groups: [
+    {
+      title: 'Options',
+      flags: [
+        { name: 'total-params', type: 'string', option: 'totalParams', value: 'N', help: 'total parameters: 13B, 700M, ...' },
+        { name: 'active-params', type: 'string', option: 'activeParams', value: 'N', help: 'parameters active per token (fewer than the total: a mixture of experts)' },
+        { name: 'tokens-per-step', type: 'string', option: 'tokensPerStep', value: 'T', help: 'tokens per optimizer step, to give the interval in steps as well' },
+        { name: 'json', type: 'boolean', help: 'the numbers as JSON' },
+      ],
     },
-  });
-  if (values.help) {
-    io.out(RECOMMEND_HELP);
-    return 0;
-  }
-  const r = recommend({
-    totalParams: values['total-params'] as string,
-    ...(values['active-params'] !== undefined ? { activeParams: values['active-params'] } : {}),
-    ...(values['tokens-per-step'] !== undefined ? { tokensPerStep: values['tokens-per-step'] } : {}),
-  });
-  if (values.json) {
+  ],
+  examples: ['pma recommend --total-params 13B --active-params 1.3B --tokens-per-step 4M'],
+};
+
+export const recommendCommand: Command = {
+  spec: RECOMMEND_SPEC,
+  async run({ options, flags }, io) {
+  const r = recommend(options as unknown as RecommendOptions);
+  if (flags.json) {
     io.out(`${JSON.stringify(r, null, 2)}\n`);
     return 0;
   }
@@ -58,3 +45,4 @@ export async function recommendCommand(argv: string[], io: Io): Promise<number> 
   ].join('\n') + '\n');
   return 0;
 }
+};

@@ -1,31 +1,26 @@
-import { parseArgs } from 'node:util';
-
 import { PmaError } from '../errors.js';
 import { verify } from '../verify.js';
-import type { Io } from './io.js';
+import type { Command } from './command.js';
+import { JSON_FLAG } from './common-flags.js';
+import type { CommandSpec } from './flags.js';
 
-export const VERIFY_HELP = `Usage: pma verify <merged-dir> [--json]
+export const VERIFY_SPEC: CommandSpec = {
+  name: 'verify',
+  usage: '<merged-dir> [--json]',
+  summary: "re-check a merge's headers and SHA-256 sums",
+  about: `Re-reads a checkpoint written by pma merge: checks every safetensors header and the shard index,
+and recomputes the SHA-256 of every file against the sums recorded in its pma.json.`,
+  positionals: { min: 1, max: 1, wrong: 'pma verify needs one merged checkpoint directory (see pma verify --help)' },
+  groups: [{ title: 'Options', flags: [JSON_FLAG] }],
+  footer: `Exit status: 0 intact, 2 a header, the index or a checksum is wrong (or no pma.json), 1 the
+output could not be read.`,
+};
 
-Re-reads a checkpoint written by pma merge: checks every safetensors header and the shard index,
-and recomputes the SHA-256 of every file against the sums recorded in its pma.json.
-
-Options:
-  --json      print the result as JSON
-  -h, --help  this help
-
-Exit status: 0 intact, 2 a header, the index or a checksum is wrong (or no pma.json), 1 the
-output could not be read.
-`;
-
-export async function verifyCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    io.out(VERIFY_HELP);
-    return 0;
-  }
-  if (positionals.length !== 1) throw new PmaError('E_USAGE', 'pma verify needs one merged checkpoint directory (see pma verify --help)');
+export const verifyCommand: Command = {
+  spec: VERIFY_SPEC,
+  async run({ flags, positionals }, io) {
   const r = await verify(positionals[0] as string);
-  if (values.json) {
+  if (flags.json) {
     io.out(`${JSON.stringify(r, null, 2)}\n`);
   } else {
     const lines = r.files.map((f) => `${f.ok ? 'ok      ' : 'FAILED  '}${f.name}`);
@@ -36,3 +31,4 @@ export async function verifyCommand(argv: string[], io: Io): Promise<number> {
   if (!r.ok) throw new PmaError('E_CORRUPT', `${r.out} does not match its pma.json: ${r.problems.join('; ')}`, { file: r.out });
   return 0;
 }
+};

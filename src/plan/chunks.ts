@@ -1,6 +1,5 @@
 import { floatSize, type FloatDType } from '../dtypes.js';
-import type { NativeOp } from '../native.js';
-import type { PlanChunk, PlanTensor } from './types.js';
+import type { PlanChunk, PlanInputRange, PlanOp, PlanTensor } from './types.js';
 
 export interface TensorSources {
   tensor: PlanTensor;
@@ -54,7 +53,7 @@ class ChunkBuilder {
     return i;
   }
 
-  add(op: NativeOp, bytes: number): void {
+  add(op: PlanOp, bytes: number): void {
     this.cur.ops.push(op);
     this.cur.bytes += bytes;
     if (this.cur.bytes >= this.limit) this.flush();
@@ -91,7 +90,7 @@ export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
       if (merge) {
         b.add({ kind: 'merge', tensor: t.name, outFile, outOffset, inDtype: t.inDtype as FloatDType, outDtype: t.outDtype as FloatDType, count: n, inputs }, n * perUnit);
       } else {
-        b.add({ kind: 'copy', tensor: t.name, outFile, outOffset, bytes: n, inputs: [inputs[0] as { file: number; offset: number }] }, n * perUnit);
+        b.add({ kind: 'copy', tensor: t.name, outFile, outOffset, bytes: n, inputs: [inputs[0] as PlanInputRange] }, n * perUnit);
       }
       done += n;
     }

@@ -1,11 +1,48 @@
-import type { DType, FloatDType, OutputDTypeOption } from '../dtypes.js';
-import type { Accumulate, NativeOp } from '../native.js';
-import type { Method, Schedule } from '../weights.js';
+import { floatSize, type DType, type FloatDType, type OutputDTypeOption } from '../dtypes.js';
+import type { Method, Schedule } from './weights.js';
 
 /**
  * A merge plan is plain data: which bytes of which files, with which weights, go where. It can be
- * printed (--dry-run), serialised, checked without the addon and executed by any engine.
+ * printed (--dry-run), serialised, checked without the addon and executed by any engine; the
+ * native surface (src/native.ts) takes its ops as they are.
  */
+
+/** The accumulator: 'f32' is the golden contract; 'f64' accumulates with float64 weights. */
+export type Accumulate = 'f32' | 'f64';
+
+/** Where an op reads one checkpoint's bytes. */
+export interface PlanInputRange {
+  /** Index into PlanChunk.inputs. */
+  file: number;
+  /** Absolute byte offset in that file. */
+  offset: number;
+}
+
+/** Averages `count` elements: one input range per checkpoint, oldest first. */
+export interface PlanMergeOp {
+  kind: 'merge';
+  tensor: string;
+  /** Index into PlanChunk.outputs, and the absolute offset in that file. */
+  outFile: number;
+  outOffset: number;
+  inDtype: FloatDType;
+  outDtype: FloatDType;
+  count: number;
+  inputs: PlanInputRange[];
+}
+
+/** Copies `bytes` from the newest checkpoint (tensors that are not averaged). */
+export interface PlanCopyOp {
+  kind: 'copy';
+  tensor: string;
+  outFile: number;
+  outOffset: number;
+  bytes: number;
+  inputs: [PlanInputRange];
+}
+
+export type PlanOp = PlanMergeOp | PlanCopyOp;
+
 export interface PlanCheckpoint {
   path: string;
   name: string;
@@ -40,7 +77,7 @@ export interface PlanChunk {
   inputs: string[];
   /** Output file names (relative to the output directory) the ops refer to by index. */
   outputs: string[];
-  ops: NativeOp[];
+  ops: PlanOp[];
   /** Bytes read plus bytes written. */
   bytes: number;
 }
@@ -66,4 +103,12 @@ export interface MergePlan {
   notes: string[];
 }
 
-export type { FloatDType };
+/** Bytes an op writes. */
+export function opOutputBytes(op: PlanOp): number {
+  return op.kind === 'copy' ? op.bytes : op.count * floatSize(op.outDtype);
+}
+
+/** Bytes a chunk writes. */
+export function chunkOutputBytes(c: PlanChunk): number {
+  return c.ops.reduce((s, op) => s + opOutputBytes(op), 0);
+}

@@ -10,11 +10,12 @@ import { args, FLOATS, randomBuffer, WEIGHT_SETS } from '../helpers/bit-patterns
 import { pma } from '../helpers/cli.js';
 import { caseOptions, cases, cliArgs, expectGolden } from '../helpers/golden.js';
 import { gpuSkipReason, usableGpus } from '../helpers/gpu.js';
+import { describeNeeds, itNeeds } from '../helpers/requires.js';
 import { rng, writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
 
 // Every test here needs a usable GPU; without one the suite is reported skipped, with the reason
 // in its name, so a CI log says plainly that the GPU path was not exercised.
-const title = gpuSkipReason === null ? `CUDA backend on ${usableGpus.map((d) => `cuda:${d.index} ${d.name}`).join(', ')}` : `CUDA backend (skipped: ${gpuSkipReason})`;
+const title = gpuSkipReason === null ? `CUDA backend on ${usableGpus.map((d) => `cuda:${d.index} ${d.name}`).join(', ')}` : 'CUDA backend';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pma-gpu-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -30,7 +31,7 @@ function expectSameOutput(a: string, b: string): void {
   }
 }
 
-describe.skipIf(gpuSkipReason !== null)(title, () => {
+describeNeeds(gpuSkipReason, title, () => {
   for (const c of cases) {
     it(`golden ${c.case}: cuda:0, 1 and 2 threads, tiny chunks`, async () => {
       for (const extra of [{ threads: 1 }, { threads: 2, chunkSize: 37 }] as Partial<MergeOptions>[]) {
@@ -107,7 +108,7 @@ describe.skipIf(gpuSkipReason !== null)(title, () => {
     expectSameOutput(cpu, gpu);
   });
 
-  it.skipIf(usableGpus.length < 2)('cuda:all splits the chunks across GPUs, same bytes', async () => {
+  itNeeds(usableGpus.length < 2 ? `needs two GPUs, this machine has ${usableGpus.length}` : null)('cuda:all splits the chunks across GPUs, same bytes', async () => {
     const cpu = outPath();
     const gpu = outPath();
     await merge({ inputs: run, out: cpu });

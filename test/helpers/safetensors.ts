@@ -1,7 +1,15 @@
-// The tests' own safetensors writer and parser, written apart from src/ so that files pma writes
-// are checked by an independent reader, and inputs are not made by the code under test.
-import { mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// The tests' own safetensors parser, written apart from src/ so that the files pma writes are
+// checked by an independent reader, and a raw encoder for crafting files byte by byte (malformed
+// ones too). Whole checkpoints come from the one synthetic-checkpoint writer (src/synthetic/),
+// which the demo and the benchmarks share.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+import type { DType } from '../../src/dtypes.js';
+import { randomData, rng } from '../../src/synthetic/values.js';
+import { writeSafetensorsFile, writeSyntheticCheckpoint } from '../../src/synthetic/writer.js';
+
+export { randomData, rng };
 
 export const SIZE: Record<string, number> = { BOOL: 1, U8: 1, I8: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8 };
 
@@ -37,20 +45,8 @@ export function writeSafetensors(path: string, tensors: RawTensor[], metadata?: 
  * far larger than the suite could write (a 4 TiB merge, a chunk that runs for seconds).
  */
 export function writeSparseSafetensors(path: string, specs: { name: string; dtype: string; shape: number[] }[]): void {
-  const sized: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  let pos = 0;
-  for (const t of specs) {
-    const bytes = t.shape.reduce((a, x) => a * x, 1) * (SIZE[t.dtype] as number);
-    sized[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [pos, pos + bytes] };
-    pos += bytes;
-  }
-  let json = JSON.stringify(sized);
-  while (Buffer.byteLength(json) % 8 !== 0) json += ' ';
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, Buffer.concat([len, Buffer.from(json)]));
-  truncateSync(path, 8 + Buffer.byteLength(json) + pos);
+  writeSafetensorsFile(path, specs.map((t) => ({ ...t, dtype: t.dtype as DType })), () => null);
 }
 
 export interface ParsedFile {
@@ -93,35 +89,6 @@ export function readSafetensors(path: string): ParsedFile {
   return parseSafetensors(readFileSync(path));
 }
 
-/** A deterministic pseudo-random generator (mulberry32), so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Random data of a dtype: for floats, values near 1 of the dtype's own format. */
-export function randomData(dtype: string, elements: number, rand: () => number): Uint8Array {
-  const size = SIZE[dtype] ?? 1;
-  const buf = Buffer.alloc(elements * size);
-  for (let i = 0; i < elements; i++) {
-    const x = (rand() - 0.5) * 4;
-    switch (dtype) {
-      case 'F32': buf.writeFloatLE(x, i * 4); break;
-      case 'F64': buf.writeDoubleLE(x, i * 8); break;
-      case 'BF16': { const f = Buffer.alloc(4); f.writeFloatLE(x); buf.writeUInt16LE(f.readUInt16LE(2), i * 2); break; }
-      case 'F16': buf.writeUInt16LE(0x3c00 ^ Math.floor(rand() * 0x3ff) ^ (rand() < 0.5 ? 0x8000 : 0), i * 2); break;
-      default: for (let k = 0; k < size; k++) buf[i * size + k] = Math.floor(rand() * 256); break;
-    }
-  }
-  return buf;
-}
-
 export interface TensorSpec {
   name: string;
   dtype: string;
@@ -129,34 +96,24 @@ export interface TensorSpec {
 }
 
 /**
- * Writes a checkpoint directory: model.safetensors, or `shards` shard files plus the index, with
- * a config.json, a tokenizer file and training state that must not be copied.
+ * Writes a checkpoint directory with random tensors from `seed`: model.safetensors, or `shards`
+ * shard files plus the index, with a config.json, a tokenizer file and training state that must
+ * not be copied. Returns the tensors with their bytes.
  */
 export function writeCheckpoint(dir: string, specs: TensorSpec[], seed: number, opts: { shards?: number } = {}): Map<string, RawTensor> {
   const rand = rng(seed);
-  const tensors = specs.map((s) => ({ ...s, data: randomData(s.dtype, s.shape.reduce((a, b) => a * b, 1), rand) }));
-  mkdirSync(dir, { recursive: true });
-  const shards = opts.shards ?? 1;
-  if (shards <= 1) {
-    writeSafetensors(join(dir, 'model.safetensors'), tensors);
-  } else {
-    const per = Math.ceil(tensors.length / shards);
-    const weightMap: Record<string, string> = {};
-    let total = 0;
-    for (let i = 0; i < shards; i++) {
-      const part = tensors.slice(i * per, (i + 1) * per);
-      const name = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
-      writeSafetensors(join(dir, name), part);
-      for (const t of part) {
-        weightMap[t.name] = name;
-        total += t.data.length;
-      }
-    }
-    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }));
-  }
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'test', seed }));
-  writeFileSync(join(dir, 'tokenizer_config.json'), '{}');
-  writeFileSync(join(dir, 'optimizer.pt'), 'not a model file');
-  writeFileSync(join(dir, 'trainer_state.json'), '{}');
-  return new Map(tensors.map((t) => [t.name, t]));
+  const tensors = specs.map((s) => ({ ...s, data: randomData(s.dtype as DType, s.shape.reduce((a, b) => a * b, 1), rand) }));
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  writeSyntheticCheckpoint(dir, {
+    tensors: specs.map((t) => ({ ...t, dtype: t.dtype as DType })),
+    data: (t) => (byName.get(t.name) as RawTensor).data,
+    shards: opts.shards ?? 1,
+    files: {
+      'config.json': JSON.stringify({ model_type: 'test', seed }),
+      'tokenizer_config.json': '{}',
+      'optimizer.pt': 'not a model file',
+      'trainer_state.json': '{}',
+    },
+  });
+  return byName;
 }

@@ -8,6 +8,7 @@ import { analyze, type AnalyzeResult } from '../../src/index.js';
 import { pma, ROOT } from '../helpers/cli.js';
 import { decode } from '../helpers/reference.js';
 import { writeCheckpoint, writeSafetensors, type RawTensor, type TensorSpec } from '../helpers/safetensors.js';
+import { CHROMIUM, itNeeds } from '../helpers/requires.js';
 import { scratch } from '../helpers/scratch.js';
 
 // pma analyze on generated runs: the numbers against a direct computation over the decoded
@@ -116,8 +117,8 @@ describe('pma analyze', () => {
     expect(one.stderr).toContain('pma analyze needs at least 2 checkpoints, the selection has 1');
   });
 
-  const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
-  it.skipIf(!chromium)(`the report opens in headless Chromium, its charts render and it requests nothing${chromium ? '' : ' (skipped: no chromium; apt install chromium)'}`, () => {
+  const chromium = CHROMIUM;
+  itNeeds(chromium === null ? 'needs chromium (apt install chromium)' : null)('the report opens in headless Chromium, its charts render and it requests nothing', () => {
     const report = join(tmp, 'report.html');
     const c = spawnSync(process.execPath, ['--experimental-websocket', join(ROOT, 'test', 'helpers', 'page-check.mjs'), chromium as string, report], { encoding: 'utf8', timeout: 90_000 });
     expect(c.status, c.stderr).toBe(0);

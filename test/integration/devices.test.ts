@@ -10,6 +10,7 @@ import { pma, ROOT } from '../helpers/cli.js';
 import { rejected } from '../helpers/errors.js';
 import { caseOptions, cases, cliArgs, expectGolden } from '../helpers/golden.js';
 import { gpuSkipReason } from '../helpers/gpu.js';
+import { itNeeds } from '../helpers/requires.js';
 
 // What runs on every machine: the build says what it is, and asking for a GPU where there is none
 // fails cleanly. The GPU's own results are checked in test/gpu/.
@@ -37,7 +38,7 @@ describe('devices', () => {
     if (noGpu && native().cuda) expect(r.stdout).toMatch(/^gpus {6}none \(.+\)$/m);
   });
 
-  it.skipIf(!noGpu)('--device cuda without a GPU fails with E_UNSUPPORTED and writes nothing', async () => {
+  itNeeds(noGpu ? null : 'needs a machine without a usable GPU')('--device cuda without a GPU fails with E_UNSUPPORTED and writes nothing', async () => {
     const out = join(tmp, 'refused');
     const err = await rejected(merge({ ...caseOptions(golden), out, device: 'cuda' }));
     expect(err.code).toBe('E_UNSUPPORTED');
@@ -50,7 +51,7 @@ describe('devices', () => {
     expect(existsSync(out)).toBe(false);
   });
 
-  it.skipIf(!noGpu)('--device auto falls back to the CPU, says why, and gives the golden bytes', async () => {
+  itNeeds(noGpu ? null : 'needs a machine without a usable GPU')('--device auto falls back to the CPU, says why, and gives the golden bytes', async () => {
     const out = join(tmp, 'auto');
     const r = await merge({ ...caseOptions(golden), out, device: 'auto' });
     expect(r.device).toBe('cpu');

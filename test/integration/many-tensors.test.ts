@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { CLI } from '../helpers/cli.js';
 import { mergeTensor } from '../helpers/reference.js';
+import { writeSafetensorsFile } from '../../src/synthetic/writer.js';
 import { rng } from '../helpers/safetensors.js';
 
 // A known abuse of the format: millions of tiny tensors in one file (a header near the 100 MB
@@ -16,17 +17,12 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const COUNT = 2 ** 20;
 
-/** One BF16 scalar per tensor, written without the helpers' per-tensor objects. */
+/** One BF16 scalar per tensor, through the synthetic writer. */
 function writeTinyTensors(path: string, values: Uint16Array): void {
-  const parts = ['{"__metadata__":{"format":"pt"}'];
-  for (let i = 0; i < values.length; i++) parts.push(`,"t.${i}":{"dtype":"BF16","shape":[1],"data_offsets":[${2 * i},${2 * i + 2}]}`);
-  parts.push('}');
-  let json = parts.join('');
-  json += ' '.repeat((8 - (json.length % 8)) % 8);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  mkdirSync(join(path, '..'), { recursive: true });
-  writeFileSync(path, Buffer.concat([len, Buffer.from(json), Buffer.from(values.buffer)]));
+  mkdirSync(dirname(path), { recursive: true });
+  const tensors = Array.from({ length: values.length }, (_, i) => ({ name: `t.${i}`, dtype: 'BF16' as const, shape: [1] }));
+  const bytes = new Uint8Array(values.buffer);
+  writeSafetensorsFile(path, tensors, (t) => bytes.subarray(2 * Number(t.name.slice(2)), 2 * Number(t.name.slice(2)) + 2));
 }
 
 describe('a million tiny tensors', () => {

@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { merge } from '../../src/index.js';
+import { describeNeeds, hasCommand } from '../helpers/requires.js';
 import { writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
 
 // fincore (util-linux) reports how much of a file sits in the page cache; on tmpfs the page
 // cache is the storage itself and cannot be dropped, so the test needs a disk filesystem.
-const hasFincore = spawnSync('fincore', ['--version']).status === 0;
 const fsType = spawnSync('stat', ['-f', '-c', '%T', tmpdir()], { encoding: 'utf8' }).stdout.trim();
-const canDrop = hasFincore && fsType !== 'tmpfs' && fsType !== 'ramfs';
+const cannotDrop = !hasCommand('fincore') ? 'needs fincore (util-linux)' : fsType === 'tmpfs' || fsType === 'ramfs' ? `needs a disk filesystem for ${tmpdir()}, not ${fsType}` : null;
 
 function residentBytes(file: string): number {
   const out = execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' });
@@ -35,7 +35,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-describe.skipIf(!canDrop)('page cache', () => {
+describeNeeds(cannotDrop, 'page cache', () => {
   it('keep leaves the inputs cached; drop evicts what the merge read and wrote, same bytes', async () => {
     for (const f of inputFiles()) readFileSync(f); // warm
     await merge({ inputs: run, out: join(tmp, 'keep'), pageCache: 'keep' });

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { native } from '../../src/native.js';
 import { args, FLOATS, randomBuffer, SIZE, WEIGHT_SETS, type F } from '../helpers/bit-patterns.js';
 import { decode, encode, mergeElement } from '../helpers/reference.js';
+import { itNeeds } from '../helpers/requires.js';
 import { rng } from '../helpers/safetensors.js';
 
 const cpu = native().cpuFeatures();
@@ -14,7 +15,7 @@ describe('kernels', () => {
   });
 
   for (const kernel of ['avx2', 'avx512'] as const) {
-    it.skipIf(!cpu.kernels.includes(kernel))(`${kernel} gives the scalar kernel's bytes on random bit patterns`, () => {
+    itNeeds(cpu.kernels.includes(kernel) ? null : `this CPU has no ${kernel}`)(`${kernel} gives the scalar kernel's bytes on random bit patterns`, () => {
       const rand = rng(42);
       for (const inDtype of FLOATS) {
         for (const outDtype of FLOATS) {
@@ -89,7 +90,7 @@ describe('kernels', () => {
 
   // On a CPU with every kernel there is nothing to refuse: the test reports itself skipped.
   const missing = (['avx2', 'avx512'] as const).find((k) => !cpu.kernels.includes(k));
-  it.skipIf(!missing)('refuses a kernel the CPU lacks with E_UNSUPPORTED', () => {
+  itNeeds(missing ? null : 'needs a CPU without AVX2 or AVX-512')('refuses a kernel the CPU lacks with E_UNSUPPORTED', () => {
     if (!missing) return;
     expect(() => native().mergeBuffers(args([new Uint8Array(4)], 'F32', 'F32', [1], missing))).toThrow(/not supported/);
   });

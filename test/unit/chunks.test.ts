@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { DTYPE_BITS, isAveraged, type DType, type FloatDType } from '../../src/dtypes.js';
-import type { NativeOp } from '../../src/native.js';
 import { cutChunks, type TensorSources } from '../../src/plan/chunks.js';
-import type { PlanChunk, PlanTensor } from '../../src/plan/types.js';
+import type { PlanChunk, PlanOp, PlanTensor } from '../../src/plan/types.js';
 import { rng } from '../helpers/safetensors.js';
 
 interface Spec {
@@ -70,7 +69,7 @@ const specs: Spec[] = [
 
 const items = build(specs);
 
-function opBytes(op: NativeOp, t: PlanTensor): { out: number; cost: number; elements: number } {
+function opBytes(op: PlanOp, t: PlanTensor): { out: number; cost: number; elements: number } {
   if (op.kind === 'copy') return { out: op.bytes, cost: 2 * op.bytes, elements: op.bytes };
   const inSize = DTYPE_BITS[op.inDtype] / 8;
   const outSize = DTYPE_BITS[op.outDtype] / 8;
@@ -80,7 +79,7 @@ function opBytes(op: NativeOp, t: PlanTensor): { out: number; cost: number; elem
 
 interface Resolved {
   chunk: number;
-  op: NativeOp;
+  op: PlanOp;
   outFile: string;
   begin: number;
   end: number;
@@ -182,7 +181,7 @@ describe('cutChunks', () => {
     const chunks = cutChunks(items, 1);
     for (const c of chunks) {
       expect(c.ops).toHaveLength(1);
-      const op = c.ops[0] as NativeOp;
+      const op = c.ops[0] as PlanOp;
       expect(op.kind === 'copy' ? op.bytes : op.count).toBe(1);
     }
     const total = items.reduce((s, { tensor: t }) => s + (t.action === 'merge' ? t.bytes / (DTYPE_BITS[t.outDtype] / 8) : t.bytes), 0);

@@ -6,10 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { PmaError } from '../../src/errors.js';
 import { GOLDEN } from '../helpers/cli.js';
 import { thrownSync } from '../helpers/errors.js';
-import { defaultGpuMemory, defaultThreads, parseDevice, type DeviceRequest } from '../../src/devices.js';
-import { chunkSizeFor, DEFAULT_MAX_SHARD_SIZE, resolvePlanOptions, resolveRunOptions, type MergeOptions, type PlanOptions } from '../../src/options.js';
+import { resolveMergeOptions, type MergeOptions } from '../../src/merge/options.js';
+import { chunkSizeFor, DEFAULT_MAX_SHARD_SIZE, resolvePlanOptions, type PlanOptions } from '../../src/plan/options.js';
+import { computeWeights, decayCurve, decayWeights, SCHEDULES, type Method, type Schedule } from '../../src/plan/weights.js';
+import { defaultGpuMemory, defaultThreads, parseDevice, type DeviceRequest } from '../../src/run/devices.js';
 import { byteSize } from '../../src/validate.js';
-import { computeWeights, decayCurve, decayWeights, SCHEDULES, type Method, type Schedule } from '../../src/weights.js';
 
 interface GoldenCase {
   case: string;
@@ -123,7 +124,7 @@ function usage(f: () => unknown, message: string): void {
 }
 
 const plan = (o: Partial<PlanOptions>) => () => resolvePlanOptions({ inputs: '/run', ...o } as PlanOptions);
-const run = (o: Partial<MergeOptions>) => () => resolveRunOptions({ inputs: '/run', out: '/out', ...o } as MergeOptions);
+const run = (o: Partial<MergeOptions>) => () => resolveMergeOptions({ inputs: '/run', out: '/out', ...o } as MergeOptions);
 
 describe('resolvePlanOptions', () => {
   it('fills in the defaults', () => {
@@ -229,24 +230,30 @@ describe('resolvePlanOptions', () => {
   });
 });
 
-describe('resolveRunOptions', () => {
+describe('resolveMergeOptions', () => {
   it('fills in the defaults; threads are chosen later, once the device is known', () => {
-    expect(resolveRunOptions({ inputs: '/run', out: '/out' })).toEqual({
-      out: '/out', force: false, resume: false, onNonfinite: 'error', threads: null, kernel: 'auto', device: { kind: 'cpu' }, deviceLabel: 'cpu', gpuMemory: undefined, io: 'pread', pageCache: 'auto', write: 'buffered',
+    expect(resolveMergeOptions({ inputs: '/run', out: '/out' })).toEqual({
+      out: '/out',
+      force: false,
+      resume: false,
+      onNonfinite: 'error',
+      engine: { threads: null, kernel: 'auto', device: { kind: 'cpu' }, deviceLabel: 'cpu', gpuMemory: undefined, io: 'pread', pageCache: 'auto', write: 'buffered' },
     });
-    expect(resolveRunOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', device: 'cuda:all', gpuMemory: '2GiB', io: 'mmap', pageCache: 'drop', write: 'direct' })).toEqual({
+    expect(resolveMergeOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', device: 'cuda:all', gpuMemory: '2GiB', io: 'mmap', pageCache: 'drop', write: 'direct' })).toEqual({
       out: '/o',
       force: true,
       resume: false,
       onNonfinite: 'error',
-      threads: 1024,
-      kernel: 'avx2',
-      device: { kind: 'cuda', indices: 'all' },
-      deviceLabel: 'cuda:all',
-      gpuMemory: 2 ** 31,
-      io: 'mmap',
-      pageCache: 'drop',
-      write: 'direct',
+      engine: {
+        threads: 1024,
+        kernel: 'avx2',
+        device: { kind: 'cuda', indices: 'all' },
+        deviceLabel: 'cuda:all',
+        gpuMemory: 2 ** 31,
+        io: 'mmap',
+        pageCache: 'drop',
+        write: 'direct',
+      },
     });
   });
 

@@ -1,4 +1,4 @@
-import { PmaError } from './errors.js';
+import { PmaError } from '../errors.js';
 
 export const METHODS = ['sma', 'ema', 'wma', 'decay', 'weights'] as const;
 export type Method = (typeof METHODS)[number];

@@ -1,6 +1,6 @@
-import { PmaError } from './errors.js';
-import { native, type CudaDeviceInfo, type CudaInfo } from './native.js';
-import * as v from './validate.js';
+import { PmaError } from '../errors.js';
+import { native, type CudaDeviceInfo, type CudaInfo } from '../native.js';
+import * as v from '../validate.js';
 
 /**
  * Where the arithmetic runs. 'cpu'; 'cuda' (device 0); 'cuda:0,1' (those devices); 'cuda:all'

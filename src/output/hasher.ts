@@ -2,10 +2,9 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { floatSize } from '../dtypes.js';
 import { fsError } from '../errors.js';
-import { native, type NativeOp } from '../native.js';
-import type { MergePlan, PlanChunk } from '../plan/types.js';
+import { native } from '../native.js';
+import { opOutputBytes, type MergePlan, type PlanChunk } from '../plan/types.js';
 
 const READ_BLOCK = 8 * 2 ** 20;
 
@@ -19,10 +18,6 @@ interface FileState {
   ready: Map<number, number>;
   pump: Promise<void> | null;
   fh: FileHandle | null;
-}
-
-export function opOutputBytes(op: NativeOp): number {
-  return op.kind === 'copy' ? op.bytes : op.count * floatSize(op.outDtype);
 }
 
 /**

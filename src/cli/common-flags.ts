@@ -1,0 +1,80 @@
+import type { Flag } from './flags.js';
+
+// The flags several commands share, as one table each: pma merge, watch and analyze select and
+// weigh checkpoints the same way, with the same words.
+
+export const SELECTION_FLAGS: Flag[] = [
+  { name: 'from-step', type: 'string', option: 'fromStep', value: 'S', help: 'keep checkpoints with step >= S' },
+  { name: 'to-step', type: 'string', option: 'toStep', value: 'S', help: 'keep checkpoints with step <= S' },
+  {
+    name: 'interval',
+    type: 'string',
+    option: 'interval',
+    value: 'T',
+    help: 'in tokens (8B, 500M, 1.2T): checkpoints at least T apart,\ncounted back from the newest',
+  },
+  { name: 'window', type: 'string', option: 'window', value: 'T', help: 'in tokens: the checkpoints within T of the newest' },
+  {
+    name: 'tokens-per-step',
+    type: 'string',
+    option: 'tokensPerStep',
+    value: 'T',
+    help: 'tokens = step x T; without it, each checkpoint\'s count is read\nfrom trainer_state.json (num_input_tokens_seen) or config.json\n(consumed_tokens, tokens)',
+  },
+  { name: 'every', type: 'string', option: 'every', value: 'K', help: 'every K-th checkpoint, counted back from the newest' },
+  { name: 'last', type: 'string', option: 'last', value: 'N', help: 'the N newest' },
+];
+
+export const SELECTION_TITLE = 'Selection (applied in this order: steps, tokens, --every, --last)';
+
+export const WEIGHT_FLAGS: Flag[] = [
+  {
+    name: 'method',
+    type: 'string',
+    option: 'method',
+    value: 'M',
+    help: 'sma (default): equal; wma: linear, newest heaviest;\nema: recursion from the oldest with --alpha (default 0.2);\ndecay: weights that emulate a learning-rate decay over the\nwindow (--schedule)',
+  },
+  { name: 'alpha', type: 'string', option: 'alpha', value: 'A', help: 'EMA factor, 0 < A < 1' },
+  { name: 'schedule', type: 'string', option: 'schedule', value: 'S', help: 'with --method decay: linear (default), cosine, inverse-sqrt, 1-sqrt' },
+  { name: 'weights', type: 'list', option: 'weights', value: 'w1,w2,...', help: 'explicit weights, oldest to newest (normalised to sum 1)' },
+];
+
+export const DTYPE_FLAGS: Flag[] = [
+  { name: 'dtype', type: 'string', option: 'dtype', value: 'D', help: 'dtype of averaged tensors: keep (default), bf16, f16, f32' },
+  { name: 'accumulate', type: 'string', option: 'accumulate', value: 'A', help: 'accumulator: f32 (default, the bit-exact contract) or f64' },
+  {
+    name: 'on-nonfinite',
+    type: 'string',
+    option: 'onNonfinite',
+    value: 'MODE',
+    help: 'NaN or Inf in an input: error (default) stops before writing the\noutput; warn merges anyway and reports them; skip-checkpoint\nmerges again without the checkpoints that hold them',
+  },
+];
+
+export const DEVICE_FLAGS: Flag[] = [
+  {
+    name: 'threads',
+    type: 'string',
+    option: 'threads',
+    value: 'N',
+    help: 'worker threads (default: number of cores; on GPUs, up to 8,\n4 per GPU: each has a reader and a writer thread)',
+  },
+  {
+    name: 'device',
+    type: 'string',
+    option: 'device',
+    value: 'D',
+    help: 'cpu (default), auto, cuda, cuda:0,1 or cuda:all: where the\narithmetic runs; auto: GPU 0 when this build has CUDA and a\nusable GPU, else the CPU; the bytes are the same on every\ndevice (see pma devices)',
+  },
+  {
+    name: 'gpu-memory',
+    type: 'string',
+    option: 'gpuMemory',
+    value: 'SIZE',
+    help: 'device memory per GPU, and as much pinned host memory for\nstaging (default a tenth of the GPU\'s free memory, at most 1GiB)',
+  },
+  { name: 'kernel', type: 'string', option: 'kernel', value: 'K', help: 'CPU arithmetic: auto (default: the best the CPU has), scalar,\navx2, avx512' },
+];
+
+export const JSON_FLAG: Flag = { name: 'json', type: 'boolean', help: 'print the result as JSON' };

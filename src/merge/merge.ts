@@ -1,0 +1,167 @@
+import { PmaError, isAbort } from '../errors.js';
+import type { KernelName } from '../native.js';
+import { checkTarget, MergeOutput } from '../output/output.js';
+import { resolvePlanOptions, type PlanOptions } from '../plan/options.js';
+import { planMerge, planResolved, type PlanResult } from '../plan/planner.js';
+import type { MergePlan } from '../plan/types.js';
+import { Engine } from '../run/engine.js';
+import { runChunks } from '../run/run-chunks.js';
+import { NonFiniteLog, type NonFiniteFinding } from './nonfinite.js';
+import { resolveMergeOptions, type MergeOptions, type ResolvedMergeOptions } from './options.js';
+import { provenance } from './record.js';
+
+export interface MergeResult {
+  out: string;
+  plan: MergePlan;
+  skipped: PlanResult['skipped'];
+  /** The CPU kernel (unused when the merge ran on GPUs). */
+  kernel: KernelName;
+  /** 'cpu', or the GPUs used: 'cuda:0', 'cuda:0,1'. */
+  device: string;
+  /** Why --device auto chose the CPU, when it did. */
+  deviceNote?: string;
+  threads: number;
+  /** Chunks found done in a partial output and not run again (resume). */
+  resumedChunks: number;
+  /** NaN/Inf found in the inputs (merged anyway: onNonfinite 'warn'). */
+  nonfinite: NonFiniteFinding[];
+  /** Checkpoints left out for NaN/Inf (onNonfinite 'skip-checkpoint'), with why. */
+  leftOut: { path: string; reason: string }[];
+  /** Whether the page cache was dropped behind the merge (pageCache 'drop', or 'auto' on a big merge). */
+  droppedCache: boolean;
+  bytesRead: number;
+  bytesWritten: number;
+  elapsedMs: number;
+  /** Input bytes per second of the whole merge, planning and finishing included. */
+  bytesPerSecond: number;
+}
+
+/**
+ * Plans a merge without executing it: the chosen checkpoints, weights, output files and chunks.
+ *
+ * @example
+ * ```ts
+ * import { plan } from 'pma';
+ * const p = await plan({ inputs: 'runs/exp7', last: 4 });
+ * console.log(p.checkpoints.map((c) => c.step), p.weights.w64, p.outputs.map((f) => f.name));
+ * ```
+ */
+export async function plan(options: PlanOptions): Promise<MergePlan> {
+  return (await planMerge(options)).plan;
+}
+
+const aborted = () => new PmaError('E_ABORTED', 'the merge was aborted');
+
+/**
+ * Merges checkpoints into `out`: plans, writes into `<out>.partial/` with the native engine on a
+ * worker pool, and renames it into place when complete. Throws PmaError and leaves nothing at
+ * `out` on failure or abort; what was written stays in `<out>.partial/` for `resume`.
+ *
+ * @example
+ * ```ts
+ * import { merge } from 'pma';
+ * const r = await merge({ inputs: 'runs/exp7', last: 8, method: 'ema', alpha: 0.2, out: 'merged' });
+ * console.log(`${r.plan.checkpoints.length} checkpoints -> ${r.out} in ${r.elapsedMs} ms`);
+ * ```
+ */
+export async function merge(options: MergeOptions): Promise<MergeResult> {
+  const started = performance.now();
+  const o = resolveMergeOptions(options);
+  const planOptions = resolvePlanOptions(options); // every option is checked before the addon loads
+  const engine = Engine.start(o.engine); // the workers load while the headers are read
+  try {
+    // Checkpoints left out for NaN/Inf (--on-nonfinite skip-checkpoint), path -> why: each finding
+    // plans the merge again without them.
+    const leftOut = new Map<string, string>();
+    for (;;) {
+      const { plan, skipped } = await planResolved(planOptions, leftOut);
+      const target = await checkTarget(plan, o.out, o.force);
+      options.onPlan?.(plan, skipped);
+      if (options.signal?.aborted) throw aborted();
+      const retry = leftOut.size > 0;
+      const output = await MergeOutput.open(plan, target, { resume: o.resume || retry, force: o.force || retry, dropCache: engine.dropsCache(plan) });
+      try {
+        await output.checkSpace();
+        const ran = await writeChunks(plan, output, engine, o, options);
+        if (ran.leaveOut) {
+          await output.discard();
+          for (const [path, why] of ran.leaveOut) leftOut.set(path, why);
+          continue;
+        }
+        const leftOutList = [...leftOut].map(([path, reason]) => ({ path, reason }));
+        const findings = ran.nonfinite.findings();
+        await output.finish({ ...provenance(plan, engine, options.commandLine), nonfinite: findings, leftOut: leftOutList }, o.force, (f) => engine.pool.hash(f));
+        const elapsedMs = performance.now() - started;
+        return {
+          out: target.path,
+          plan,
+          skipped,
+          kernel: engine.kernel,
+          device: engine.deviceName,
+          ...(engine.deviceNote ? { deviceNote: engine.deviceNote } : {}),
+          threads: engine.threads,
+          droppedCache: engine.dropsCache(plan),
+          resumedChunks: output.done.size,
+          nonfinite: findings,
+          leftOut: leftOutList,
+          bytesRead: ran.bytesRead,
+          bytesWritten: ran.bytesWritten,
+          elapsedMs,
+          bytesPerSecond: plan.totals.inputBytes / Math.max(elapsedMs / 1000, 1e-9),
+        };
+      } catch (e) {
+        throw await output.fail(e);
+      }
+    }
+  } finally {
+    await engine.close();
+  }
+}
+
+interface Written {
+  bytesRead: number;
+  bytesWritten: number;
+  nonfinite: NonFiniteLog;
+  /** With --on-nonfinite skip-checkpoint: the checkpoints to leave out of a new plan, with why. */
+  leaveOut: Map<string, string> | null;
+}
+
+/**
+ * Runs the chunks the output lacks, journaling each as its bytes land. NaN or Inf in an input stops
+ * the run at once unless they are only to be reported (--on-nonfinite warn).
+ */
+async function writeChunks(plan: MergePlan, output: MergeOutput, engine: Engine, o: ResolvedMergeOptions, options: MergeOptions): Promise<Written> {
+  const w: Written = { bytesRead: 0, bytesWritten: 0, nonfinite: new NonFiniteLog(plan), leaveOut: null };
+  for (const [i, found] of output.done) w.nonfinite.add(i, found);
+  const stopForNonfinite = new AbortController();
+  if (w.nonfinite.any && o.onNonfinite !== 'warn') stopForNonfinite.abort();
+  const signal = options.signal ? AbortSignal.any([options.signal, stopForNonfinite.signal]) : stopForNonfinite.signal;
+  try {
+    await runChunks(
+      plan.chunks,
+      engine.pool,
+      {
+        run: (_, i, cancel) => engine.pool.merge(engine.mergeChunk(plan, i, output.dir, cancel)),
+        done: (i, s) => {
+          w.bytesRead += s.bytesRead;
+          w.bytesWritten += s.bytesWritten;
+          output.chunkDone(i, s.nonfinite);
+          if (s.nonfinite.length === 0) return;
+          w.nonfinite.add(i, s.nonfinite);
+          if (o.onNonfinite !== 'warn') stopForNonfinite.abort();
+        },
+      },
+      { signal, skip: output.done, ...(options.onProgress ? { onProgress: options.onProgress } : {}) },
+    );
+  } catch (e) {
+    // Stopped for NaN/Inf, not by the caller: decided below.
+    if (!(stopForNonfinite.signal.aborted && !options.signal?.aborted && isAbort(e))) throw e;
+  }
+  if (options.signal?.aborted) throw aborted();
+  if (stopForNonfinite.signal.aborted) {
+    if (o.onNonfinite === 'error') throw w.nonfinite.error();
+    // skip-checkpoint: this plan's output is of no use; merge again without the culprits.
+    w.leaveOut = w.nonfinite.byCheckpoint();
+  }
+  return w;
+}

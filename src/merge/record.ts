@@ -1,0 +1,24 @@
+import type { MergePlan } from '../plan/types.js';
+import type { Engine } from '../run/engine.js';
+import { VERSION } from '../util/package.js';
+
+/** What pma.json records of a merge, beside the checksums and the NaN/Inf findings. */
+export function provenance(p: MergePlan, engine: Engine, commandLine: string[] | undefined): Record<string, unknown> {
+  return {
+    tool: 'pma',
+    version: VERSION,
+    createdAt: new Date().toISOString(),
+    method: p.method,
+    alpha: p.alpha,
+    schedule: p.schedule,
+    weights: p.weights.w64,
+    weightsF32: p.weights.w32,
+    accumulate: p.accumulate,
+    dtype: p.dtype,
+    inputs: p.checkpoints.map((c) => ({ path: c.path, step: c.step })),
+    outputs: p.outputs.map((f) => ({ name: f.name, size: f.size })),
+    tensors: { merged: p.totals.merged, copied: p.totals.copied },
+    device: engine.deviceName,
+    commandLine: commandLine ?? null,
+  };
+}

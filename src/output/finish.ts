@@ -1,0 +1,46 @@
+import { copyFile, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+import { fsError } from '../errors.js';
+import type { MergePlan } from '../plan/types.js';
+import { INDEX_NAME } from '../safetensors/shard-index.js';
+import { exists, fsyncPath } from '../util/fs.js';
+
+/**
+ * Writes the index, companion files and pma.json (with the SHA-256 of every other file: the
+ * safetensors sums come from the OutputHasher) into the partial directory, flushes everything,
+ * and renames it into place (replacing what is there with `force`).
+ */
+export async function finishOutput(
+  dir: string,
+  target: string,
+  plan: MergePlan,
+  record: Record<string, unknown>,
+  force: boolean,
+  outputSums: Record<string, string>,
+  hash: (path: string) => Promise<string>,
+): Promise<void> {
+  try {
+    if (plan.index !== null) await writeFile(join(dir, INDEX_NAME), plan.index);
+    for (const f of plan.copyFiles) await copyFile(f, join(dir, basename(f)));
+    const small = [...(plan.index !== null ? [INDEX_NAME] : []), ...plan.copyFiles.map((f) => basename(f))];
+    const smallSums = await Promise.all(small.map((n) => hash(join(dir, n))));
+    const sha256: Record<string, string> = { ...outputSums, ...Object.fromEntries(small.map((n, i) => [n, smallSums[i] as string])) };
+    const names = Object.keys(sha256).sort();
+    await writeFile(join(dir, 'pma.json'), `${JSON.stringify({ ...record, sha256: Object.fromEntries(names.map((n) => [n, sha256[n]])) }, null, 2)}\n`);
+    await Promise.all(names.map((n) => fsyncPath(join(dir, n))));
+    await fsyncPath(join(dir, 'pma.json'));
+    await fsyncPath(dir);
+    if (force && (await exists(target))) {
+      const old = `${dir}.old`;
+      await rename(target, old);
+      await rename(dir, target);
+      await rm(old, { recursive: true, force: true });
+    } else {
+      await rename(dir, target);
+    }
+    await fsyncPath(dirname(target));
+  } catch (e) {
+    throw fsError(e, 'cannot finish output', target);
+  }
+}

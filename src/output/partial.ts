@@ -1,0 +1,207 @@
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+import { PmaError, fsError } from '../errors.js';
+import type { MergePlan } from '../plan/types.js';
+import { exists, fsyncPath } from '../util/fs.js';
+import { acquireLock, isAlive, lockHeldLive, lockToken, releaseLock } from '../util/lock.js';
+import { Journal, type NonFiniteCounts } from './journal.js';
+import type { InputStamp } from './stamps.js';
+import { checkResumable, newState, writeState } from './state.js';
+
+/**
+ * The partial output of a merge: `<out>.partial/`, the output files being written, plus a
+ * `.pma-resume/` directory with the lock, the merge's identity (state.json) and the journal of
+ * the chunks whose bytes are on disk. A merge killed at any moment leaves it behind; `--resume`
+ * with the same arguments and unchanged inputs runs only the chunks the journal lacks.
+ */
+export const PARTIAL_SUFFIX = '.partial';
+const META_DIR = '.pma-resume';
+
+export const partialPath = (target: string) => join(dirname(target), basename(target) + PARTIAL_SUFFIX);
+const metaPath = (dir: string, name: 'lock' | 'state.json' | 'journal') => join(dir, META_DIR, name);
+// Resume data moved out of a partial that is being renamed into place.
+const finishingPath = (dir: string) => `${dir}.finishing`;
+// A partial being created: `<out>.partial.creating-<pid>-<random>`, renamed once complete.
+const CREATING = '.creating-';
+
+/** Whether the partial `dir` is held by a merge that is still running (or by another host). */
+export function partialHeldLive(dir: string): Promise<boolean> {
+  return lockHeldLive(metaPath(dir, 'lock'));
+}
+
+/** Removes partials whose creation was cut short (their creator, on this host, is gone). */
+async function removeAbandoned(dir: string): Promise<void> {
+  const prefix = basename(dir) + CREATING;
+  const names = await readdir(dirname(dir)).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length).split('-')[0]);
+    if (Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid)) await rm(join(dirname(dir), name), { recursive: true, force: true });
+  }
+}
+
+/** Creates one output file: its 8-byte header length and header, then a hole of the data's size. */
+async function createOutputFile(path: string, f: MergePlan['outputs'][number]): Promise<void> {
+  const body = Buffer.from(f.header, 'utf8');
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64LE(BigInt(body.length), 0);
+  const fh = await open(path, 'wx');
+  try {
+    await fh.write(Buffer.concat([head, body]), 0, 8 + body.length, 0);
+    await fh.truncate(f.size);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * An open partial output: holds the lock, and records finished chunks durably in its journal
+ * (the output files are fdatasync'ed before each batch of journal lines).
+ */
+export class PartialOutput {
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    /** Chunks on disk, with the NaN/Inf counts each found in its inputs. */
+    readonly done: ReadonlyMap<number, NonFiniteCounts>,
+    private readonly journal: Journal,
+    private readonly outputs: FileHandle[],
+    private readonly token: string,
+  ) {}
+
+  /**
+   * Opens `<target>.partial` for this plan: creates it, or (with `resume`) takes over one left by an
+   * earlier run of the same merge. Refuses a partial held by a live process, one made by a
+   * different merge, one whose inputs changed, and, without `resume` or `force`, any partial.
+   */
+  static async open(target: string, plan: MergePlan, stamps: InputStamp[], o: { resume: boolean; force: boolean }): Promise<PartialOutput> {
+    const dir = partialPath(target);
+    const token = lockToken();
+    const finishing = finishingPath(dir);
+    if (await exists(finishing)) {
+      // A merge killed while finishing: its resume data goes back into the partial, or, when the
+      // partial was already renamed into place, is dropped.
+      if (await exists(dir)) await rename(finishing, join(dir, META_DIR));
+      else await rm(finishing, { recursive: true, force: true });
+    }
+    if (!(await exists(dir))) return PartialOutput.create(dir, plan, stamps, token);
+    await mkdir(join(dir, META_DIR), { recursive: true }).catch((e: unknown) => {
+      throw fsError(e, 'cannot lock', dir);
+    });
+    await acquireLock(metaPath(dir, 'lock'), token, dir, 'pma merge');
+    if (o.resume) {
+      try {
+        return await PartialOutput.resume(dir, plan, stamps, token);
+      } catch (e) {
+        await releaseLock(metaPath(dir, 'lock'), token);
+        throw e;
+      }
+    }
+    if (!o.force) {
+      const done = await Journal.read(metaPath(dir, 'journal'));
+      await releaseLock(metaPath(dir, 'lock'), token);
+      throw new PmaError('E_OUTPUT', `a partial merge is in ${dir} (${done.size} of its chunks done); pass --resume (resume: true) to finish it with the same arguments, or --force to start over`, { file: dir });
+    }
+    await rm(dir, { recursive: true, force: true });
+    return PartialOutput.create(dir, plan, stamps, token);
+  }
+
+  /**
+   * Builds the partial under a temporary name and renames it into place once its lock, files and
+   * state are on disk: a kill during creation leaves no half-made `<out>.partial`.
+   */
+  private static async create(dir: string, plan: MergePlan, stamps: InputStamp[], token: string): Promise<PartialOutput> {
+    const tmp = `${dir}${CREATING}${token}`;
+    try {
+      await mkdir(dirname(dir), { recursive: true });
+      await removeAbandoned(dir);
+      await mkdir(join(tmp, META_DIR), { recursive: true });
+      await acquireLock(metaPath(tmp, 'lock'), token, tmp, 'pma merge');
+      for (const f of plan.outputs) await createOutputFile(join(tmp, f.name), f);
+      await writeState(metaPath(tmp, 'state.json'), newState(plan, stamps));
+      await fsyncPath(join(tmp, META_DIR));
+      await fsyncPath(tmp);
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      throw fsError(e, 'cannot create output in', dirname(dir));
+    }
+    try {
+      await rename(tmp, dir);
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+        throw new PmaError('E_OUTPUT', `${dir} was created by another pma merge at the same moment; wait for it to finish, or stop it`, { file: dir });
+      }
+      throw fsError(e, 'cannot create output in', dirname(dir));
+    }
+    await fsyncPath(dirname(dir));
+    return PartialOutput.attach(dir, plan, new Map(), token);
+  }
+
+  private static async resume(dir: string, plan: MergePlan, stamps: InputStamp[], token: string): Promise<PartialOutput> {
+    await checkResumable(dir, metaPath(dir, 'state.json'), plan, stamps);
+    for (const f of plan.outputs) {
+      const s = await stat(join(dir, f.name)).catch(() => null);
+      if (!s || s.size !== f.size) {
+        throw new PmaError('E_OUTPUT', `cannot resume ${dir}: ${f.name} is missing or has the wrong size; pass --force to start over`, { file: join(dir, f.name) });
+      }
+    }
+    return PartialOutput.attach(dir, plan, await Journal.read(metaPath(dir, 'journal')), token);
+  }
+
+  private static async attach(dir: string, plan: MergePlan, done: Map<number, NonFiniteCounts>, token: string): Promise<PartialOutput> {
+    const outputs = await Promise.all(plan.outputs.map((f) => open(join(dir, f.name), 'r')));
+    const journal = await Journal.open(metaPath(dir, 'journal'), dir, async () => {
+      await Promise.all(outputs.map((fh) => fh.datasync()));
+    });
+    return new PartialOutput(dir, done, journal, outputs, token);
+  }
+
+  /** Records chunk i as written; made durable by the next flush (a quarter of a second later at most). */
+  chunkDone(i: number, nonfinite: NonFiniteCounts): void {
+    this.journal.record(i, nonfinite);
+  }
+
+  /** Flushes the journal and releases the lock, leaving the partial for --resume. */
+  async suspend(): Promise<void> {
+    try {
+      await this.journal.flush();
+    } finally {
+      await this.close();
+      await releaseLock(metaPath(this.dir, 'lock'), this.token);
+    }
+  }
+
+  /**
+   * Moves the resume data out to `<out>.partial.finishing` (one rename), so that the directory
+   * holds only the output when it is renamed into place; call finished() after that rename. A
+   * crash in between leaves the resume data beside the partial, and open() puts it back.
+   */
+  async complete(): Promise<void> {
+    await this.journal.flush();
+    await this.close();
+    await rename(join(this.dir, META_DIR), finishingPath(this.dir));
+    await fsyncPath(dirname(this.dir));
+  }
+
+  /** After the rename into place: the resume data is no longer needed. */
+  async finished(): Promise<void> {
+    await rm(finishingPath(this.dir), { recursive: true, force: true });
+  }
+
+  async discard(): Promise<void> {
+    await this.close();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  private async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.journal.close();
+    await Promise.all(this.outputs.map((fh) => fh.close().catch(() => {})));
+  }
+}

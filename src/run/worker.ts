@@ -1,0 +1,52 @@
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
+
+import { PmaError, fsError, type PmaErrorWire } from '../errors.js';
+import { native, type ChunkStats, type NativeChunk, type NativeReads, type OpMoments } from '../native.js';
+
+/**
+ * The piscina worker: one native call per task. A reply is plain data either way: a failure
+ * travels as a PmaError's wire form (code, message, file, tensor, stack), since an Error's own
+ * fields do not survive the trip between threads.
+ */
+export type WorkerReply<T> = { ok: true; value: T } | { ok: false; error: PmaErrorWire };
+
+function reply<T>(f: () => T): WorkerReply<T> {
+  try {
+    return { ok: true, value: f() };
+  } catch (e) {
+    return { ok: false, error: PmaError.from(e).toWire() };
+  }
+}
+
+/** A merge chunk: reads, merges and writes. */
+export function mergeChunk(chunk: NativeChunk): WorkerReply<ChunkStats> {
+  return reply(() => native().runChunk(chunk));
+}
+
+/** pma analyze: the chunk's moments instead of a merge. */
+export function analyzeChunk(reads: NativeReads): WorkerReply<OpMoments[]> {
+  return reply(() => native().analyzeChunk(reads));
+}
+
+const HASH_BLOCK = 8 * 2 ** 20;
+
+/** SHA-256 of a whole file, hex, on a worker so that several files hash at once. */
+export function hashFile(path: string): WorkerReply<string> {
+  return reply(() => {
+    let fd = -1;
+    try {
+      fd = openSync(path, 'r');
+      const h = createHash('sha256');
+      const buf = Buffer.allocUnsafe(HASH_BLOCK);
+      for (let n = readSync(fd, buf, 0, HASH_BLOCK, null); n > 0; n = readSync(fd, buf, 0, HASH_BLOCK, null)) {
+        h.update(buf.subarray(0, n));
+      }
+      return h.digest('hex');
+    } catch (e) {
+      throw fsError(e, 'cannot read', path);
+    } finally {
+      if (fd >= 0) closeSync(fd);
+    }
+  });
+}
