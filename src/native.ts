@@ -186,11 +186,16 @@ export interface Native {
 /** The package root: src/ and dist/ both sit one level below it. */
 export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** The addon built here (build/), else the prebuild shipped in the npm tarball (found without the install script). */
 function addonPath(): string {
-  const candidates = [join(PACKAGE_ROOT, 'build', 'Release', 'pma.node'), join(PACKAGE_ROOT, 'build', 'Debug', 'pma.node')];
+  const candidates = [
+    join(PACKAGE_ROOT, 'build', 'Release', 'pma.node'),
+    join(PACKAGE_ROOT, 'build', 'Debug', 'pma.node'),
+    join(PACKAGE_ROOT, 'prebuilds', `${process.platform}-${process.arch}`, 'pma.node'),
+  ];
   const found = candidates.find((p) => existsSync(p));
   if (!found) {
-    throw new PmaError('E_UNSUPPORTED', `the native addon is not built (looked for ${candidates[0]}); run npm install or npm run build`);
+    throw new PmaError('E_UNSUPPORTED', `the native addon is not built (looked for ${candidates.join(', ')}); run npm install or npm run build`);
   }
   return found;
 }
