@@ -1,15 +1,21 @@
 #!/usr/bin/env node
-// Builds the native addon: the CUDA variant with cmake-js when the CUDA toolkit is here (nvcc
-// found, or PMA_CUDA=1), else the CPU-only variant with node-gyp. PMA_CUDA=0 forces the CPU build.
-// Records which one it built, and why, in build/pma-build.json (read by `pma devices` and tests).
+// The install script. Picks the native addon, in this order (see docs/packaging.md):
+//  - PMA_CUDA=1: the CUDA variant, built from source with cmake-js (fails without nvcc);
+//  - nvcc found (and PMA_CUDA is not 0): tries the CUDA build; if it fails, the prebuilt CPU
+//    addon if it loads here, else the CPU addon compiled with node-gyp;
+//  - otherwise (no nvcc, or PMA_CUDA=0): the prebuilt CPU addon (prebuilds/<platform>-<arch>,
+//    shipped in the npm tarball) when it matches and loads here, compiling nothing; else the CPU
+//    addon compiled with node-gyp.
+// PMA_BUILD_FROM_SOURCE=1 or `npm install --build-from-source` never uses the prebuild.
+// Records which one it chose, and why, in build/pma-build.json (read by `pma devices` and tests).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { delimiter, join, relative } from 'node:path';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+import { nodeDir, nodeGyp, ROOT as root, usablePrebuild } from './native-common.mjs';
+
 const require = createRequire(import.meta.url);
 const want = process.env.PMA_CUDA;
 
@@ -22,12 +28,6 @@ function findNvcc() {
   return candidates.find((p) => existsSync(p));
 }
 
-function nodeGyp() {
-  if (process.env.npm_config_node_gyp) return process.env.npm_config_node_gyp;
-  const bundled = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
-  return existsSync(bundled) ? bundled : 'node-gyp';
-}
-
 function run(cmd, args, env = process.env) {
   console.log(`pma: ${[cmd, ...args].join(' ')}`);
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env });
@@ -36,7 +36,10 @@ function run(cmd, args, env = process.env) {
 
 function buildCpu() {
   const gyp = nodeGyp();
-  return gyp.endsWith('.js') ? run(process.execPath, [gyp, 'rebuild']) : run(gyp, ['rebuild']);
+  // Outside npm (no npm_config_nodedir) the headers beside this node, rather than a download.
+  const dir = process.env.npm_config_nodedir ? undefined : nodeDir();
+  const args = ['rebuild', ...(dir ? [`--nodedir=${dir}`] : [])];
+  return gyp.endsWith('.js') ? run(process.execPath, [gyp, ...args]) : run(gyp, args);
 }
 
 function buildCuda(nvcc) {
@@ -46,11 +49,39 @@ function buildCuda(nvcc) {
   return run(process.execPath, [cmakeJs, 'rebuild', '--CDCMAKE_CUDA_COMPILER=' + nvcc], env);
 }
 
+function write(fields) {
+  mkdirSync(join(root, 'build'), { recursive: true });
+  writeFileSync(join(root, 'build', 'pma-build.json'), JSON.stringify(fields, null, 2) + '\n');
+}
 
 function record(variant, reason, extra = {}) {
-  mkdirSync(join(root, 'build'), { recursive: true });
-  writeFileSync(join(root, 'build', 'pma-build.json'), JSON.stringify({ variant, reason, ...extra }, null, 2) + '\n');
+  write({ variant, reason, ...extra });
   console.log(`pma: built the ${variant} addon (${reason})`);
+}
+
+/** npm --build-from-source (npm_config_build_from_source: "true", or a list of package names) or PMA_BUILD_FROM_SOURCE=1. */
+function fromSourceForced() {
+  if (process.env.PMA_BUILD_FROM_SOURCE === '1' || process.env.PMA_BUILD_FROM_SOURCE === 'true') return 'PMA_BUILD_FROM_SOURCE=1';
+  const v = process.env.npm_config_build_from_source;
+  if (!v || v === 'false' || v === '0') return undefined;
+  return v === 'true' || v === '1' || v.split(',').map((s) => s.trim()).includes('pma') ? '--build-from-source' : undefined;
+}
+
+/**
+ * Uses the prebuilt CPU addon when it is usable here: records it and exits. Otherwise returns
+ * why not, and the caller compiles. A compiled addon left in build/ would be loaded before the
+ * prebuild, so it is removed.
+ */
+function tryPrebuild(reason) {
+  const forced = fromSourceForced();
+  if (forced) return `${forced} given`;
+  const p = usablePrebuild(root);
+  if (!p.path) return p.why;
+  for (const stale of ['Release', 'Debug'].map((d) => join(root, 'build', d, 'pma.node'))) rmSync(stale, { force: true });
+  const addon = relative(root, p.path).split('\\').join('/');
+  write({ variant: 'cpu', reason, prebuilt: true, addon, prebuild: p.meta });
+  console.log(`pma: using the prebuilt cpu addon ${addon} (${reason}); nothing to compile`);
+  process.exit(0);
 }
 
 if (want !== undefined && want !== '' && want !== '0' && want !== '1') {
@@ -71,10 +102,16 @@ if (nvcc) {
     console.error('pma: the CUDA build failed (PMA_CUDA=1); set PMA_CUDA=0 for the CPU-only build');
     process.exit(1);
   }
-  console.warn('pma: warning: the CUDA build failed; building the CPU-only addon instead');
+  const reason = `the CUDA build with ${nvcc} failed`;
+  console.warn('pma: warning: the CUDA build failed; using the CPU-only addon instead');
+  const notPrebuilt = tryPrebuild(reason);
+  console.log(`pma: not using the prebuilt addon: ${notPrebuilt}; compiling the CPU addon`);
   if (!buildCpu()) process.exit(1);
-  record('cpu', `the CUDA build with ${nvcc} failed`);
+  record('cpu', reason, { prebuildNotUsed: notPrebuilt });
   process.exit(0);
 }
+const reason = want === '0' ? 'PMA_CUDA=0' : 'nvcc not found';
+const notPrebuilt = tryPrebuild(reason);
+console.log(`pma: not using the prebuilt addon: ${notPrebuilt}; compiling the CPU addon`);
 if (!buildCpu()) process.exit(1);
-record('cpu', want === '0' ? 'PMA_CUDA=0' : 'nvcc not found');
+record('cpu', reason, { prebuildNotUsed: notPrebuilt });

@@ -161,11 +161,16 @@ export interface Native {
   dropCache(path: string, offset: number, length: number): void;
 }
 
+/** The addon built here (build/), else the prebuild shipped in the npm tarball (found without the install script). */
 function addonPath(): string {
-  const candidates = [join(PACKAGE_ROOT, 'build', 'Release', 'pma.node'), join(PACKAGE_ROOT, 'build', 'Debug', 'pma.node')];
+  const candidates = [
+    join(PACKAGE_ROOT, 'build', 'Release', 'pma.node'),
+    join(PACKAGE_ROOT, 'build', 'Debug', 'pma.node'),
+    join(PACKAGE_ROOT, 'prebuilds', `${process.platform}-${process.arch}`, 'pma.node'),
+  ];
   const found = candidates.find((p) => existsSync(p));
   if (!found) {
-    throw new PmaError('E_UNSUPPORTED', `the native addon is not built (looked for ${candidates[0]}); run npm install or npm run build`);
+    throw new PmaError('E_UNSUPPORTED', `the native addon is not built (looked for ${candidates.join(', ')}); run npm install or npm run build`);
   }
   return found;
 }
