@@ -21,7 +21,10 @@ module.exports = {
     { name: 'no-circular', comment: 'no import cycles', severity: 'error', from: {}, to: { circular: true } },
     layer('base', BASE, { label: 'base (errors, dtypes, validate, util)', paths: [BASE] }),
     layer('formats', FORMATS, { label: 'formats and base', paths: [FORMATS, BASE] }),
-    layer('plan', PLAN, { label: 'plan, formats and base (never the native surface, run or output)', paths: [PLAN, FORMATS, BASE] }),
+    layer('plan', PLAN, {
+      label: 'plan, formats and base (never the native surface, run or output)',
+      paths: [PLAN, FORMATS, BASE],
+    }),
     layer('run', RUN, { label: 'run/output, plan, formats and base', paths: [RUN, PLAN, FORMATS, BASE] }),
     layer('library', LIBRARY, { label: 'anything but the CLI', paths: [LIBRARY, RUN, PLAN, FORMATS, BASE] }),
     {

@@ -15,7 +15,11 @@ import { parseArgs } from 'node:util';
 const ROOT = join(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: 'string', default: '7' }, threads: { type: 'string', default: '2' }, inputs: { type: 'string' } },
+  options: {
+    runs: { type: 'string', default: '7' },
+    threads: { type: 'string', default: '2' },
+    inputs: { type: 'string' },
+  },
 });
 const commit = positionals[0];
 if (!commit) {
@@ -29,19 +33,27 @@ if (!existsSync(inputs)) {
 }
 const tree = join(mkdtempSync(join(tmpdir(), 'pma-against-')), 'tree');
 const out = join(ROOT, '.bench-data', 'against-out');
-const run = (cmd, args, cwd, env = {}) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
+const run = (cmd, args, cwd, env = {}) =>
+  execFileSync(cmd, args, { cwd, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
 try {
   run('git', ['worktree', 'add', '--detach', tree, commit], ROOT);
   symlinkSync(join(ROOT, 'node_modules'), join(tree, 'node_modules'));
   const build = existsSync(join(tree, 'scripts', 'build-native.mjs'))
-    ? () => run(process.execPath, ['scripts/build-native.mjs'], tree, { PMA_CUDA: '0', npm_config_nodedir: process.env.npm_config_nodedir ?? '/usr' })
+    ? () =>
+        run(process.execPath, ['scripts/build-native.mjs'], tree, {
+          PMA_CUDA: '0',
+          npm_config_nodedir: process.env.npm_config_nodedir ?? '/usr',
+        })
     : () => run('npm', ['run', 'install'], tree);
   build();
   run('npx', ['tsc', '-p', 'tsconfig.json'], tree);
   const other = await import(join(tree, 'dist', 'index.js'));
   const here = await import(join(ROOT, 'dist', 'index.js'));
   const opts = { inputs, out, threads: Number(values.threads) };
-  const variants = [[`${commit}`, other.merge], ['this checkout', here.merge]];
+  const variants = [
+    [`${commit}`, other.merge],
+    ['this checkout', here.merge],
+  ];
   const times = variants.map(() => []);
   for (let r = 0; r < Number(values.runs); r++) {
     for (const [i, [, merge]] of variants.entries()) {
@@ -57,7 +69,9 @@ try {
   console.log('| build | median s | min s | max s |');
   console.log('|:--|--:|--:|--:|');
   for (const [i, [name]] of variants.entries()) {
-    console.log(`| ${name} | ${median(times[i]).toFixed(3)} | ${Math.min(...times[i]).toFixed(3)} | ${Math.max(...times[i]).toFixed(3)} |`);
+    console.log(
+      `| ${name} | ${median(times[i]).toFixed(3)} | ${Math.min(...times[i]).toFixed(3)} | ${Math.max(...times[i]).toFixed(3)} |`,
+    );
   }
   console.log(`\nthis checkout / ${commit}: ${(median(times[1]) / median(times[0])).toFixed(2)}x`);
 } finally {

@@ -12,7 +12,13 @@ import { parseArgs } from 'node:util';
 import { analyze, plan } from '../dist/index.js';
 
 const ROOT = join(import.meta.dirname, '..');
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, threads: { type: 'string', default: '2' }, inputs: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '5' },
+    threads: { type: 'string', default: '2' },
+    inputs: { type: 'string' },
+  },
+});
 const inputs = values.inputs ?? join(ROOT, '.bench-data', 'run');
 if (!existsSync(inputs)) {
   console.error(`no inputs at ${inputs}: run pma bench --dir .bench-data --keep first, or pass --inputs`);
@@ -43,10 +49,17 @@ for (let r = 0; r < Number(values.runs); r++) {
   await analyze({ inputs, threads: Number(values.threads) });
   an.push((performance.now() - t) / 1000);
 }
-console.log(`inputs ${inputs}: ${files.length} files, ${(bytes / 1e9).toFixed(2)} GB; ${values.threads} threads, ${values.runs} interleaved rounds\n`);
+console.log(
+  `inputs ${inputs}: ${files.length} files, ${(bytes / 1e9).toFixed(2)} GB; ${values.threads} threads, ${values.runs} interleaved rounds\n`,
+);
 console.log('| what | median s | min s | max s | GB/s |');
 console.log('|:--|--:|--:|--:|--:|');
-for (const [name, xs] of [['read the files', read], ['pma analyze', an]]) {
-  console.log(`| ${name} | ${median(xs).toFixed(3)} | ${Math.min(...xs).toFixed(3)} | ${Math.max(...xs).toFixed(3)} | ${(bytes / 1e9 / median(xs)).toFixed(2)} |`);
+for (const [name, xs] of [
+  ['read the files', read],
+  ['pma analyze', an],
+]) {
+  console.log(
+    `| ${name} | ${median(xs).toFixed(3)} | ${Math.min(...xs).toFixed(3)} | ${Math.max(...xs).toFixed(3)} | ${(bytes / 1e9 / median(xs)).toFixed(2)} |`,
+  );
 }
 console.log(`\npma analyze / read: ${(median(an) / median(read)).toFixed(2)}x`);

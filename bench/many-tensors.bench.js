@@ -12,7 +12,13 @@ import { parseArgs } from 'node:util';
 import { merge, plan } from '../dist/index.js';
 import { writeSafetensorsFile } from '../dist/synthetic/writer.js';
 
-const { values } = parseArgs({ options: { tensors: { type: 'string', default: String(2 ** 20) }, runs: { type: 'string', default: '3' }, dir: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    tensors: { type: 'string', default: String(2 ** 20) },
+    runs: { type: 'string', default: '3' },
+    dir: { type: 'string' },
+  },
+});
 const count = Number(values.tensors);
 const dir = values.dir ?? join(tmpdir(), 'pma-many-tensors-bench');
 rmSync(dir, { recursive: true, force: true });
@@ -24,7 +30,9 @@ const files = [1, 2].map((s) => {
   mkdirSync(join(path, '..'), { recursive: true });
   const data = Buffer.alloc(2 * count);
   for (let i = 0; i < count; i++) data.writeUInt16LE(0x3f80 | (i & 0x3f) | s, 2 * i);
-  writeSafetensorsFile(path, tensors, (t) => data.subarray(2 * Number(t.name.slice(2)), 2 * Number(t.name.slice(2)) + 2));
+  writeSafetensorsFile(path, tensors, (t) =>
+    data.subarray(2 * Number(t.name.slice(2)), 2 * Number(t.name.slice(2)) + 2),
+  );
   return path;
 });
 
@@ -55,7 +63,11 @@ for (let r = 0; r < Number(values.runs); r++) {
 console.log(`2 checkpoints x ${count} one-element bf16 tensors, ${values.runs} rounds\n`);
 console.log('| what | median s | min s | max s |');
 console.log('|:--|--:|--:|--:|');
-for (const [name, xs] of [['read the files', rows.read], ['plan()', rows.plan], ['merge() (plans again)', rows.merge]]) {
+for (const [name, xs] of [
+  ['read the files', rows.read],
+  ['plan()', rows.plan],
+  ['merge() (plans again)', rows.merge],
+]) {
   console.log(`| ${name} | ${median(xs).toFixed(2)} | ${Math.min(...xs).toFixed(2)} | ${Math.max(...xs).toFixed(2)} |`);
 }
 console.log(`\npeak resident memory of this process: ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB`);

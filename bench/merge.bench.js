@@ -56,11 +56,16 @@ async function main() {
     return 0;
   }
   const entry = join(ROOT, 'dist', 'bench', 'index.js');
-  if (!existsSync(entry)) throw new Error(`${entry} is missing: build first (npm run build, or npx tsc -p . for the TypeScript)`);
+  if (!existsSync(entry))
+    throw new Error(`${entry} is missing: build first (npm run build, or npx tsc -p . for the TypeScript)`);
   const bench = await import(pathToFileURL(entry).href);
 
   const dir = resolve(values['data-dir'] ?? join(ROOT, '.bench-data'));
-  const { cases, notes } = bench.standardSuite({ quick: values.quick === true, cores: availableParallelism(), memoryBytes: totalmem() });
+  const { cases, notes } = bench.standardSuite({
+    quick: values.quick === true,
+    cores: availableParallelism(),
+    memoryBytes: totalmem(),
+  });
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
   process.once('SIGTERM', () => ac.abort());
@@ -76,11 +81,21 @@ async function main() {
   // The torch baseline of the issue's headline case, where Debian's python3-torch is installed.
   const torch = await import('./torch-baseline.bench.js');
   if (torch.torchAvailable()) {
-    result.torch = await torch.torchBaseline({ dir, ...(values.quick ? { inputs: 4, size: '256MB' } : {}), log: (msg) => process.stderr.write(`${msg}\n`) });
+    result.torch = await torch.torchBaseline({
+      dir,
+      ...(values.quick ? { inputs: 4, size: '256MB' } : {}),
+      log: (msg) => process.stderr.write(`${msg}\n`),
+    });
   }
   writeFileSync(join(dir, 'last-result.json'), `${JSON.stringify(result, null, 2)}\n`);
-  const torchLine = result.torch ? torch.formatTorch(result.torch) : 'torch baseline skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)\n';
-  process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${bench.formatSuiteReport(result)}${torchLine}results: ${join(dir, 'last-result.json')}\n`);
+  const torchLine = result.torch
+    ? torch.formatTorch(result.torch)
+    : 'torch baseline skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)\n';
+  process.stdout.write(
+    values.json
+      ? `${JSON.stringify(result, null, 2)}\n`
+      : `${bench.formatSuiteReport(result)}${torchLine}results: ${join(dir, 'last-result.json')}\n`,
+  );
   return 0;
 }
 

@@ -44,13 +44,17 @@ function generate() {
   const tensor = 64 * 2 ** 20;
   const tensors = [];
   for (let left = Math.floor(SIZE / 2) * 2, i = 0; left > 0; left -= tensor, i++) {
-    tensors.push({ name: `model.layers.${i}.mlp.experts.0.up_proj.weight`, dtype: 'BF16', shape: [Math.min(tensor, left) / 2] });
+    tensors.push({
+      name: `model.layers.${i}.mlp.experts.0.up_proj.weight`,
+      dtype: 'BF16',
+      shape: [Math.min(tensor, left) / 2],
+    });
   }
   const noise = weightLike('BF16', tensor + 4096);
   for (let c = 1; c <= N; c++) {
     writeSyntheticCheckpoint(join(run, `checkpoint-${c * 1000}`), {
       tensors,
-      data: (t, i) => noise.subarray((c * 131 + i * 8) % 4096, (c * 131 + i * 8) % 4096 + t.shape[0] * 2),
+      data: (t, i) => noise.subarray((c * 131 + i * 8) % 4096, ((c * 131 + i * 8) % 4096) + t.shape[0] * 2),
       files: { 'config.json': '{}' },
     });
   }
@@ -63,12 +67,14 @@ function generate() {
 const sh = (cmd) => execFileSync('bash', ['-c', cmd], { encoding: 'utf8' });
 const dropAll = () => sh('sync; echo 3 > /proc/sys/vm/drop_caches');
 const resident = (f) => Number(sh(`fincore --bytes --noheadings --output RES ${f}`).trim());
-const cachedGB = () => Number(/Cached:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))[1]) / 1e6 * 1.024;
+const cachedGB = () => (Number(/Cached:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))[1]) / 1e6) * 1.024;
 const inputs = () => sh(`ls ${run}/*/model.safetensors`).trim().split('\n');
 
 generate();
 const total = N * SIZE;
-console.log(`machine: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM; inputs ${N} x ${(SIZE / 1e9).toFixed(1)} GB = ${(total / 1e9).toFixed(1)} GB bf16 in ${run}`);
+console.log(
+  `machine: ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM; inputs ${N} x ${(SIZE / 1e9).toFixed(1)} GB = ${(total / 1e9).toFixed(1)} GB bf16 in ${run}`,
+);
 
 dropAll();
 let t = performance.now();
@@ -84,14 +90,31 @@ for (const mode of ['keep', 'drop']) {
   sh(`cat ${join(dir, 'victim.bin')} > /dev/null`);
   const victimBefore = resident(join(dir, 'victim.bin'));
   t = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'merge', run, '--out', out, '--page-cache', mode, '--json'], { encoding: 'utf8' });
+  const r = spawnSync(
+    '/usr/bin/time',
+    ['-f', '%M', process.execPath, cli, 'merge', run, '--out', out, '--page-cache', mode, '--json'],
+    { encoding: 'utf8' },
+  );
   const wall = (performance.now() - t) / 1000;
   if (r.status !== 0) throw new Error(r.stderr);
   const rssMiB = Number(r.stderr.trim().split('\n').pop()) / 1024;
   const victimAfter = resident(join(dir, 'victim.bin'));
-  rows.push({ mode, wall, gbps: total / 1e9 / wall, vsCat: wall / catS, rssMiB, victimKept: victimAfter / victimBefore, cachedAfterGB: cachedGB() });
+  rows.push({
+    mode,
+    wall,
+    gbps: total / 1e9 / wall,
+    vsCat: wall / catS,
+    rssMiB,
+    victimKept: victimAfter / victimBefore,
+    cachedAfterGB: cachedGB(),
+  });
   rmSync(out, { recursive: true, force: true });
 }
-console.log('\n| --page-cache | wall s | input GB/s | x cold cat | peak RSS MiB | victim file still cached | page cache after, GB |');
+console.log(
+  '\n| --page-cache | wall s | input GB/s | x cold cat | peak RSS MiB | victim file still cached | page cache after, GB |',
+);
 console.log('|:--|--:|--:|--:|--:|--:|--:|');
-for (const r of rows) console.log(`| ${r.mode} | ${r.wall.toFixed(1)} | ${r.gbps.toFixed(2)} | ${r.vsCat.toFixed(2)} | ${r.rssMiB.toFixed(0)} | ${(r.victimKept * 100).toFixed(0)}% | ${r.cachedAfterGB.toFixed(1)} |`);
+for (const r of rows)
+  console.log(
+    `| ${r.mode} | ${r.wall.toFixed(1)} | ${r.gbps.toFixed(2)} | ${r.vsCat.toFixed(2)} | ${r.rssMiB.toFixed(0)} | ${(r.victimKept * 100).toFixed(0)}% | ${r.cachedAfterGB.toFixed(1)} |`,
+  );

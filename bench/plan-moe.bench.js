@@ -22,13 +22,20 @@ const { values } = parseArgs({
     'data-dir': { type: 'string', default: join(import.meta.dirname, '..', '.bench-data', 'moe') },
   },
 });
-const N = Number(values.checkpoints), L = Number(values.layers), E = Number(values.experts);
-const H = Number(values.hidden), I = Number(values.intermediate), RUNS = Number(values.runs);
+const N = Number(values.checkpoints),
+  L = Number(values.layers),
+  E = Number(values.experts);
+const H = Number(values.hidden),
+  I = Number(values.intermediate),
+  RUNS = Number(values.runs);
 const SHARD_BYTES = 5e9;
 const dir = values['data-dir'];
 
 // Qwen3-235B-A22B-shaped by default: 94 layers of 128 experts, a 151,936-token vocabulary.
-const tensors = moeTensors({ hidden: H, intermediate: I, kvDim: 512, experts: E, layers: L, vocab: 151936, headDim: 128 }, { weights: 'BF16' });
+const tensors = moeTensors(
+  { hidden: H, intermediate: I, kvDim: 512, experts: E, layers: L, vocab: 151936, headDim: 128 },
+  { weights: 'BF16' },
+);
 
 function generate() {
   const stamp = JSON.stringify({ N, L, E, H, I, generator: 2 });
@@ -38,7 +45,12 @@ function generate() {
   let shards = 0;
   for (let c = 1; c <= N; c++) {
     // Sparse: every tensor is a hole (data: null), so no disk is spent on the data.
-    const written = writeSyntheticCheckpoint(join(dir, `checkpoint-${c * 1000}`), { tensors, data: () => null, maxShardBytes: SHARD_BYTES, files: { 'config.json': '{}' } });
+    const written = writeSyntheticCheckpoint(join(dir, `checkpoint-${c * 1000}`), {
+      tensors,
+      data: () => null,
+      maxShardBytes: SHARD_BYTES,
+      files: { 'config.json': '{}' },
+    });
     shards = written.length;
   }
   writeFileSync(manifest, stamp);
@@ -51,17 +63,33 @@ const results = [];
 for (let r = 0; r < RUNS; r++) {
   // /usr/bin/time -v reports the peak RSS of the whole planning process.
   const t0 = performance.now();
-  const out = execFileSync('/usr/bin/time', ['-v', process.execPath, cli, 'merge', dir, '--dry-run', '--quiet'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26 });
+  const out = execFileSync('/usr/bin/time', ['-v', process.execPath, cli, 'merge', dir, '--dry-run', '--quiet'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 1 << 26,
+  });
   const wall = (performance.now() - t0) / 1000;
   results.push({ wall, out });
 }
 // execFileSync hides stderr on success; rerun once capturing it for the RSS figure.
 const rssRuns = [];
 for (let r = 0; r < RUNS; r++) {
-  const res = execFileSync('bash', ['-c', `/usr/bin/time -v "${process.execPath}" "${cli}" merge "${dir}" --dry-run --quiet 2>&1 >/dev/null | grep 'Maximum resident'`], { encoding: 'utf8' });
+  const res = execFileSync(
+    'bash',
+    [
+      '-c',
+      `/usr/bin/time -v "${process.execPath}" "${cli}" merge "${dir}" --dry-run --quiet 2>&1 >/dev/null | grep 'Maximum resident'`,
+    ],
+    { encoding: 'utf8' },
+  );
   rssRuns.push(Number(/(\d+)\s*$/.exec(res.trim())?.[1] ?? NaN) / 1024);
 }
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-const summary = results[0].out.split('\n').filter((l) => /^(merging|output|work)/.test(l)).join('\n');
+const summary = results[0].out
+  .split('\n')
+  .filter((l) => /^(merging|output|work)/.test(l))
+  .join('\n');
 console.log(summary);
-console.log(`\nplan of ${N} checkpoints (${tensors.length} tensors each): median wall ${median(results.map((r) => r.wall)).toFixed(2)} s (target < 2 s), median peak RSS ${median(rssRuns).toFixed(0)} MiB (target < 300 MiB), ${RUNS} runs`);
+console.log(
+  `\nplan of ${N} checkpoints (${tensors.length} tensors each): median wall ${median(results.map((r) => r.wall)).toFixed(2)} s (target < 2 s), median peak RSS ${median(rssRuns).toFixed(0)} MiB (target < 300 MiB), ${RUNS} runs`,
+);

@@ -17,12 +17,21 @@ export function torchAvailable() {
   return spawnSync(PY, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 }
 
-export async function torchBaseline({ inputs = 5, size = '1GB', dtype = 'bf16', runs = 3, dir = join(ROOT, '.bench-data'), log = () => {} } = {}) {
+export async function torchBaseline({
+  inputs = 5,
+  size = '1GB',
+  dtype = 'bf16',
+  runs = 3,
+  dir = join(ROOT, '.bench-data'),
+  log = () => {},
+} = {}) {
   const pma = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href);
   const bench = await import(pathToFileURL(join(ROOT, 'dist', 'bench', 'index.js')).href);
   const { byteSize } = await import(pathToFileURL(join(ROOT, 'dist', 'validate.js')).href);
   const series = await bench.generateSeries(dir, { inputs, sizeBytes: byteSize('size', size), dtype }, { log });
-  const ckpts = spawnSync('bash', ['-c', `ls -d ${series.runDir}/checkpoint-* | sort -t- -k2 -n`], { encoding: 'utf8' }).stdout.trim().split('\n');
+  const ckpts = spawnSync('bash', ['-c', `ls -d ${series.runDir}/checkpoint-* | sort -t- -k2 -n`], { encoding: 'utf8' })
+    .stdout.trim()
+    .split('\n');
   const out = join(dir, 'torch-out');
   const times = { pma: [], torch: [] };
   for (let r = 0; r < runs; r++) {
@@ -39,7 +48,13 @@ export async function torchBaseline({ inputs = 5, size = '1GB', dtype = 'bf16', 
   }
   rmSync(out, { recursive: true, force: true });
   const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
-  return { series: `${inputs} x ${size} ${dtype}`, runs, pmaSeconds: median(times.pma), torchSeconds: median(times.torch), times };
+  return {
+    series: `${inputs} x ${size} ${dtype}`,
+    runs,
+    pmaSeconds: median(times.pma),
+    torchSeconds: median(times.torch),
+    times,
+  };
 }
 
 export function formatTorch(r) {
@@ -47,11 +62,24 @@ export function formatTorch(r) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { inputs: { type: 'string', default: '5' }, size: { type: 'string', default: '1GB' }, dtype: { type: 'string', default: 'bf16' }, runs: { type: 'string', default: '3' } } });
+  const { values } = parseArgs({
+    options: {
+      inputs: { type: 'string', default: '5' },
+      size: { type: 'string', default: '1GB' },
+      dtype: { type: 'string', default: 'bf16' },
+      runs: { type: 'string', default: '3' },
+    },
+  });
   if (!torchAvailable()) {
     process.stdout.write(`torch baseline skipped: ${PY} cannot import torch (apt-get install python3-torch)\n`);
   } else {
-    const r = await torchBaseline({ inputs: Number(values.inputs), size: values.size, dtype: values.dtype, runs: Number(values.runs), log: (m) => process.stderr.write(`${m}\n`) });
+    const r = await torchBaseline({
+      inputs: Number(values.inputs),
+      size: values.size,
+      dtype: values.dtype,
+      runs: Number(values.runs),
+      log: (m) => process.stderr.write(`${m}\n`),
+    });
     process.stdout.write(formatTorch(r));
   }
 }

@@ -19,9 +19,15 @@ const { values, positionals } = parseArgs({
 });
 const inputs = values.inputs ?? join(import.meta.dirname, '..', '.bench-data', 'run');
 const out = join(import.meta.dirname, '..', '.bench-data', 'variants-out');
-const variants = positionals.length > 0
-  ? positionals.map((p) => JSON.parse(p))
-  : [{ write: 'buffered', threads: 2 }, { write: 'direct', threads: 2 }, { write: 'buffered', threads: 1 }, { write: 'direct', threads: 1 }];
+const variants =
+  positionals.length > 0
+    ? positionals.map((p) => JSON.parse(p))
+    : [
+        { write: 'buffered', threads: 2 },
+        { write: 'direct', threads: 2 },
+        { write: 'buffered', threads: 1 },
+        { write: 'direct', threads: 1 },
+      ];
 const times = variants.map(() => []);
 let inputBytes = 0;
 for (let r = 0; r < Number(values.runs); r++) {
@@ -40,5 +46,7 @@ console.log('| variant | median s | min s | max s | input GB/s |');
 console.log('|:--|--:|--:|--:|--:|');
 for (const [i, v] of variants.entries()) {
   const m = median(times[i]);
-  console.log(`| \`${JSON.stringify(v)}\` | ${m.toFixed(3)} | ${Math.min(...times[i]).toFixed(3)} | ${Math.max(...times[i]).toFixed(3)} | ${(inputBytes / 1e9 / m).toFixed(2)} |`);
+  console.log(
+    `| \`${JSON.stringify(v)}\` | ${m.toFixed(3)} | ${Math.min(...times[i]).toFixed(3)} | ${Math.max(...times[i]).toFixed(3)} | ${(inputBytes / 1e9 / m).toFixed(2)} |`,
+  );
 }

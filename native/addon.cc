@@ -2,6 +2,8 @@
 // JS values here, on the calling thread, into plain structs; the engine and kernels never see napi.
 #include <napi.h>
 
+#include <exception>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -18,30 +20,48 @@ namespace {
 using pma::DType;
 using pma::Kernel;
 
-std::string get_string(const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsString()) throw pma::EngineError(pma::kCodeInternal, std::string("native: '") + key + "' must be a string");
+// The shapes of the arguments are pma's own contract with src/native.ts: a wrong one is a bug in
+// pma, never user input, so every shape error is kCodeInternal.
+[[noreturn]] void bad_arg(const char* key, const char* what) {
+  throw pma::EngineError(pma::kCodeInternal, std::string("native: '") + key + "' must be " + what);
+}
+
+std::string as_string(const Napi::Value& v, const char* key) {
+  if (!v.IsString()) bad_arg(key, "a string");
   return v.As<Napi::String>().Utf8Value();
 }
 
-double get_number(const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw pma::EngineError(pma::kCodeInternal, std::string("native: '") + key + "' must be a number");
+double as_number(const Napi::Value& v, const char* key) {
+  if (!v.IsNumber()) bad_arg(key, "a number");
   return v.As<Napi::Number>().DoubleValue();
 }
 
-uint64_t get_u64(const Napi::Object& o, const char* key) {
-  const double d = get_number(o, key);
-  if (!(d >= 0 && d <= 9007199254740991.0) || d != double(uint64_t(d))) {
-    throw pma::EngineError(pma::kCodeInternal, std::string("native: '") + key + "' must be a safe integer");
-  }
+uint64_t as_u64(const Napi::Value& v, const char* key) {
+  const double d = as_number(v, key);
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != double(uint64_t(d))) bad_arg(key, "a safe integer");
   return uint64_t(d);
 }
 
-Napi::Array get_array(const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsArray()) throw pma::EngineError(pma::kCodeInternal, std::string("native: '") + key + "' must be an array");
+Napi::Object as_object(const Napi::Value& v, const char* key) {
+  if (!v.IsObject()) bad_arg(key, "an object");
+  return v.As<Napi::Object>();
+}
+
+Napi::Array as_array(const Napi::Value& v, const char* key) {
+  if (!v.IsArray()) bad_arg(key, "an array");
   return v.As<Napi::Array>();
+}
+
+std::string get_string(const Napi::Object& o, const char* key) { return as_string(o.Get(key), key); }
+double get_number(const Napi::Object& o, const char* key) { return as_number(o.Get(key), key); }
+uint64_t get_u64(const Napi::Object& o, const char* key) { return as_u64(o.Get(key), key); }
+Napi::Array get_array(const Napi::Object& o, const char* key) { return as_array(o.Get(key), key); }
+
+std::vector<std::string> get_strings(const Napi::Object& o, const char* key) {
+  const Napi::Array a = get_array(o, key);
+  std::vector<std::string> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) out[i] = as_string(a.Get(i), key);
+  return out;
 }
 
 DType parse_dtype(const std::string& s) {
@@ -59,53 +79,30 @@ Kernel parse_kernel(const std::string& s) {
   else if (s == "avx512") k = Kernel::Avx512;
   else if (s != "scalar") throw pma::EngineError(pma::kCodeInternal, "native: unknown kernel " + s);
   if (!pma::kernel_available(k)) {
-    throw pma::EngineError("E_UNSUPPORTED", std::string("kernel ") + s + " is not supported by this CPU");
+    throw pma::EngineError(pma::kCodeUnsupported, std::string("kernel ") + s + " is not supported by this CPU");
   }
   return k;
-}
-
-std::vector<std::string> get_strings(const Napi::Object& o, const char* key) {
-  const Napi::Array a = get_array(o, key);
-  std::vector<std::string> out(a.Length());
-  for (uint32_t i = 0; i < a.Length(); ++i) out[i] = a.Get(i).As<Napi::String>().Utf8Value();
-  return out;
 }
 
 void read_weights(const Napi::Object& o, std::vector<float>& w32, std::vector<double>& w64) {
   // Both come from TS: w32 is the f32 rounding of the normalised f64 weights (golden rule 1).
   const Napi::Array a32 = get_array(o, "weights32");
   const Napi::Array a64 = get_array(o, "weights64");
-  if (a32.Length() != a64.Length()) throw pma::EngineError(pma::kCodeInternal, "native: weight arrays differ in length");
+  if (a32.Length() != a64.Length()) {
+    throw pma::EngineError(pma::kCodeInternal, "native: weight arrays differ in length");
+  }
   for (uint32_t i = 0; i < a32.Length(); ++i) {
-    w32.push_back(float(a32.Get(i).As<Napi::Number>().DoubleValue()));
-    w64.push_back(a64.Get(i).As<Napi::Number>().DoubleValue());
+    w32.push_back(float(as_number(a32.Get(i), "weights32")));
+    w64.push_back(as_number(a64.Get(i), "weights64"));
   }
 }
 
-pma::ChunkSpec parse_chunk(const Napi::Object& t) {
-  pma::ChunkSpec spec;
-  spec.inputs = get_strings(t, "inputs");
-  spec.outputs = get_strings(t, "outputs");
-  read_weights(t, spec.w32, spec.w64);
-  spec.acc_f64 = get_string(t, "accumulate") == "f64";
-  spec.kernel = parse_kernel(get_string(t, "kernel"));
-  spec.io = get_string(t, "io") == "mmap" ? pma::IoMode::Mmap : pma::IoMode::Pread;
-  spec.drop_cache = t.Get("dropCache").ToBoolean().Value();
-  spec.direct_write = get_string(t, "write") == "direct";
-  const double device = get_number(t, "device");
-  spec.device = device >= 0 ? int(device) : -1;
-  if (spec.device >= 0) spec.gpu_memory = get_u64(t, "gpuMemory");
-  // An Int32Array over a SharedArrayBuffer the executor owns; the JS value outlives this call.
-  const Napi::Value cancel = t.Get("cancel");
-  if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array &&
-      cancel.As<Napi::TypedArray>().ElementLength() >= 1) {
-    spec.cancel = cancel.As<Napi::Int32Array>().Data();
-  }
+std::vector<pma::Op> parse_ops(const Napi::Object& t) {
   const Napi::Array ops = get_array(t, "ops");
-  spec.ops.resize(ops.Length());
+  std::vector<pma::Op> out(ops.Length());
   for (uint32_t i = 0; i < ops.Length(); ++i) {
-    const Napi::Object o = ops.Get(i).As<Napi::Object>();
-    pma::Op& op = spec.ops[i];
+    const Napi::Object o = as_object(ops.Get(i), "ops");
+    pma::Op& op = out[i];
     op.copy = get_string(o, "kind") == "copy";
     op.tensor = get_string(o, "tensor");
     op.out_file = uint32_t(get_u64(o, "outFile"));
@@ -120,11 +117,49 @@ pma::ChunkSpec parse_chunk(const Napi::Object& t) {
     const Napi::Array ins = get_array(o, "inputs");
     op.inputs.resize(ins.Length());
     for (uint32_t k = 0; k < ins.Length(); ++k) {
-      const Napi::Object r = ins.Get(k).As<Napi::Object>();
+      const Napi::Object r = as_object(ins.Get(k), "inputs");
       op.inputs[k].file = uint32_t(get_u64(r, "file"));
       op.inputs[k].offset = get_u64(r, "offset");
     }
   }
+  return out;
+}
+
+// An Int32Array over a SharedArrayBuffer the executor owns; the JS value outlives the call.
+// Absent: the chunk cannot be stopped.
+const int32_t* parse_cancel(const Napi::Object& t) {
+  const Napi::Value cancel = t.Get("cancel");
+  if (cancel.IsUndefined() || cancel.IsNull()) return nullptr;
+  if (!cancel.IsTypedArray() || cancel.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      cancel.As<Napi::TypedArray>().ElementLength() < 1) {
+    bad_arg("cancel", "an Int32Array of at least one element");
+  }
+  return cancel.As<Napi::Int32Array>().Data();
+}
+
+// What analyzeChunk reads of a chunk: nothing else is looked at.
+pma::ChunkReads parse_reads(const Napi::Object& t) {
+  pma::ChunkReads r;
+  r.inputs = get_strings(t, "inputs");
+  r.ops = parse_ops(t);
+  r.cancel = parse_cancel(t);
+  return r;
+}
+
+// The whole merge chunk, for runChunk.
+pma::ChunkSpec parse_chunk(const Napi::Object& t) {
+  pma::ChunkSpec spec;
+  static_cast<pma::ChunkReads&>(spec) = parse_reads(t);
+  spec.outputs = get_strings(t, "outputs");
+  read_weights(t, spec.w32, spec.w64);
+  spec.acc_f64 = get_string(t, "accumulate") == "f64";
+  spec.kernel = parse_kernel(get_string(t, "kernel"));
+  spec.io = get_string(t, "io") == "mmap" ? pma::IoMode::Mmap : pma::IoMode::Pread;
+  spec.drop_cache = t.Get("dropCache").ToBoolean().Value();
+  spec.direct_write = get_string(t, "write") == "direct";
+  const double device = get_number(t, "device");
+  spec.device = device >= 0 ? int(device) : -1;
+  if (spec.device >= 0) spec.gpu_memory = get_u64(t, "gpuMemory");
   return spec;
 }
 
@@ -136,17 +171,24 @@ pma::ChunkSpec parse_chunk(const Napi::Object& t) {
   throw err;
 }
 
-// Runs engine work, turning its failures into JS errors with code, file and tensor.
+// The one guard around every exported method (see PmaAddon::Exported): an EngineError becomes a
+// JS error carrying pmaCode, file and tensor; a failed allocation is kCodeNoMem; any other
+// exception is kCodeInternal. A Napi::Error (a JS exception already raised, e.g. by a getter of
+// an argument) passes through unchanged.
 template <typename F>
-Napi::Value engine_call(Napi::Env env, F&& f) {
+Napi::Value guarded(Napi::Env env, F&& f) {
   try {
     return f();
+  } catch (const Napi::Error&) {
+    throw;
   } catch (const pma::EngineError& e) {
     rethrow_as_js(env, e);
   } catch (const std::bad_alloc&) {
-    rethrow_as_js(env, pma::EngineError("E_NOMEM", "out of memory in the native engine"));
+    rethrow_as_js(env, pma::EngineError(pma::kCodeNoMem, "out of memory in the native engine"));
   } catch (const std::exception& e) {
     rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
+  } catch (...) {
+    rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, "native engine: an exception of unknown type"));
   }
 }
 
@@ -156,18 +198,32 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
  public:
   PmaAddon(Napi::Env env, Napi::Object exports) {
     DefineAddon(exports, {
-        InstanceMethod("cpuFeatures", &PmaAddon::CpuFeatures),
-        InstanceMethod("runChunk", &PmaAddon::RunChunk),
-        InstanceMethod("analyzeChunk", &PmaAddon::AnalyzeChunk),
-        InstanceMethod("mergeBuffers", &PmaAddon::MergeBuffers),
-        InstanceMethod("cudaInfo", &PmaAddon::CudaInfo),
-        InstanceMethod("dropCache", &PmaAddon::DropCache),
-        InstanceMethod("cudaBench", &PmaAddon::CudaBench),
-    });
+                             Exported<&PmaAddon::CpuFeatures>("cpuFeatures"),
+                             Exported<&PmaAddon::RunChunk>("runChunk"),
+                             Exported<&PmaAddon::AnalyzeChunk>("analyzeChunk"),
+                             Exported<&PmaAddon::MergeBuffers>("mergeBuffers"),
+                             Exported<&PmaAddon::CudaInfo>("cudaInfo"),
+                             Exported<&PmaAddon::DropCache>("dropCache"),
+                             Exported<&PmaAddon::CudaBench>("cudaBench"),
+                         });
     exports.Set("cuda", Napi::Boolean::New(env, pma::cuda_built()));
   }
 
  private:
+  using Method = Napi::Value (PmaAddon::*)(const Napi::CallbackInfo&);
+
+  // Every method is exported through guarded(), so none can let a C++ exception escape or
+  // report a failure without its code.
+  template <Method M>
+  Napi::Value Guarded(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value { return (this->*M)(info); });
+  }
+
+  template <Method M>
+  static PropertyDescriptor Exported(const char* name) {
+    return InstanceMethod(name, &PmaAddon::Guarded<M>);
+  }
+
   Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const pma::CpuFeatures f = pma::cpu_features();
@@ -186,118 +242,104 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
 
   Napi::Value RunChunk(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    return engine_call(env, [&]() -> Napi::Value {
-      const pma::ChunkSpec spec = parse_chunk(info[0].As<Napi::Object>());
-      const pma::ChunkStats st = spec.device >= 0 ? pma::run_chunk_cuda(spec, gpu()) : pma::run_chunk(spec, scratch_);
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("bytesRead", double(st.bytes_read));
-      o.Set("bytesWritten", double(st.bytes_written));
-      Napi::Array nf = Napi::Array::New(env, st.nonfinite.size());
-      for (size_t i = 0; i < st.nonfinite.size(); ++i) {
-        Napi::Array x = Napi::Array::New(env, 3);
-        x.Set(uint32_t(0), st.nonfinite[i].op);
-        x.Set(uint32_t(1), st.nonfinite[i].input);
-        x.Set(uint32_t(2), double(st.nonfinite[i].count));
-        nf.Set(uint32_t(i), x);
-      }
-      o.Set("nonfinite", nf);
-      return o;
-    });
+    const pma::ChunkSpec spec = parse_chunk(as_object(info[0], "chunk"));
+    const pma::ChunkStats st = spec.device >= 0 ? pma::run_chunk_cuda(spec, gpu()) : pma::run_chunk(spec, scratch_);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("bytesRead", double(st.bytes_read));
+    o.Set("bytesWritten", double(st.bytes_written));
+    Napi::Array nf = Napi::Array::New(env, st.nonfinite.size());
+    for (size_t i = 0; i < st.nonfinite.size(); ++i) {
+      Napi::Array x = Napi::Array::New(env, 3);
+      x.Set(uint32_t(0), st.nonfinite[i].op);
+      x.Set(uint32_t(1), st.nonfinite[i].input);
+      x.Set(uint32_t(2), double(st.nonfinite[i].count));
+      nf.Set(uint32_t(i), x);
+    }
+    o.Set("nonfinite", nf);
+    return o;
   }
 
+  // Reads only the chunk's inputs, ops and cancel flag (parse_reads): no outputs, weights or
+  // merge settings are needed to analyse.
   Napi::Value AnalyzeChunk(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    return engine_call(env, [&]() -> Napi::Value {
-      const std::vector<pma::OpMoments> ms = pma::analyze_chunk(parse_chunk(info[0].As<Napi::Object>()));
-      Napi::Array out = Napi::Array::New(env, ms.size());
-      for (size_t i = 0; i < ms.size(); ++i) {
-        const pma::OpMoments& m = ms[i];
-        Napi::Object o = Napi::Object::New(env);
-        Napi::Array gram = Napi::Array::New(env, m.gram.size());
-        for (size_t k = 0; k < m.gram.size(); ++k) gram.Set(uint32_t(k), m.gram[k]);
-        Napi::Array cross = Napi::Array::New(env, m.cross.size());
-        for (size_t k = 0; k < m.cross.size(); ++k) cross.Set(uint32_t(k), m.cross[k]);
-        o.Set("gram", gram);
-        o.Set("cross", cross);
-        o.Set("newestSq", m.newest_sq);
-        o.Set("count", double(m.count));
-        out.Set(uint32_t(i), o);
-      }
-      return out;
-    });
+    const std::vector<pma::OpMoments> ms = pma::analyze_chunk(parse_reads(as_object(info[0], "chunk")));
+    Napi::Array out = Napi::Array::New(env, ms.size());
+    for (size_t i = 0; i < ms.size(); ++i) {
+      const pma::OpMoments& m = ms[i];
+      Napi::Object o = Napi::Object::New(env);
+      Napi::Array gram = Napi::Array::New(env, m.gram.size());
+      for (size_t k = 0; k < m.gram.size(); ++k) gram.Set(uint32_t(k), m.gram[k]);
+      Napi::Array cross = Napi::Array::New(env, m.cross.size());
+      for (size_t k = 0; k < m.cross.size(); ++k) cross.Set(uint32_t(k), m.cross[k]);
+      o.Set("gram", gram);
+      o.Set("cross", cross);
+      o.Set("newestSq", m.newest_sq);
+      o.Set("count", double(m.count));
+      out.Set(uint32_t(i), o);
+    }
+    return out;
   }
 
   // Runs one kernel over in-memory buffers: the test hook for comparing backends.
   Napi::Value MergeBuffers(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    try {
-      const Napi::Object t = info[0].As<Napi::Object>();
-      const DType in = parse_dtype(get_string(t, "inDtype"));
-      const DType out = parse_dtype(get_string(t, "outDtype"));
-      const double device = get_number(t, "device");
-      const Kernel k = device >= 0 ? Kernel::Scalar : parse_kernel(get_string(t, "kernel"));
-      std::vector<float> w32;
-      std::vector<double> w64;
-      read_weights(t, w32, w64);
-      const Napi::Array bufs = get_array(t, "inputs");
-      if (bufs.Length() != w32.size()) throw pma::EngineError(pma::kCodeInternal, "native: one input per weight");
-      std::vector<const uint8_t*> src(bufs.Length());
-      size_t count = 0;
-      for (uint32_t i = 0; i < bufs.Length(); ++i) {
-        const Napi::Uint8Array b = bufs.Get(i).As<Napi::Uint8Array>();
-        const size_t c = b.ByteLength() / pma::dtype_size(in);
-        if (i == 0) count = c;
-        if (c != count || b.ByteLength() % pma::dtype_size(in) != 0) {
-          throw pma::EngineError(pma::kCodeInternal, "native: input buffers differ in length");
-        }
-        src[i] = b.Data();
+    const Napi::Object t = as_object(info[0], "args");
+    const DType in = parse_dtype(get_string(t, "inDtype"));
+    const DType out = parse_dtype(get_string(t, "outDtype"));
+    const double device = get_number(t, "device");
+    const Kernel k = device >= 0 ? Kernel::Scalar : parse_kernel(get_string(t, "kernel"));
+    std::vector<float> w32;
+    std::vector<double> w64;
+    read_weights(t, w32, w64);
+    const Napi::Array bufs = get_array(t, "inputs");
+    if (bufs.Length() != w32.size()) throw pma::EngineError(pma::kCodeInternal, "native: one input per weight");
+    std::vector<const uint8_t*> src(bufs.Length());
+    size_t count = 0;
+    for (uint32_t i = 0; i < bufs.Length(); ++i) {
+      const Napi::Value v = bufs.Get(i);
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+        bad_arg("inputs", "an array of Uint8Arrays");
       }
-      Napi::Uint8Array dst = Napi::Uint8Array::New(env, count * pma::dtype_size(out));
-      pma::MergeArgs a{};
-      a.src = src.data();
-      a.n = int(src.size());
-      a.w32 = w32.data();
-      a.w64 = w64.data();
-      a.acc_f64 = get_string(t, "accumulate") == "f64";
-      a.in = in;
-      a.out = out;
-      a.count = count;
-      a.dst = dst.Data();
-      if (device >= 0) {
-        pma::merge_cuda(int(device), a);
-      } else {
-        pma::FpEnvGuard fp;
-        pma::merge(k, a);
+      const Napi::Uint8Array b = v.As<Napi::Uint8Array>();
+      const size_t c = b.ByteLength() / pma::dtype_size(in);
+      if (i == 0) count = c;
+      if (c != count || b.ByteLength() % pma::dtype_size(in) != 0) {
+        throw pma::EngineError(pma::kCodeInternal, "native: input buffers differ in length");
       }
-      return dst;
-    } catch (const pma::EngineError& e) {
-      rethrow_as_js(env, e);
-    } catch (const std::exception& e) {
-      rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
+      src[i] = b.Data();
     }
+    Napi::Uint8Array dst = Napi::Uint8Array::New(env, count * pma::dtype_size(out));
+    pma::MergeArgs a{};
+    a.src = src.data();
+    a.n = int(src.size());
+    a.w32 = w32.data();
+    a.w64 = w64.data();
+    a.acc_f64 = get_string(t, "accumulate") == "f64";
+    a.in = in;
+    a.out = out;
+    a.count = count;
+    a.dst = dst.Data();
+    if (device >= 0) {
+      pma::merge_cuda(int(device), a);
+    } else {
+      pma::FpEnvGuard fp;
+      pma::merge(k, a);
+    }
+    return dst;
   }
 
   // Drops [offset, offset+length) of a file from the page cache (a hint; used after hashing an
   // output of a merge that keeps the page cache clean).
   Napi::Value DropCache(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    try {
-      const pma::File f(info[0].As<Napi::String>().Utf8Value(), false);
-      f.drop(uint64_t(info[1].As<Napi::Number>().DoubleValue()), uint64_t(info[2].As<Napi::Number>().DoubleValue()));
-      return env.Undefined();
-    } catch (const pma::EngineError& e) {
-      rethrow_as_js(env, e);
-    }
+    const pma::File f(as_string(info[0], "path"), false);
+    f.drop(as_u64(info[1], "offset"), as_u64(info[2], "length"));
+    return info.Env().Undefined();
   }
 
   Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    pma::CudaInfo c;
-    try {
-      c = pma::cuda_info();
-    } catch (const std::exception& e) {
-      rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
-    }
+    const pma::CudaInfo c = pma::cuda_info();
     Napi::Object o = Napi::Object::New(env);
     o.Set("built", c.built);
     o.Set("archs", c.archs);
@@ -325,23 +367,16 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
 
   Napi::Value CudaBench(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    try {
-      const Napi::Object t = info[0].As<Napi::Object>();
-      const pma::GpuBenchResult r =
-          pma::cuda_bench(int(get_number(t, "device")), parse_dtype(get_string(t, "inDtype")),
-                          parse_dtype(get_string(t, "outDtype")), int(get_u64(t, "inputs")), get_u64(t, "count"),
-                          int(get_u64(t, "iterations")));
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("kernelGBps", r.kernel_gbps);
-      o.Set("copyGBps", r.copy_gbps);
-      o.Set("h2dGBps", r.h2d_gbps);
-      o.Set("d2hGBps", r.d2h_gbps);
-      return o;
-    } catch (const pma::EngineError& e) {
-      rethrow_as_js(env, e);
-    } catch (const std::exception& e) {
-      rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
-    }
+    const Napi::Object t = as_object(info[0], "args");
+    const pma::GpuBenchResult r = pma::cuda_bench(int(get_number(t, "device")), parse_dtype(get_string(t, "inDtype")),
+                                                  parse_dtype(get_string(t, "outDtype")), int(get_u64(t, "inputs")),
+                                                  get_u64(t, "count"), int(get_u64(t, "iterations")));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("kernelGBps", r.kernel_gbps);
+    o.Set("copyGBps", r.copy_gbps);
+    o.Set("h2dGBps", r.h2d_gbps);
+    o.Set("d2hGBps", r.d2h_gbps);
+    return o;
   }
 
   pma::GpuState& gpu() {

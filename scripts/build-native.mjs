@@ -45,7 +45,11 @@ function buildCpu() {
 function buildCuda(nvcc) {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const jobs = String(availableParallelism());
-  const env = { ...process.env, CUDACXX: nvcc, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL ?? jobs };
+  const env = {
+    ...process.env,
+    CUDACXX: nvcc,
+    CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL ?? jobs,
+  };
   return run(process.execPath, [cmakeJs, 'rebuild', '--CDCMAKE_CUDA_COMPILER=' + nvcc], env);
 }
 
@@ -61,10 +65,18 @@ function record(variant, reason, extra = {}) {
 
 /** npm --build-from-source (npm_config_build_from_source: "true", or a list of package names) or PMA_BUILD_FROM_SOURCE=1. */
 function fromSourceForced() {
-  if (process.env.PMA_BUILD_FROM_SOURCE === '1' || process.env.PMA_BUILD_FROM_SOURCE === 'true') return 'PMA_BUILD_FROM_SOURCE=1';
+  if (process.env.PMA_BUILD_FROM_SOURCE === '1' || process.env.PMA_BUILD_FROM_SOURCE === 'true')
+    return 'PMA_BUILD_FROM_SOURCE=1';
   const v = process.env.npm_config_build_from_source;
   if (!v || v === 'false' || v === '0') return undefined;
-  return v === 'true' || v === '1' || v.split(',').map((s) => s.trim()).includes('pma') ? '--build-from-source' : undefined;
+  return v === 'true' ||
+    v === '1' ||
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .includes('pma')
+    ? '--build-from-source'
+    : undefined;
 }
 
 /**
@@ -77,7 +89,8 @@ function tryPrebuild(reason) {
   if (forced) return `${forced} given`;
   const p = usablePrebuild(root);
   if (!p.path) return p.why;
-  for (const stale of ['Release', 'Debug'].map((d) => join(root, 'build', d, 'pma.node'))) rmSync(stale, { force: true });
+  for (const stale of ['Release', 'Debug'].map((d) => join(root, 'build', d, 'pma.node')))
+    rmSync(stale, { force: true });
   const addon = relative(root, p.path).split('\\').join('/');
   write({ variant: 'cpu', reason, prebuilt: true, addon, prebuild: p.meta });
   console.log(`pma: using the prebuilt cpu addon ${addon} (${reason}); nothing to compile`);
@@ -90,7 +103,9 @@ if (want !== undefined && want !== '' && want !== '0' && want !== '1') {
 }
 const nvcc = want === '0' ? undefined : findNvcc();
 if (want === '1' && !nvcc) {
-  console.error('pma: PMA_CUDA=1 but nvcc was not found (looked in CUDACXX, CUDA_HOME, CUDA_PATH, PATH and /usr/local/cuda/bin)');
+  console.error(
+    'pma: PMA_CUDA=1 but nvcc was not found (looked in CUDACXX, CUDA_HOME, CUDA_PATH, PATH and /usr/local/cuda/bin)',
+  );
   process.exit(1);
 }
 if (nvcc) {

@@ -15,7 +15,17 @@ export function prebuildDir(root = ROOT) {
 
 export function nodeGyp() {
   if (process.env.npm_config_node_gyp) return process.env.npm_config_node_gyp;
-  const bundled = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  const bundled = join(
+    dirname(process.execPath),
+    '..',
+    'lib',
+    'node_modules',
+    'npm',
+    'node_modules',
+    'node-gyp',
+    'bin',
+    'node-gyp.js',
+  );
   return existsSync(bundled) ? bundled : 'node-gyp';
 }
 
@@ -30,7 +40,9 @@ export function nodeDir() {
   const header = join(prefix, 'include', 'node', 'node_version.h');
   if (!existsSync(header)) return undefined;
   const text = readFileSync(header, 'utf8');
-  const v = ['MAJOR', 'MINOR', 'PATCH'].map((k) => new RegExp(`#define NODE_${k}_VERSION (\\d+)`).exec(text)?.[1]).join('.');
+  const v = ['MAJOR', 'MINOR', 'PATCH']
+    .map((k) => new RegExp(`#define NODE_${k}_VERSION (\\d+)`).exec(text)?.[1])
+    .join('.');
   return v === process.versions.node ? prefix : undefined;
 }
 
@@ -50,17 +62,28 @@ function filesUnder(dir) {
 /** A hash of what the CPU addon is built from: native/ (sources, headers, flags) and binding.gyp. */
 export function sourceHash(root = ROOT) {
   const h = createHash('sha256');
-  const files = [join(root, 'binding.gyp'), ...filesUnder(join(root, 'native'))].map((f) => relative(root, f).split('\\').join('/')).sort();
-  for (const f of files) h.update(f).update('\0').update(readFileSync(join(root, f))).update('\0');
+  const files = [join(root, 'binding.gyp'), ...filesUnder(join(root, 'native'))]
+    .map((f) => relative(root, f).split('\\').join('/'))
+    .sort();
+  for (const f of files)
+    h.update(f)
+      .update('\0')
+      .update(readFileSync(join(root, f)))
+      .update('\0');
   return h.digest('hex');
 }
 
 /** Loads an addon in a child process and calls cpuFeatures(): undefined when it works, else why not. */
 export function probeAddon(path) {
-  const code = 'const a = require(process.argv[1]); const f = a.cpuFeatures(); if (!f || !Array.isArray(f.kernels)) throw new Error("cpuFeatures() returned " + JSON.stringify(f));';
+  const code =
+    'const a = require(process.argv[1]); const f = a.cpuFeatures(); if (!f || !Array.isArray(f.kernels)) throw new Error("cpuFeatures() returned " + JSON.stringify(f));';
   const r = spawnSync(process.execPath, ['-e', code, path], { encoding: 'utf8', timeout: 30_000 });
   if (r.status === 0) return undefined;
-  const msg = (r.stderr || r.error?.message || `exit ${r.status ?? r.signal}`).trim().split('\n').find((l) => /Error/.test(l)) ?? `exit ${r.status ?? r.signal}`;
+  const msg =
+    (r.stderr || r.error?.message || `exit ${r.status ?? r.signal}`)
+      .trim()
+      .split('\n')
+      .find((l) => /Error/.test(l)) ?? `exit ${r.status ?? r.signal}`;
   return `it does not load: ${msg.trim()}`;
 }
 
@@ -79,9 +102,12 @@ export function usablePrebuild(root = ROOT) {
   } catch (e) {
     return { why: `its prebuild.json is unreadable (${e.message})` };
   }
-  if (meta.platform !== process.platform || meta.arch !== process.arch) return { why: `it is for ${meta.platform}-${meta.arch}` };
-  if ((meta.libc ?? '') !== libc()) return { why: `it is for ${meta.libc || 'no libc'}, this is ${libc() || 'no libc'}` };
-  if (!(Number(meta.napi) <= Number(process.versions.napi))) return { why: `it needs N-API ${meta.napi}, this node has ${process.versions.napi}` };
+  if (meta.platform !== process.platform || meta.arch !== process.arch)
+    return { why: `it is for ${meta.platform}-${meta.arch}` };
+  if ((meta.libc ?? '') !== libc())
+    return { why: `it is for ${meta.libc || 'no libc'}, this is ${libc() || 'no libc'}` };
+  if (!(Number(meta.napi) <= Number(process.versions.napi)))
+    return { why: `it needs N-API ${meta.napi}, this node has ${process.versions.napi}` };
   if (meta.sourceHash !== sourceHash(root)) return { why: 'the native sources changed since it was built' };
   const bad = probeAddon(path);
   if (bad) return { why: bad };

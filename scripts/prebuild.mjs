@@ -5,7 +5,16 @@
 // copy of binding.gyp and native/, so the developer's build/ is left alone. `--clean` only
 // removes prebuilds/. See docs/packaging.md.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -51,7 +60,9 @@ try {
     throw new Error(`the built addon is unusable: ${bad}`);
   }
   const sources = JSON.parse(readFileSync(join(ROOT, 'native', 'sources.json'), 'utf8'));
-  const napi = Number(/^NAPI_VERSION=(\d+)$/.exec(sources.defines.find((d) => d.startsWith('NAPI_VERSION=')) ?? '')?.[1]);
+  const napi = Number(
+    /^NAPI_VERSION=(\d+)$/.exec(sources.defines.find((d) => d.startsWith('NAPI_VERSION=')) ?? '')?.[1],
+  );
   const meta = {
     variant: 'cpu',
     platform: process.platform,

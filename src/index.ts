@@ -22,10 +22,35 @@ export type {
   PlanOutputFile,
   PlanTensor,
 } from './plan/types.js';
-export { computeWeights, decayCurve, decayWeights, METHODS, SCHEDULES, type Method, type Schedule, type Weights } from './plan/weights.js';
+export {
+  computeWeights,
+  decayCurve,
+  decayWeights,
+  METHODS,
+  SCHEDULES,
+  type Method,
+  type Schedule,
+  type Weights,
+} from './plan/weights.js';
 export { readHeader, parseHeader, type SafetensorsHeader, type TensorEntry } from './safetensors/header.js';
-export { DTYPE_BITS, AVERAGED_DTYPES, OUTPUT_DTYPES, type DType, type FloatDType, type OutputDTypeOption } from './dtypes.js';
-export { native, type CpuInfo, type CudaInfo, type CudaDeviceInfo, type KernelChoice, type KernelName, type IoMode, type WriteMode } from './native.js';
+export {
+  DTYPE_BITS,
+  AVERAGED_DTYPES,
+  OUTPUT_DTYPES,
+  type DType,
+  type FloatDType,
+  type OutputDTypeOption,
+} from './dtypes.js';
+export {
+  native,
+  type CpuInfo,
+  type CudaInfo,
+  type CudaDeviceInfo,
+  type KernelChoice,
+  type KernelName,
+  type IoMode,
+  type WriteMode,
+} from './native.js';
 export { devices, type DeviceOption, type DevicesReport } from './run/devices.js';
 export { runBench, runSuite, formatBenchReport, type BenchOptions, type BenchResult } from './bench/index.js';
 export { recommend, PMA_PAPER, type Recommendation, type RecommendOptions } from './recommend.js';

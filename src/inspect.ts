@@ -48,8 +48,22 @@ export async function inspect(paths: string | string[]): Promise<InspectResult> 
     checkpoints: loaded.map((c) => {
       const dtypes: Partial<Record<DType, number>> = {};
       for (const t of c.contents.tensors) dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
-      return { path: c.path, name: c.name, step: c.step, layout: c.layout.kind, files: c.files.length, tensors: c.contents.tensors.length, bytes: c.contents.totalBytes, dtypes };
+      return {
+        path: c.path,
+        name: c.name,
+        step: c.step,
+        layout: c.layout.kind,
+        files: c.files.length,
+        tensors: c.contents.tensors.length,
+        bytes: c.contents.totalBytes,
+        dtypes,
+      };
     }),
-    tensors: (newest?.contents.tensors ?? []).map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: t.bytes })),
+    tensors: (newest?.contents.tensors ?? []).map((t) => ({
+      name: t.name,
+      dtype: t.dtype,
+      shape: t.shape,
+      bytes: t.bytes,
+    })),
   };
 }

@@ -170,7 +170,10 @@ function addonPath(): string {
   ];
   const found = candidates.find((p) => existsSync(p));
   if (!found) {
-    throw new PmaError('E_UNSUPPORTED', `the native addon is not built (looked for ${candidates.join(', ')}); run npm install or npm run build`);
+    throw new PmaError(
+      'E_UNSUPPORTED',
+      `the native addon is not built (looked for ${candidates.join(', ')}); run npm install or npm run build`,
+    );
   }
   return found;
 }
@@ -206,7 +209,9 @@ export function native(): Native {
   try {
     raw = require(addonPath()) as RawAddon;
   } catch (e) {
-    throw e instanceof PmaError ? e : new PmaError('E_UNSUPPORTED', `cannot load the native addon: ${(e as Error).message}`, { cause: e });
+    throw e instanceof PmaError
+      ? e
+      : new PmaError('E_UNSUPPORTED', `cannot load the native addon: ${(e as Error).message}`, { cause: e });
   }
   loaded = {
     cuda: raw.cuda,

@@ -35,7 +35,11 @@ export const PMA_PAPER = 'Li et al., "Model Merging in Pre-training of Large Lan
 
 // Results reported by the PMA paper: model size (total parameters) -> best interval in tokens.
 // MoE at 10x total/active; dense as ranges of sizes with a range of intervals.
-const MOE: [number, number][] = [[7e9, 4e9], [13e9, 8e9], [100e9, 80e9]];
+const MOE: [number, number][] = [
+  [7e9, 4e9],
+  [13e9, 8e9],
+  [100e9, 80e9],
+];
 const DENSE_SMALL = { sizes: [411e6, 2e9], intervals: [2e9, 5e9], n: 6 };
 const DENSE_LARGE = { sizes: [8e9, 70e9], intervals: [15e9, 40e9], n: 10 };
 
@@ -68,7 +72,8 @@ export function recommend(options: RecommendOptions): Recommendation {
   if (typeof options !== 'object' || options === null) throw v.invalid('options', 'an object', options);
   const total = v.count('totalParams', options.totalParams);
   const active = options.activeParams === undefined ? total : v.count('activeParams', options.activeParams);
-  if (active > total) throw v.invalid('activeParams', `at most totalParams (${formatTokens(total)})`, options.activeParams);
+  if (active > total)
+    throw v.invalid('activeParams', `at most totalParams (${formatTokens(total)})`, options.activeParams);
   const perStep = options.tokensPerStep === undefined ? null : v.count('tokensPerStep', options.tokensPerStep);
   const moe = active < total;
   let interval: number;
@@ -85,8 +90,10 @@ export function recommend(options: RecommendOptions): Recommendation {
     const small = total <= DENSE_SMALL.sizes[1]!;
     const large = total >= DENSE_LARGE.sizes[0]!;
     const points: [number, number][] = [
-      [DENSE_SMALL.sizes[0]!, DENSE_SMALL.intervals[0]!], [DENSE_SMALL.sizes[1]!, DENSE_SMALL.intervals[1]!],
-      [DENSE_LARGE.sizes[0]!, DENSE_LARGE.intervals[0]!], [DENSE_LARGE.sizes[1]!, DENSE_LARGE.intervals[1]!],
+      [DENSE_SMALL.sizes[0]!, DENSE_SMALL.intervals[0]!],
+      [DENSE_SMALL.sizes[1]!, DENSE_SMALL.intervals[1]!],
+      [DENSE_LARGE.sizes[0]!, DENSE_LARGE.intervals[0]!],
+      [DENSE_LARGE.sizes[1]!, DENSE_LARGE.intervals[1]!],
     ];
     const r = interpolate(points, total);
     interval = r.y;
@@ -106,7 +113,8 @@ export function recommend(options: RecommendOptions): Recommendation {
     basis,
     extrapolated,
     source: PMA_PAPER,
-    caveat: 'only the 1.3B/13B MoE was swept over intervals and N; the other sizes are the settings the paper reports for them',
+    caveat:
+      'only the 1.3B/13B MoE was swept over intervals and N; the other sizes are the settings the paper reports for them',
     mergeArgs: ['--interval', formatTokens(interval), '--window', formatTokens(interval * n)],
   };
   if (perStep !== null) {

@@ -39,8 +39,15 @@ export async function verify(out: string): Promise<VerifyResult> {
   try {
     record = JSON.parse(await readFile(join(dir, 'pma.json'), 'utf8')) as typeof record;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new PmaError('E_INPUT', `${dir} has no pma.json: it was not written by pma`, { file: join(dir, 'pma.json') });
-    throw e instanceof SyntaxError ? new PmaError('E_INPUT', `${join(dir, 'pma.json')} is not valid JSON: ${e.message}`, { file: join(dir, 'pma.json') }) : fsError(e, 'cannot read', join(dir, 'pma.json'));
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new PmaError('E_INPUT', `${dir} has no pma.json: it was not written by pma`, {
+        file: join(dir, 'pma.json'),
+      });
+    throw e instanceof SyntaxError
+      ? new PmaError('E_INPUT', `${join(dir, 'pma.json')} is not valid JSON: ${e.message}`, {
+          file: join(dir, 'pma.json'),
+        })
+      : fsError(e, 'cannot read', join(dir, 'pma.json'));
   }
   const found = await discover([dir]);
   const ref = found.checkpoints[0];
@@ -48,24 +55,41 @@ export async function verify(out: string): Promise<VerifyResult> {
   const ck = await loadCheckpoint(ref);
   const problems: string[] = [];
   const sums = record.sha256;
-  if (!sums || typeof sums !== 'object') problems.push('pma.json records no SHA-256 sums (written by pma 0.1 before they were added): only the headers were checked');
+  if (!sums || typeof sums !== 'object')
+    problems.push(
+      'pma.json records no SHA-256 sums (written by pma 0.1 before they were added): only the headers were checked',
+    );
   const names = Object.keys(sums ?? {}).sort();
   const present = new Set(await readdir(dir));
   const pool = new ChunkPool(Math.max(1, Math.min(availableParallelism(), names.length)));
   let files: VerifiedFile[];
   try {
-    files = await Promise.all(names.map(async (name) => {
-      const expected = String((sums as Record<string, string>)[name]);
-      if (!present.has(name)) return { name, expected, actual: null, ok: false };
-      const actual = await pool.hash(join(dir, name));
-      return { name, expected, actual, ok: actual === expected };
-    }));
+    files = await Promise.all(
+      names.map(async (name) => {
+        const expected = String((sums as Record<string, string>)[name]);
+        if (!present.has(name)) return { name, expected, actual: null, ok: false };
+        const actual = await pool.hash(join(dir, name));
+        return { name, expected, actual, ok: actual === expected };
+      }),
+    );
   } finally {
     await pool.close();
   }
   for (const f of files) {
-    if (!f.ok) problems.push(f.actual === null ? `${f.name} is missing` : `${f.name} has SHA-256 ${f.actual}, pma.json records ${f.expected}`);
+    if (!f.ok)
+      problems.push(
+        f.actual === null
+          ? `${f.name} is missing`
+          : `${f.name} has SHA-256 ${f.actual}, pma.json records ${f.expected}`,
+      );
   }
   const unrecorded = [...present].filter((f) => f !== 'pma.json' && !names.includes(f)).sort();
-  return { out: dir, ok: files.every((f) => f.ok) && sums !== undefined, tensors: ck.contents.tensors.length, files, unrecorded, problems };
+  return {
+    out: dir,
+    ok: files.every((f) => f.ok) && sums !== undefined,
+    tensors: ck.contents.tensors.length,
+    files,
+    unrecorded,
+    problems,
+  };
 }

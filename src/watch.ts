@@ -12,7 +12,10 @@ import { partialHeldLive, partialPath } from './output/partial.js';
 import { acquireLock, lockToken, releaseLock } from './util/lock.js';
 import * as v from './validate.js';
 
-export interface WatchOptions extends Omit<MergeOptions, 'inputs' | 'out' | 'resume' | 'force' | 'signal' | 'onPlan' | 'onProgress'> {
+export interface WatchOptions extends Omit<
+  MergeOptions,
+  'inputs' | 'out' | 'resume' | 'force' | 'signal' | 'onPlan' | 'onProgress'
+> {
   /** The training run's directory, where checkpoints appear. */
   run: string;
   /** Where merges go, each as merged-step-<S>/, with the watcher's state file. */
@@ -97,7 +100,8 @@ async function loadState(path: string): Promise<WatchState> {
     const s = JSON.parse(await readFile(path, 'utf8')) as WatchState;
     if (s.version === 1 && Array.isArray(s.merges)) return s;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new PmaError('E_INPUT', `cannot read the watch state ${path}: ${(e as Error).message}`, { file: path });
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new PmaError('E_INPUT', `cannot read the watch state ${path}: ${(e as Error).message}`, { file: path });
   }
   return { version: 1, run: null, lastStep: null, sinceMerge: 0, merges: [] };
 }
@@ -221,11 +225,15 @@ async function* watchLoop(runDir: string, outDir: string, o: LoopSettings): Asyn
       throw e;
     });
     // --marker latest: the run's own `latest` file (DeepSpeed) names the newest complete checkpoint.
-    const latest = marker === 'latest' ? parseStep((await readFile(join(runDir, 'latest'), 'utf8').catch(() => '')).trim()) : null;
+    const latest =
+      marker === 'latest' ? parseStep((await readFile(join(runDir, 'latest'), 'utf8').catch(() => '')).trim()) : null;
     const complete: CheckpointRef[] = [];
     for (const ref of found?.checkpoints ?? []) {
       if (ref.step === null) continue;
-      const markerFound = marker === 'latest' ? latest !== null && ref.step <= latest : marker !== undefined && (await stat(join(ref.dir, marker)).catch(() => null)) !== null;
+      const markerFound =
+        marker === 'latest'
+          ? latest !== null && ref.step <= latest
+          : marker !== undefined && (await stat(join(ref.dir, marker)).catch(() => null)) !== null;
       if (!markerFound) {
         const sig = await signature(ref);
         const prev = seen.get(ref.path);
@@ -255,7 +263,17 @@ async function* watchLoop(runDir: string, outDir: string, o: LoopSettings): Asyn
         const dir = join(outDir, name);
         await dropStalePartials(outDir, `${name}.partial`);
         // Only the complete checkpoints are named: a half-written one is never part of a merge.
-        const result = await mergeStep({ ...mergeOptions, inputs: complete.map((c) => c.path), out: dir, resume: true, force: true, ...(signal ? { signal } : {}) }, signal);
+        const result = await mergeStep(
+          {
+            ...mergeOptions,
+            inputs: complete.map((c) => c.path),
+            out: dir,
+            resume: true,
+            force: true,
+            ...(signal ? { signal } : {}),
+          },
+          signal,
+        );
         if (result === null) return;
         state.merges = state.merges.filter((m) => m.step !== newest.step);
         state.merges.push({ step: newest.step, name });

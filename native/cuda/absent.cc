@@ -7,7 +7,7 @@ namespace pma {
 
 namespace {
 [[noreturn]] void no_cuda() {
-  throw EngineError("E_UNSUPPORTED",
+  throw EngineError(kCodeUnsupported,
                     "this build of pma has no CUDA support (it was built without nvcc); reinstall with the CUDA "
                     "toolkit on PATH or PMA_CUDA=1");
 }

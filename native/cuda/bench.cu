@@ -103,7 +103,9 @@ void merge_cuda(int dev, const MergeArgs& a) {
 }
 
 GpuBenchResult cuda_bench(int dev, DType in, DType out, int n, uint64_t count, int iters) {
-  if (n < 1 || count < 1 || iters < 1) throw EngineError(kCodeInternal, "cuda_bench needs inputs, elements and iterations >= 1");
+  if (n < 1 || count < 1 || iters < 1) {
+    throw EngineError(kCodeInternal, "cuda_bench needs inputs, elements and iterations >= 1");
+  }
   cuda_check(cudaSetDevice(dev), dev, "selecting the device");
   const size_t is = dtype_size(in), os = dtype_size(out);
   const size_t stride = (size_t(count) * is + 255) / 256 * 256;
@@ -142,14 +144,17 @@ GpuBenchResult cuda_bench(int dev, DType in, DType out, int n, uint64_t count, i
   const size_t half = traffic / 2;
   DevBuf a(half, dev, "allocating the copy source"), b(half, dev, "allocating the copy target");
   cuda_check(cudaMemcpy(b.p, a.p, half, cudaMemcpyDeviceToDevice), dev, "warming up");
-  const double copy_ms = timer.median_ms(iters, [&] { cudaMemcpyAsync(b.p, a.p, half, cudaMemcpyDeviceToDevice, nullptr); });
+  const double copy_ms =
+      timer.median_ms(iters, [&] { cudaMemcpyAsync(b.p, a.p, half, cudaMemcpyDeviceToDevice, nullptr); });
   r.copy_gbps = double(2 * half) / (copy_ms * 1e6);
 
   const size_t hbytes = std::min<size_t>(half, size_t(256) << 20);
   HostBuf h(hbytes, dev, "allocating pinned memory");
   cuda_check(cudaMemcpy(a.p, h.p, hbytes, cudaMemcpyHostToDevice), dev, "warming up");
-  const double h2d_ms = timer.median_ms(iters, [&] { cudaMemcpyAsync(a.p, h.p, hbytes, cudaMemcpyHostToDevice, nullptr); });
-  const double d2h_ms = timer.median_ms(iters, [&] { cudaMemcpyAsync(h.p, a.p, hbytes, cudaMemcpyDeviceToHost, nullptr); });
+  const double h2d_ms =
+      timer.median_ms(iters, [&] { cudaMemcpyAsync(a.p, h.p, hbytes, cudaMemcpyHostToDevice, nullptr); });
+  const double d2h_ms =
+      timer.median_ms(iters, [&] { cudaMemcpyAsync(h.p, a.p, hbytes, cudaMemcpyDeviceToHost, nullptr); });
   r.h2d_gbps = double(hbytes) / (h2d_ms * 1e6);
   r.d2h_gbps = double(hbytes) / (d2h_ms * 1e6);
   return r;

@@ -26,11 +26,11 @@ struct GpuDevice {
 };
 
 struct CudaInfo {
-  bool built = false;           // the addon was compiled with CUDA
-  std::string archs;            // the build's targets, e.g. "80-real;90-real;90-virtual"
-  int runtime_version = 0;      // CUDA runtime linked in, 13000 = 13.0
-  int driver_version = 0;       // 0: no driver
-  std::string error;            // why no device is listed, when none is
+  bool built = false;       // the addon was compiled with CUDA
+  std::string archs;        // the build's targets, e.g. "80-real;90-real;90-virtual"
+  int runtime_version = 0;  // CUDA runtime linked in, 13000 = 13.0
+  int driver_version = 0;   // 0: no driver
+  std::string error;        // why no device is listed, when none is
   std::vector<GpuDevice> devices;
 };
 

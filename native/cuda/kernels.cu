@@ -34,9 +34,9 @@ __device__ __forceinline__ float unpack(const uint4& r, int v) {
 
 // Each thread merges one 16-byte word of every input: 8 bf16/f16 or 4 f32 elements per load.
 template <DType In, DType Out>
-__global__ void __launch_bounds__(kThreads) merge_vec(const uint8_t* __restrict__ src, size_t stride, int n,
-                                                      const float* __restrict__ w, uint8_t* __restrict__ dst,
-                                                      size_t groups) {
+__global__ void __launch_bounds__(kThreads)
+    merge_vec(const uint8_t* __restrict__ src, size_t stride, int n, const float* __restrict__ w,
+              uint8_t* __restrict__ dst, size_t groups) {
   constexpr int V = 16 / size_of<In>();
   const size_t step = size_t(gridDim.x) * blockDim.x;
   for (size_t g = size_t(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += step) {

@@ -21,9 +21,9 @@ namespace pma {
 namespace {
 
 constexpr int kSlots = 3;
-constexpr size_t kAlign = 256;        // cudaMalloc's alignment: keeps every input 16-byte aligned
-constexpr size_t kMinElems = 1024;    // smallest useful piece of a merge op
-constexpr size_t kPieceAlign = 64;    // elements: whole 16-byte words for every dtype
+constexpr size_t kAlign = 256;      // cudaMalloc's alignment: keeps every input 16-byte aligned
+constexpr size_t kMinElems = 1024;  // smallest useful piece of a merge op
+constexpr size_t kPieceAlign = 64;  // elements: whole 16-byte words for every dtype
 
 size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
@@ -71,14 +71,16 @@ struct Ring {
     release();
     device = dev;
     cuda_check(cudaSetDevice(dev), dev, "selecting the device");
-    cuda_check(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, dev), dev, "querying the device");
+    cuda_check(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, dev), dev,
+               "querying the device");
     for (Slot& s : slots) {
       cuda_check(cudaHostAlloc(reinterpret_cast<void**>(&s.host), bytes, cudaHostAllocPortable), dev,
                  "allocating pinned staging memory (lower --gpu-memory)");
       cuda_check(cudaMalloc(reinterpret_cast<void**>(&s.dev), bytes), dev,
                  "allocating device memory (lower --gpu-memory)");
       cuda_check(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking), dev, "creating a stream");
-      cuda_check(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming | cudaEventBlockingSync), dev, "creating an event");
+      cuda_check(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming | cudaEventBlockingSync), dev,
+                 "creating an event");
     }
     slot_bytes = bytes;
   }
@@ -98,8 +100,10 @@ struct Ring {
     // On a slot stream and waited for: the slot streams do not synchronise with the default
     // stream, and a pageable-memory copy may return before the data has landed.
     cudaStream_t s = slots[0].stream;
-    cuda_check(cudaMemcpyAsync(w32, spec.w32.data(), n * sizeof(float), cudaMemcpyHostToDevice, s), device, "copying weights");
-    cuda_check(cudaMemcpyAsync(w64, spec.w64.data(), n * sizeof(double), cudaMemcpyHostToDevice, s), device, "copying weights");
+    cuda_check(cudaMemcpyAsync(w32, spec.w32.data(), n * sizeof(float), cudaMemcpyHostToDevice, s), device,
+               "copying weights");
+    cuda_check(cudaMemcpyAsync(w64, spec.w64.data(), n * sizeof(double), cudaMemcpyHostToDevice, s), device,
+               "copying weights");
     cuda_check(cudaStreamSynchronize(s), device, "copying weights");
   }
 };
@@ -129,7 +133,7 @@ std::vector<Piece> cut_pieces(const ChunkSpec& spec, size_t slot_bytes) {
     if (step < (op.copy ? 1 : kMinElems) && total > step) {
       const size_t need = kSlots * (kMinElems * (op.inputs.size() * dtype_size(op.in) + dtype_size(op.out)) +
                                     (op.inputs.size() + 1) * kAlign);
-      throw EngineError("E_NOMEM",
+      throw EngineError(kCodeNoMem,
                         "--gpu-memory is too small: each worker thread gets " + std::to_string(kSlots * slot_bytes) +
                             " bytes of it, and tensor " + op.tensor + " with " + std::to_string(op.inputs.size()) +
                             " inputs needs at least " + std::to_string(need) +
@@ -162,16 +166,13 @@ class Handoff {
     return true;
   }
   void release(int s) {
-    { std::lock_guard<std::mutex> l(m_); free_[s] = true; }
-    cv_.notify_all();
+    update([&] { free_[s] = true; });
   }
   void push(const Queued& q) {
-    { std::lock_guard<std::mutex> l(m_); queue_.push_back(q); }
-    cv_.notify_all();
+    update([&] { queue_.push_back(q); });
   }
   void close() {
-    { std::lock_guard<std::mutex> l(m_); closed_ = true; }
-    cv_.notify_all();
+    update([&] { closed_ = true; });
   }
   // The next piece, or false once the reader has closed the queue and it is empty.
   bool pop(Queued& q) {
@@ -183,8 +184,10 @@ class Handoff {
     return true;
   }
   void fail(std::exception_ptr e) {
-    { std::lock_guard<std::mutex> l(m_); if (!error_) error_ = e; failed_ = true; }
-    cv_.notify_all();
+    update([&] {
+      if (!error_) error_ = e;
+      failed_ = true;
+    });
   }
   std::exception_ptr error() {
     std::lock_guard<std::mutex> l(m_);
@@ -192,6 +195,16 @@ class Handoff {
   }
 
  private:
+  // Changes the state under the lock, then wakes every waiter.
+  template <typename F>
+  void update(F&& change) {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      change();
+    }
+    cv_.notify_all();
+  }
+
   std::mutex m_;
   std::condition_variable cv_;
   bool free_[kSlots] = {true, true, true};
@@ -214,12 +227,12 @@ void write_pieces(const ChunkSpec& spec, Ring& ring, Handoff& h, AlignedBuffer& 
       const size_t os = op.copy ? 1 : dtype_size(op.out);
       writer.write(op.out_file, op.out_offset + q.piece.first * os, s.host + q.out_at, size_t(q.piece.count * os),
                    op.tensor);
-      if (q.piece.last) writer.completed(op.out_file, op.out_offset, out_bytes(op));
+      if (q.piece.last) writer.completed(op.out_file, op.out_offset, out_bytes(op), op.tensor);
       h.release(q.slot);
     }
     writer.flush();
     if (spec.drop_cache) {
-      for (const Op& op : spec.ops) out.get(op.out_file).flush_and_drop(op.out_offset, out_bytes(op));
+      for (const Op& op : spec.ops) out.get(op.out_file).flush_and_drop(op.out_offset, out_bytes(op), op.tensor);
     }
   } catch (...) {
     h.fail(std::current_exception());
@@ -227,7 +240,8 @@ void write_pieces(const ChunkSpec& spec, Ring& ring, Handoff& h, AlignedBuffer& 
 }
 
 // Reads piece p into slot s and queues its copy-in, kernel and copy-out; returns bytes read.
-uint64_t stage_piece(const ChunkSpec& spec, Ring& ring, FileTable& in, int s, const Piece& p, Queued& q, ChunkStats& st) {
+uint64_t stage_piece(const ChunkSpec& spec, Ring& ring, FileTable& in, int s, const Piece& p, Queued& q,
+                     ChunkStats& st) {
   const Op& op = spec.ops[p.op];
   Slot& slot = ring.slots[s];
   q = Queued{s, p, 0};
@@ -238,8 +252,8 @@ uint64_t stage_piece(const ChunkSpec& spec, Ring& ring, FileTable& in, int s, co
   const size_t n = op.inputs.size(), is = dtype_size(op.in);
   const size_t stride = align_up(size_t(p.count) * is, kAlign);
   for (size_t k = 0; k < n; ++k) {
-    in.get(op.inputs[k].file).read_at(slot.host + k * stride, size_t(p.count) * is, op.inputs[k].offset + p.first * is,
-                                      op.tensor);
+    in.get(op.inputs[k].file)
+        .read_at(slot.host + k * stride, size_t(p.count) * is, op.inputs[k].offset + p.first * is, op.tensor);
     note_nonfinite(st, uint32_t(p.op), uint32_t(k), count_nonfinite(slot.host + k * stride, op.in, size_t(p.count)));
   }
   q.out_at = n * stride;
@@ -305,7 +319,7 @@ ChunkStats run_chunk_cuda(const ChunkSpec& spec, GpuState& state) {
     FileTable in(spec.inputs, false);
     for (size_t i = 0; i < pieces.size(); ++i) {
       const int s = int(i % kSlots);
-      check_cancel(spec, spec.ops[pieces[i].op]);
+      check_cancel(spec.cancel, spec.ops[pieces[i].op]);
       if (!h.acquire(s)) break;
       Queued q;
       st.bytes_read += stage_piece(spec, ring, in, s, pieces[i], q, st);

@@ -30,7 +30,7 @@ void cuda_check(cudaError_t e, int device, const char* what, const std::string& 
                           cudaGetErrorString(e) + " (" + cudaGetErrorName(e) + ")" +
                           (tensor.empty() ? "" : " in tensor " + tensor) +
                           (sticky(e) ? "; the GPU context is lost, start a new process" : "");
-  throw EngineError(e == cudaErrorMemoryAllocation ? "E_NOMEM" : "E_DEVICE", msg, {}, tensor);
+  throw EngineError(e == cudaErrorMemoryAllocation ? kCodeNoMem : kCodeDevice, msg, {}, tensor);
 }
 
 bool cuda_built() { return true; }
@@ -76,7 +76,8 @@ CudaInfo cuda_info() {
     if (!d.usable) {
       d.unusable_reason = img == cudaErrorNoKernelImageForDevice || img == cudaErrorInvalidDeviceFunction
                               ? "compute capability " + std::to_string(p.major) + "." + std::to_string(p.minor) +
-                                    " is not among this build's targets (" + info.archs + "; rebuild with PMA_CUDA_ARCHS)"
+                                    " is not among this build's targets (" + info.archs +
+                                    "; rebuild with PMA_CUDA_ARCHS)"
                               : std::string(cudaGetErrorString(img)) + " (" + cudaGetErrorName(img) + ")";
     }
     info.devices.push_back(d);

@@ -10,7 +10,7 @@
 
 namespace pma {
 
-// Throws an EngineError naming the device and what was being done ("E_NOMEM" for allocations).
+// Throws an EngineError naming the device and what was being done (kCodeNoMem for allocations, else kCodeDevice).
 void cuda_check(cudaError_t e, int device, const char* what, const std::string& tensor = {});
 
 // A merge on device memory: n inputs of `count` elements, input k at src + k * stride.

@@ -1,9 +1,13 @@
 #include "engine/analyze.h"
 
 #include <algorithm>
+#include <new>
+#include <string>
 
+#include "engine/faults.h"
 #include "engine/file_table.h"
 #include "engine/read_ahead.h"
+#include "errors.h"
 #include "kernels/element.h"
 
 namespace pma {
@@ -36,12 +40,17 @@ inline void widen(const uint8_t* raw, size_t m, const double* minus, double* out
   }
 }
 
-[[gnu::target_clones("avx2", "default")]] void to_f64(const uint8_t* raw, DType t, size_t m, const double* minus, double* out) {
+[[gnu::target_clones("avx2", "default")]] void to_f64(const uint8_t* raw, DType t, size_t m, const double* minus,
+                                                      double* out) {
+  const auto bf16 = [](const uint8_t* p, size_t j) { return double(bf16_to_f32(load_as<uint16_t>(p + 2 * j))); };
+  const auto f16 = [](const uint8_t* p, size_t j) { return double(f16_to_f32(load_as<uint16_t>(p + 2 * j))); };
+  const auto f32 = [](const uint8_t* p, size_t j) { return double(load_as<float>(p + 4 * j)); };
+  const auto f64 = [](const uint8_t* p, size_t j) { return load_as<double>(p + 8 * j); };
   switch (t) {
-    case DType::BF16: return widen(raw, m, minus, out, [](const uint8_t* p, size_t j) { return double(bf16_to_f32(load_as<uint16_t>(p + 2 * j))); });
-    case DType::F16: return widen(raw, m, minus, out, [](const uint8_t* p, size_t j) { return double(f16_to_f32(load_as<uint16_t>(p + 2 * j))); });
-    case DType::F32: return widen(raw, m, minus, out, [](const uint8_t* p, size_t j) { return double(load_as<float>(p + 4 * j)); });
-    case DType::F64: return widen(raw, m, minus, out, [](const uint8_t* p, size_t j) { return load_as<double>(p + 8 * j); });
+    case DType::BF16: return widen(raw, m, minus, out, bf16);
+    case DType::F16: return widen(raw, m, minus, out, f16);
+    case DType::F32: return widen(raw, m, minus, out, f32);
+    case DType::F64: return widen(raw, m, minus, out, f64);
   }
 }
 
@@ -52,20 +61,54 @@ struct Buffers {
   std::vector<std::vector<double>> e;
 };
 
-void analyze_op(const ChunkSpec& spec, const Op& op, ReadAhead& in, Buffers& b, OpMoments& r) {
-  const size_t n = op.inputs.size();
+// The chunk's ops as analyze_chunk needs them (see analyze.h). Like check_ops for a merge, a
+// failure here is a planner bug, never user input.
+void check_analyze_ops(const ChunkReads& chunk) {
+  size_t checkpoints = 0;
+  for (const Op& op : chunk.ops) {
+    const size_t n = op.inputs.size();
+    if (op.copy) {
+      if (n != 1) {
+        throw EngineError(kCodeInternal, "tensor " + op.tensor + ": a copy needs exactly one input", {}, op.tensor);
+      }
+      continue;
+    }
+    if (n < 2) {
+      throw EngineError(kCodeInternal,
+                        "tensor " + op.tensor + ": " + std::to_string(n) +
+                            " input(s) to analyse; the deviations need at least 2 checkpoints",
+                        {}, op.tensor);
+    }
+    if (checkpoints == 0) checkpoints = n;
+    if (n != checkpoints) {
+      throw EngineError(kCodeInternal,
+                        "tensor " + op.tensor + ": " + std::to_string(n) + " inputs to analyse where the chunk's " +
+                            "other tensors have " + std::to_string(checkpoints),
+                        {}, op.tensor);
+    }
+  }
+}
+
+// There is no output to name: the tensor says where.
+EngineError out_of_memory_analysing(const Op& op) {
+  return EngineError(kCodeNoMem, "out of memory in the native engine while analysing tensor " + op.tensor, {},
+                     op.tensor);
+}
+
+void analyze_op(const int32_t* cancel, const Op& op, ReadAhead& in, Buffers& b, OpMoments& r) {
+  const size_t n = op.inputs.size();  // >= 2 (check_analyze_ops)
   const size_t is = dtype_size(op.in);
-  r.gram.assign(n > 1 ? (n - 1) * n / 2 : 0, 0.0);
-  r.cross.assign(n > 0 ? n - 1 : 0, 0.0);
+  r.gram.assign((n - 1) * n / 2, 0.0);
+  r.cross.assign(n - 1, 0.0);
   r.count = op.count;
-  if (n == 0) return;
+  maybe_fail_alloc(op.tensor);
   if (b.raw.size() < kBlock * 8) b.raw.resize(kBlock * 8);
   b.x0.resize(kBlock);
   b.xn.resize(kBlock);
   if (b.e.size() < n) b.e.resize(n);
   for (size_t k = 1; k < n; ++k) b.e[k].resize(kBlock);
   for (uint64_t done = 0; done < op.count;) {
-    check_cancel(spec, op);
+    check_cancel(cancel, op);
     const size_t m = size_t(std::min<uint64_t>(kBlock, op.count - done));
     for (size_t k = 0; k < n; ++k) {
       in.read(op.inputs[k].file, b.raw.data(), m * is, op.inputs[k].offset + done * is, op.tensor);
@@ -85,19 +128,19 @@ void analyze_op(const ChunkSpec& spec, const Op& op, ReadAhead& in, Buffers& b, 
 
 }  // namespace
 
-std::vector<OpMoments> analyze_chunk(const ChunkSpec& spec) {
-  check_ops(spec);
-  FileTable files(spec.inputs, false);
+std::vector<OpMoments> analyze_chunk(const ChunkReads& chunk) {
+  check_analyze_ops(chunk);
+  FileTable files(chunk.inputs, false);
   ReadAhead in(files);
   Buffers buffers;
-  std::vector<OpMoments> out(spec.ops.size());
-  for (size_t i = 0; i < spec.ops.size(); ++i) {
-    const Op& op = spec.ops[i];
+  std::vector<OpMoments> out(chunk.ops.size());
+  for (size_t i = 0; i < chunk.ops.size(); ++i) {
+    const Op& op = chunk.ops[i];
     if (op.copy) continue;
     try {
-      analyze_op(spec, op, in, buffers, out[i]);
+      analyze_op(chunk.cancel, op, in, buffers, out[i]);
     } catch (const std::bad_alloc&) {
-      throw out_of_memory(spec, op);
+      throw out_of_memory_analysing(op);
     }
   }
   return out;

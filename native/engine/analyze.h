@@ -21,6 +21,8 @@ struct OpMoments {
 };
 
 // One OpMoments per op of the chunk (copies get an empty one). Reads like the merge, writes nothing.
-std::vector<OpMoments> analyze_chunk(const ChunkSpec& spec);
+// The number of checkpoints is taken from the merge ops' inputs: every merge op must have the same
+// number, at least 2, and every copy exactly one (an E_INTERNAL error naming the tensor otherwise).
+std::vector<OpMoments> analyze_chunk(const ChunkReads& chunk);
 
 }  // namespace pma

@@ -7,12 +7,11 @@
 #include "engine/faults.h"
 #include "engine/file_io.h"
 #include "engine/file_table.h"
-#include "engine/read_ahead.h"
-#include "engine/output_writer.h"
 #include "engine/fp_env.h"
+#include "engine/output_writer.h"
+#include "engine/read_ahead.h"
 #include "engine/sigbus_guard.h"
 #include "errors.h"
-
 
 namespace pma {
 namespace {
@@ -37,8 +36,8 @@ MergeArgs base_args(const ChunkSpec& spec, const Op& op) {
   return a;
 }
 
-void merge_pread(const ChunkSpec& spec, uint32_t op_index, const Op& op, ReadAhead& in, OutputWriter& out,
-                 Scratch& s, ChunkStats& st) {
+void merge_pread(const ChunkSpec& spec, uint32_t op_index, const Op& op, ReadAhead& in, OutputWriter& out, Scratch& s,
+                 ChunkStats& st) {
   const size_t n = op.inputs.size();
   const size_t is = dtype_size(op.in), os = dtype_size(op.out);
   if (s.in.size() < n) s.in.resize(n);
@@ -52,7 +51,7 @@ void merge_pread(const ChunkSpec& spec, uint32_t op_index, const Op& op, ReadAhe
   a.src = s.ptrs.data();
   a.dst = s.out.data();
   for (uint64_t done = 0; done < op.count;) {
-    check_cancel(spec, op);
+    check_cancel(spec.cancel, op);
     const size_t m = size_t(std::min<uint64_t>(kBlockElems, op.count - done));
     for (size_t k = 0; k < n; ++k) {
       in.read(op.inputs[k].file, s.in[k].data(), m * is, op.inputs[k].offset + done * is, op.tensor);
@@ -100,8 +99,8 @@ std::string input_list(const ChunkSpec& spec, FileTable& in, const Op& op) {
   return s;
 }
 
-void merge_mmap(const ChunkSpec& spec, uint32_t op_index, const Op& op, FileTable& in, OutputWriter& out,
-                Scratch& s, ChunkStats& st) {
+void merge_mmap(const ChunkSpec& spec, uint32_t op_index, const Op& op, FileTable& in, OutputWriter& out, Scratch& s,
+                ChunkStats& st) {
   const size_t n = op.inputs.size();
   const size_t is = dtype_size(op.in), os = dtype_size(op.out);
   std::vector<Mapping> maps;
@@ -119,15 +118,16 @@ void merge_mmap(const ChunkSpec& spec, uint32_t op_index, const Op& op, FileTabl
   std::vector<uint64_t> counts(n);
   MappedBlock blk{&spec, &a, s.ptrs.data(), s.out.data(), counts.data(), 0, 0};
   for (uint64_t done = 0; done < op.count;) {
-    check_cancel(spec, op);
+    check_cancel(spec.cancel, op);
     const size_t m = size_t(std::min<uint64_t>(kBlockElems, op.count - done));
     blk.done = size_t(done);
     blk.m = m;
     if (!run_sigbus_guarded(merge_mapped_block, &blk)) {
-      throw EngineError(kCodeInput,
-                        "an input of tensor " + op.tensor + " could not be read through its mapping (truncated by " +
-                            "another process while the merge ran, or a read error); inputs: " + input_list(spec, in, op),
-                        in.get(op.inputs[0].file).path(), op.tensor);
+      throw EngineError(
+          kCodeInput,
+          "an input of tensor " + op.tensor + " could not be read through its mapping (truncated by " +
+              "another process while the merge ran, or a read error); inputs: " + input_list(spec, in, op),
+          in.get(op.inputs[0].file).path(), op.tensor);
     }
     for (size_t k = 0; k < n; ++k) note_nonfinite(st, op_index, uint32_t(k), counts[k]);
     out.write(op.out_file, op.out_offset + done * os, s.out.data(), m * os, op.tensor);
@@ -140,7 +140,7 @@ void merge_mmap(const ChunkSpec& spec, uint32_t op_index, const Op& op, FileTabl
 void copy_op(const ChunkSpec& spec, const Op& op, ReadAhead& in, OutputWriter& out, Scratch& s, ChunkStats& st) {
   grow(s.out, kCopyBytes, op.tensor);
   for (uint64_t done = 0; done < op.bytes;) {
-    check_cancel(spec, op);
+    check_cancel(spec.cancel, op);
     const size_t m = size_t(std::min<uint64_t>(kCopyBytes, op.bytes - done));
     in.read(op.inputs.at(0).file, s.out.data(), m, op.inputs[0].offset + done, op.tensor);
     out.write(op.out_file, op.out_offset + done, s.out.data(), m, op.tensor);
@@ -165,7 +165,9 @@ template <typename U>
 }
 
 template <typename U>
-uint64_t scan_base(const uint8_t* p, size_t n, U mask) { return count_exp_all_ones(p, n, mask); }
+uint64_t scan_base(const uint8_t* p, size_t n, U mask) {
+  return count_exp_all_ones(p, n, mask);
+}
 template <typename U>
 __attribute__((target("avx2"))) uint64_t scan_avx2(const uint8_t* p, size_t n, U mask) {
   return count_exp_all_ones(p, n, mask);
@@ -209,23 +211,25 @@ void note_nonfinite(ChunkStats& st, uint32_t op, uint32_t input, uint64_t count)
   st.nonfinite.push_back(NonFinite{op, input, count});
 }
 
-void check_cancel(const ChunkSpec& spec, const Op& op) {
-  if (spec.cancel != nullptr && __atomic_load_n(spec.cancel, __ATOMIC_RELAXED) != 0) {
-    throw EngineError("E_ABORTED", "the merge was stopped while writing tensor " + op.tensor, {}, op.tensor);
+void check_cancel(const int32_t* cancel, const Op& op) {
+  if (cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0) {
+    throw EngineError(kCodeAborted, "the merge was stopped while writing tensor " + op.tensor, {}, op.tensor);
   }
 }
 
 EngineError out_of_memory(const ChunkSpec& spec, const Op& op) {
   const std::string& file = spec.outputs.at(op.out_file);
-  return EngineError("E_NOMEM", "out of memory in the native engine while merging tensor " + op.tensor + " into " + file,
-                     file, op.tensor);
+  return EngineError(kCodeNoMem,
+                     "out of memory in the native engine while merging tensor " + op.tensor + " into " + file, file,
+                     op.tensor);
 }
 
 void check_ops(const ChunkSpec& spec) {
   for (const Op& op : spec.ops) {
     if (!op.copy && op.inputs.size() != spec.w32.size()) {
-      throw EngineError(kCodeInternal, "tensor " + op.tensor + ": " + std::to_string(op.inputs.size()) +
-                                           " inputs for " + std::to_string(spec.w32.size()) + " weights",
+      throw EngineError(kCodeInternal,
+                        "tensor " + op.tensor + ": " + std::to_string(op.inputs.size()) + " inputs for " +
+                            std::to_string(spec.w32.size()) + " weights",
                         {}, op.tensor);
     }
     if (op.copy && op.inputs.size() != 1) {
@@ -255,7 +259,7 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
     } catch (const std::bad_alloc&) {
       throw out_of_memory(spec, op);
     }
-    writer.completed(op.out_file, op.out_offset, out_bytes(op));
+    writer.completed(op.out_file, op.out_offset, out_bytes(op), op.tensor);
     if (spec.drop_cache) {
       for (const InputRange& r : op.inputs) in.get(r.file).drop(r.offset, in_bytes(op));
     }
@@ -265,7 +269,7 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
   // wait is short and the disk stayed busy while the chunk computed.
   if (spec.drop_cache) {
     for (const Op& op : spec.ops) {
-      out.get(op.out_file).flush_and_drop(op.out_offset, out_bytes(op));
+      out.get(op.out_file).flush_and_drop(op.out_offset, out_bytes(op), op.tensor);
     }
   }
   return st;

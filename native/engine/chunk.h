@@ -15,24 +15,33 @@ namespace pma {
 enum class IoMode : uint8_t { Pread = 0, Mmap = 1 };
 
 struct InputRange {
-  uint32_t file;    // index into ChunkSpec::inputs
+  uint32_t file;    // index into ChunkReads::inputs
   uint64_t offset;  // absolute byte offset in that file
 };
 
 struct Op {
-  bool copy = false;     // copy `bytes` from inputs[0] instead of merging
-  std::string tensor;    // for error messages
-  uint32_t out_file = 0; // index into ChunkSpec::outputs
+  bool copy = false;      // copy `bytes` from inputs[0] instead of merging
+  std::string tensor;     // for error messages
+  uint32_t out_file = 0;  // index into ChunkSpec::outputs
   uint64_t out_offset = 0;
   DType in = DType::F32;
   DType out = DType::F32;
-  uint64_t count = 0;    // elements to merge
-  uint64_t bytes = 0;    // bytes to copy
+  uint64_t count = 0;              // elements to merge
+  uint64_t bytes = 0;              // bytes to copy
   std::vector<InputRange> inputs;  // oldest -> newest, one per weight
 };
 
-struct ChunkSpec {
+// What a chunk reads: its input files, its ops and its cancel flag. All that analyze_chunk needs.
+struct ChunkReads {
   std::vector<std::string> inputs;
+  std::vector<Op> ops;
+  // A flag the owner sets (from any thread) to stop: checked between blocks, so a chunk of any
+  // size stops within milliseconds. Null: never stopped.
+  const int32_t* cancel = nullptr;
+};
+
+// A merge chunk: what it reads, and where and how it writes.
+struct ChunkSpec : ChunkReads {
   std::vector<std::string> outputs;
   std::vector<float> w32;
   std::vector<double> w64;
@@ -46,15 +55,11 @@ struct ChunkSpec {
   // -1: the CPU kernels; otherwise the CUDA device to merge on, with its memory budget in bytes.
   int device = -1;
   uint64_t gpu_memory = 0;
-  // A flag the merge's owner sets (from any thread) to stop: checked between blocks, so a chunk
-  // of any size stops within milliseconds. Null: never stopped.
-  const int32_t* cancel = nullptr;
-  std::vector<Op> ops;
 };
 
-// Throws E_ABORTED once the chunk's cancel flag is set. What was written stays, and the chunk
-// is not reported done, so a resumed merge runs it again.
-void check_cancel(const ChunkSpec& spec, const Op& op);
+// Throws E_ABORTED (naming op's tensor) once the cancel flag is set. What was written stays, and
+// the chunk is not reported done, so a resumed merge runs it again.
+void check_cancel(const int32_t* cancel, const Op& op);
 
 // The E_NOMEM error for an allocation that failed while running op: names the tensor and output.
 EngineError out_of_memory(const ChunkSpec& spec, const Op& op);

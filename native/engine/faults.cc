@@ -23,10 +23,15 @@ struct Rules {
   std::vector<std::unique_ptr<Rule>> list;
 };
 
+struct ErrnoName {
+  const char* name;
+  int value;
+};
+
 int errno_named(const std::string& s) {
-  static const struct { const char* name; int value; } known[] = {
-      {"EIO", EIO}, {"ENOSPC", ENOSPC}, {"ENOMEM", ENOMEM}, {"EFBIG", EFBIG}, {"EDQUOT", EDQUOT},
-      {"EACCES", EACCES}, {"EROFS", EROFS}, {"ENXIO", ENXIO}, {"EAGAIN", EAGAIN}};
+  static const ErrnoName known[] = {{"EIO", EIO},     {"ENOSPC", ENOSPC}, {"ENOMEM", ENOMEM},
+                                    {"EFBIG", EFBIG}, {"EDQUOT", EDQUOT}, {"EACCES", EACCES},
+                                    {"EROFS", EROFS}, {"ENXIO", ENXIO},   {"EAGAIN", EAGAIN}};
   for (const auto& k : known) {
     if (s == k.name) return k.value;
   }
@@ -53,6 +58,7 @@ Rules* parse(const char* spec) {
     FaultSite site;
     if (f[0] == "read") site = FaultSite::Read;
     else if (f[0] == "write") site = FaultSite::Write;
+    else if (f[0] == "sync") site = FaultSite::Sync;
     else if (f[0] == "map") site = FaultSite::Map;
     else if (f[0] == "alloc") site = FaultSite::Alloc;
     else continue;

@@ -15,12 +15,23 @@
 namespace pma {
 namespace {
 
-[[noreturn]] void io_fail(const std::string& what, const std::string& path,
-                          const std::string& tensor, int err) {
+[[noreturn]] void io_fail(const std::string& what, const std::string& path, const std::string& tensor, int err) {
   std::string msg = what + " " + path;
   if (!tensor.empty()) msg += " (tensor " + tensor + ")";
   if (err != 0) msg += std::string(": ") + std::strerror(err);
   throw EngineError(kCodeIo, msg, path, tensor);
+}
+
+bool out_of_space(int err) { return err == ENOSPC || err == EDQUOT; }
+
+// A failed write (or writeback) of an output: out of space or over quota is E_NOSPACE (what it
+// needs is room on the output's filesystem, not a working disk); anything else is E_IO.
+[[noreturn]] void write_fail(const std::string& path, const std::string& tensor, int err) {
+  if (!out_of_space(err)) io_fail("write failed on", path, tensor, err);
+  std::string msg = "no space left on the device writing " + path;
+  if (!tensor.empty()) msg += " (tensor " + tensor + ")";
+  msg += std::string(": ") + std::strerror(err);
+  throw EngineError(kCodeNoSpace, msg, path, tensor);
 }
 
 }  // namespace
@@ -77,10 +88,10 @@ void File::read_at(void* buf, size_t n, uint64_t off, const std::string& tensor)
       io_fail("read failed on", path_, tensor, errno);
     }
     if (r == 0) {
-      throw EngineError(kCodeInput,
-                        "unexpected end of file in " + path_ + " (tensor " + tensor +
-                            "): the file is shorter than its header says",
-                        path_, tensor);
+      throw EngineError(
+          kCodeInput,
+          "unexpected end of file in " + path_ + " (tensor " + tensor + "): the file is shorter than its header says",
+          path_, tensor);
     }
     p += r;
     n -= size_t(r);
@@ -106,12 +117,12 @@ size_t File::read_some(void* buf, size_t n, uint64_t off, const std::string& ten
 
 void File::write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const {
   const auto* p = static_cast<const uint8_t*>(buf);
-  if (const int err = injected_fault(FaultSite::Write, path_)) io_fail("write failed on", path_, tensor, err);
+  if (const int err = injected_fault(FaultSite::Write, path_)) write_fail(path_, tensor, err);
   while (n > 0) {
     const ssize_t r = ::pwrite(fd_, p, n, off_t(off));
     if (r < 0) {
       if (errno == EINTR) continue;
-      io_fail("write failed on", path_, tensor, errno);
+      write_fail(path_, tensor, errno);
     }
     p += r;
     n -= size_t(r);
@@ -119,16 +130,14 @@ void File::write_at(const void* buf, size_t n, uint64_t off, const std::string& 
   }
 }
 
-void File::start_writeback(uint64_t off, uint64_t n) const {
-#if defined(__linux__)
-  if (n > 0) ::sync_file_range(fd_, off_t(off), off_t(n), SYNC_FILE_RANGE_WRITE);
-#else
-  (void)off;
-  (void)n;
-#endif
-}
-
 namespace {
+#if defined(__linux__)
+constexpr unsigned kSyncWrite = SYNC_FILE_RANGE_WRITE;
+constexpr unsigned kSyncWait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+#else
+constexpr unsigned kSyncWrite = 0, kSyncWait = 0;
+#endif
+
 // The page cache holds files in folios of up to 2 MiB, and a drop skips any folio it does not
 // cover whole; so the range is widened to 2 MiB boundaries. Dropping a neighbour's pages is
 // harmless: they are read again from disk if still needed.
@@ -137,13 +146,28 @@ inline uint64_t align_down(uint64_t x) { return x & ~(kDropAlign - 1); }
 inline uint64_t align_up(uint64_t x) { return (x + kDropAlign - 1) & ~(kDropAlign - 1); }
 }  // namespace
 
-void File::flush_and_drop(uint64_t off, uint64_t n) const {
+// sync_file_range as a hint: only running out of space is reported (E_NOSPACE, naming the file);
+// any other failure is left to the fdatasync that records the chunk.
+void File::sync_range(uint64_t off, uint64_t n, unsigned flags, const std::string& tensor) const {
+  int err = injected_fault(FaultSite::Sync, path_);
+#if defined(__linux__)
+  if (err == 0 && ::sync_file_range(fd_, off_t(off), off_t(n), flags) != 0) err = errno;
+#else
+  (void)off;
+  (void)n;
+  (void)flags;
+#endif
+  if (out_of_space(err)) write_fail(path_, tensor, err);
+}
+
+void File::start_writeback(uint64_t off, uint64_t n, const std::string& tensor) const {
+  if (n > 0) sync_range(off, n, kSyncWrite, tensor);
+}
+
+void File::flush_and_drop(uint64_t off, uint64_t n, const std::string& tensor) const {
   if (n == 0) return;
   const uint64_t a = align_down(off), b = align_up(off + n);
-#if defined(__linux__)
-  ::sync_file_range(fd_, off_t(a), off_t(b - a),
-                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
-#endif
+  sync_range(a, b - a, kSyncWait, tensor);
   drop(a, b - a);
 }
 
@@ -159,13 +183,13 @@ void File::drop(uint64_t off, uint64_t n) const {
 }
 
 bool File::try_write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const {
-  if (const int err = injected_fault(FaultSite::Write, path_)) io_fail("write failed on", path_, tensor, err);
+  if (const int err = injected_fault(FaultSite::Write, path_)) write_fail(path_, tensor, err);
   ssize_t r;
   do {
     r = ::pwrite(fd_, buf, n, off_t(off));
   } while (r < 0 && errno == EINTR);
   if (r < 0 && errno == EINVAL) return false;
-  if (r < 0) io_fail("write failed on", path_, tensor, errno);
+  if (r < 0) write_fail(path_, tensor, errno);
   if (size_t(r) < n) write_at(static_cast<const uint8_t*>(buf) + r, n - size_t(r), off + uint64_t(r), tensor);
   return true;
 }
@@ -176,10 +200,10 @@ Mapping::Mapping(const File& f, uint64_t off, size_t n, const std::string& tenso
   struct stat st {};
   if (::fstat(f.fd(), &st) != 0) io_fail("cannot stat", f.path(), tensor, errno);
   if (uint64_t(st.st_size) < off + n) {
-    throw EngineError(kCodeInput,
-                      "unexpected end of file in " + f.path() + " (tensor " + tensor +
-                          "): the file is shorter than its header says",
-                      f.path(), tensor);
+    throw EngineError(
+        kCodeInput,
+        "unexpected end of file in " + f.path() + " (tensor " + tensor + "): the file is shorter than its header says",
+        f.path(), tensor);
   }
   const uint64_t start = off - off % page;
   len_ = size_t(off + n - start);
@@ -197,7 +221,6 @@ Mapping::~Mapping() {
   if (base_ != nullptr) ::munmap(base_, len_);
 }
 
-Mapping::Mapping(Mapping&& o) noexcept
-    : base_(std::exchange(o.base_, nullptr)), len_(o.len_), data_(o.data_) {}
+Mapping::Mapping(Mapping&& o) noexcept : base_(std::exchange(o.base_, nullptr)), len_(o.len_), data_(o.data_) {}
 
 }  // namespace pma

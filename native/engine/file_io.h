@@ -26,21 +26,29 @@ class File {
   void read_at(void* buf, size_t n, uint64_t off, const std::string& tensor) const;
   // Reads up to n bytes at off, fewer only where the file ends; returns how many.
   size_t read_some(void* buf, size_t n, uint64_t off, const std::string& tensor) const;
+  // Writes exactly n bytes at off. Out of space or quota (ENOSPC, EDQUOT) is E_NOSPACE, any
+  // other failure E_IO; both name the file and the tensor.
   void write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const;
   // As write_at, but returns false instead of failing when the kernel refuses the transfer as
   // misaligned (EINVAL from an O_DIRECT write on a device with larger blocks), before any byte.
   bool try_write_at(const void* buf, size_t n, uint64_t off, const std::string& tensor) const;
   // Starts writeback of [off, off+n) without waiting for it, so the final fsync has little left
-  // to do and the disk writes while the merge computes. A hint: failures are ignored.
-  void start_writeback(uint64_t off, uint64_t n) const;
-  // Waits until [off, off+n) is on disk, then drops it from the page cache; for inputs (clean
-  // pages) only the drop happens. Keeps a merge larger than RAM from evicting everyone else's
-  // cached files. Hints: failures are ignored.
-  void flush_and_drop(uint64_t off, uint64_t n) const;
+  // to do and the disk writes while the merge computes. A hint: failures are ignored, except
+  // running out of space (E_NOSPACE, naming the file and `tensor`, the first in the range).
+  void start_writeback(uint64_t off, uint64_t n, const std::string& tensor) const;
+  // Waits until [off, off+n) is on disk, then drops it from the page cache. Keeps a merge larger
+  // than RAM from evicting everyone else's cached files. Failures are ignored as for
+  // start_writeback, except running out of space.
+  void flush_and_drop(uint64_t off, uint64_t n, const std::string& tensor) const;
+  // Drops [off, off+n) from the page cache (clean pages: inputs, or outputs already on disk). A
+  // hint: failures are ignored.
   void drop(uint64_t off, uint64_t n) const;
   int fd() const { return fd_; }
 
  private:
+  // sync_file_range(flags) over [off, off+n); see start_writeback for what it reports.
+  void sync_range(uint64_t off, uint64_t n, unsigned flags, const std::string& tensor) const;
+
   int fd_ = -1;
   std::string path_;
 };

@@ -8,7 +8,7 @@ namespace pma {
 namespace {
 
 constexpr size_t kRunBuffer = size_t(8) << 20;
-constexpr size_t kSmallWrite = size_t(64) << 10;    // writes below this are gathered
+constexpr size_t kSmallWrite = size_t(64) << 10;  // writes below this are gathered
 constexpr size_t kGatherBuffer = size_t(1) << 20;
 inline uint64_t down(uint64_t x) { return x & ~(kDirectAlign - 1); }
 inline uint64_t up(uint64_t x) { return (x + kDirectAlign - 1) & ~(kDirectAlign - 1); }
@@ -88,7 +88,8 @@ void OutputWriter::write_aligned(bool final_flush) {
 }
 
 void OutputWriter::gather(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor) {
-  if (!gathered_.empty() && (file != g_file_ || off != g_off_ + gathered_.size() || gathered_.size() + n > kGatherBuffer)) {
+  if (!gathered_.empty() &&
+      (file != g_file_ || off != g_off_ + gathered_.size() || gathered_.size() + n > kGatherBuffer)) {
     flush_gathered();
   }
   if (gathered_.empty()) {
@@ -107,12 +108,13 @@ void OutputWriter::flush_gathered() {
   gathered_.clear();
 }
 
-void OutputWriter::completed(uint32_t file, uint64_t off, uint64_t n) {
+void OutputWriter::completed(uint32_t file, uint64_t off, uint64_t n, const std::string& tensor) {
   if (n == 0) return;
   if (wb_end_ > wb_start_ && (file != wb_file_ || off != wb_end_)) start_writeback();
   if (wb_end_ == wb_start_) {
     wb_file_ = file;
     wb_start_ = wb_end_ = off;
+    wb_tensor_ = tensor;
   }
   wb_end_ += n;
   if (wb_end_ - wb_start_ >= kRunBuffer) start_writeback();
@@ -121,7 +123,7 @@ void OutputWriter::completed(uint32_t file, uint64_t off, uint64_t n) {
 void OutputWriter::start_writeback() {
   if (wb_end_ == wb_start_) return;
   if (!gathered_.empty() && g_file_ == wb_file_) flush_gathered();
-  files_.get(wb_file_).start_writeback(wb_start_, wb_end_ - wb_start_);
+  files_.get(wb_file_).start_writeback(wb_start_, wb_end_ - wb_start_, wb_tensor_);
   wb_start_ = wb_end_;
 }
 

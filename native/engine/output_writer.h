@@ -30,8 +30,9 @@ class OutputWriter {
   OutputWriter(FileTable& files, bool direct, AlignedBuffer& buf) : files_(files), direct_(direct), buf_(buf) {}
   void write(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor);
   // An op's output range [off, off+n) is complete: starts its writeback, once enough has
-  // accumulated (one request per 8 MiB or per run, not one per tiny tensor).
-  void completed(uint32_t file, uint64_t off, uint64_t n);
+  // accumulated (one request per 8 MiB or per run, not one per tiny tensor). `tensor` names the
+  // range if the disk turns out to be full.
+  void completed(uint32_t file, uint64_t off, uint64_t n, const std::string& tensor);
   // Writes everything pending and starts its writeback; call before the chunk ends.
   void flush();
 
@@ -55,9 +56,11 @@ class OutputWriter {
   uint32_t g_file_ = 0;
   uint64_t g_off_ = 0;
   std::string g_tensor_;
-  // Completed output not yet handed to writeback: [wb_start_, wb_end_) of wb_file_.
+  // Completed output not yet handed to writeback: [wb_start_, wb_end_) of wb_file_, starting
+  // with tensor wb_tensor_.
   uint32_t wb_file_ = 0;
   uint64_t wb_start_ = 0, wb_end_ = 0;
+  std::string wb_tensor_;
   void start_writeback();
 };
 

@@ -18,10 +18,8 @@ PMA_AVX2 inline __m256 load8(const uint8_t* p, DType t, size_t j) {
       const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * j));
       return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     }
-    case DType::F16:
-      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * j)));
-    default:
-      return _mm256_loadu_ps(reinterpret_cast<const float*>(p + 4 * j));
+    case DType::F16: return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * j)));
+    default: return _mm256_loadu_ps(reinterpret_cast<const float*>(p + 4 * j));
   }
 }
 
@@ -76,8 +74,7 @@ PMA_AVX2 void merge_avx2(const MergeArgs& a) {
   }
   for (; j < n8; j += 8) {
     __m256 acc = _mm256_setzero_ps();
-    for (int k = 0; k < a.n; ++k)
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(a.w32[k]), load8(a.src[k], a.in, j), acc);
+    for (int k = 0; k < a.n; ++k) acc = _mm256_fmadd_ps(_mm256_set1_ps(a.w32[k]), load8(a.src[k], a.in, j), acc);
     store8(a.dst, a.out, j, acc);
   }
   if (j < a.count) {

@@ -16,10 +16,8 @@ PMA_AVX512 inline __m512 load16(const uint8_t* p, DType t, size_t j, __mmask16 m
       const __m256i h = _mm256_maskz_loadu_epi16(m, p + 2 * j);
       return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
-    case DType::F16:
-      return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + 2 * j));
-    default:
-      return _mm512_maskz_loadu_ps(m, p + 4 * j);
+    case DType::F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + 2 * j));
+    default: return _mm512_maskz_loadu_ps(m, p + 4 * j);
   }
 }
 
@@ -74,8 +72,7 @@ PMA_AVX512 void merge_avx512(const MergeArgs& a) {
     const size_t left = a.count - j;
     const __mmask16 m = left >= 16 ? all : __mmask16((1u << left) - 1u);
     __m512 acc = _mm512_setzero_ps();
-    for (int k = 0; k < a.n; ++k)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(a.w32[k]), load16(a.src[k], a.in, j, m), acc);
+    for (int k = 0; k < a.n; ++k) acc = _mm512_fmadd_ps(_mm512_set1_ps(a.w32[k]), load16(a.src[k], a.in, j, m), acc);
     store16(a.dst, a.out, j, m, acc);
   }
 }

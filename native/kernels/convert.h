@@ -41,8 +41,8 @@ PMA_HD uint16_t f32_to_f16(float f) {
   const uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   if (a > 0x7F800000u) return kF16Nan;
   if (a >= 0x477FF000u) return uint16_t(sign | 0x7C00u);  // >= 65520 rounds to infinity
-  if (a >= 0x38800000u) {                                  // normal f16 range (>= 2^-14)
-    const uint32_t r = a - 0x38000000u;                    // rebias exponent 127 -> 15
+  if (a >= 0x38800000u) {                                 // normal f16 range (>= 2^-14)
+    const uint32_t r = a - 0x38000000u;                   // rebias exponent 127 -> 15
     return uint16_t(sign | ((r + 0xFFFu + ((r >> 13) & 1u)) >> 13));
   }
   const uint32_t e = a >> 23;

@@ -37,15 +37,15 @@ PMA_HD void store_f32(uint8_t* p, DType t, size_t j, float v) {
 PMA_HD void store_f64(uint8_t* p, DType t, size_t j, double v) {
   switch (t) {
     case DType::F64: store_as<uint64_t>(p + 8 * j, f64_out(v)); break;
-    case DType::F32: store_f32(p, t, j, float(v)); break;  // one RNE rounding
+    case DType::F32: store_f32(p, t, j, float(v)); break;   // one RNE rounding
     default: store_f32(p, t, j, f64_to_f32_odd(v)); break;  // odd, then RNE: no double rounding
   }
 }
 
 // Element j of the merge: fma oldest to newest, then one rounding to the output dtype.
 // `src` holds n inputs, input k starting at src + k * stride.
-PMA_HD void merge_element(const uint8_t* src, size_t stride, int n, const float* w32, const double* w64,
-                          bool acc_f64, DType in, DType out, uint8_t* dst, size_t j) {
+PMA_HD void merge_element(const uint8_t* src, size_t stride, int n, const float* w32, const double* w64, bool acc_f64,
+                          DType in, DType out, uint8_t* dst, size_t j) {
   if (acc_f64) {
     double acc = 0.0;
     for (int k = 0; k < n; ++k) acc = fma64(w64[k], load_f64(src + size_t(k) * stride, in, j), acc);

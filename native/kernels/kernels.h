@@ -12,13 +12,13 @@ namespace pma {
 struct MergeArgs {
   const uint8_t* const* src;  // n input pointers, each `count` elements of `in`
   int n;
-  const float* w32;           // f32 accumulation weights (golden contract)
-  const double* w64;          // f64 accumulation weights (--accumulate f64)
+  const float* w32;   // f32 accumulation weights (golden contract)
+  const double* w64;  // f64 accumulation weights (--accumulate f64)
   bool acc_f64;
   DType in;
   DType out;
   size_t count;
-  uint8_t* dst;               // `count` elements of `out`
+  uint8_t* dst;  // `count` elements of `out`
 };
 
 enum class Kernel : uint8_t { Scalar = 0, Avx2 = 1, Avx512 = 2 };

@@ -44,7 +44,8 @@ function layerOrder(a: string, b: string): number {
  * on the worker pool and the addon, like a merge (bounded memory); writes nothing.
  */
 export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
-  const threads = options.threads === undefined ? availableParallelism() : v.integer('threads', options.threads, 1, 1024);
+  const threads =
+    options.threads === undefined ? availableParallelism() : v.integer('threads', options.threads, 1, 1024);
   const { plan } = await planMerge(options);
   const n = plan.checkpoints.length;
   if (n < 2) throw new PmaError('E_NO_CHECKPOINTS', `pma analyze needs at least 2 checkpoints, the selection has ${n}`);
@@ -89,7 +90,9 @@ export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
   return {
     checkpoints: plan.checkpoints.map((c) => ({ path: c.path, name: c.name, step: c.step })),
     overall: deviationStats(overall),
-    layers: [...layers].sort((a, b) => layerOrder(a[0], b[0])).map(([layer, l]) => ({ layer, tensors: l.tensors, ...deviationStats(l.m) })),
+    layers: [...layers]
+      .sort((a, b) => layerOrder(a[0], b[0]))
+      .map(([layer, l]) => ({ layer, tensors: l.tensors, ...deviationStats(l.m) })),
     tensors,
   };
 }

@@ -11,11 +11,20 @@ export interface Moments {
 }
 
 export function emptyMoments(n: number): Moments {
-  return { n, elements: 0, gram: new Array<number>(((n - 1) * n) / 2).fill(0), cross: new Array<number>(n - 1).fill(0), newestSq: 0 };
+  return {
+    n,
+    elements: 0,
+    gram: new Array<number>(((n - 1) * n) / 2).fill(0),
+    cross: new Array<number>(n - 1).fill(0),
+    newestSq: 0,
+  };
 }
 
 /** Adds an op's sums (from the engine) or another Moments' into `into`. */
-export function addMoments(into: Moments, m: Pick<OpMoments, 'gram' | 'cross' | 'newestSq'> & ({ count: number } | { elements: number })): void {
+export function addMoments(
+  into: Moments,
+  m: Pick<OpMoments, 'gram' | 'cross' | 'newestSq'> & ({ count: number } | { elements: number }),
+): void {
   for (let i = 0; i < into.gram.length; i++) into.gram[i] = (into.gram[i] as number) + (m.gram[i] ?? 0);
   for (let i = 0; i < into.cross.length; i++) into.cross[i] = (into.cross[i] as number) + (m.cross[i] ?? 0);
   into.newestSq += m.newestSq;
@@ -60,14 +69,19 @@ export function deviationStats(m: Moments): DeviationStats {
   const b = a.reduce((s, x) => s + x, 0) / n;
   const D = E.map((row, i) => row.map((x, j) => x - (a[i] as number) - (a[j] as number) + b));
   const deviationNorm = D.map((row, i) => sqrt0(row[i] as number));
-  const cosine = D.map((row, i) => row.map((x, j) => {
-    const d = (deviationNorm[i] as number) * (deviationNorm[j] as number);
-    return d > 0 ? Math.max(-1, Math.min(1, x / d)) : null;
-  }));
-  const consecutive = Array.from({ length: n - 1 }, (_, i) => sqrt0((E[i + 1]?.[i + 1] as number) + (E[i]?.[i] as number) - 2 * (E[i]?.[i + 1] as number)));
+  const cosine = D.map((row, i) =>
+    row.map((x, j) => {
+      const d = (deviationNorm[i] as number) * (deviationNorm[j] as number);
+      return d > 0 ? Math.max(-1, Math.min(1, x / d)) : null;
+    }),
+  );
+  const consecutive = Array.from({ length: n - 1 }, (_, i) =>
+    sqrt0((E[i + 1]?.[i + 1] as number) + (E[i]?.[i] as number) - 2 * (E[i]?.[i + 1] as number)),
+  );
   const newestNorm = Math.sqrt(m.newestSq);
   const pairs: number[] = [];
-  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) if (cosine[i]?.[j] != null) pairs.push(cosine[i]?.[j] as number);
+  for (let i = 0; i < n; i++)
+    for (let j = i + 1; j < n; j++) if (cosine[i]?.[j] != null) pairs.push(cosine[i]?.[j] as number);
   return {
     elements: m.elements,
     deviationNorm,

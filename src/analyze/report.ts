@@ -5,7 +5,12 @@ import type { DeviationStats } from './moments.js';
 // leaves it.
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-const fmt = (x: number | null) => (x === null || !Number.isFinite(x) ? '–' : Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(3) : x.toPrecision(4));
+const fmt = (x: number | null) =>
+  x === null || !Number.isFinite(x)
+    ? '–'
+    : Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0)
+      ? x.toExponential(3)
+      : x.toPrecision(4);
 
 const W = 640;
 const H = 240;
@@ -16,12 +21,15 @@ function axes(yMin: number, yMax: number, labels: string[]): string {
   for (let i = 0; i <= 4; i++) {
     const v = yMin + ((yMax - yMin) * i) / 4;
     const y = H - PAD.b - ((H - PAD.t - PAD.b) * i) / 4;
-    parts.push(`<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${y}" y2="${y}" class="grid"/><text x="${PAD.l - 6}" y="${y + 4}" text-anchor="end">${fmt(v)}</text>`);
+    parts.push(
+      `<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${y}" y2="${y}" class="grid"/><text x="${PAD.l - 6}" y="${y + 4}" text-anchor="end">${fmt(v)}</text>`,
+    );
   }
   const step = (W - PAD.l - PAD.r) / Math.max(1, labels.length);
   const every = Math.max(1, Math.ceil(labels.length / 16));
   labels.forEach((l, i) => {
-    if (i % every === 0) parts.push(`<text x="${PAD.l + step * (i + 0.5)}" y="${H - PAD.b + 16}" text-anchor="middle">${esc(l)}</text>`);
+    if (i % every === 0)
+      parts.push(`<text x="${PAD.l + step * (i + 0.5)}" y="${H - PAD.b + 16}" text-anchor="middle">${esc(l)}</text>`);
   });
   return parts.join('');
 }
@@ -48,7 +56,12 @@ export function lineChart(title: string, labels: string[], values: number[]): st
   const step = (W - PAD.l - PAD.r) / Math.max(1, labels.length);
   const pts = values.map((x, i) => [PAD.l + step * (i + 0.5), y(x)] as const);
   const path = pts.map(([px, py], i) => `${i === 0 ? 'M' : 'L'}${px.toFixed(1)},${py.toFixed(1)}`).join(' ');
-  const dots = pts.map(([px, py], i) => `<circle class="dot" cx="${px}" cy="${py}" r="3.5"><title>${esc(labels[i] as string)}: ${fmt(values[i] as number)}</title></circle>`).join('');
+  const dots = pts
+    .map(
+      ([px, py], i) =>
+        `<circle class="dot" cx="${px}" cy="${py}" r="3.5"><title>${esc(labels[i] as string)}: ${fmt(values[i] as number)}</title></circle>`,
+    )
+    .join('');
   return figure(title, `${axes(0, yMax, labels)}<path class="line" d="${path}"/>${dots}`);
 }
 
@@ -58,11 +71,20 @@ export function heatmap(title: string, labels: string[], m: (number | null)[][])
   const size = Math.min(28, Math.floor(360 / Math.max(1, n)));
   const off = 72;
   const cells: string[] = [];
-  m.forEach((row, i) => row.forEach((x, j) => {
-    const c = x === null ? '#ddd' : x < 0 ? `rgba(33,102,172,${Math.abs(x)})` : `rgba(178,24,43,${x})`;
-    cells.push(`<rect class="cell" x="${off + j * size}" y="${off + i * size}" width="${size}" height="${size}" fill="${c}"><title>${esc(labels[i] as string)} vs ${esc(labels[j] as string)}: ${fmt(x)}</title></rect>`);
-  }));
-  const names = labels.map((l, i) => `<text x="${off - 6}" y="${off + i * size + size * 0.65}" text-anchor="end">${esc(l)}</text><text transform="translate(${off + i * size + size * 0.65},${off - 6}) rotate(-60)">${esc(l)}</text>`).join('');
+  m.forEach((row, i) =>
+    row.forEach((x, j) => {
+      const c = x === null ? '#ddd' : x < 0 ? `rgba(33,102,172,${Math.abs(x)})` : `rgba(178,24,43,${x})`;
+      cells.push(
+        `<rect class="cell" x="${off + j * size}" y="${off + i * size}" width="${size}" height="${size}" fill="${c}"><title>${esc(labels[i] as string)} vs ${esc(labels[j] as string)}: ${fmt(x)}</title></rect>`,
+      );
+    }),
+  );
+  const names = labels
+    .map(
+      (l, i) =>
+        `<text x="${off - 6}" y="${off + i * size + size * 0.65}" text-anchor="end">${esc(l)}</text><text transform="translate(${off + i * size + size * 0.65},${off - 6}) rotate(-60)">${esc(l)}</text>`,
+    )
+    .join('');
   const side = off + n * size + 16;
   return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" class="chart" width="${side}" height="${side}" viewBox="0 0 ${side} ${side}">${cells.join('')}${names}</svg></figure>`;
 }
@@ -103,8 +125,16 @@ ${lineChart('Deviation from the mean, ‖θᵢ − mean‖, per checkpoint', lab
 ${heatmap('Pairwise cosine of the deviations (blue: they cancel)', labels, r.overall.cosine)}
 ${barChart('Distance between consecutive checkpoints, ‖θᵢ₊₁ − θᵢ‖', pairs, r.overall.consecutive)}
 <h2>Per layer</h2>
-${barChart('Share of the newest checkpoint’s norm the average changes, per layer', layerNames, r.layers.map((l) => l.removedShare))}
-${barChart('Mean pairwise cosine of the deviations, per layer', layerNames, r.layers.map((l) => l.meanPairCosine))}
+${barChart(
+  'Share of the newest checkpoint’s norm the average changes, per layer',
+  layerNames,
+  r.layers.map((l) => l.removedShare),
+)}
+${barChart(
+  'Mean pairwise cosine of the deviations, per layer',
+  layerNames,
+  r.layers.map((l) => l.meanPairCosine),
+)}
 <table><thead><tr><th>layer</th><th>tensors</th><th>elements</th><th>share changed</th><th>mean cosine</th><th>largest deviation</th><th>‖θ newest‖</th></tr></thead><tbody>
 ${r.layers.map((l) => row(l.layer, l, `<td>${l.tensors}</td>`)).join('\n')}
 </tbody></table>

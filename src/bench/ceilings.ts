@@ -40,7 +40,7 @@ export function catFiles(paths: string[]): number {
     const r = spawnSync('cat', batch, { stdio: ['ignore', 'ignore', 'pipe'] });
     ms += performance.now() - t0;
     if (r.status !== 0) {
-      const why = r.error ? r.error.message : (r.stderr?.toString().trim() || `exit status ${r.status}`);
+      const why = r.error ? r.error.message : r.stderr?.toString().trim() || `exit status ${r.status}`;
       throw new PmaError('E_IO', `measuring the read ceiling: cat failed: ${why}`);
     }
   }
@@ -84,7 +84,11 @@ export function timedWrite(path: string, bytes: number, buf: Uint8Array, fsync: 
   } catch (e) {
     rmSync(path, { force: true });
     const err = e as NodeJS.ErrnoException;
-    throw new PmaError('E_IO', `measuring the write ceiling: writing ${path} failed: ${err.code ?? ''} ${err.message}`.replace('  ', ' '), { file: path, cause: e });
+    throw new PmaError(
+      'E_IO',
+      `measuring the write ceiling: writing ${path} failed: ${err.code ?? ''} ${err.message}`.replace('  ', ' '),
+      { file: path, cause: e },
+    );
   }
   const t2 = performance.now();
   rmSync(path, { force: true });

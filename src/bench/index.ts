@@ -1,5 +1,16 @@
 /** The merge benchmark: `pma bench` (src/cli/bench.ts) and `npm run bench` (bench/merge.bench.js). */
-export { runBench, runSuite, formatBenchReport, formatSuiteReport, type BenchResult, type SuiteResult, type SuiteCase, type CaseResult, type MergeRow, type CeilingsResult } from './run.js';
+export {
+  runBench,
+  runSuite,
+  formatBenchReport,
+  formatSuiteReport,
+  type BenchResult,
+  type SuiteResult,
+  type SuiteCase,
+  type CaseResult,
+  type MergeRow,
+  type CeilingsResult,
+} from './run.js';
 export { resolveBenchOptions, defaultBenchDir, type BenchOptions } from './options.js';
 export { standardSuite } from './suite.js';
 export { generateSeries, describeSeries, formatSize, type SeriesParams } from './series.js';

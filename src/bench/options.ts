@@ -74,7 +74,11 @@ export function defaultBenchDir(): string {
 function list<T>(name: string, raw: unknown, expected: string, item: (x: unknown) => T): T[] {
   let items: unknown[];
   if (Array.isArray(raw)) items = raw;
-  else if (typeof raw === 'string') items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  else if (typeof raw === 'string')
+    items = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
   else if (typeof raw === 'number') items = [raw];
   else throw v.invalid(name, expected, raw);
   if (items.length === 0) throw v.invalid(name, expected, raw);
@@ -101,7 +105,8 @@ export function ioList(name: string, raw: unknown): IoMode[] {
 /** Validates every option before any work, with the one message format of src/validate.ts. */
 export function resolveBenchOptions(o: BenchOptions, cores: number): ResolvedBenchOptions {
   if (typeof o !== 'object' || o === null) throw v.invalid('options', 'an object', o);
-  const paths = o.paths === undefined || (Array.isArray(o.paths) && o.paths.length === 0) ? null : v.stringList('paths', o.paths);
+  const paths =
+    o.paths === undefined || (Array.isArray(o.paths) && o.paths.length === 0) ? null : v.stringList('paths', o.paths);
   let series: SeriesParams | null = null;
   let last: number | null = null;
   if (paths) {
@@ -112,7 +117,8 @@ export function resolveBenchOptions(o: BenchOptions, cores: number): ResolvedBen
     if (o.regenerate) throw v.invalid('regenerate', seriesOnly, o.regenerate);
     if (o.last !== undefined) last = v.integer('last', o.last, 1);
   } else {
-    if (o.last !== undefined) throw v.invalid('last', 'no value without explicit inputs (it selects among given checkpoints)', o.last);
+    if (o.last !== undefined)
+      throw v.invalid('last', 'no value without explicit inputs (it selects among given checkpoints)', o.last);
     const sizeBytes = v.byteSize('size', o.size ?? DEFAULT_SIZE);
     if (sizeBytes < MIN_SIZE) throw v.invalid('size', 'a size of at least 1MB', o.size);
     series = {

@@ -15,11 +15,28 @@ import { merge, plan as makePlan } from '../merge/merge.js';
 import { native, type CpuInfo, type IoMode, type KernelChoice } from '../native.js';
 import * as v from '../validate.js';
 import { VERSION } from '../util/package.js';
-import { catFiles, freeBytes, machineInfo, syncAll, timedWrite, type MachineInfo, type WriteTiming } from './ceilings.js';
+import {
+  catFiles,
+  freeBytes,
+  machineInfo,
+  syncAll,
+  timedWrite,
+  type MachineInfo,
+  type WriteTiming,
+} from './ceilings.js';
 import { resolveBenchOptions, type BenchOptions, type ResolvedBenchOptions } from './options.js';
 import {
-  ELEMENT_BYTES, SHARDS, cachedSeries, cachedSeriesParams, describeSeries, generateSeries, removeSeries, seriesBytes,
-  type Series, type SeriesArch, type SeriesParams,
+  ELEMENT_BYTES,
+  SHARDS,
+  cachedSeries,
+  cachedSeriesParams,
+  describeSeries,
+  generateSeries,
+  removeSeries,
+  seriesBytes,
+  type Series,
+  type SeriesArch,
+  type SeriesParams,
 } from './series.js';
 
 const GB = 1e9;
@@ -29,7 +46,14 @@ export interface CeilingsResult {
   /** cat of every input file into /dev/null. */
   read: { seconds: number; bytes: number; gbPerSecond: number; runsMs: number[] };
   /** write() of an output-sized file, then fsync. */
-  writeFsync: { seconds: number; bytes: number; gbPerSecond: number; runsMs: number[]; writePartMs: number[]; fsyncPartMs: number[] };
+  writeFsync: {
+    seconds: number;
+    bytes: number;
+    gbPerSecond: number;
+    runsMs: number[];
+    writePartMs: number[];
+    fsyncPartMs: number[];
+  };
   /** The same write without fsync (page cache only), for reference. */
   writePageCache: { seconds: number; bytes: number; gbPerSecond: number; runsMs: number[] };
   /** read + writeFsync: the machine's time to read the inputs once and then write the output once. */
@@ -61,7 +85,16 @@ export interface MergeRow {
 export interface CaseData {
   source: 'generated' | 'inputs';
   /** The generated series (null for explicit inputs). */
-  series: (SeriesParams & { description: string; arch: SeriesArch; tensorsPerCheckpoint: number; shardsPerCheckpoint: number; generatedNow: boolean; generateSeconds: number | null }) | null;
+  series:
+    | (SeriesParams & {
+        description: string;
+        arch: SeriesArch;
+        tensorsPerCheckpoint: number;
+        shardsPerCheckpoint: number;
+        generatedNow: boolean;
+        generateSeconds: number | null;
+      })
+    | null;
   checkpoints: { path: string; step: number | null }[];
   inputFiles: number;
   /** Tensor bytes the merge reads. */
@@ -76,7 +109,10 @@ export interface CaseData {
 }
 
 /** What one case measures: the merge options of every row, and how many rounds. */
-export type CaseParams = Pick<ResolvedBenchOptions, 'runs' | 'threads' | 'io' | 'kernel' | 'devices' | 'outDtype' | 'last'>;
+export type CaseParams = Pick<
+  ResolvedBenchOptions,
+  'runs' | 'threads' | 'io' | 'kernel' | 'devices' | 'outDtype' | 'last'
+>;
 
 export interface CaseResult {
   params: CaseParams;
@@ -129,8 +165,10 @@ function checkDirAgainstInputs(dir: string, dirRaw: string, paths: string[]): vo
   const ours = [join(d, 'out'), join(d, 'write-ceiling.tmp')];
   for (const p of paths) {
     const r = realOrResolved(p);
-    if (inside(d, r)) throw v.invalid('dir', `a directory outside the inputs (${p} holds it; the merge output goes there)`, dirRaw);
-    if (ours.some((o) => inside(r, o))) throw v.invalid('dir', `a directory whose out/ and write-ceiling.tmp are not inputs (${p})`, dirRaw);
+    if (inside(d, r))
+      throw v.invalid('dir', `a directory outside the inputs (${p} holds it; the merge output goes there)`, dirRaw);
+    if (ours.some((o) => inside(r, o)))
+      throw v.invalid('dir', `a directory whose out/ and write-ceiling.tmp are not inputs (${p})`, dirRaw);
   }
 }
 
@@ -144,14 +182,21 @@ function checkOutDir(outDir: string): void {
     entries = ['?'];
   }
   if (entries.length > 0 && !entries.includes('pma.json')) {
-    throw new PmaError('E_OUTPUT', `${outDir} exists and is not a pma output; pma bench would delete it (choose another --dir or remove it)`, { file: outDir });
+    throw new PmaError(
+      'E_OUTPUT',
+      `${outDir} exists and is not a pma output; pma bench would delete it (choose another --dir or remove it)`,
+      { file: outDir },
+    );
   }
 }
 
 function checkFreeSpace(dir: string, needBytes: number, what: string): void {
   const free = freeBytes(dir);
   if (free !== null && free < needBytes) {
-    throw new PmaError('E_IO', `pma bench needs about ${(needBytes / GB).toFixed(1)} GB free in ${dir} (${what}), only ${(free / GB).toFixed(1)} GB are free; choose another --dir or a smaller --size / --inputs`);
+    throw new PmaError(
+      'E_IO',
+      `pma bench needs about ${(needBytes / GB).toFixed(1)} GB free in ${dir} (${what}), only ${(free / GB).toFixed(1)} GB are free; choose another --dir or a smaller --size / --inputs`,
+    );
   }
 }
 
@@ -163,7 +208,12 @@ interface Ctx {
 }
 
 /** Generates (or reuses) a series in ctx.dir, after checking the disk has room for it and the output. */
-async function prepareSeries(ctx: Ctx, p: SeriesParams, outDtype: OutputDTypeOption, regenerate: boolean): Promise<Series> {
+async function prepareSeries(
+  ctx: Ctx,
+  p: SeriesParams,
+  outDtype: OutputDTypeOption,
+  regenerate: boolean,
+): Promise<Series> {
   const bytes = seriesBytes(p);
   const outWidth = outDtype === 'keep' ? ELEMENT_BYTES[p.dtype] : ELEMENT_BYTES[outDtype];
   const outputBytes = (bytes.tensorBytesPerCheckpoint * outWidth) / ELEMENT_BYTES[p.dtype];
@@ -172,9 +222,15 @@ async function prepareSeries(ctx: Ctx, p: SeriesParams, outDtype: OutputDTypeOpt
     // The series there now (another one) is deleted first.
     const old = cachedSeriesParams(ctx.dir);
     const freed = old ? seriesBytes(old).fileBytes : 0;
-    checkFreeSpace(ctx.dir, bytes.fileBytes + outputBytes + 2 * WRITE_BUFFER_BYTES - freed, `${describeSeries(p)} inputs and a ${(outputBytes / GB).toFixed(2)} GB output`);
+    checkFreeSpace(
+      ctx.dir,
+      bytes.fileBytes + outputBytes + 2 * WRITE_BUFFER_BYTES - freed,
+      `${describeSeries(p)} inputs and a ${(outputBytes / GB).toFixed(2)} GB output`,
+    );
   }
-  return cached ?? generateSeries(ctx.dir, p, { regenerate, log: ctx.log, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+  return (
+    cached ?? generateSeries(ctx.dir, p, { regenerate, log: ctx.log, ...(ctx.signal ? { signal: ctx.signal } : {}) })
+  );
 }
 
 /**
@@ -182,7 +238,12 @@ async function prepareSeries(ctx: Ctx, p: SeriesParams, outDtype: OutputDTypeOpt
  * of: cat of the inputs, a write (page cache) and a write + fsync of an output-sized file, and one
  * merge per threads x io combination. The output and the scratch file are deleted at the end.
  */
-async function measureCase(ctx: Ctx, inputs: string | string[], params: CaseParams, series: Series | null): Promise<CaseResult> {
+async function measureCase(
+  ctx: Ctx,
+  inputs: string | string[],
+  params: CaseParams,
+  series: Series | null,
+): Promise<CaseResult> {
   const { dir, log } = ctx;
   const outDir = join(dir, 'out');
   const scratch = join(dir, 'write-ceiling.tmp');
@@ -197,19 +258,27 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
     const inputFileBytes = inputPaths.reduce((s, f) => s + statSync(f).size, 0);
     const inputBytes = p.totals.inputBytes;
     const outputFileBytes = p.outputs.reduce((s, f) => s + f.size, 0);
-    if (!series) checkFreeSpace(dir, outputFileBytes + 2 * WRITE_BUFFER_BYTES, `a ${(outputFileBytes / GB).toFixed(2)} GB output`);
+    if (!series)
+      checkFreeSpace(dir, outputFileBytes + 2 * WRITE_BUFFER_BYTES, `a ${(outputFileBytes / GB).toFixed(2)} GB output`);
     const mem = totalmem();
     if (inputFileBytes + outputFileBytes > 0.8 * mem) {
-      notes.push(`the inputs and output (${((inputFileBytes + outputFileBytes) / GB).toFixed(1)} GB) do not fit in the page cache ` +
-        `(${(mem / 2 ** 30).toFixed(1)} GiB of memory): reads come from the disk, for cat as for the merges`);
+      notes.push(
+        `the inputs and output (${((inputFileBytes + outputFileBytes) / GB).toFixed(1)} GB) do not fit in the page cache ` +
+          `(${(mem / 2 ** 30).toFixed(1)} GiB of memory): reads come from the disk, for cat as for the merges`,
+      );
     }
     const data: CaseData = {
       source: series ? 'generated' : 'inputs',
       series: series
         ? {
-          ...series.params, description: describeSeries(series.params), arch: series.arch, tensorsPerCheckpoint: series.tensors,
-          shardsPerCheckpoint: SHARDS, generatedNow: series.generatedNow, generateSeconds: series.generatedNow ? series.generateSeconds : null,
-        }
+            ...series.params,
+            description: describeSeries(series.params),
+            arch: series.arch,
+            tensorsPerCheckpoint: series.tensors,
+            shardsPerCheckpoint: SHARDS,
+            generatedNow: series.generatedNow,
+            generateSeconds: series.generatedNow ? series.generateSeconds : null,
+          }
         : null,
       checkpoints: p.checkpoints.map((c) => ({ path: c.path, step: c.step })),
       inputFiles: inputPaths.length,
@@ -233,17 +302,30 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
 
     // Interleaved, one round of everything at a time, so that a slow spell of the machine (other
     // load, writeback, a noisy neighbour) falls on all of them alike.
-    const combos = params.devices.flatMap((device) => params.threads.flatMap((threads) => params.io.map((io) => ({
-      threads, io, device, wallMs: [] as number[], libraryElapsedMs: [] as number[], kernel: '', droppedCache: null as boolean | null,
-    }))));
-    const label = (c: (typeof combos)[number]) => `${c.threads}t/${c.io}${params.devices.length > 1 ? `/${c.device}` : ''}`;
+    const combos = params.devices.flatMap((device) =>
+      params.threads.flatMap((threads) =>
+        params.io.map((io) => ({
+          threads,
+          io,
+          device,
+          wallMs: [] as number[],
+          libraryElapsedMs: [] as number[],
+          kernel: '',
+          droppedCache: null as boolean | null,
+        })),
+      ),
+    );
+    const label = (c: (typeof combos)[number]) =>
+      `${c.threads}t/${c.io}${params.devices.length > 1 ? `/${c.device}` : ''}`;
     const readMs: number[] = [];
     const writeFsync: WriteTiming[] = [];
     const writeCache: WriteTiming[] = [];
     const loadBefore = loadavg();
-    log(`measuring ${params.runs} round(s) of: cat ${inputPaths.length} files (${(inputFileBytes / GB).toFixed(2)} GB) > /dev/null; ` +
-      `write ${(outputFileBytes / GB).toFixed(2)} GB + fsync; the same write without fsync; ` +
-      `merge with ${combos.map(label).join(', ')} ...`);
+    log(
+      `measuring ${params.runs} round(s) of: cat ${inputPaths.length} files (${(inputFileBytes / GB).toFixed(2)} GB) > /dev/null; ` +
+        `write ${(outputFileBytes / GB).toFixed(2)} GB + fsync; the same write without fsync; ` +
+        `merge with ${combos.map(label).join(', ')} ...`,
+    );
     for (let round = 0; round < params.runs; round++) {
       aborted(ctx.signal);
       readMs.push(catFiles(inputPaths));
@@ -262,7 +344,13 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
         syncAll(); // the previous output's deletion is flushed outside the timing
         const t0 = performance.now();
         const r = await merge({
-          ...planOpts, out: outDir, threads: c.threads, io: c.io, kernel: params.kernel, device: c.device, ...(ctx.signal ? { signal: ctx.signal } : {}),
+          ...planOpts,
+          out: outDir,
+          threads: c.threads,
+          io: c.io,
+          kernel: params.kernel,
+          device: c.device,
+          ...(ctx.signal ? { signal: ctx.signal } : {}),
         });
         c.wallMs.push(performance.now() - t0);
         c.libraryElapsedMs.push(r.elapsedMs);
@@ -271,13 +359,16 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
         if (typeof dropped === 'boolean') c.droppedCache = dropped;
         for (const f of p.outputs) {
           const size = statSync(join(outDir, f.name)).size;
-          if (size !== f.size) throw new PmaError('E_INTERNAL', `${join(outDir, f.name)} is ${size} bytes, the plan says ${f.size}`);
+          if (size !== f.size)
+            throw new PmaError('E_INTERNAL', `${join(outDir, f.name)} is ${size} bytes, the plan says ${f.size}`);
         }
       }
       await rm(outDir, { recursive: true, force: true });
       const last = (xs: number[]) => secs(xs[xs.length - 1]!).toFixed(2);
-      log(`  round ${round + 1}/${params.runs}: read ${last(readMs)} s, write+fsync ${secs(writeFsync[writeFsync.length - 1]!.ms).toFixed(2)} s, ` +
-        combos.map((c) => `${label(c)} ${last(c.wallMs)} s`).join(', '));
+      log(
+        `  round ${round + 1}/${params.runs}: read ${last(readMs)} s, write+fsync ${secs(writeFsync[writeFsync.length - 1]!.ms).toFixed(2)} s, ` +
+          combos.map((c) => `${label(c)} ${last(c.wallMs)} s`).join(', '),
+      );
     }
     const loadAfter = loadavg();
 
@@ -288,22 +379,42 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
     const ceilings: CeilingsResult = {
       read: { seconds: readS, bytes: inputFileBytes, gbPerSecond: inputFileBytes / GB / readS, runsMs: readMs },
       writeFsync: {
-        seconds: writeS, bytes: outputFileBytes, gbPerSecond: outputFileBytes / GB / writeS,
-        runsMs: writeFsync.map((x) => x.ms), writePartMs: writeFsync.map((x) => x.writeMs), fsyncPartMs: writeFsync.map((x) => x.fsyncMs),
+        seconds: writeS,
+        bytes: outputFileBytes,
+        gbPerSecond: outputFileBytes / GB / writeS,
+        runsMs: writeFsync.map((x) => x.ms),
+        writePartMs: writeFsync.map((x) => x.writeMs),
+        fsyncPartMs: writeFsync.map((x) => x.fsyncMs),
       },
-      writePageCache: { seconds: writeCacheS, bytes: outputFileBytes, gbPerSecond: outputFileBytes / GB / writeCacheS, runsMs: writeCache.map((x) => x.ms) },
+      writePageCache: {
+        seconds: writeCacheS,
+        bytes: outputFileBytes,
+        gbPerSecond: outputFileBytes / GB / writeCacheS,
+        runsMs: writeCache.map((x) => x.ms),
+      },
       floorSeconds: floorS,
     };
     const merges: MergeRow[] = combos.map((c) => {
       const s = secs(median(c.wallMs));
       return {
-        threads: c.threads, io: c.io, device: c.device, kernel: c.kernel,
-        medianSeconds: s, minSeconds: secs(Math.min(...c.wallMs)), maxSeconds: secs(Math.max(...c.wallMs)),
-        inputGBps: inputBytes / GB / s, ratioToFloor: s / floorS,
-        wallMs: c.wallMs, libraryElapsedMs: c.libraryElapsedMs, droppedCache: c.droppedCache,
+        threads: c.threads,
+        io: c.io,
+        device: c.device,
+        kernel: c.kernel,
+        medianSeconds: s,
+        minSeconds: secs(Math.min(...c.wallMs)),
+        maxSeconds: secs(Math.max(...c.wallMs)),
+        inputGBps: inputBytes / GB / s,
+        ratioToFloor: s / floorS,
+        wallMs: c.wallMs,
+        libraryElapsedMs: c.libraryElapsedMs,
+        droppedCache: c.droppedCache,
       };
     });
-    if (merges.some((m) => m.droppedCache)) notes.push('the merge dropped its inputs and output from the page cache (pma page-cache auto: the inputs exceed half of the memory)');
+    if (merges.some((m) => m.droppedCache))
+      notes.push(
+        'the merge dropped its inputs and output from the page cache (pma page-cache auto: the inputs exceed half of the memory)',
+      );
     const ioComparison: CaseResult['ioComparison'] = [];
     for (const threads of params.threads) {
       const pr = merges.find((m) => m.threads === threads && m.io === 'pread' && m.device === 'cpu');
@@ -314,7 +425,15 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
         ioComparison.push({ threads, faster, percent: (slow.medianSeconds / fast.medianSeconds - 1) * 100 });
       }
     }
-    return { params, data, loadAverage: { before: loadBefore, after: loadAfter }, ceilings, merges, ioComparison, notes };
+    return {
+      params,
+      data,
+      loadAverage: { before: loadBefore, after: loadAfter },
+      ceilings,
+      merges,
+      ioComparison,
+      notes,
+    };
   } finally {
     await rm(outDir, { recursive: true, force: true }).catch(() => {});
     await rm(scratch, { force: true }).catch(() => {});
@@ -323,7 +442,10 @@ async function measureCase(ctx: Ctx, inputs: string | string[], params: CasePara
 
 function checkKernel(cpu: CpuInfo, kernel: KernelChoice): void {
   if (kernel !== 'auto' && !cpu.kernels.includes(kernel)) {
-    throw new PmaError('E_UNSUPPORTED', `kernel ${kernel} is not supported by this CPU (available: ${cpu.kernels.join(', ')})`);
+    throw new PmaError(
+      'E_UNSUPPORTED',
+      `kernel ${kernel} is not supported by this CPU (available: ${cpu.kernels.join(', ')})`,
+    );
   }
 }
 
@@ -339,7 +461,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   // A GPU that is not there fails now, not after minutes of generating inputs.
   for (const d of o.devices) resolveDevice(parseDevice(d), undefined, d);
   if (o.paths) {
-    for (const p of o.paths) if (!existsSync(p)) throw new PmaError('E_INPUT', `input ${p} does not exist`, { file: p });
+    for (const p of o.paths)
+      if (!existsSync(p)) throw new PmaError('E_INPUT', `input ${p} does not exist`, { file: p });
     checkDirAgainstInputs(o.dir, options.dir ?? o.dir, o.paths);
   }
   const log = options.log ?? (() => {});
@@ -350,7 +473,15 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   try {
     const series = o.series ? await prepareSeries(ctx, o.series, o.outDtype, o.regenerate) : null;
     aborted(options.signal);
-    const params: CaseParams = { runs: o.runs, threads: o.threads, io: o.io, kernel: o.kernel, devices: o.devices, outDtype: o.outDtype, last: o.last };
+    const params: CaseParams = {
+      runs: o.runs,
+      threads: o.threads,
+      io: o.io,
+      kernel: o.kernel,
+      devices: o.devices,
+      outDtype: o.outDtype,
+      last: o.last,
+    };
     const c = await measureCase(ctx, series ? series.runDir : o.paths!, params, series);
     return {
       tool: 'pma bench',
@@ -438,17 +569,30 @@ export async function runSuite(cases: SuiteCase[], o: SuiteOptions): Promise<Sui
     groups.set(k, [...(groups.get(k) ?? []), i]);
   }
   const cached = cachedSeriesParams(dir);
-  const order = [...groups.entries()].sort(([a], [b]) => Number(cached !== null && b === seriesKey(cached)) - Number(cached !== null && a === seriesKey(cached)));
+  const order = [...groups.entries()].sort(
+    ([a], [b]) =>
+      Number(cached !== null && b === seriesKey(cached)) - Number(cached !== null && a === seriesKey(cached)),
+  );
   const results: (SuiteCaseResult | undefined)[] = cases.map(() => undefined);
   let regenerate = o.regenerate ?? false;
   for (const [, idx] of order) {
     for (const i of idx) {
       const c = cases[i]!;
       aborted(o.signal);
-      log(`\n[${i + 1}/${cases.length}] ${describeSeries(c.series)}, output ${c.outDtype}, threads ${c.threads.join(',')}, io ${c.io.join(',')}, ${c.runs} run(s)`);
+      log(
+        `\n[${i + 1}/${cases.length}] ${describeSeries(c.series)}, output ${c.outDtype}, threads ${c.threads.join(',')}, io ${c.io.join(',')}, ${c.runs} run(s)`,
+      );
       const series = await prepareSeries(ctx, c.series, c.outDtype, regenerate);
       if (series.generatedNow) regenerate = false;
-      const params: CaseParams = { runs: c.runs, threads: c.threads, io: c.io, kernel: c.kernel ?? 'auto', devices: ['cpu'], outDtype: c.outDtype, last: null };
+      const params: CaseParams = {
+        runs: c.runs,
+        threads: c.threads,
+        io: c.io,
+        kernel: c.kernel ?? 'auto',
+        devices: ['cpu'],
+        outDtype: c.outDtype,
+        last: null,
+      };
       results[i] = { ...(await measureCase(ctx, series.runDir, params, series)), note: c.note ?? null };
     }
     regenerate = o.regenerate ?? false;
@@ -474,16 +618,20 @@ const f2 = (x: number) => x.toFixed(2);
 const gb = (bytes: number) => `${(bytes / GB).toFixed(bytes >= 10 * GB ? 1 : 2)} GB`;
 
 function machineLine(m: MachineInfo): string {
-  return `machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB RAM, avx2 ${m.avx2 ? 'yes' : 'no'}, avx512f ${m.avx512f ? 'yes' : 'no'} ` +
-    `(pma kernels: ${m.pmaKernels.join(', ')}; best ${m.pmaBestKernel}); work dir on ${m.filesystem} (${m.device}); ${m.platform}; node ${m.node}`;
+  return (
+    `machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB RAM, avx2 ${m.avx2 ? 'yes' : 'no'}, avx512f ${m.avx512f ? 'yes' : 'no'} ` +
+    `(pma kernels: ${m.pmaKernels.join(', ')}; best ${m.pmaBestKernel}); work dir on ${m.filesystem} (${m.device}); ${m.platform}; node ${m.node}`
+  );
 }
 
 function ceilingsLine(c: CeilingsResult): string {
-  return `ceilings: read (cat > /dev/null) ${f3(c.read.seconds)} s = ${f2(c.read.gbPerSecond)} GB/s; ` +
+  return (
+    `ceilings: read (cat > /dev/null) ${f3(c.read.seconds)} s = ${f2(c.read.gbPerSecond)} GB/s; ` +
     `write + fsync ${f3(c.writeFsync.seconds)} s = ${f2(c.writeFsync.gbPerSecond)} GB/s ` +
     `(write ${f3(secs(median(c.writeFsync.writePartMs)))} s + fsync ${f3(secs(median(c.writeFsync.fsyncPartMs)))} s; ` +
     `page cache only, no fsync: ${f3(c.writePageCache.seconds)} s = ${f2(c.writePageCache.gbPerSecond)} GB/s); ` +
-    `floor = read + write+fsync = ${f3(c.floorSeconds)} s`;
+    `floor = read + write+fsync = ${f3(c.floorSeconds)} s`
+  );
 }
 
 function inputsLine(r: CaseResult): string {
@@ -494,8 +642,10 @@ function inputsLine(r: CaseResult): string {
       `${d.series.arch.layers} layers x ${d.series.arch.experts} experts, vocab ${d.series.arch.vocab})`
     : `${d.checkpoints.length} checkpoints given (${d.checkpoints[0]?.path ?? ''} ... ${d.checkpoints[d.checkpoints.length - 1]?.path ?? ''}), ` +
       `${d.inputFiles} files, ${d.tensors} tensors each`;
-  return `inputs: ${what}; the merge reads ${gb(d.inputTensorBytes)} and writes ${gb(d.outputFileBytes)} ` +
-    `(output dtype ${d.outDtype}, ${d.outputFiles} file(s)); ${r.params.runs} run(s) each, medians`;
+  return (
+    `inputs: ${what}; the merge reads ${gb(d.inputTensorBytes)} and writes ${gb(d.outputFileBytes)} ` +
+    `(output dtype ${d.outDtype}, ${d.outputFiles} file(s)); ${r.params.runs} run(s) each, medians`
+  );
 }
 
 /** The report of one `pma bench` run. */
@@ -508,21 +658,33 @@ export function formatBenchReport(r: BenchResult): string {
   if (r.command) L.push(`command: \`${r.command}\` (${r.date}, pma ${r.version})`);
   L.push(machineLine(r.machine));
   L.push(inputsLine(r));
-  L.push(`load average (1/5/15 min) before ${r.loadAverage.before.map(f2).join('/')}, after ${r.loadAverage.after.map(f2).join('/')}; ` +
-    `measurements interleaved round by round; work dir ${r.dir}`);
+  L.push(
+    `load average (1/5/15 min) before ${r.loadAverage.before.map(f2).join('/')}, after ${r.loadAverage.after.map(f2).join('/')}; ` +
+      `measurements interleaved round by round; work dir ${r.dir}`,
+  );
   L.push('');
   L.push(ceilingsLine(c));
   L.push('');
   L.push('| threads | io | engine | median s | min s | max s | input GB/s | x floor |');
   L.push('|--:|:--|:--|--:|--:|--:|--:|--:|');
   for (const x of r.merges) {
-    L.push(`| ${x.threads} | ${x.io} | ${x.kernel} | ${f3(x.medianSeconds)} | ${f3(x.minSeconds)} | ${f3(x.maxSeconds)} | ${f2(x.inputGBps)} | ${f2(x.ratioToFloor)} |`);
+    L.push(
+      `| ${x.threads} | ${x.io} | ${x.kernel} | ${f3(x.medianSeconds)} | ${f3(x.minSeconds)} | ${f3(x.maxSeconds)} | ${f2(x.inputGBps)} | ${f2(x.ratioToFloor)} |`,
+    );
   }
-  L.push(`| - | floor (read + write+fsync) | - | ${f3(c.floorSeconds)} | | | ${f2(d.inputTensorBytes / GB / c.floorSeconds)} | 1.00 |`);
+  L.push(
+    `| - | floor (read + write+fsync) | - | ${f3(c.floorSeconds)} | | | ${f2(d.inputTensorBytes / GB / c.floorSeconds)} | 1.00 |`,
+  );
   L.push('');
-  for (const x of r.ioComparison) L.push(`io at ${x.threads} thread(s): ${x.faster} faster by ${x.percent.toFixed(1)}% (median)`);
+  for (const x of r.ioComparison)
+    L.push(`io at ${x.threads} thread(s): ${x.faster} faster by ${x.percent.toFixed(1)}% (median)`);
   for (const n of r.notes) L.push(`note: ${n}`);
-  if (d.series) L.push(r.keptInputs ? `the generated inputs are kept in ${r.dir} (reused by the next run with the same --size, --inputs and --dtype)` : 'the generated inputs were deleted (--keep keeps them)');
+  if (d.series)
+    L.push(
+      r.keptInputs
+        ? `the generated inputs are kept in ${r.dir} (reused by the next run with the same --size, --inputs and --dtype)`
+        : 'the generated inputs were deleted (--keep keeps them)',
+    );
   return `${L.join('\n')}\n`;
 }
 
@@ -531,31 +693,43 @@ export function formatSuiteReport(r: SuiteResult): string {
   const L: string[] = [];
   L.push('## pma merge benchmark');
   L.push('');
-  if (r.command) L.push(`command: \`${r.command}\` (${r.date}, pma ${r.version}; ${(r.totalSeconds / 60).toFixed(1)} min in all)`);
+  if (r.command)
+    L.push(`command: \`${r.command}\` (${r.date}, pma ${r.version}; ${(r.totalSeconds / 60).toFixed(1)} min in all)`);
   L.push(machineLine(r.machine));
-  L.push('inputs: generated MoE-shaped checkpoints, 4 shards + index each, in ' + `${r.dir}; ` +
-    'every row has its own inputs and its own floor, measured in the same rounds as its merges: ' +
-    'read ceiling = cat of the same files > /dev/null, write ceiling = write + fsync of an output-sized file in the same filesystem, ' +
-    'floor = read + write; median of the runs; warm page cache');
+  L.push(
+    'inputs: generated MoE-shaped checkpoints, 4 shards + index each, in ' +
+      `${r.dir}; ` +
+      'every row has its own inputs and its own floor, measured in the same rounds as its merges: ' +
+      'read ceiling = cat of the same files > /dev/null, write ceiling = write + fsync of an output-sized file in the same filesystem, ' +
+      'floor = read + write; median of the runs; warm page cache',
+  );
   L.push('');
-  L.push('| inputs | output | threads | io | engine | runs | median s | input GB/s | read s | write+fsync s | floor s | x floor |');
+  L.push(
+    '| inputs | output | threads | io | engine | runs | median s | input GB/s | read s | write+fsync s | floor s | x floor |',
+  );
   L.push('|:--|:--|--:|:--|:--|--:|--:|--:|--:|--:|--:|--:|');
   for (const c of r.cases) {
     const d = c.data;
     const inputs = d.series ? d.series.description : `${d.checkpoints.length} checkpoints`;
     const out = d.outDtype === 'keep' ? `keep (${d.series?.dtype ?? '?'})` : d.outDtype;
     for (const x of c.merges) {
-      L.push(`| ${inputs} | ${out} | ${x.threads} | ${x.io} | ${x.kernel} | ${c.params.runs} | ${f3(x.medianSeconds)} | ${f2(x.inputGBps)} | ` +
-        `${f3(c.ceilings.read.seconds)} | ${f3(c.ceilings.writeFsync.seconds)} | ${f3(c.ceilings.floorSeconds)} | ${f2(x.ratioToFloor)} |`);
+      L.push(
+        `| ${inputs} | ${out} | ${x.threads} | ${x.io} | ${x.kernel} | ${c.params.runs} | ${f3(x.medianSeconds)} | ${f2(x.inputGBps)} | ` +
+          `${f3(c.ceilings.read.seconds)} | ${f3(c.ceilings.writeFsync.seconds)} | ${f3(c.ceilings.floorSeconds)} | ${f2(x.ratioToFloor)} |`,
+      );
     }
   }
   L.push('');
   for (const [i, c] of r.cases.entries()) {
     const d = c.data;
     const label = d.series ? `${d.series.description} -> ${d.outDtype}` : `case ${i + 1}`;
-    L.push(`- ${label}: reads ${gb(d.inputTensorBytes)}, writes ${gb(d.outputFileBytes)}; ${ceilingsLine(c.ceilings)}` +
-      (c.ioComparison.length > 0 ? `; ${c.ioComparison.map((x) => `at ${x.threads} thread(s) ${x.faster} faster by ${x.percent.toFixed(1)}%`).join(', ')}` : '') +
-      `; load ${c.loadAverage.before.map(f2)[0]} -> ${c.loadAverage.after.map(f2)[0]}`);
+    L.push(
+      `- ${label}: reads ${gb(d.inputTensorBytes)}, writes ${gb(d.outputFileBytes)}; ${ceilingsLine(c.ceilings)}` +
+        (c.ioComparison.length > 0
+          ? `; ${c.ioComparison.map((x) => `at ${x.threads} thread(s) ${x.faster} faster by ${x.percent.toFixed(1)}%`).join(', ')}`
+          : '') +
+        `; load ${c.loadAverage.before.map(f2)[0]} -> ${c.loadAverage.after.map(f2)[0]}`,
+    );
     if (c.note) L.push(`  - note: ${c.note}`);
     for (const n of c.notes) L.push(`  - note: ${n}`);
   }

@@ -85,7 +85,9 @@ export function describeSeries(p: SeriesParams): string {
 function layout(p: SeriesParams) {
   const arch = moeShapeFor(p.sizeBytes, ELEMENT_BYTES[p.dtype], EXPERTS);
   const tensors = moeTensors(arch, { weights: ST_DTYPE[p.dtype] });
-  const fileSizes = splitEvenly(tensors, SHARDS).map((g) => layoutFile(g.map((t) => ({ ...t, bytes: tensorBytes(t) }))).size);
+  const fileSizes = splitEvenly(tensors, SHARDS).map(
+    (g) => layoutFile(g.map((t) => ({ ...t, bytes: tensorBytes(t) }))).size,
+  );
   const tensorBytesTotal = tensors.reduce((s, t) => s + tensorBytes(t), 0);
   return { arch, tensors, tensorBytes: tensorBytesTotal, fileBytes: fileSizes.reduce((a, b) => a + b, 0) };
 }
@@ -134,7 +136,9 @@ function readManifest(manifestPath: string): SeriesManifest | null {
 /** The parameters of the series cached in `dir`, complete or not; null when there is none. */
 export function cachedSeriesParams(dir: string): SeriesParams | null {
   const m = readManifest(seriesPaths(dir).manifestPath);
-  return m && m.params.generator === GENERATOR_VERSION ? { inputs: m.params.inputs, sizeBytes: m.params.sizeBytes, dtype: m.params.dtype } : null;
+  return m && m.params.generator === GENERATOR_VERSION
+    ? { inputs: m.params.inputs, sizeBytes: m.params.sizeBytes, dtype: m.params.dtype }
+    : null;
 }
 
 /** The series cached in `dir` if it is complete, made with these parameters, and its files are all there. */
@@ -169,7 +173,11 @@ function checkOwnership(dir: string): void {
     entries = ['?'];
   }
   if (entries.length > 0) {
-    throw new PmaError('E_OUTPUT', `${runDir} exists and was not made by pma bench (no ${manifestPath}); choose another --dir or remove it`, { file: runDir });
+    throw new PmaError(
+      'E_OUTPUT',
+      `${runDir} exists and was not made by pma bench (no ${manifestPath}); choose another --dir or remove it`,
+      { file: runDir },
+    );
   }
 }
 

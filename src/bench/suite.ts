@@ -24,9 +24,11 @@ function fit(series: SeriesParams, memoryBytes: number, reason: string[]): Serie
   if (series.inputs * series.sizeBytes <= budget) return series;
   const step = 100e6;
   const size = Math.max(step, Math.floor(budget / series.inputs / step) * step);
-  reason.push(`${series.inputs} inputs at ${formatSize(size)} per checkpoint instead of ${formatSize(series.sizeBytes)}: ` +
-    `${describeSeries(series)} (${((series.inputs * series.sizeBytes) / 1e9).toFixed(0)} GB) would not stay in the page cache of this ` +
-    `machine's ${(memoryBytes / 2 ** 30).toFixed(1)} GiB of memory next to the output, and would take longer than the rest of the table`);
+  reason.push(
+    `${series.inputs} inputs at ${formatSize(size)} per checkpoint instead of ${formatSize(series.sizeBytes)}: ` +
+      `${describeSeries(series)} (${((series.inputs * series.sizeBytes) / 1e9).toFixed(0)} GB) would not stay in the page cache of this ` +
+      `machine's ${(memoryBytes / 2 ** 30).toFixed(1)} GiB of memory next to the output, and would take longer than the rest of the table`,
+  );
   return { ...series, sizeBytes: size };
 }
 
@@ -38,7 +40,12 @@ export function standardSuite(o: StandardSuiteOptions): { cases: SuiteCase[]; no
   const threads = [...new Set([1, 2, Math.max(1, o.cores)])].sort((a, b) => a - b);
   const top = threads[threads.length - 1]!;
   const notes: string[] = [];
-  const mk = (inputs: number, dtype: SeriesParams['dtype'], outDtype: SuiteCase['outDtype'], full: boolean): SuiteCase => {
+  const mk = (
+    inputs: number,
+    dtype: SeriesParams['dtype'],
+    outDtype: SuiteCase['outDtype'],
+    full: boolean,
+  ): SuiteCase => {
     const reason: string[] = [];
     const series = fit({ inputs, sizeBytes: size, dtype }, o.memoryBytes, reason);
     return {
@@ -58,6 +65,8 @@ export function standardSuite(o: StandardSuiteOptions): { cases: SuiteCase[]; no
     mk(baseInputs, 'f16', 'keep', false),
     mk(baseInputs, 'f32', 'keep', false),
   ];
-  notes.push(`the first rows: threads ${threads.join(', ')} x pread, mmap, ${baseRuns} runs; the other rows: ${top} threads, pread, ${extraRuns} runs (SMA, kernel auto)`);
+  notes.push(
+    `the first rows: threads ${threads.join(', ')} x pread, mmap, ${baseRuns} runs; the other rows: ${top} threads, pread, ${extraRuns} runs (SMA, kernel auto)`,
+  );
   return { cases, notes };
 }

@@ -75,7 +75,11 @@ function refuseDuplicateSteps(list: CheckpointRef[]): void {
     const a = list[i - 1];
     const b = list[i];
     if (a && b && a.step !== null && a.step === b.step) {
-      throw new PmaError('E_INPUT', `two checkpoints carry step ${a.step}: ${a.path} and ${b.path}; name the ones to merge explicitly`, { file: b.path });
+      throw new PmaError(
+        'E_INPUT',
+        `two checkpoints carry step ${a.step}: ${a.path} and ${b.path}; name the ones to merge explicitly`,
+        { file: b.path },
+      );
     }
   }
 }
@@ -134,7 +138,11 @@ async function discoverRun(dir: string): Promise<Discovery> {
   }
   if (checkpoints.length === 0) {
     const why = skipped.length > 0 ? ` (${skipped.map((s) => `${basename(s.path)}: ${s.reason}`).join('; ')})` : '';
-    throw new PmaError('E_NO_CHECKPOINTS', `${dir}: no checkpoints found: expected step-named subdirectories such as checkpoint-1000 holding model.safetensors or ${INDEX_NAME}${why}`, { file: dir });
+    throw new PmaError(
+      'E_NO_CHECKPOINTS',
+      `${dir}: no checkpoints found: expected step-named subdirectories such as checkpoint-1000 holding model.safetensors or ${INDEX_NAME}${why}`,
+      { file: dir },
+    );
   }
   checkpoints.sort(byStep);
   refuseDuplicateSteps(checkpoints);

@@ -70,11 +70,22 @@ export function locate(ck: LoadedCheckpoint, t: LayoutTensor): { file: string; o
 }
 
 function makeLayout(tensors: LayoutTensor[]): CheckpointContents {
-  return { tensors, byName: new Map(tensors.map((t) => [t.name, t])), totalBytes: tensors.reduce((s, t) => s + t.bytes, 0) };
+  return {
+    tensors,
+    byName: new Map(tensors.map((t) => [t.name, t])),
+    totalBytes: tensors.reduce((s, t) => s + t.bytes, 0),
+  };
 }
 
 function shardTensors(h: SafetensorsHeader, shard: number): LayoutTensor[] {
-  return h.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, shard, begin: t.begin, bytes: t.end - t.begin }));
+  return h.tensors.map((t) => ({
+    name: t.name,
+    dtype: t.dtype,
+    shape: t.shape,
+    shard,
+    begin: t.begin,
+    bytes: t.end - t.begin,
+  }));
 }
 
 /** Checks an index against its shards' headers: every tensor in exactly one shard, as listed. */
@@ -86,13 +97,21 @@ function shardedLayout(index: ShardIndex, headers: SafetensorsHeader[]): Checkpo
     for (const t of shardTensors(h, i)) {
       const other = seen.get(t.name);
       if (other !== undefined) {
-        throw new PmaError('E_SAFETENSORS', `${index.path}: tensor ${JSON.stringify(t.name)} is stored twice, in ${other} and ${shard}`, { file: index.path, tensor: t.name });
+        throw new PmaError(
+          'E_SAFETENSORS',
+          `${index.path}: tensor ${JSON.stringify(t.name)} is stored twice, in ${other} and ${shard}`,
+          { file: index.path, tensor: t.name },
+        );
       }
       seen.set(t.name, shard);
       const listed = index.weightMap.get(t.name);
       if (listed !== shard) {
         const why = listed === undefined ? 'is not listed in the weight_map' : `is listed under ${listed}`;
-        throw new PmaError('E_SAFETENSORS', `${index.path}: tensor ${JSON.stringify(t.name)} is in shard ${shard} but ${why}`, { file: index.path, tensor: t.name });
+        throw new PmaError(
+          'E_SAFETENSORS',
+          `${index.path}: tensor ${JSON.stringify(t.name)} is in shard ${shard} but ${why}`,
+          { file: index.path, tensor: t.name },
+        );
       }
       tensors.push(t);
     }
@@ -100,7 +119,11 @@ function shardedLayout(index: ShardIndex, headers: SafetensorsHeader[]): Checkpo
   if (seen.size !== index.weightMap.size) {
     for (const [name, shard] of index.weightMap) {
       if (!seen.has(name)) {
-        throw new PmaError('E_SAFETENSORS', `${index.path}: weight_map puts tensor ${JSON.stringify(name)} in ${shard}, whose header does not hold it`, { file: index.path, tensor: name });
+        throw new PmaError(
+          'E_SAFETENSORS',
+          `${index.path}: weight_map puts tensor ${JSON.stringify(name)} in ${shard}, whose header does not hold it`,
+          { file: index.path, tensor: name },
+        );
       }
     }
   }
@@ -108,7 +131,10 @@ function shardedLayout(index: ShardIndex, headers: SafetensorsHeader[]): Checkpo
 }
 
 /** Reads every header of a checkpoint (and its shard index), validated; no tensor data is read. */
-export async function loadCheckpoint(ref: CheckpointRef, cache: LoadCache = new LoadCache()): Promise<LoadedCheckpoint> {
+export async function loadCheckpoint(
+  ref: CheckpointRef,
+  cache: LoadCache = new LoadCache(),
+): Promise<LoadedCheckpoint> {
   let headers: SafetensorsHeader[];
   let contents: CheckpointContents;
   if (ref.layout.kind === 'single') {
@@ -140,18 +166,35 @@ export function checkConsistent(cks: LoadedCheckpoint[]): void {
     for (const t of want.tensors) {
       const o = ck.contents.byName.get(t.name);
       const at = { file: ck.path, tensor: t.name };
-      if (!o) throw new PmaError('E_MISMATCH', `tensor ${JSON.stringify(t.name)} is in ${ref.path} but not in ${ck.path}`, at);
+      if (!o)
+        throw new PmaError(
+          'E_MISMATCH',
+          `tensor ${JSON.stringify(t.name)} is in ${ref.path} but not in ${ck.path}`,
+          at,
+        );
       if (o.dtype !== t.dtype) {
-        throw new PmaError('E_MISMATCH', `tensor ${JSON.stringify(t.name)} is ${o.dtype} in ${ck.path} but ${t.dtype} in ${ref.path}`, at);
+        throw new PmaError(
+          'E_MISMATCH',
+          `tensor ${JSON.stringify(t.name)} is ${o.dtype} in ${ck.path} but ${t.dtype} in ${ref.path}`,
+          at,
+        );
       }
       if (!sameShape(o.shape, t.shape)) {
-        throw new PmaError('E_MISMATCH', `tensor ${JSON.stringify(t.name)} has shape ${shapeText(o.shape)} in ${ck.path} but ${shapeText(t.shape)} in ${ref.path}`, at);
+        throw new PmaError(
+          'E_MISMATCH',
+          `tensor ${JSON.stringify(t.name)} has shape ${shapeText(o.shape)} in ${ck.path} but ${shapeText(t.shape)} in ${ref.path}`,
+          at,
+        );
       }
     }
     if (ck.contents.tensors.length !== want.tensors.length) {
       const extra = ck.contents.tensors.find((t) => !want.byName.has(t.name));
       if (extra) {
-        throw new PmaError('E_MISMATCH', `tensor ${JSON.stringify(extra.name)} is in ${ck.path} but not in ${ref.path}`, { file: ref.path, tensor: extra.name });
+        throw new PmaError(
+          'E_MISMATCH',
+          `tensor ${JSON.stringify(extra.name)} is in ${ck.path} but not in ${ref.path}`,
+          { file: ref.path, tensor: extra.name },
+        );
       }
     }
   }

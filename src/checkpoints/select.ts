@@ -16,9 +16,15 @@ export function selectCheckpoints<T extends CheckpointRef>(all: T[], sel: Select
   if (sel.fromStep !== undefined || sel.toStep !== undefined) {
     const unstepped = list.find((c) => c.step === null);
     if (unstepped) {
-      throw new PmaError('E_USAGE', `--from-step/--to-step need step numbers, but ${unstepped.path} carries none`, { file: unstepped.path });
+      throw new PmaError('E_USAGE', `--from-step/--to-step need step numbers, but ${unstepped.path} carries none`, {
+        file: unstepped.path,
+      });
     }
-    list = list.filter((c) => (sel.fromStep === undefined || (c.step as number) >= sel.fromStep) && (sel.toStep === undefined || (c.step as number) <= sel.toStep));
+    list = list.filter(
+      (c) =>
+        (sel.fromStep === undefined || (c.step as number) >= sel.fromStep) &&
+        (sel.toStep === undefined || (c.step as number) <= sel.toStep),
+    );
   }
   if (sel.every !== undefined && sel.every > 1) {
     const k = sel.every;
@@ -26,7 +32,10 @@ export function selectCheckpoints<T extends CheckpointRef>(all: T[], sel: Select
   }
   if (sel.last !== undefined) list = list.slice(Math.max(0, list.length - sel.last));
   if (list.length === 0) {
-    throw new PmaError('E_NO_CHECKPOINTS', `no checkpoint left after selection (${all.length} found, steps ${all.map((c) => c.step ?? c.name).join(', ')})`);
+    throw new PmaError(
+      'E_NO_CHECKPOINTS',
+      `no checkpoint left after selection (${all.length} found, steps ${all.map((c) => c.step ?? c.name).join(', ')})`,
+    );
   }
   return list;
 }

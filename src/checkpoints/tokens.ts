@@ -24,7 +24,12 @@ export interface TokenCount {
 
 /** 8e9 -> "8B", 5.25e9 -> "5.25B", 1.2e12 -> "1.2T": the suffixes --interval and --window take. */
 export function formatTokens(n: number): string {
-  for (const [unit, size] of [['T', 1e12], ['B', 1e9], ['M', 1e6], ['K', 1e3]] as const) {
+  for (const [unit, size] of [
+    ['T', 1e12],
+    ['B', 1e9],
+    ['M', 1e6],
+    ['K', 1e3],
+  ] as const) {
     if (n >= size) return `${Number((n / size).toPrecision(4))}${unit}`;
   }
   return String(n);
@@ -54,10 +59,16 @@ const positive = (v: unknown): v is number => typeof v === 'number' && Number.is
  * tokens (what Megatron-style converters write), else the same keys in the safetensors header's
  * __metadata__.
  */
-export async function checkpointTokens(ref: CheckpointRef, perStep: number | null, sharedDir = false): Promise<TokenCount> {
+export async function checkpointTokens(
+  ref: CheckpointRef,
+  perStep: number | null,
+  sharedDir = false,
+): Promise<TokenCount> {
   if (perStep !== null) {
     if (ref.step === null) {
-      throw new PmaError('E_USAGE', `--tokens-per-step needs step numbers, but ${ref.path} carries none`, { file: ref.path });
+      throw new PmaError('E_USAGE', `--tokens-per-step needs step numbers, but ${ref.path} carries none`, {
+        file: ref.path,
+      });
     }
     return { tokens: ref.step * perStep, source: 'step x --tokens-per-step' };
   }
@@ -65,20 +76,28 @@ export async function checkpointTokens(ref: CheckpointRef, perStep: number | nul
   // own its trainer_state.json or config.json: only their own metadata counts.
   if (!sharedDir) {
     const state = await jsonFile(join(ref.dir, 'trainer_state.json'));
-    if (positive(state?.num_input_tokens_seen)) return { tokens: state.num_input_tokens_seen, source: 'trainer_state.json num_input_tokens_seen' };
+    if (positive(state?.num_input_tokens_seen))
+      return { tokens: state.num_input_tokens_seen, source: 'trainer_state.json num_input_tokens_seen' };
     const config = await jsonFile(join(ref.dir, 'config.json'));
     for (const key of ['consumed_tokens', 'tokens'] as const) {
       if (positive(config?.[key])) return { tokens: config[key], source: `config.json ${key}` };
     }
   }
   // The safetensors header's __metadata__ (string values), of the first weights file.
-  const first = ref.layout.kind === 'single' ? ref.layout.file : join(ref.dir, (await readShardIndex(ref.layout.index)).shards[0] ?? '');
+  const first =
+    ref.layout.kind === 'single'
+      ? ref.layout.file
+      : join(ref.dir, (await readShardIndex(ref.layout.index)).shards[0] ?? '');
   const metadata = (await readHeader(first).catch(() => null))?.metadata ?? null;
   for (const key of ['consumed_tokens', 'tokens'] as const) {
     const n = Number(metadata?.[key]);
     if (positive(n)) return { tokens: n, source: `safetensors metadata ${key}` };
   }
-  throw new PmaError('E_INPUT', `cannot tell how many tokens ${ref.path} had seen: give --tokens-per-step, or record num_input_tokens_seen in its trainer_state.json (or consumed_tokens in config.json or in the safetensors metadata)`, { file: ref.path });
+  throw new PmaError(
+    'E_INPUT',
+    `cannot tell how many tokens ${ref.path} had seen: give --tokens-per-step, or record num_input_tokens_seen in its trainer_state.json (or consumed_tokens in config.json or in the safetensors metadata)`,
+    { file: ref.path },
+  );
 }
 
 /**
@@ -86,16 +105,25 @@ export async function checkpointTokens(ref: CheckpointRef, perStep: number | nul
  * tokens apart. Gaps that are not the interval, and a window the run does not fill, are reported
  * in the notes rather than rounded away.
  */
-export async function selectByTokens<T extends CheckpointRef>(refs: T[], sel: TokenSelection): Promise<{ selected: (T & { tokens: number })[]; notes: string[] }> {
+export async function selectByTokens<T extends CheckpointRef>(
+  refs: T[],
+  sel: TokenSelection,
+): Promise<{ selected: (T & { tokens: number })[]; notes: string[] }> {
   const perDir = new Map<string, number>();
   for (const r of refs) perDir.set(r.dir, (perDir.get(r.dir) ?? 0) + 1);
-  const counted = await Promise.all(refs.map(async (r) => ({ ref: r, count: await checkpointTokens(r, sel.perStep, (perDir.get(r.dir) ?? 0) > 1) })));
+  const counted = await Promise.all(
+    refs.map(async (r) => ({ ref: r, count: await checkpointTokens(r, sel.perStep, (perDir.get(r.dir) ?? 0) > 1) })),
+  );
   const notes = [`tokens per checkpoint from ${[...new Set(counted.map((c) => c.count.source))].join(', ')}`];
   counted.sort((a, b) => a.count.tokens - b.count.tokens);
   for (let i = 1; i < counted.length; i++) {
     const [a, b] = [counted[i - 1], counted[i]] as [(typeof counted)[number], (typeof counted)[number]];
     if (a.count.tokens === b.count.tokens) {
-      throw new PmaError('E_INPUT', `${a.ref.path} and ${b.ref.path} both report ${formatTokens(a.count.tokens)} tokens (${b.count.source}): a window in tokens cannot tell them apart`, { file: b.ref.path });
+      throw new PmaError(
+        'E_INPUT',
+        `${a.ref.path} and ${b.ref.path} both report ${formatTokens(a.count.tokens)} tokens (${b.count.source}): a window in tokens cannot tell them apart`,
+        { file: b.ref.path },
+      );
     }
   }
   const newest = counted[counted.length - 1];
@@ -108,20 +136,28 @@ export async function selectByTokens<T extends CheckpointRef>(refs: T[], sel: To
     const last = kept[kept.length - 1] as (typeof counted)[number];
     const gap = last.count.tokens - c.count.tokens;
     if (sel.interval !== null && gap < sel.interval) continue;
-    if (sel.interval !== null && gap !== sel.interval) misaligned.push(`${c.ref.name} -> ${last.ref.name}: ${formatTokens(gap)}`);
+    if (sel.interval !== null && gap !== sel.interval)
+      misaligned.push(`${c.ref.name} -> ${last.ref.name}: ${formatTokens(gap)}`);
     kept.push(c);
   }
   if (misaligned.length > 0) {
-    const shown = misaligned.slice(0, 5).join('; ') + (misaligned.length > 5 ? `; and ${misaligned.length - 5} more` : '');
-    notes.push(`checkpoints do not line up with the ${formatTokens(sel.interval as number)} interval; gaps kept: ${shown}`);
+    const shown =
+      misaligned.slice(0, 5).join('; ') + (misaligned.length > 5 ? `; and ${misaligned.length - 5} more` : '');
+    notes.push(
+      `checkpoints do not line up with the ${formatTokens(sel.interval as number)} interval; gaps kept: ${shown}`,
+    );
   }
   if (sel.window !== null) {
     const oldest = counted[0] as (typeof counted)[number];
     if (newest.count.tokens - oldest.count.tokens < sel.window && kept.length === counted.length) {
-      notes.push(`the run spans ${formatTokens(newest.count.tokens - oldest.count.tokens)} of tokens, less than the ${formatTokens(sel.window)} window`);
+      notes.push(
+        `the run spans ${formatTokens(newest.count.tokens - oldest.count.tokens)} of tokens, less than the ${formatTokens(sel.window)} window`,
+      );
     }
     if (sel.interval !== null && sel.window % sel.interval !== 0) {
-      notes.push(`the ${formatTokens(sel.window)} window is not a whole number of ${formatTokens(sel.interval)} intervals`);
+      notes.push(
+        `the ${formatTokens(sel.window)} window is not a whole number of ${formatTokens(sel.interval)} intervals`,
+      );
     }
   }
   return { selected: kept.reverse().map((c) => ({ ...c.ref, tokens: c.count.tokens })), notes };

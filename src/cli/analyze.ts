@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 
-import { analyze, type AnalyzeOptions } from '../analyze/analyze.js';
+import { analyze } from '../analyze/analyze.js';
 import { reportHtml } from '../analyze/report.js';
 import { fsError } from '../errors.js';
 import type { Command } from './command.js';
@@ -17,15 +17,30 @@ checkpoint's distance from the mean, the pairwise cosine of those deviations (ne
 cancel in the average), the distance between consecutive checkpoints, and the share of the
 newest checkpoint's norm the average changes. Reads like a merge (chunk by chunk, bounded
 memory, on the native engine) and writes nothing but the report.`,
-  positionals: { min: 1, max: Infinity, wrong: 'pma analyze needs a run directory or checkpoints (see pma analyze --help)' },
+  positionals: {
+    min: 1,
+    max: Infinity,
+    wrong: 'pma analyze needs a run directory or checkpoints (see pma analyze --help)',
+  },
   groups: [
     { title: SELECTION_TITLE, flags: SELECTION_FLAGS },
     {
       title: 'Options',
       flags: [
-        { name: 'report', type: 'string', value: 'FILE', help: 'write a self-contained HTML page with charts (SVG, no network)' },
+        {
+          name: 'report',
+          type: 'string',
+          value: 'FILE',
+          help: 'write a self-contained HTML page with charts (SVG, no network)',
+        },
         { name: 'json', type: 'boolean', help: 'print every number as JSON' },
-        { name: 'threads', type: 'string', option: 'threads', value: 'N', help: 'worker threads (default: the number of cores)' },
+        {
+          name: 'threads',
+          type: 'string',
+          option: 'threads',
+          value: 'N',
+          help: 'worker threads (default: the number of cores)',
+        },
       ],
     },
   ],
@@ -37,8 +52,8 @@ const fmt = (x: number | null) => (x === null ? '-' : x.toPrecision(3));
 export const analyzeCommand: Command = {
   spec: ANALYZE_SPEC,
   async run({ options, flags, positionals }, io) {
-    const r = await untilStopped((signal) => analyze({ ...options, inputs: positionals, signal } as unknown as AnalyzeOptions));
-    const report = flags.report as string | undefined;
+    const r = await untilStopped((signal) => analyze({ ...options, inputs: positionals, signal }));
+    const report = typeof flags.report === 'string' ? flags.report : undefined;
     if (report !== undefined) {
       await writeFile(report, reportHtml(r)).catch((e: unknown) => {
         throw fsError(e, 'cannot write the report', report);
@@ -54,7 +69,9 @@ export const analyzeCommand: Command = {
       `deviation from the mean per checkpoint: ${r.overall.deviationNorm.map(fmt).join(', ')}`,
       `distance between consecutive checkpoints: ${r.overall.consecutive.map(fmt).join(', ')}`,
       'layer        share changed  mean cosine',
-      ...r.layers.map((l) => `${l.layer.padEnd(12)} ${fmt(l.removedShare).padStart(13)}  ${fmt(l.meanPairCosine).padStart(11)}`),
+      ...r.layers.map(
+        (l) => `${l.layer.padEnd(12)} ${fmt(l.removedShare).padStart(13)}  ${fmt(l.meanPairCosine).padStart(11)}`,
+      ),
     ];
     if (report !== undefined) lines.push(`report: ${report}`);
     io.out(`${lines.join('\n')}\n`);

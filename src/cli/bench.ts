@@ -19,10 +19,33 @@ index each); with inputs it merges those, writing only into --dir, never beside 
     {
       title: 'Generated inputs (without positional inputs)',
       flags: [
-        { name: 'size', type: 'string', option: 'size', value: 'SIZE', help: 'tensor bytes per checkpoint: 1GB = 1e9, 1GiB = 2^30, 256MB (default 1GB)' },
-        { name: 'inputs', type: 'string', option: 'inputs', value: 'N', help: 'checkpoints to generate and merge (default 5)' },
-        { name: 'dtype', type: 'string', option: 'dtype', value: 'D', help: 'dtype of the generated tensors: bf16 (default), f16, f32' },
-        { name: 'regenerate', type: 'boolean', option: 'regenerate', help: 'regenerate even when the cached series in --dir matches' },
+        {
+          name: 'size',
+          type: 'string',
+          option: 'size',
+          value: 'SIZE',
+          help: 'tensor bytes per checkpoint: 1GB = 1e9, 1GiB = 2^30, 256MB (default 1GB)',
+        },
+        {
+          name: 'inputs',
+          type: 'string',
+          option: 'inputs',
+          value: 'N',
+          help: 'checkpoints to generate and merge (default 5)',
+        },
+        {
+          name: 'dtype',
+          type: 'string',
+          option: 'dtype',
+          value: 'D',
+          help: 'dtype of the generated tensors: bf16 (default), f16, f32',
+        },
+        {
+          name: 'regenerate',
+          type: 'boolean',
+          option: 'regenerate',
+          help: 'regenerate even when the cached series in --dir matches',
+        },
       ],
     },
     {
@@ -32,11 +55,41 @@ index each); with inputs it merges those, writing only into --dir, never beside 
     {
       title: 'Measurement',
       flags: [
-        { name: 'runs', type: 'string', option: 'runs', value: 'R', help: 'timed rounds of every measurement; medians reported (default 5)' },
-        { name: 'threads', type: 'string', option: 'threads', value: 'LIST', help: 'thread counts, comma-separated (default 1 and the number of cores)' },
-        { name: 'io', type: 'string', option: 'io', value: 'LIST', help: 'pread and/or mmap, comma-separated (default pread)' },
-        { name: 'out-dtype', type: 'string', option: 'outDtype', value: 'D', help: 'output dtype of the merges: keep (default), bf16, f16, f32' },
-        { name: 'kernel', type: 'string', option: 'kernel', value: 'K', help: 'arithmetic backend: auto (default), scalar, avx2, avx512' },
+        {
+          name: 'runs',
+          type: 'string',
+          option: 'runs',
+          value: 'R',
+          help: 'timed rounds of every measurement; medians reported (default 5)',
+        },
+        {
+          name: 'threads',
+          type: 'string',
+          option: 'threads',
+          value: 'LIST',
+          help: 'thread counts, comma-separated (default 1 and the number of cores)',
+        },
+        {
+          name: 'io',
+          type: 'string',
+          option: 'io',
+          value: 'LIST',
+          help: 'pread and/or mmap, comma-separated (default pread)',
+        },
+        {
+          name: 'out-dtype',
+          type: 'string',
+          option: 'outDtype',
+          value: 'D',
+          help: 'output dtype of the merges: keep (default), bf16, f16, f32',
+        },
+        {
+          name: 'kernel',
+          type: 'string',
+          option: 'kernel',
+          value: 'K',
+          help: 'arithmetic backend: auto (default), scalar, avx2, avx512',
+        },
         {
           name: 'device',
           type: 'string',
@@ -54,7 +107,7 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           type: 'string',
           option: 'dir',
           value: 'DIR',
-          help: 'work directory: generated inputs, merge output, write-ceiling file\n(default: pma-bench in the system\'s temporary directory). The output\nis deleted after every run; generated inputs at the end, unless\n--keep or an explicit --dir (then they are a cache for the next run)',
+          help: "work directory: generated inputs, merge output, write-ceiling file\n(default: pma-bench in the system's temporary directory). The output\nis deleted after every run; generated inputs at the end, unless\n--keep or an explicit --dir (then they are a cache for the next run)",
         },
         { name: 'keep', type: 'boolean', option: 'keep', help: 'keep the generated inputs' },
       ],

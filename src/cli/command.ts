@@ -5,7 +5,7 @@ import type { Io } from './io.js';
 export interface Command {
   spec: CommandSpec;
   /** Returns the exit status; failures are thrown as PmaError (the CLI maps codes to statuses). */
-  run(args: ParsedCommand, io: Io): Promise<number>;
+  run(args: ParsedCommand, io: Io): Promise<number> | number;
 }
 
 /** Parses argv by the command's table and runs it (or prints its help). */
@@ -15,5 +15,5 @@ export async function runCommand(command: Command, argv: string[], io: Io): Prom
     io.out(helpText(command.spec));
     return 0;
   }
-  return command.run(parsed, io);
+  return await command.run(parsed, io);
 }

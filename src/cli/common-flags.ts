@@ -13,15 +13,27 @@ export const SELECTION_FLAGS: Flag[] = [
     value: 'T',
     help: 'in tokens (8B, 500M, 1.2T): checkpoints at least T apart,\ncounted back from the newest',
   },
-  { name: 'window', type: 'string', option: 'window', value: 'T', help: 'in tokens: the checkpoints within T of the newest' },
+  {
+    name: 'window',
+    type: 'string',
+    option: 'window',
+    value: 'T',
+    help: 'in tokens: the checkpoints within T of the newest',
+  },
   {
     name: 'tokens-per-step',
     type: 'string',
     option: 'tokensPerStep',
     value: 'T',
-    help: 'tokens = step x T; without it, each checkpoint\'s count is read\nfrom trainer_state.json (num_input_tokens_seen) or config.json\n(consumed_tokens, tokens)',
+    help: "tokens = step x T; without it, each checkpoint's count is read\nfrom trainer_state.json (num_input_tokens_seen) or config.json\n(consumed_tokens, tokens)",
   },
-  { name: 'every', type: 'string', option: 'every', value: 'K', help: 'every K-th checkpoint, counted back from the newest' },
+  {
+    name: 'every',
+    type: 'string',
+    option: 'every',
+    value: 'K',
+    help: 'every K-th checkpoint, counted back from the newest',
+  },
   { name: 'last', type: 'string', option: 'last', value: 'N', help: 'the N newest' },
 ];
 
@@ -36,13 +48,37 @@ export const WEIGHT_FLAGS: Flag[] = [
     help: 'sma (default): equal; wma: linear, newest heaviest;\nema: recursion from the oldest with --alpha (default 0.2);\ndecay: weights that emulate a learning-rate decay over the\nwindow (--schedule)',
   },
   { name: 'alpha', type: 'string', option: 'alpha', value: 'A', help: 'EMA factor, 0 < A < 1' },
-  { name: 'schedule', type: 'string', option: 'schedule', value: 'S', help: 'with --method decay: linear (default), cosine, inverse-sqrt, 1-sqrt' },
-  { name: 'weights', type: 'list', option: 'weights', value: 'w1,w2,...', help: 'explicit weights, oldest to newest (normalised to sum 1)' },
+  {
+    name: 'schedule',
+    type: 'string',
+    option: 'schedule',
+    value: 'S',
+    help: 'with --method decay: linear (default), cosine, inverse-sqrt, 1-sqrt',
+  },
+  {
+    name: 'weights',
+    type: 'list',
+    option: 'weights',
+    value: 'w1,w2,...',
+    help: 'explicit weights, oldest to newest (normalised to sum 1)',
+  },
 ];
 
 export const DTYPE_FLAGS: Flag[] = [
-  { name: 'dtype', type: 'string', option: 'dtype', value: 'D', help: 'dtype of averaged tensors: keep (default), bf16, f16, f32' },
-  { name: 'accumulate', type: 'string', option: 'accumulate', value: 'A', help: 'accumulator: f32 (default, the bit-exact contract) or f64' },
+  {
+    name: 'dtype',
+    type: 'string',
+    option: 'dtype',
+    value: 'D',
+    help: 'dtype of averaged tensors: keep (default), bf16, f16, f32',
+  },
+  {
+    name: 'accumulate',
+    type: 'string',
+    option: 'accumulate',
+    value: 'A',
+    help: 'accumulator: f32 (default, the bit-exact contract) or f64',
+  },
   {
     name: 'on-nonfinite',
     type: 'string',
@@ -72,9 +108,15 @@ export const DEVICE_FLAGS: Flag[] = [
     type: 'string',
     option: 'gpuMemory',
     value: 'SIZE',
-    help: 'device memory per GPU, and as much pinned host memory for\nstaging (default a tenth of the GPU\'s free memory, at most 1GiB)',
+    help: "device memory per GPU, and as much pinned host memory for\nstaging (default a tenth of the GPU's free memory, at most 1GiB)",
   },
-  { name: 'kernel', type: 'string', option: 'kernel', value: 'K', help: 'CPU arithmetic: auto (default: the best the CPU has), scalar,\navx2, avx512' },
+  {
+    name: 'kernel',
+    type: 'string',
+    option: 'kernel',
+    value: 'K',
+    help: 'CPU arithmetic: auto (default: the best the CPU has), scalar,\navx2, avx512',
+  },
 ];
 
 export const JSON_FLAG: Flag = { name: 'json', type: 'boolean', help: 'print the result as JSON' };

@@ -27,7 +27,10 @@ average. Without DIR it works in a temporary directory and removes it at the end
 (which must not exist yet) the files stay, to try other pma commands on.`,
   positionals: { min: 0, max: 1, wrong: 'pma demo takes at most one directory (see pma demo --help)' },
   groups: [],
-  examples: ['pma demo', 'pma demo /tmp/pma-try && pma merge /tmp/pma-try/run --last 2 --method wma --out /tmp/pma-try/wma'],
+  examples: [
+    'pma demo',
+    'pma demo /tmp/pma-try && pma merge /tmp/pma-try/run --last 2 --method wma --out /tmp/pma-try/wma',
+  ],
 };
 
 function check(io: Io, ok: boolean, what: string): void {
@@ -39,7 +42,8 @@ export const demoCommand: Command = {
   spec: DEMO_SPEC,
   async run({ positionals }, io) {
     const given = positionals[0];
-    if (given !== undefined && (await exists(given))) throw new PmaError('E_OUTPUT', `${given} already exists; pma demo writes into a new directory`, { file: given });
+    if (given !== undefined && (await exists(given)))
+      throw new PmaError('E_OUTPUT', `${given} already exists; pma demo writes into a new directory`, { file: given });
     const root = given === undefined ? mkdtempSync(join(tmpdir(), 'pma-demo-')) : resolve(given);
     try {
       const run = join(root, 'run');
@@ -55,22 +59,35 @@ export const demoCommand: Command = {
       io.out('\nchecking:\n');
       const h = await readHeader(join(out, 'model.safetensors'));
       const want = demoTensors();
-      const same = want.every((s) => h.tensors.some((t) => t.name === s.name && t.dtype === s.dtype && t.shape.join() === s.shape.join()));
+      const same = want.every((s) =>
+        h.tensors.some((t) => t.name === s.name && t.dtype === s.dtype && t.shape.join() === s.shape.join()),
+      );
       check(io, h.tensors.length === want.length && same, `${want.length} tensors with their dtypes and shapes`);
       const again = join(root, 'merged-scalar');
       await merge({ inputs: run, last: 4, out: again, kernel: 'scalar', threads: 1, chunkSize: 4096 });
       const a = readFileSync(join(out, 'model.safetensors'));
       const best = native().cpuFeatures().best;
-      check(io, a.equals(readFileSync(join(again, 'model.safetensors'))), `same bytes from the scalar kernel on 1 thread with 4 KiB chunks as from ${best} on the default pool`);
+      check(
+        io,
+        a.equals(readFileSync(join(again, 'model.safetensors'))),
+        `same bytes from the scalar kernel on 1 thread with 4 KiB chunks as from ${best} on the default pool`,
+      );
       rmSync(again, { recursive: true, force: true });
       const norm = h.tensors.find((x) => x.name === 'model.norm.weight');
       const spec = want.find((x) => x.name === 'model.norm.weight');
       let worst = 0;
       for (let i = 0; norm && spec && i < (spec.shape[0] as number); i++) {
         const mean = DEMO_STEPS.slice(-4).reduce((s, st) => s + Math.fround(demoValue(spec, st, i)), 0) / 4;
-        worst = Math.max(worst, Math.abs(a.readFloatLE(h.dataStart + norm.begin + i * 4) - mean) / Math.max(Math.abs(mean), 1e-30));
+        worst = Math.max(
+          worst,
+          Math.abs(a.readFloatLE(h.dataStart + norm.begin + i * 4) - mean) / Math.max(Math.abs(mean), 1e-30),
+        );
       }
-      check(io, norm !== undefined && worst <= 2 ** -22, `model.norm.weight within ${worst.toExponential(1)} (relative) of a float64 average`);
+      check(
+        io,
+        norm !== undefined && worst <= 2 ** -22,
+        `model.norm.weight within ${worst.toExponential(1)} (relative) of a float64 average`,
+      );
       io.out(`\ndemo done${given === undefined ? '' : `; the run and the merge are in ${root}`}\n`);
       return 0;
     } finally {

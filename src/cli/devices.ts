@@ -19,21 +19,27 @@ for want of a GPU or a driver: it says what is missing.`,
 
 export const devicesCommand: Command = {
   spec: DEVICES_SPEC,
-  async run({ flags }, io) {
-  const r = devices(availableParallelism());
-  if (flags.json) {
-    io.out(`${JSON.stringify(r, null, 2)}\n`);
+  run({ flags }, io) {
+    const r = devices(availableParallelism());
+    if (flags.json) {
+      io.out(`${JSON.stringify(r, null, 2)}\n`);
+      return 0;
+    }
+    const c = r.cuda;
+    const lines = [`cpu       ${r.cpu.cores} cores, kernels ${r.cpu.kernels.join(', ')} (best ${r.cpu.best})`];
+    lines.push(
+      c.built
+        ? `cuda      built for ${c.archs}, runtime ${cudaVersion(c.runtimeVersion)}, driver ${cudaVersion(c.driverVersion)}`
+        : 'cuda      not in this build (built without nvcc; reinstall with PMA_CUDA=1 on a machine with the CUDA toolkit)',
+    );
+    if (c.built && c.devices.length === 0) lines.push(`gpus      none (${c.error ?? 'no CUDA device found'})`);
+    for (const d of c.devices) {
+      const state = d.usable ? '' : `  unusable: ${d.unusableReason ?? ''}`;
+      lines.push(
+        `cuda:${d.index}    ${d.name}, compute ${d.computeCapability}, ${d.multiprocessors} SMs, ${formatBytes(d.freeMemory)} free of ${formatBytes(d.totalMemory)}, ${d.pciBusId}${state}`,
+      );
+    }
+    io.out(`${lines.join('\n')}\n`);
     return 0;
-  }
-  const c = r.cuda;
-  const lines = [`cpu       ${r.cpu.cores} cores, kernels ${r.cpu.kernels.join(', ')} (best ${r.cpu.best})`];
-  lines.push(c.built ? `cuda      built for ${c.archs}, runtime ${cudaVersion(c.runtimeVersion)}, driver ${cudaVersion(c.driverVersion)}` : 'cuda      not in this build (built without nvcc; reinstall with PMA_CUDA=1 on a machine with the CUDA toolkit)');
-  if (c.built && c.devices.length === 0) lines.push(`gpus      none (${c.error ?? 'no CUDA device found'})`);
-  for (const d of c.devices) {
-    const state = d.usable ? '' : `  unusable: ${d.unusableReason ?? ''}`;
-    lines.push(`cuda:${d.index}    ${d.name}, compute ${d.computeCapability}, ${d.multiprocessors} SMs, ${formatBytes(d.freeMemory)} free of ${formatBytes(d.totalMemory)}, ${d.pciBusId}${state}`);
-  }
-  io.out(`${lines.join('\n')}\n`);
-  return 0;
-}
+  },
 };

@@ -65,7 +65,8 @@ function allFlags(spec: CommandSpec): Flag[] {
 /** Parses argv by the command's table: E_USAGE for an unknown flag, a missing value, or wrong positionals. */
 export function parseCommand(spec: CommandSpec, argv: string[]): ParsedCommand | 'help' {
   const options: NonNullable<ParseArgsConfig['options']> = {};
-  for (const f of allFlags(spec)) options[f.name] = { type: f.type === 'boolean' ? 'boolean' : 'string', ...(f.short ? { short: f.short } : {}) };
+  for (const f of allFlags(spec))
+    options[f.name] = { type: f.type === 'boolean' ? 'boolean' : 'string', ...(f.short ? { short: f.short } : {}) };
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
@@ -101,7 +102,9 @@ function flagLines(f: Flag): string[] {
 /** The command's help, made from the same table as its parser. */
 export function helpText(spec: CommandSpec): string {
   const lines = [`Usage: pma ${spec.name} ${spec.usage}`, '', spec.about, ''];
-  const groups = spec.groups.map((g, i) => (i === spec.groups.length - 1 ? { ...g, flags: [...g.flags, HELP_FLAG] } : g));
+  const groups = spec.groups.map((g, i) =>
+    i === spec.groups.length - 1 ? { ...g, flags: [...g.flags, HELP_FLAG] } : g,
+  );
   if (groups.length === 0) groups.push({ title: 'Options', flags: [HELP_FLAG] });
   for (const g of groups) {
     lines.push(`${g.title}:`, ...g.flags.flatMap(flagLines), '');

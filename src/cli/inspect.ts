@@ -10,8 +10,17 @@ export const INSPECT_SPEC: CommandSpec = {
   summary: 'list checkpoints and tensors',
   about: `Lists the checkpoints found (ordered by step), their files, tensor counts, dtypes and sizes,
 and whether they agree on tensor names, shapes and dtypes. Reads headers only.`,
-  positionals: { min: 1, max: Infinity, wrong: 'pma inspect needs a run directory or checkpoints (see pma inspect --help)' },
-  groups: [{ title: 'Options', flags: [{ name: 'tensors', type: 'boolean', help: "also list the newest checkpoint's tensors" }, JSON_FLAG] }],
+  positionals: {
+    min: 1,
+    max: Infinity,
+    wrong: 'pma inspect needs a run directory or checkpoints (see pma inspect --help)',
+  },
+  groups: [
+    {
+      title: 'Options',
+      flags: [{ name: 'tensors', type: 'boolean', help: "also list the newest checkpoint's tensors" }, JSON_FLAG],
+    },
+  ],
   examples: ['pma inspect runs/exp7', 'pma inspect runs/exp7/checkpoint-7000 runs/exp7/checkpoint-8000 --tensors'],
 };
 
@@ -20,22 +29,31 @@ export const inspectCommand: Command = {
   async run({ flags, positionals }, io) {
     const r = await inspect(positionals);
     if (flags.json) {
-    io.out(`${JSON.stringify(r, null, 2)}\n`);
+      io.out(`${JSON.stringify(r, null, 2)}\n`);
+      return 0;
+    }
+    const lines: string[] = [];
+    lines.push(
+      `${r.checkpoints.length} checkpoint(s)${r.source === 'run' ? ` in ${positionals[0]}` : ''}, oldest first:`,
+    );
+    for (const c of r.checkpoints) {
+      const dt = Object.entries(c.dtypes)
+        .map(([d, n]) => `${d}x${n}`)
+        .join(' ');
+      lines.push(
+        `  ${String(c.step ?? '-').padStart(10)}  ${c.name}  ${c.layout === 'sharded' ? `${c.files} shards` : '1 file'}  ${c.tensors} tensors  ${formatBytes(c.bytes)}  ${dt}`,
+      );
+    }
+    for (const s of r.skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);
+    lines.push(
+      r.mismatch === null ? 'all checkpoints hold the same tensors, shapes and dtypes' : `MISMATCH: ${r.mismatch}`,
+    );
+    if (flags.tensors) {
+      lines.push('tensors of the newest checkpoint:');
+      for (const t of r.tensors)
+        lines.push(`  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]  ${formatBytes(t.bytes)}`);
+    }
+    io.out(`${lines.join('\n')}\n`);
     return 0;
-  }
-  const lines: string[] = [];
-  lines.push(`${r.checkpoints.length} checkpoint(s)${r.source === 'run' ? ` in ${positionals[0]}` : ''}, oldest first:`);
-  for (const c of r.checkpoints) {
-    const dt = Object.entries(c.dtypes).map(([d, n]) => `${d}x${n}`).join(' ');
-    lines.push(`  ${String(c.step ?? '-').padStart(10)}  ${c.name}  ${c.layout === 'sharded' ? `${c.files} shards` : '1 file'}  ${c.tensors} tensors  ${formatBytes(c.bytes)}  ${dt}`);
-  }
-  for (const s of r.skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);
-  lines.push(r.mismatch === null ? 'all checkpoints hold the same tensors, shapes and dtypes' : `MISMATCH: ${r.mismatch}`);
-  if (flags.tensors) {
-    lines.push('tensors of the newest checkpoint:');
-    for (const t of r.tensors) lines.push(`  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]  ${formatBytes(t.bytes)}`);
-  }
-  io.out(`${lines.join('\n')}\n`);
-  return 0;
-}
+  },
 };

@@ -66,7 +66,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.out(mainHelp());
         return name === undefined ? 2 : 0;
       default:
-        throw new PmaError('E_USAGE', `unknown command ${JSON.stringify(name)} (expected ${COMMANDS.map((c) => c.spec.name).join(', ')}; see pma --help)`);
+        throw new PmaError(
+          'E_USAGE',
+          `unknown command ${JSON.stringify(name)} (expected ${COMMANDS.map((c) => c.spec.name).join(', ')}; see pma --help)`,
+        );
     }
   } catch (e) {
     const err = PmaError.from(e);
@@ -79,7 +82,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
 
 function isEntryPoint(): boolean {
   try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+    return (
+      process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
+    );
   } catch {
     return false;
   }

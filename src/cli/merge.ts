@@ -5,7 +5,14 @@ import type { MergeOptions } from '../merge/options.js';
 import { planMerge } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
 import type { Command } from './command.js';
-import { DEVICE_FLAGS, DTYPE_FLAGS, JSON_FLAG, SELECTION_FLAGS, SELECTION_TITLE, WEIGHT_FLAGS } from './common-flags.js';
+import {
+  DEVICE_FLAGS,
+  DTYPE_FLAGS,
+  JSON_FLAG,
+  SELECTION_FLAGS,
+  SELECTION_TITLE,
+  WEIGHT_FLAGS,
+} from './common-flags.js';
 import type { CommandSpec } from './flags.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { progressBar } from './progress.js';
@@ -18,15 +25,31 @@ export const MERGE_SPEC: CommandSpec = {
   about: `Averages checkpoints (Pre-trained Model Averaging) into a new checkpoint that transformers loads
 as is. A run directory's step-named checkpoints (checkpoint-1000, step_2000, global_step3000, ...)
 are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-to-nearest-even).`,
-  positionals: { min: 1, max: Infinity, wrong: 'pma merge needs a run directory or checkpoints (see pma merge --help)' },
+  positionals: {
+    min: 1,
+    max: Infinity,
+    wrong: 'pma merge needs a run directory or checkpoints (see pma merge --help)',
+  },
   groups: [
     { title: SELECTION_TITLE, flags: SELECTION_FLAGS },
     { title: 'Weights', flags: WEIGHT_FLAGS },
     {
       title: 'Output',
       flags: [
-        { name: 'out', type: 'string', option: 'out', short: 'o', value: 'DIR', help: 'output directory (required unless --dry-run)' },
-        { name: 'force', type: 'boolean', option: 'force', help: 'replace an existing output (or a partial one, instead of resuming)' },
+        {
+          name: 'out',
+          type: 'string',
+          option: 'out',
+          short: 'o',
+          value: 'DIR',
+          help: 'output directory (required unless --dry-run)',
+        },
+        {
+          name: 'force',
+          type: 'boolean',
+          option: 'force',
+          help: 'replace an existing output (or a partial one, instead of resuming)',
+        },
         {
           name: 'resume',
           type: 'boolean',
@@ -34,7 +57,13 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           help: 'finish the merge an interrupted run left in <out>.partial/\n(same arguments, unchanged inputs): only the missing chunks run',
         },
         ...DTYPE_FLAGS,
-        { name: 'max-shard-size', type: 'string', option: 'maxShardSize', value: 'SIZE', help: 'shard the output above SIZE (default 5GB; 5GB = 5e9, 5GiB = 5*2^30)' },
+        {
+          name: 'max-shard-size',
+          type: 'string',
+          option: 'maxShardSize',
+          value: 'SIZE',
+          help: 'shard the output above SIZE (default 5GB; 5GB = 5e9, 5GiB = 5*2^30)',
+        },
       ],
     },
     {
@@ -48,7 +77,13 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           value: 'SIZE',
           help: 'work unit, read+written bytes (default 1/64 of the merge,\n16MiB to 256MiB); never changes the bytes',
         },
-        { name: 'io', type: 'string', option: 'io', value: 'MODE', help: 'how inputs are read: pread (default) or mmap' },
+        {
+          name: 'io',
+          type: 'string',
+          option: 'io',
+          value: 'MODE',
+          help: 'how inputs are read: pread (default) or mmap',
+        },
         {
           name: 'page-cache',
           type: 'string',
@@ -90,11 +125,17 @@ Exit status: 0 done, 2 bad usage or bad input, 1 any other failure (interrupted 
 
 function describePlan(plan: MergePlan, skipped: { path: string; reason: string }[]): string {
   const lines: string[] = [];
-  const alpha = (plan.alpha === null ? '' : `, alpha ${plan.alpha}`) + (plan.schedule === null ? '' : `, ${plan.schedule} schedule`);
-  lines.push(`merging ${plan.checkpoints.length} checkpoint(s) with ${plan.method}${alpha} (accumulate ${plan.accumulate}, dtype ${plan.dtype}), oldest first:`);
+  const alpha =
+    (plan.alpha === null ? '' : `, alpha ${plan.alpha}`) +
+    (plan.schedule === null ? '' : `, ${plan.schedule} schedule`);
+  lines.push(
+    `merging ${plan.checkpoints.length} checkpoint(s) with ${plan.method}${alpha} (accumulate ${plan.accumulate}, dtype ${plan.dtype}), oldest first:`,
+  );
   for (const [i, c] of plan.checkpoints.entries()) {
     const tokens = c.tokens === null ? '' : `  ${formatTokens(c.tokens).padStart(7)} tokens`;
-    lines.push(`  ${String(c.step ?? '-').padStart(10)}${tokens}  weight ${(plan.weights.w64[i] ?? 0).toFixed(6)}  ${c.path}`);
+    lines.push(
+      `  ${String(c.step ?? '-').padStart(10)}${tokens}  weight ${(plan.weights.w64[i] ?? 0).toFixed(6)}  ${c.path}`,
+    );
   }
   for (const s of skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);
   for (const n of plan.notes) lines.push(`note: ${n}`);
@@ -102,12 +143,16 @@ function describePlan(plan: MergePlan, skipped: { path: string; reason: string }
 }
 
 function describeOutputs(plan: MergePlan): string {
-  const lines = [`output: ${plan.outputs.length} file(s), ${formatBytes(plan.totals.outputBytes)} of tensors; reads ${formatBytes(plan.totals.inputBytes)}`];
+  const lines = [
+    `output: ${plan.outputs.length} file(s), ${formatBytes(plan.totals.outputBytes)} of tensors; reads ${formatBytes(plan.totals.inputBytes)}`,
+  ];
   for (const f of plan.outputs) lines.push(`  ${f.name}  ${formatBytes(f.size)}  ${f.tensors} tensors`);
   if (plan.index !== null) lines.push('  model.safetensors.index.json');
   for (const f of plan.copyFiles) lines.push(`  ${f.split('/').pop()} (copied from the newest checkpoint)`);
   lines.push('  pma.json');
-  lines.push(`work: ${plan.totals.merged} tensors averaged, ${plan.totals.copied} copied, in ${plan.chunks.length} chunk(s)`);
+  lines.push(
+    `work: ${plan.totals.merged} tensors averaged, ${plan.totals.copied} copied, in ${plan.chunks.length} chunk(s)`,
+  );
   return `${lines.join('\n')}\n`;
 }
 
@@ -130,12 +175,18 @@ export const mergeCommand: Command = {
         ...opts,
         signal,
         commandLine: ['pma', 'merge', ...argv],
-        ...(quiet ? {} : { onPlan: (plan: MergePlan, skipped: { path: string; reason: string }[]) => io.err(describePlan(plan, skipped)) }),
+        ...(quiet
+          ? {}
+          : {
+              onPlan: (plan: MergePlan, skipped: { path: string; reason: string }[]) =>
+                io.err(describePlan(plan, skipped)),
+            }),
         ...(bar ? { onProgress: bar.update } : {}),
       }).finally(() => bar?.end()),
     );
     if (!quiet) {
-      for (const f of result.nonfinite) io.err(`warning: ${f.count} NaN/Inf in ${f.tensor} of ${f.checkpoint} (merged anyway: --on-nonfinite warn)\n`);
+      for (const f of result.nonfinite)
+        io.err(`warning: ${f.count} NaN/Inf in ${f.tensor} of ${f.checkpoint} (merged anyway: --on-nonfinite warn)\n`);
       for (const l of result.leftOut) io.err(`left out ${l.path}: ${l.reason}\n`);
     }
     const p = result.plan;
@@ -171,7 +222,8 @@ export const mergeCommand: Command = {
     }
     const engine = result.device === 'cpu' ? result.kernel : result.device;
     if (result.deviceNote && !quiet) io.err(`note: ${result.deviceNote}\n`);
-    if (result.resumedChunks > 0 && !quiet) io.err(`resumed: ${result.resumedChunks} of ${p.chunks.length} chunks were already done\n`);
+    if (result.resumedChunks > 0 && !quiet)
+      io.err(`resumed: ${result.resumedChunks} of ${p.chunks.length} chunks were already done\n`);
     io.out(
       `merged ${p.checkpoints.length} checkpoints (${p.method}) -> ${result.out}: ${p.outputs.length} file(s), ${formatBytes(p.totals.outputBytes)} in ${formatDuration(result.elapsedMs)} (${formatRate(result.bytesPerSecond)} read, ${engine}, ${result.threads} threads)\n`,
     );

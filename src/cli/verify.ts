@@ -19,16 +19,23 @@ output could not be read.`,
 export const verifyCommand: Command = {
   spec: VERIFY_SPEC,
   async run({ flags, positionals }, io) {
-  const r = await verify(positionals[0] as string);
-  if (flags.json) {
-    io.out(`${JSON.stringify(r, null, 2)}\n`);
-  } else {
-    const lines = r.files.map((f) => `${f.ok ? 'ok      ' : 'FAILED  '}${f.name}`);
-    for (const f of r.unrecorded) lines.push(`extra   ${f} (not recorded in pma.json)`);
-    lines.push(r.ok ? `${r.out}: intact (${r.tensors} tensors, ${r.files.length} files checked)` : `${r.out}: ${r.problems.join('; ')}`);
-    io.out(`${lines.join('\n')}\n`);
-  }
-  if (!r.ok) throw new PmaError('E_CORRUPT', `${r.out} does not match its pma.json: ${r.problems.join('; ')}`, { file: r.out });
-  return 0;
-}
+    const r = await verify(positionals[0] as string);
+    if (flags.json) {
+      io.out(`${JSON.stringify(r, null, 2)}\n`);
+    } else {
+      const lines = r.files.map((f) => `${f.ok ? 'ok      ' : 'FAILED  '}${f.name}`);
+      for (const f of r.unrecorded) lines.push(`extra   ${f} (not recorded in pma.json)`);
+      lines.push(
+        r.ok
+          ? `${r.out}: intact (${r.tensors} tensors, ${r.files.length} files checked)`
+          : `${r.out}: ${r.problems.join('; ')}`,
+      );
+      io.out(`${lines.join('\n')}\n`);
+    }
+    if (!r.ok)
+      throw new PmaError('E_CORRUPT', `${r.out} does not match its pma.json: ${r.problems.join('; ')}`, {
+        file: r.out,
+      });
+    return 0;
+  },
 };

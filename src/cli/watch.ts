@@ -25,11 +25,42 @@ watcher carries on (and resumes a merge it was stopped in). Runs at low CPU and 
     {
       title: 'Watching',
       flags: [
-        { name: 'out', type: 'string', option: 'out', short: 'o', value: 'DIR', help: 'where the merges go (required)' },
-        { name: 'every', type: 'string', option: 'mergeEvery', value: 'K', help: 'merge on every K-th new checkpoint (default 1)' },
-        { name: 'keep', type: 'string', option: 'keep', value: 'M', help: 'keep the newest M merges, delete older ones (default: keep all)' },
-        { name: 'settle', type: 'string', option: 'settleMs', value: 'D', help: "how long a checkpoint's files must stay unchanged (default 60s)" },
-        { name: 'poll', type: 'string', option: 'pollMs', value: 'D', help: 'how often to look at the run directory (default 10s)' },
+        {
+          name: 'out',
+          type: 'string',
+          option: 'out',
+          short: 'o',
+          value: 'DIR',
+          help: 'where the merges go (required)',
+        },
+        {
+          name: 'every',
+          type: 'string',
+          option: 'mergeEvery',
+          value: 'K',
+          help: 'merge on every K-th new checkpoint (default 1)',
+        },
+        {
+          name: 'keep',
+          type: 'string',
+          option: 'keep',
+          value: 'M',
+          help: 'keep the newest M merges, delete older ones (default: keep all)',
+        },
+        {
+          name: 'settle',
+          type: 'string',
+          option: 'settleMs',
+          value: 'D',
+          help: "how long a checkpoint's files must stay unchanged (default 60s)",
+        },
+        {
+          name: 'poll',
+          type: 'string',
+          option: 'pollMs',
+          value: 'D',
+          help: 'how often to look at the run directory (default 10s)',
+        },
         {
           name: 'marker',
           type: 'string',
@@ -37,7 +68,13 @@ watcher carries on (and resumes a merge it was stopped in). Runs at low CPU and 
           value: 'NAME',
           help: "a file whose presence marks a checkpoint complete (e.g. .complete);\n--marker latest: the run's latest file (DeepSpeed) names the newest\ncomplete checkpoint",
         },
-        { name: 'exec', type: 'string', option: 'exec', value: '"CMD {dir}"', help: "a shell command to run after each merge, {dir} the merge's directory" },
+        {
+          name: 'exec',
+          type: 'string',
+          option: 'exec',
+          value: '"CMD {dir}"',
+          help: "a shell command to run after each merge, {dir} the merge's directory",
+        },
       ],
     },
     { title: 'The merge, as for pma merge', flags: [...WEIGHT_FLAGS, ...DTYPE_FLAGS, ...DEVICE_FLAGS] },
@@ -50,7 +87,11 @@ export const watchCommand: Command = {
   spec: WATCH_SPEC,
   async run({ options, flags, positionals }, io) {
     if (options.out === undefined) throw new PmaError('E_USAGE', 'pma watch needs --out <dir>');
-    const opts = { threads: String(Math.min(2, availableParallelism())), ...options, run: positionals[0] } as unknown as WatchOptions;
+    const opts = {
+      threads: String(Math.min(2, availableParallelism())),
+      ...options,
+      run: positionals[0],
+    } as unknown as WatchOptions;
     try {
       // Under CFQ and BFQ a process's I/O priority follows its nice value.
       setPriority(10);
@@ -63,12 +104,22 @@ export const watchCommand: Command = {
         for await (const m of watchRun({ ...opts, signal })) {
           const r = m.result;
           if (flags.json) {
-            const line = { step: m.step, dir: m.dir, checkpoints: r.plan.checkpoints.map((c) => c.path), weights: r.plan.weights.w64, seconds: r.elapsedMs / 1000, removed: m.removed, execStatus: m.execStatus ?? null };
+            const line = {
+              step: m.step,
+              dir: m.dir,
+              checkpoints: r.plan.checkpoints.map((c) => c.path),
+              weights: r.plan.weights.w64,
+              seconds: r.elapsedMs / 1000,
+              removed: m.removed,
+              execStatus: m.execStatus ?? null,
+            };
             io.out(`${JSON.stringify(line)}\n`);
           } else {
             const exec = m.execStatus === undefined ? '' : `; exec exited ${m.execStatus}`;
             const removed = m.removed.length > 0 ? `; removed ${m.removed.join(', ')}` : '';
-            io.out(`merged step ${m.step}: ${r.plan.checkpoints.length} checkpoints -> ${m.dir} in ${formatDuration(r.elapsedMs)}${removed}${exec}\n`);
+            io.out(
+              `merged step ${m.step}: ${r.plan.checkpoints.length} checkpoints -> ${m.dir} in ${formatDuration(r.elapsedMs)}${removed}${exec}\n`,
+            );
           }
         }
       } catch (e) {

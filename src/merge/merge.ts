@@ -79,7 +79,11 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
       options.onPlan?.(plan, skipped);
       if (options.signal?.aborted) throw aborted();
       const retry = leftOut.size > 0;
-      const output = await MergeOutput.open(plan, target, { resume: o.resume || retry, force: o.force || retry, dropCache: engine.dropsCache(plan) });
+      const output = await MergeOutput.open(plan, target, {
+        resume: o.resume || retry,
+        force: o.force || retry,
+        dropCache: engine.dropsCache(plan),
+      });
       try {
         await output.checkSpace();
         const ran = await writeChunks(plan, output, engine, o, options);
@@ -90,7 +94,11 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
         }
         const leftOutList = [...leftOut].map(([path, reason]) => ({ path, reason }));
         const findings = ran.nonfinite.findings();
-        await output.finish({ ...provenance(plan, engine, options.commandLine), nonfinite: findings, leftOut: leftOutList }, o.force, (f) => engine.pool.hash(f));
+        await output.finish(
+          { ...provenance(plan, engine, options.commandLine), nonfinite: findings, leftOut: leftOutList },
+          o.force,
+          (f) => engine.pool.hash(f),
+        );
         const elapsedMs = performance.now() - started;
         return {
           out: target.path,
@@ -130,7 +138,13 @@ interface Written {
  * Runs the chunks the output lacks, journaling each as its bytes land. NaN or Inf in an input stops
  * the run at once unless they are only to be reported (--on-nonfinite warn).
  */
-async function writeChunks(plan: MergePlan, output: MergeOutput, engine: Engine, o: ResolvedMergeOptions, options: MergeOptions): Promise<Written> {
+async function writeChunks(
+  plan: MergePlan,
+  output: MergeOutput,
+  engine: Engine,
+  o: ResolvedMergeOptions,
+  options: MergeOptions,
+): Promise<Written> {
   const w: Written = { bytesRead: 0, bytesWritten: 0, nonfinite: new NonFiniteLog(plan), leaveOut: null };
   for (const [i, found] of output.done) w.nonfinite.add(i, found);
   const stopForNonfinite = new AbortController();

@@ -26,7 +26,12 @@ export class NonFiniteLog {
       const tensor = ops[op]?.tensor ?? `?op${op}`;
       const ck = this.plan.checkpoints[input];
       const key = `${input}\u0000${tensor}`;
-      const f = this.counts.get(key) ?? { tensor, checkpoint: ck?.path ?? `?input${input}`, step: ck?.step ?? null, count: 0 };
+      const f = this.counts.get(key) ?? {
+        tensor,
+        checkpoint: ck?.path ?? `?input${input}`,
+        step: ck?.step ?? null,
+        count: 0,
+      };
       f.count += count;
       this.counts.set(key, f);
     }
@@ -37,13 +42,16 @@ export class NonFiniteLog {
   }
 
   findings(): NonFiniteFinding[] {
-    return [...this.counts.values()].sort((a, b) => a.checkpoint.localeCompare(b.checkpoint) || a.tensor.localeCompare(b.tensor));
+    return [...this.counts.values()].sort(
+      (a, b) => a.checkpoint.localeCompare(b.checkpoint) || a.tensor.localeCompare(b.tensor),
+    );
   }
 
   /** Each checkpoint with NaN or Inf, and what was found in it ("NaN or Inf values (3 in a.w, ...)"). */
   byCheckpoint(): Map<string, string> {
     const found = new Map<string, string[]>();
-    for (const f of this.findings()) found.set(f.checkpoint, [...(found.get(f.checkpoint) ?? []), `${f.count} in ${f.tensor}`]);
+    for (const f of this.findings())
+      found.set(f.checkpoint, [...(found.get(f.checkpoint) ?? []), `${f.count} in ${f.tensor}`]);
     return new Map([...found].map(([ck, what]) => [ck, `NaN or Inf values (${what.join(', ')})`]));
   }
 
@@ -56,6 +64,10 @@ export class NonFiniteLog {
 
   error(): PmaError {
     const first = this.findings()[0];
-    return new PmaError('E_NONFINITE', `NaN or Inf values in the inputs: ${this.describe()}; the merge stopped before writing its output (a checkpoint from a loss spike would poison the average). Pass --on-nonfinite skip-checkpoint to leave those checkpoints out, or warn to merge them anyway`, first ? { file: first.checkpoint, tensor: first.tensor } : {});
+    return new PmaError(
+      'E_NONFINITE',
+      `NaN or Inf values in the inputs: ${this.describe()}; the merge stopped before writing its output (a checkpoint from a loss spike would poison the average). Pass --on-nonfinite skip-checkpoint to leave those checkpoints out, or warn to merge them anyway`,
+      first ? { file: first.checkpoint, tensor: first.tensor } : {},
+    );
   }
 }

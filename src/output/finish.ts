@@ -25,9 +25,15 @@ export async function finishOutput(
     for (const f of plan.copyFiles) await copyFile(f, join(dir, basename(f)));
     const small = [...(plan.index !== null ? [INDEX_NAME] : []), ...plan.copyFiles.map((f) => basename(f))];
     const smallSums = await Promise.all(small.map((n) => hash(join(dir, n))));
-    const sha256: Record<string, string> = { ...outputSums, ...Object.fromEntries(small.map((n, i) => [n, smallSums[i] as string])) };
+    const sha256: Record<string, string> = {
+      ...outputSums,
+      ...Object.fromEntries(small.map((n, i) => [n, smallSums[i] as string])),
+    };
     const names = Object.keys(sha256).sort();
-    await writeFile(join(dir, 'pma.json'), `${JSON.stringify({ ...record, sha256: Object.fromEntries(names.map((n) => [n, sha256[n]])) }, null, 2)}\n`);
+    await writeFile(
+      join(dir, 'pma.json'),
+      `${JSON.stringify({ ...record, sha256: Object.fromEntries(names.map((n) => [n, sha256[n]])) }, null, 2)}\n`,
+    );
     await Promise.all(names.map((n) => fsyncPath(join(dir, n))));
     await fsyncPath(join(dir, 'pma.json'));
     await fsyncPath(dir);

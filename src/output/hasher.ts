@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { fsError } from '../errors.js';
+import { PmaError, fsError } from '../errors.js';
 import { native } from '../native.js';
 import { opOutputBytes, type MergePlan, type PlanChunk } from '../plan/types.js';
 
@@ -27,13 +27,25 @@ interface FileState {
  */
 export class OutputHasher {
   private readonly files = new Map<string, FileState>();
-  private failure: unknown = null;
+  private failure: PmaError | null = null;
 
-  constructor(dir: string, plan: MergePlan, private readonly dropCache: boolean) {
+  constructor(
+    dir: string,
+    plan: MergePlan,
+    private readonly dropCache: boolean,
+  ) {
     for (const f of plan.outputs) {
       const head = 8 + Buffer.byteLength(f.header, 'utf8');
       // The 8-byte length and the header were written when the file was created.
-      this.files.set(f.name, { path: join(dir, f.name), size: f.size, hash: createHash('sha256'), pos: 0, ready: new Map([[0, head]]), pump: null, fh: null });
+      this.files.set(f.name, {
+        path: join(dir, f.name),
+        size: f.size,
+        hash: createHash('sha256'),
+        pos: 0,
+        ready: new Map([[0, head]]),
+        pump: null,
+        fh: null,
+      });
     }
   }
 
@@ -50,7 +62,14 @@ export class OutputHasher {
 
   private kick(f: FileState): void {
     if (f.pump || !f.ready.has(f.pos) || this.failure) return;
-    f.pump = this.advance(f).catch((e: unknown) => { this.failure ??= e; }).finally(() => { f.pump = null; this.kick(f); });
+    f.pump = this.advance(f)
+      .catch((e: unknown) => {
+        this.failure ??= fsError(e, 'cannot hash the output', f.path);
+      })
+      .finally(() => {
+        f.pump = null;
+        this.kick(f);
+      });
   }
 
   /** Hashes forward while the range at the frontier is ready. */
@@ -74,7 +93,12 @@ export class OutputHasher {
       while (f.pos < end) {
         const want = Math.min(READ_BLOCK, end - f.pos);
         const { bytesRead } = await f.fh.read(buf, 0, want, f.pos);
-        if (bytesRead <= 0) throw new Error(`${f.path} ends at ${f.pos}, expected ${f.size} bytes`);
+        if (bytesRead <= 0)
+          throw new PmaError(
+            'E_IO',
+            `cannot hash the output ${f.path}: it ends at ${f.pos}, expected ${f.size} bytes`,
+            { file: f.path },
+          );
         f.hash.update(buf.subarray(0, bytesRead));
         f.pos += bytesRead;
       }
@@ -88,12 +112,11 @@ export class OutputHasher {
       for (const f of this.files.values()) {
         while (f.pump) await f.pump;
         if (this.failure) throw this.failure;
-        await this.advance(f, true);
+        await this.advance(f, true).catch((e: unknown) => {
+          throw fsError(e, 'cannot hash the output', f.path);
+        });
       }
-      if (this.failure) throw this.failure;
       return Object.fromEntries([...this.files].map(([name, f]) => [name, f.hash.digest('hex')]));
-    } catch (e) {
-      throw fsError(e, 'cannot hash the output', [...this.files.values()][0]?.path ?? '');
     } finally {
       await this.close();
     }

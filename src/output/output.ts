@@ -86,11 +86,19 @@ export class MergeOutput {
    * writes the index, companion files and pma.json (`record` plus the checksums), and renames the
    * output into place.
    */
-  async finish(record: Record<string, unknown>, force: boolean, hash: (path: string) => Promise<string>): Promise<void> {
+  async finish(
+    record: Record<string, unknown>,
+    force: boolean,
+    hash: (path: string) => Promise<string>,
+  ): Promise<void> {
     const changed = await changedInput(this.target.stamps);
     if (changed) {
       await this.discard();
-      throw new PmaError('E_INPUT', `input ${changed.path} ${changed.change} during the merge; nothing was written to ${this.target.path}`, { file: changed.path });
+      throw new PmaError(
+        'E_INPUT',
+        `input ${changed.path} ${changed.change} during the merge; nothing was written to ${this.target.path}`,
+        { file: changed.path },
+      );
     }
     const sums = await this.hasher.digests();
     await this.partial.complete();

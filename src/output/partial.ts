@@ -37,7 +37,8 @@ async function removeAbandoned(dir: string): Promise<void> {
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
     const pid = Number(name.slice(prefix.length).split('-')[0]);
-    if (Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid)) await rm(join(dirname(dir), name), { recursive: true, force: true });
+    if (Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid))
+      await rm(join(dirname(dir), name), { recursive: true, force: true });
   }
 }
 
@@ -77,7 +78,12 @@ export class PartialOutput {
    * earlier run of the same merge. Refuses a partial held by a live process, one made by a
    * different merge, one whose inputs changed, and, without `resume` or `force`, any partial.
    */
-  static async open(target: string, plan: MergePlan, stamps: InputStamp[], o: { resume: boolean; force: boolean }): Promise<PartialOutput> {
+  static async open(
+    target: string,
+    plan: MergePlan,
+    stamps: InputStamp[],
+    o: { resume: boolean; force: boolean },
+  ): Promise<PartialOutput> {
     const dir = partialPath(target);
     const token = lockToken();
     const finishing = finishingPath(dir);
@@ -103,7 +109,11 @@ export class PartialOutput {
     if (!o.force) {
       const done = await Journal.read(metaPath(dir, 'journal'));
       await releaseLock(metaPath(dir, 'lock'), token);
-      throw new PmaError('E_OUTPUT', `a partial merge is in ${dir} (${done.size} of its chunks done); pass --resume (resume: true) to finish it with the same arguments, or --force to start over`, { file: dir });
+      throw new PmaError(
+        'E_OUTPUT',
+        `a partial merge is in ${dir} (${done.size} of its chunks done); pass --resume (resume: true) to finish it with the same arguments, or --force to start over`,
+        { file: dir },
+      );
     }
     await rm(dir, { recursive: true, force: true });
     return PartialOutput.create(dir, plan, stamps, token);
@@ -113,7 +123,12 @@ export class PartialOutput {
    * Builds the partial under a temporary name and renames it into place once its lock, files and
    * state are on disk: a kill during creation leaves no half-made `<out>.partial`.
    */
-  private static async create(dir: string, plan: MergePlan, stamps: InputStamp[], token: string): Promise<PartialOutput> {
+  private static async create(
+    dir: string,
+    plan: MergePlan,
+    stamps: InputStamp[],
+    token: string,
+  ): Promise<PartialOutput> {
     const tmp = `${dir}${CREATING}${token}`;
     try {
       await mkdir(dirname(dir), { recursive: true });
@@ -134,7 +149,11 @@ export class PartialOutput {
       await rm(tmp, { recursive: true, force: true });
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOTEMPTY' || code === 'EEXIST') {
-        throw new PmaError('E_OUTPUT', `${dir} was created by another pma merge at the same moment; wait for it to finish, or stop it`, { file: dir });
+        throw new PmaError(
+          'E_OUTPUT',
+          `${dir} was created by another pma merge at the same moment; wait for it to finish, or stop it`,
+          { file: dir },
+        );
       }
       throw fsError(e, 'cannot create output in', dirname(dir));
     }
@@ -142,18 +161,32 @@ export class PartialOutput {
     return PartialOutput.attach(dir, plan, new Map(), token);
   }
 
-  private static async resume(dir: string, plan: MergePlan, stamps: InputStamp[], token: string): Promise<PartialOutput> {
+  private static async resume(
+    dir: string,
+    plan: MergePlan,
+    stamps: InputStamp[],
+    token: string,
+  ): Promise<PartialOutput> {
     await checkResumable(dir, metaPath(dir, 'state.json'), plan, stamps);
     for (const f of plan.outputs) {
       const s = await stat(join(dir, f.name)).catch(() => null);
       if (!s || s.size !== f.size) {
-        throw new PmaError('E_OUTPUT', `cannot resume ${dir}: ${f.name} is missing or has the wrong size; pass --force to start over`, { file: join(dir, f.name) });
+        throw new PmaError(
+          'E_OUTPUT',
+          `cannot resume ${dir}: ${f.name} is missing or has the wrong size; pass --force to start over`,
+          { file: join(dir, f.name) },
+        );
       }
     }
     return PartialOutput.attach(dir, plan, await Journal.read(metaPath(dir, 'journal')), token);
   }
 
-  private static async attach(dir: string, plan: MergePlan, done: Map<number, NonFiniteCounts>, token: string): Promise<PartialOutput> {
+  private static async attach(
+    dir: string,
+    plan: MergePlan,
+    done: Map<number, NonFiniteCounts>,
+    token: string,
+  ): Promise<PartialOutput> {
     const outputs = await Promise.all(plan.outputs.map((f) => open(join(dir, f.name), 'r')));
     const journal = await Journal.open(metaPath(dir, 'journal'), dir, async () => {
       await Promise.all(outputs.map((fh) => fh.datasync()));

@@ -14,14 +14,22 @@ export async function checkOutputPath(out: string, plan: MergePlan, force: boole
   for (const c of plan.checkpoints) {
     const ck = await realish(c.path);
     if (within(target, ck)) {
-      throw new PmaError('E_OUTPUT', `output ${out} is inside the input checkpoint ${c.path}; choose a directory outside it`, { file: out });
+      throw new PmaError(
+        'E_OUTPUT',
+        `output ${out} is inside the input checkpoint ${c.path}; choose a directory outside it`,
+        { file: out },
+      );
     }
     if (within(ck, target)) {
-      throw new PmaError('E_OUTPUT', `output ${out} contains the input checkpoint ${c.path}; it would be replaced`, { file: out });
+      throw new PmaError('E_OUTPUT', `output ${out} contains the input checkpoint ${c.path}; it would be replaced`, {
+        file: out,
+      });
     }
   }
   if (!force && (await exists(target))) {
-    throw new PmaError('E_OUTPUT', `output ${out} already exists; pass --force (force: true) to replace it`, { file: out });
+    throw new PmaError('E_OUTPUT', `output ${out} already exists; pass --force (force: true) to replace it`, {
+      file: out,
+    });
   }
   return target;
 }
@@ -37,6 +45,10 @@ export async function checkFreeSpace(target: string, bytesNeeded: number): Promi
   }
   if (bytesNeeded > free) {
     const gb = (b: number) => `${(b / 1e9).toFixed(2)} GB`;
-    throw new PmaError('E_NOSPACE', `not enough space for the output in ${dirname(target)}: the merge still has ${gb(bytesNeeded)} to write, the filesystem has ${gb(free)} free`, { file: target });
+    throw new PmaError(
+      'E_NOSPACE',
+      `not enough space for the output in ${dirname(target)}: the merge still has ${gb(bytesNeeded)} to write, the filesystem has ${gb(free)} free`,
+      { file: target },
+    );
   }
 }

@@ -88,9 +88,24 @@ export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
       const outFile = b.output(t.file);
       const outOffset = t.offset + done * outSize;
       if (merge) {
-        b.add({ kind: 'merge', tensor: t.name, outFile, outOffset, inDtype: t.inDtype as FloatDType, outDtype: t.outDtype as FloatDType, count: n, inputs }, n * perUnit);
+        b.add(
+          {
+            kind: 'merge',
+            tensor: t.name,
+            outFile,
+            outOffset,
+            inDtype: t.inDtype as FloatDType,
+            outDtype: t.outDtype as FloatDType,
+            count: n,
+            inputs,
+          },
+          n * perUnit,
+        );
       } else {
-        b.add({ kind: 'copy', tensor: t.name, outFile, outOffset, bytes: n, inputs: [inputs[0] as PlanInputRange] }, n * perUnit);
+        b.add(
+          { kind: 'copy', tensor: t.name, outFile, outOffset, bytes: n, inputs: [inputs[0] as PlanInputRange] },
+          n * perUnit,
+        );
       }
       done += n;
     }

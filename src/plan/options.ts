@@ -97,23 +97,32 @@ function resolveSelection(o: PlanOptions): Pick<ResolvedPlanOptions, 'selection'
 function resolveWeights(o: PlanOptions): Pick<ResolvedPlanOptions, 'method' | 'alpha' | 'schedule' | 'weights'> {
   let weights: number[] | undefined;
   if (o.weights !== undefined) {
-    if (!Array.isArray(o.weights) || o.weights.length === 0) throw v.invalid('weights', 'a non-empty list of numbers', o.weights);
+    if (!Array.isArray(o.weights) || o.weights.length === 0)
+      throw v.invalid('weights', 'a non-empty list of numbers', o.weights);
     weights = o.weights.map((w, i) => v.finiteNumber(`weights[${i}]`, w, (n) => n >= 0, 'a finite number >= 0'));
   }
   const method = o.method === undefined ? (weights ? 'weights' : 'sma') : v.oneOf('method', o.method, METHODS);
-  if (method === 'weights' && !weights) throw v.invalid('weights', 'a list of weights with method "weights"', undefined);
-  if (method !== 'weights' && weights) throw v.invalid('method', '"weights" (or no method) when weights are given', method);
-  const alpha = o.alpha === undefined ? 0.2 : v.finiteNumber('alpha', o.alpha, (n) => n > 0 && n < 1, 'a number between 0 and 1 (exclusive)');
+  if (method === 'weights' && !weights)
+    throw v.invalid('weights', 'a list of weights with method "weights"', undefined);
+  if (method !== 'weights' && weights)
+    throw v.invalid('method', '"weights" (or no method) when weights are given', method);
+  const alpha =
+    o.alpha === undefined
+      ? 0.2
+      : v.finiteNumber('alpha', o.alpha, (n) => n > 0 && n < 1, 'a number between 0 and 1 (exclusive)');
   if (o.alpha !== undefined && method !== 'ema') throw v.invalid('method', '"ema" when alpha is given', method);
-  if (o.schedule !== undefined && method !== 'decay') throw v.invalid('method', '"decay" when a schedule is given', method);
-  const schedule = method !== 'decay' ? null : o.schedule === undefined ? 'linear' : v.oneOf('schedule', o.schedule, SCHEDULES);
+  if (o.schedule !== undefined && method !== 'decay')
+    throw v.invalid('method', '"decay" when a schedule is given', method);
+  const schedule =
+    method !== 'decay' ? null : o.schedule === undefined ? 'linear' : v.oneOf('schedule', o.schedule, SCHEDULES);
   return { method, alpha, schedule, weights };
 }
 
 /** Checks every plan option (one message format: src/validate.ts) and fills in the defaults. */
 export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
   if (typeof o !== 'object' || o === null) throw v.invalid('options', 'an object', o);
-  const inputs = typeof o.inputs === 'string' ? [v.nonEmptyString('inputs', o.inputs)] : v.stringList('inputs', o.inputs);
+  const inputs =
+    typeof o.inputs === 'string' ? [v.nonEmptyString('inputs', o.inputs)] : v.stringList('inputs', o.inputs);
   return {
     inputs,
     ...resolveSelection(o),

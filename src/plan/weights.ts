@@ -18,10 +18,14 @@ export function decayCurve(schedule: Schedule, k: number): number[] {
   return Array.from({ length: k }, (_, j) => {
     const x = j / k;
     switch (schedule) {
-      case 'linear': return 1 - x;
-      case 'cosine': return (1 + Math.cos(Math.PI * x)) / 2;
-      case '1-sqrt': return 1 - Math.sqrt(x);
-      case 'inverse-sqrt': return 1 / Math.sqrt(j + 1);
+      case 'linear':
+        return 1 - x;
+      case 'cosine':
+        return (1 + Math.cos(Math.PI * x)) / 2;
+      case '1-sqrt':
+        return 1 - Math.sqrt(x);
+      case 'inverse-sqrt':
+        return 1 / Math.sqrt(j + 1);
     }
   });
 }
@@ -50,7 +54,13 @@ export interface Weights {
  * w_1 = (1-alpha)^(N-1) and w_i = alpha*(1-alpha)^(N-i); decay from the schedule (decayWeights);
  * explicit weights as given.
  */
-function rawWeights(method: Method, n: number, alpha: number, explicit: number[] | undefined, schedule: Schedule): number[] {
+function rawWeights(
+  method: Method,
+  n: number,
+  alpha: number,
+  explicit: number[] | undefined,
+  schedule: Schedule,
+): number[] {
   switch (method) {
     case 'sma':
       return Array.from({ length: n }, () => 1);
@@ -71,10 +81,15 @@ function rawWeights(method: Method, n: number, alpha: number, explicit: number[]
   }
 }
 
-export function computeWeights(method: Method, n: number, opts: { alpha?: number; weights?: number[]; schedule?: Schedule } = {}): Weights {
+export function computeWeights(
+  method: Method,
+  n: number,
+  opts: { alpha?: number; weights?: number[]; schedule?: Schedule } = {},
+): Weights {
   const raw = rawWeights(method, n, opts.alpha ?? 0.2, opts.weights, opts.schedule ?? 'linear');
   const sum = raw.reduce((s, x) => s + x, 0);
-  if (!(sum > 0) || !Number.isFinite(sum)) throw new PmaError('E_USAGE', `weights must sum to a positive finite number, got ${sum}`);
+  if (!(sum > 0) || !Number.isFinite(sum))
+    throw new PmaError('E_USAGE', `weights must sum to a positive finite number, got ${sum}`);
   const w64 = raw.map((x) => x / sum);
   return { w64, w32: w64.map((x) => Math.fround(x)) };
 }

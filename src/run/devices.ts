@@ -13,7 +13,11 @@ export type DeviceRequest = { kind: 'cpu' } | { kind: 'auto' } | { kind: 'cuda';
 
 export type ResolvedDevice =
   | { kind: 'cpu'; /** Why 'auto' chose the CPU, when it did. */ reason?: string }
-  | { kind: 'cuda'; devices: CudaDeviceInfo[]; /** Bytes of device (and pinned host) memory per device. */ memory: number };
+  | {
+      kind: 'cuda';
+      devices: CudaDeviceInfo[];
+      /** Bytes of device (and pinned host) memory per device. */ memory: number;
+    };
 
 const DEVICE_EXPECTED = 'cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...]';
 
@@ -41,9 +45,15 @@ export function defaultGpuMemory(free: number): number {
 
 function noCuda(info: CudaInfo, what: string): PmaError {
   if (!info.built) {
-    return new PmaError('E_UNSUPPORTED', `--device ${what}: this build of pma has no CUDA support (it was built without nvcc); reinstall with the CUDA toolkit on PATH or PMA_CUDA=1, or use --device cpu`);
+    return new PmaError(
+      'E_UNSUPPORTED',
+      `--device ${what}: this build of pma has no CUDA support (it was built without nvcc); reinstall with the CUDA toolkit on PATH or PMA_CUDA=1, or use --device cpu`,
+    );
   }
-  return new PmaError('E_UNSUPPORTED', `--device ${what}: no CUDA device is usable here (${info.error ?? 'none found'}); use --device cpu or auto`);
+  return new PmaError(
+    'E_UNSUPPORTED',
+    `--device ${what}: no CUDA device is usable here (${info.error ?? 'none found'}); use --device cpu or auto`,
+  );
 }
 
 /**
@@ -58,7 +68,11 @@ export function resolveDevice(req: DeviceRequest, memory: number | undefined, la
   if (req.kind === 'auto') {
     const first = usable[0];
     if (!first) {
-      const why = !info.built ? 'built without CUDA' : info.devices.length > 0 ? info.devices.map((d) => d.unusableReason).join('; ') : info.error ?? 'no CUDA device';
+      const why = !info.built
+        ? 'built without CUDA'
+        : info.devices.length > 0
+          ? info.devices.map((d) => d.unusableReason).join('; ')
+          : (info.error ?? 'no CUDA device');
       return { kind: 'cpu', reason: why };
     }
     devices = [first];
@@ -69,8 +83,16 @@ export function resolveDevice(req: DeviceRequest, memory: number | undefined, la
     if (info.devices.length === 0) throw noCuda(info, label);
     devices = req.indices.map((i) => {
       const d = info.devices.find((x) => x.index === i);
-      if (!d) throw new PmaError('E_UNSUPPORTED', `--device ${label}: there is no CUDA device ${i} (this machine has ${info.devices.length}: 0 to ${info.devices.length - 1})`);
-      if (!d.usable) throw new PmaError('E_UNSUPPORTED', `--device ${label}: CUDA device ${i} (${d.name}) cannot run this build: ${d.unusableReason ?? 'unusable'}`);
+      if (!d)
+        throw new PmaError(
+          'E_UNSUPPORTED',
+          `--device ${label}: there is no CUDA device ${i} (this machine has ${info.devices.length}: 0 to ${info.devices.length - 1})`,
+        );
+      if (!d.usable)
+        throw new PmaError(
+          'E_UNSUPPORTED',
+          `--device ${label}: CUDA device ${i} (${d.name}) cannot run this build: ${d.unusableReason ?? 'unusable'}`,
+        );
       return d;
     });
   }

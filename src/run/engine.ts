@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { PmaError } from '../errors.js';
 import { native, type KernelName, type NativeChunk } from '../native.js';
 import type { MergePlan } from '../plan/types.js';
-import { defaultThreads, deviceName, MIN_GPU_MEMORY_PER_THREAD, resolveDevice, type ResolvedDevice } from './devices.js';
+import {
+  defaultThreads,
+  deviceName,
+  MIN_GPU_MEMORY_PER_THREAD,
+  resolveDevice,
+  type ResolvedDevice,
+} from './devices.js';
 import type { ResolvedEngineOptions } from './options.js';
 import { ChunkPool } from './pool.js';
 
@@ -26,12 +32,18 @@ export class Engine {
     const cpu = native().cpuFeatures();
     const kernel = o.kernel === 'auto' ? cpu.best : o.kernel;
     if (!cpu.kernels.includes(kernel)) {
-      throw new PmaError('E_UNSUPPORTED', `kernel ${kernel} is not supported by this CPU (available: ${cpu.kernels.join(', ')})`);
+      throw new PmaError(
+        'E_UNSUPPORTED',
+        `kernel ${kernel} is not supported by this CPU (available: ${cpu.kernels.join(', ')})`,
+      );
     }
     const device = resolveDevice(o.device, o.gpuMemory, o.deviceLabel);
     const threads = o.threads ?? defaultThreads(device, availableParallelism());
     if (device.kind === 'cuda' && device.memory / threads < MIN_GPU_MEMORY_PER_THREAD) {
-      throw new PmaError('E_USAGE', `invalid gpuMemory: expected at least ${MIN_GPU_MEMORY_PER_THREAD * threads} bytes for ${threads} threads (3 MiB each), got ${device.memory}`);
+      throw new PmaError(
+        'E_USAGE',
+        `invalid gpuMemory: expected at least ${MIN_GPU_MEMORY_PER_THREAD * threads} bytes for ${threads} threads (3 MiB each), got ${device.memory}`,
+      );
     }
     return new Engine(kernel, device, new ChunkPool(threads), o);
   }
@@ -47,7 +59,9 @@ export class Engine {
 
   /** Why --device auto chose the CPU, when it did. */
   get deviceNote(): string | undefined {
-    return this.device.kind === 'cpu' && this.device.reason ? `--device auto chose the CPU: ${this.device.reason}` : undefined;
+    return this.device.kind === 'cpu' && this.device.reason
+      ? `--device auto chose the CPU: ${this.device.reason}`
+      : undefined;
   }
 
   /** Whether the merge drops the page cache behind it: asked for, or (auto) inputs over half of RAM. */

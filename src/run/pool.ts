@@ -15,7 +15,9 @@ import type { WorkerReply } from './worker.js';
  */
 function workerFile(): string {
   const here = import.meta.url;
-  return here.endsWith('.ts') ? join(PACKAGE_ROOT, 'dist', 'run', 'worker.js') : fileURLToPath(new URL('./worker.js', here));
+  return here.endsWith('.ts')
+    ? join(PACKAGE_ROOT, 'dist', 'run', 'worker.js')
+    : fileURLToPath(new URL('./worker.js', here));
 }
 
 /** The worker threads: each loads the addon once and runs one native call per task. */

@@ -36,7 +36,12 @@ export interface RunChunksOptions {
  * stops the chunks in flight between two blocks (a shared flag the engine polls), so it takes
  * effect within milliseconds, whatever the chunk size.
  */
-export async function runChunks<R>(chunks: readonly PlanChunk[], pool: ChunkPool, work: ChunkWork<R>, o: RunChunksOptions = {}): Promise<{ elapsedMs: number }> {
+export async function runChunks<R>(
+  chunks: readonly PlanChunk[],
+  pool: ChunkPool,
+  work: ChunkWork<R>,
+  o: RunChunksOptions = {},
+): Promise<{ elapsedMs: number }> {
   const start = performance.now();
   const aborted = () => new PmaError('E_ABORTED', `${o.what ?? 'the merge'} was aborted`);
   if (o.signal?.aborted) throw aborted();
@@ -62,7 +67,13 @@ export async function runChunks<R>(chunks: readonly PlanChunk[], pool: ChunkPool
         work.done?.(i, r);
         done++;
         bytesDone += chunk.bytes;
-        o.onProgress?.({ bytesDone, bytesTotal: total, chunksDone: done, chunksTotal: chunks.length, elapsedMs: performance.now() - start });
+        o.onProgress?.({
+          bytesDone,
+          bytesTotal: total,
+          chunksDone: done,
+          chunksTotal: chunks.length,
+          elapsedMs: performance.now() - start,
+        });
       } catch (e) {
         failure ??= e;
       }
@@ -75,6 +86,6 @@ export async function runChunks<R>(chunks: readonly PlanChunk[], pool: ChunkPool
   }
   // A chunk the abort stopped names the tensor it was on; the caller wants the abort itself.
   if (isAbort(failure)) throw aborted();
-  if (failure !== undefined) throw failure;
+  if (failure !== undefined) throw PmaError.from(failure);
   return { elapsedMs: performance.now() - start };
 }

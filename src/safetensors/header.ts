@@ -48,7 +48,7 @@ function parseEntry(path: string, name: string, v: unknown): TensorEntry {
   if (!Array.isArray(off) || off.length !== 2 || !off.every(isUsize)) {
     throw bad(path, 'data_offsets must be two non-negative integers', name);
   }
-  return { name, dtype: o.dtype, shape: o.shape as number[], begin: off[0] as number, end: off[1] as number };
+  return { name, dtype: o.dtype, shape: o.shape, begin: off[0] as number, end: off[1] as number };
 }
 
 /**
@@ -76,7 +76,11 @@ function bigByteLength(path: string, t: TensorEntry): never {
   }
   const bytes = (big * BigInt(DTYPE_BITS[t.dtype])) / 8n;
   if (bytes > U64_MAX) throw bad(path, `shape [${t.shape.join(', ')}] x ${t.dtype} overflows 64 bits`, t.name);
-  throw bad(path, `data_offsets [${t.begin}, ${t.end}] hold ${t.end - t.begin} bytes but shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bytes}`, t.name);
+  throw bad(
+    path,
+    `data_offsets [${t.begin}, ${t.end}] hold ${t.end - t.begin} bytes but shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bytes}`,
+    t.name,
+  );
 }
 
 /** A validated header body; identical header bytes give the same body, so it can be shared. */
@@ -103,13 +107,23 @@ function parseBody(path: string, text: string): HeaderBody {
   }
   if (typeof root !== 'object' || root === null || Array.isArray(root)) throw bad(path, 'header is not a JSON object');
   const dup = duplicateKey(text);
-  if (dup) throw bad(path, `header names ${dup.path.length === 0 ? 'tensor' : `key in ${dup.path.join('.')}`} ${JSON.stringify(dup.key)} twice`, dup.path.length === 0 ? dup.key : dup.path[0]);
+  if (dup)
+    throw bad(
+      path,
+      `header names ${dup.path.length === 0 ? 'tensor' : `key in ${dup.path.join('.')}`} ${JSON.stringify(dup.key)} twice`,
+      dup.path.length === 0 ? dup.key : dup.path[0],
+    );
 
   let metadata: Record<string, string> | null = null;
   const tensors: TensorEntry[] = [];
   for (const [name, v] of Object.entries(root as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (typeof v !== 'object' || v === null || Array.isArray(v) || !Object.values(v).every((s) => typeof s === 'string')) {
+      if (
+        typeof v !== 'object' ||
+        v === null ||
+        Array.isArray(v) ||
+        !Object.values(v).every((s) => typeof s === 'string')
+      ) {
         throw bad(path, '__metadata__ must be an object of string values');
       }
       metadata = v as Record<string, string>;
@@ -123,14 +137,21 @@ function parseBody(path: string, text: string): HeaderBody {
   for (const t of tensors) {
     if (t.end < t.begin) throw bad(path, `data_offsets [${t.begin}, ${t.end}] end before they begin`, t.name);
     if (t.begin !== expected) {
-      const why = expected === 0 ? 'the first tensor does not start at offset 0'
-        : t.begin > expected ? `leaves a hole: starts at ${t.begin}, previous tensor ends at ${expected}`
-        : `overlaps the previous tensor: starts at ${t.begin}, previous tensor ends at ${expected}`;
+      const why =
+        expected === 0
+          ? 'the first tensor does not start at offset 0'
+          : t.begin > expected
+            ? `leaves a hole: starts at ${t.begin}, previous tensor ends at ${expected}`
+            : `overlaps the previous tensor: starts at ${t.begin}, previous tensor ends at ${expected}`;
       throw bad(path, why, t.name);
     }
     const bytes = byteLength(path, t);
     if (t.end - t.begin !== bytes) {
-      throw bad(path, `data_offsets [${t.begin}, ${t.end}] hold ${t.end - t.begin} bytes but shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bytes}`, t.name);
+      throw bad(
+        path,
+        `data_offsets [${t.begin}, ${t.end}] hold ${t.end - t.begin} bytes but shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bytes}`,
+        t.name,
+      );
     }
     expected = t.end;
   }
@@ -180,7 +201,8 @@ export async function readHeader(path: string, cache?: HeaderCache): Promise<Saf
     const lenBuf = Buffer.alloc(8);
     await fh.read(lenBuf, 0, 8, 0);
     const n = lenBuf.readBigUInt64LE(0);
-    if (n > BigInt(MAX_HEADER_LENGTH)) throw bad(path, `header length ${n} is over the limit of ${MAX_HEADER_LENGTH} bytes`);
+    if (n > BigInt(MAX_HEADER_LENGTH))
+      throw bad(path, `header length ${n} is over the limit of ${MAX_HEADER_LENGTH} bytes`);
     if (8n + n > BigInt(size)) throw bad(path, `header length ${n} runs past the end of the file (${size} bytes)`);
     const json = Buffer.alloc(Number(n));
     const { bytesRead } = await fh.read(json, 0, json.length, 8);

@@ -34,12 +34,25 @@ export async function readShardIndex(path: string, cache?: Map<string, Omit<Shar
     throw bad(path, `not valid JSON (${(e as Error).message})`);
   }
   const dup = duplicateKey(text);
-  if (dup) throw bad(path, `${dup.path.length === 0 ? 'the index' : dup.path.join('.')} names ${JSON.stringify(dup.key)} twice`, dup.path[0] === 'weight_map' ? dup.key : undefined);
+  if (dup)
+    throw bad(
+      path,
+      `${dup.path.length === 0 ? 'the index' : dup.path.join('.')} names ${JSON.stringify(dup.key)} twice`,
+      dup.path[0] === 'weight_map' ? dup.key : undefined,
+    );
   const wm = (root as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw bad(path, 'weight_map is missing or not an object');
+  if (typeof wm !== 'object' || wm === null || Array.isArray(wm))
+    throw bad(path, 'weight_map is missing or not an object');
   const weightMap = new Map<string, string>();
   for (const [name, file] of Object.entries(wm as Record<string, unknown>)) {
-    if (typeof file !== 'string' || file === '' || file.includes('/') || file.includes('\\') || file === '.' || file === '..') {
+    if (
+      typeof file !== 'string' ||
+      file === '' ||
+      file.includes('/') ||
+      file.includes('\\') ||
+      file === '.' ||
+      file === '..'
+    ) {
       throw bad(path, `weight_map names ${JSON.stringify(file)}, not a shard file name in ${dirname(path)}`, name);
     }
     weightMap.set(name, file);

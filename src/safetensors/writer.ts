@@ -23,7 +23,10 @@ export interface FileLayout {
  * every tensor's data is aligned to its element size (the header is padded to 8), contiguous
  * offsets from 0, and `__metadata__` {"format": "pt"} as transformers expects.
  */
-export function layoutFile(tensors: OutputTensorSpec[], metadata: Record<string, string> = { format: 'pt' }): FileLayout {
+export function layoutFile(
+  tensors: OutputTensorSpec[],
+  metadata: Record<string, string> = { format: 'pt' },
+): FileLayout {
   const order = tensors
     .map((t, i) => ({ t, i }))
     .sort((a, b) => DTYPE_BITS[b.t.dtype] - DTYPE_BITS[a.t.dtype] || a.i - b.i)

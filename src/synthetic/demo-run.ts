@@ -11,7 +11,15 @@ import { writeSyntheticCheckpoint, type SyntheticTensor } from './writer.js';
  * must leave behind.
  */
 export const DEMO_STEPS = [1000, 2000, 3000, 4000, 10000] as const;
-export const DEMO_SHAPE: MoeShape = { hidden: 64, intermediate: 128, kvDim: 64, experts: 4, layers: 2, vocab: 512, headDim: 32 };
+export const DEMO_SHAPE: MoeShape = {
+  hidden: 64,
+  intermediate: 128,
+  kvDim: 64,
+  experts: 4,
+  layers: 2,
+  vocab: 512,
+  headDim: 32,
+};
 
 export function demoTensors(): SyntheticTensor[] {
   return moeTensors(DEMO_SHAPE, { weights: 'BF16', router: 'F32', norms: 'F32', head: 'F16' });
@@ -29,7 +37,12 @@ export function writeDemoRun(dir: string): string[] {
     const ck = join(dir, `checkpoint-${step}`);
     writeSyntheticCheckpoint(ck, {
       tensors,
-      data: (t) => encode(t.dtype as 'BF16' | 'F16' | 'F32', t.shape.reduce((a, b) => a * b, 1), (i) => demoValue(t, step, i)),
+      data: (t) =>
+        encode(
+          t.dtype as 'BF16' | 'F16' | 'F32',
+          t.shape.reduce((a, b) => a * b, 1),
+          (i) => demoValue(t, step, i),
+        ),
       shards: step === DEMO_STEPS[DEMO_STEPS.length - 1] ? 3 : 1,
       files: {
         'config.json': moeConfig(DEMO_SHAPE, 'BF16', 'pma-demo'),

@@ -43,7 +43,8 @@ export interface WrittenFile {
   size: number;
 }
 
-export const tensorBytes = (t: SyntheticTensor): number => (t.shape.reduce((a, b) => a * b, 1) * DTYPE_BITS[t.dtype]) / 8;
+export const tensorBytes = (t: SyntheticTensor): number =>
+  (t.shape.reduce((a, b) => a * b, 1) * DTYPE_BITS[t.dtype]) / 8;
 
 /** Splits tensors, in order, into `n` contiguous groups of about equal bytes, each holding at least one. */
 export function splitEvenly<T extends SyntheticTensor>(tensors: T[], n: number): T[][] {
@@ -80,12 +81,13 @@ export function writeSafetensorsFile(
     let pending: Uint8Array[] = [layout.header];
     let pendingBytes = layout.header.length;
     const flush = () => {
-      for (let done = 0; done < pendingBytes; ) {
+      for (let done = 0; done < pendingBytes;) {
         const n = writevSync(fd, pending, pos + done);
         done += n;
         // A short write (rare on a regular file): drop what was written and go on.
         let skip = n;
-        while (pending.length > 0 && skip >= (pending[0] as Uint8Array).length) skip -= (pending.shift() as Uint8Array).length;
+        while (pending.length > 0 && skip >= (pending[0] as Uint8Array).length)
+          skip -= (pending.shift() as Uint8Array).length;
         if (skip > 0 && pending[0]) pending[0] = pending[0].subarray(skip);
       }
       pos += pendingBytes;
@@ -125,7 +127,10 @@ export function writeSyntheticCheckpoint(dir: string, c: SyntheticCheckpoint): W
   const data = (t: SyntheticTensor) => c.data(t, index.get(t) as number);
   const groups =
     c.maxShardBytes !== undefined
-      ? splitShards(c.tensors.map((t) => ({ t, bytes: tensorBytes(t) })), c.maxShardBytes).map((g) => g.map((x) => x.t))
+      ? splitShards(
+          c.tensors.map((t) => ({ t, bytes: tensorBytes(t) })),
+          c.maxShardBytes,
+        ).map((g) => g.map((x) => x.t))
       : splitEvenly(c.tensors, Math.max(1, Math.min(c.shards ?? 1, c.tensors.length)));
   const written: WrittenFile[] = [];
   if (groups.length === 1) {
@@ -137,7 +142,13 @@ export function writeSyntheticCheckpoint(dir: string, c: SyntheticCheckpoint): W
       written.push(writeSafetensorsFile(join(dir, name), g, data, c.metadata));
       for (const t of g) weightMap.set(t.name, name);
     }
-    writeFileSync(join(dir, INDEX_NAME), shardIndexJson(c.tensors.reduce((s, t) => s + tensorBytes(t), 0), weightMap));
+    writeFileSync(
+      join(dir, INDEX_NAME),
+      shardIndexJson(
+        c.tensors.reduce((s, t) => s + tensorBytes(t), 0),
+        weightMap,
+      ),
+    );
   }
   for (const [name, body] of Object.entries(c.files ?? {})) writeFileSync(join(dir, name), body);
   return written;

@@ -66,11 +66,17 @@ export async function acquireLock(path: string, token: string, what: string, hol
     if (held) {
       const where = held.host === mine.host ? `pid ${held.pid}` : `pid ${held.pid} on host ${held.host}`;
       const gone = held.host === mine.host ? '' : ` (if it is gone, delete ${path})`;
-      throw new PmaError('E_OUTPUT', `${what} is being written by another ${holder} (${where}, since ${held.since}); wait for it to finish, or stop it${gone}`, { file: what });
+      throw new PmaError(
+        'E_OUTPUT',
+        `${what} is being written by another ${holder} (${where}, since ${held.since}); wait for it to finish, or stop it${gone}`,
+        { file: what },
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new PmaError('E_OUTPUT', `cannot lock ${what}: ${path} is unreadable; if no ${holder} is running, delete it`, { file: what });
+  throw new PmaError('E_OUTPUT', `cannot lock ${what}: ${path} is unreadable; if no ${holder} is running, delete it`, {
+    file: what,
+  });
 }
 
 /** Removes the lock file if this token still holds it. */

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 
 import { merge, type MergeOptions } from '../../src/index.js';
 import { native, type Accumulate } from '../../src/native.js';
@@ -15,7 +15,10 @@ import { rng, writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js
 
 // Every test here needs a usable GPU; without one the suite is reported skipped, with the reason
 // in its name, so a CI log says plainly that the GPU path was not exercised.
-const title = gpuSkipReason === null ? `CUDA backend on ${usableGpus.map((d) => `cuda:${d.index} ${d.name}`).join(', ')}` : 'CUDA backend';
+const title =
+  gpuSkipReason === null
+    ? `CUDA backend on ${usableGpus.map((d) => `cuda:${d.index} ${d.name}`).join(', ')}`
+    : 'CUDA backend';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pma-gpu-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -24,10 +27,17 @@ const outPath = () => join(tmp, `out-${n++}`);
 
 /** Every file of two output directories, byte for byte, except pma.json (it names the device). */
 function expectSameOutput(a: string, b: string): void {
-  const files = readdirSync(a).filter((f) => f !== 'pma.json').sort();
-  expect(readdirSync(b).filter((f) => f !== 'pma.json').sort()).toEqual(files);
+  const files = readdirSync(a)
+    .filter((f) => f !== 'pma.json')
+    .sort();
+  expect(
+    readdirSync(b)
+      .filter((f) => f !== 'pma.json')
+      .sort(),
+  ).toEqual(files);
   for (const f of files) {
-    if (Buffer.compare(readFileSync(join(a, f)), readFileSync(join(b, f))) !== 0) expect.fail(`${f} differs between ${a} and ${b}`);
+    if (Buffer.compare(readFileSync(join(a, f)), readFileSync(join(b, f))) !== 0)
+      expect.fail(`${f} differs between ${a} and ${b}`);
   }
 }
 
@@ -64,9 +74,14 @@ describeNeeds(gpuSkipReason, title, () => {
             for (const len of [1, 7, 8, 9, 15, 16, 17, 1031, 100_003]) {
               const inputs = w.map(() => randomBuffer(inDtype, len, rand));
               const ref = native().mergeBuffers({ ...args(inputs, inDtype, outDtype, w, 'scalar'), accumulate });
-              const got = native().mergeBuffers({ ...args(inputs, inDtype, outDtype, w, 'scalar', usableGpus[0]?.index ?? 0), accumulate });
+              const got = native().mergeBuffers({
+                ...args(inputs, inDtype, outDtype, w, 'scalar', usableGpus[0]?.index ?? 0),
+                accumulate,
+              });
               if (Buffer.compare(Buffer.from(ref), Buffer.from(got)) !== 0) {
-                expect.fail(`GPU differs from scalar: ${inDtype}->${outDtype}, ${w.length} inputs, ${len} elements, accumulate ${accumulate}`);
+                expect.fail(
+                  `GPU differs from scalar: ${inDtype}->${outDtype}, ${w.length} inputs, ${len} elements, accumulate ${accumulate}`,
+                );
               }
             }
           }
@@ -91,7 +106,11 @@ describeNeeds(gpuSkipReason, title, () => {
   it('a generated run, cut into odd pieces, gives the CPU bytes on cuda:0', async () => {
     const cpu = outPath();
     await merge({ inputs: run, out: cpu, method: 'ema', alpha: 0.3 });
-    for (const extra of [{ chunkSize: '3MB', threads: 3, gpuMemory: '12MiB' }, { chunkSize: 1_000_001, threads: 1, gpuMemory: '4MiB' }, { dtype: 'bf16' as const }]) {
+    for (const extra of [
+      { chunkSize: '3MB', threads: 3, gpuMemory: '12MiB' },
+      { chunkSize: 1_000_001, threads: 1, gpuMemory: '4MiB' },
+      { dtype: 'bf16' as const },
+    ]) {
       const gpu = outPath();
       const want = extra.dtype ? outPath() : cpu;
       if (extra.dtype) await merge({ inputs: run, out: want, method: 'ema', alpha: 0.3, dtype: 'bf16' });
@@ -104,21 +123,34 @@ describeNeeds(gpuSkipReason, title, () => {
     const cpu = outPath();
     const gpu = outPath();
     await merge({ inputs: run, out: cpu, method: 'wma', accumulate: 'f64', dtype: 'f16' });
-    await merge({ inputs: run, out: gpu, method: 'wma', accumulate: 'f64', dtype: 'f16', device: 'cuda', chunkSize: '2MB' });
+    await merge({
+      inputs: run,
+      out: gpu,
+      method: 'wma',
+      accumulate: 'f64',
+      dtype: 'f16',
+      device: 'cuda',
+      chunkSize: '2MB',
+    });
     expectSameOutput(cpu, gpu);
   });
 
-  itNeeds(usableGpus.length < 2 ? `needs two GPUs, this machine has ${usableGpus.length}` : null)('cuda:all splits the chunks across GPUs, same bytes', async () => {
-    const cpu = outPath();
-    const gpu = outPath();
-    await merge({ inputs: run, out: cpu });
-    const r = await merge({ inputs: run, out: gpu, device: 'cuda:all', chunkSize: '1MB', threads: 4 });
-    expect(r.device).toBe(`cuda:${usableGpus.map((d) => d.index).join(',')}`);
-    expectSameOutput(cpu, gpu);
-  });
+  itNeeds(usableGpus.length < 2 ? `needs two GPUs, this machine has ${usableGpus.length}` : null)(
+    'cuda:all splits the chunks across GPUs, same bytes',
+    async () => {
+      const cpu = outPath();
+      const gpu = outPath();
+      await merge({ inputs: run, out: cpu });
+      const r = await merge({ inputs: run, out: gpu, device: 'cuda:all', chunkSize: '1MB', threads: 4 });
+      expect(r.device).toBe(`cuda:${usableGpus.map((d) => d.index).join(',')}`);
+      expectSameOutput(cpu, gpu);
+    },
+  );
 
   it('refuses a GPU index the machine does not have, naming the count', async () => {
-    const err = await merge({ inputs: run, out: outPath(), device: `cuda:${usableGpus.length + 7}` }).catch((e: unknown) => e as Error);
+    const err = await merge({ inputs: run, out: outPath(), device: `cuda:${usableGpus.length + 7}` }).catch(
+      (e: unknown) => e as Error,
+    );
     expect(String(err)).toMatch(/there is no CUDA device \d+ \(this machine has \d+/);
   });
 

@@ -17,10 +17,15 @@ export interface GoldenCase {
   alpha?: number;
 }
 
-export const cases = (JSON.parse(readFileSync(join(GOLDEN, 'expected', 'cases.json'), 'utf8')) as { cases: GoldenCase[] }).cases;
+export const cases = (
+  JSON.parse(readFileSync(join(GOLDEN, 'expected', 'cases.json'), 'utf8')) as { cases: GoldenCase[] }
+).cases;
 export function caseOptions(c: GoldenCase): Omit<MergeOptions, 'out'> {
   // The fixtures hold NaN and Inf on purpose (canonical NaN, overflow): merged anyway.
-  const o: Omit<MergeOptions, 'out'> = { inputs: c.inputs_steps.map((s) => join(GOLDEN, 'inputs', `checkpoint-${s}`)), onNonfinite: 'warn' };
+  const o: Omit<MergeOptions, 'out'> = {
+    inputs: c.inputs_steps.map((s) => join(GOLDEN, 'inputs', `checkpoint-${s}`)),
+    onNonfinite: 'warn',
+  };
   if (c.method === 'weights') o.weights = c.weights;
   else o.method = c.method;
   if (c.alpha !== undefined) o.alpha = c.alpha;
@@ -52,4 +57,3 @@ export function expectGolden(c: GoldenCase, outDir: string): void {
     }
   }
 }
-

@@ -9,7 +9,19 @@ import { pathToFileURL } from 'node:url';
 
 const [chromium, file] = process.argv.slice(2);
 const profile = mkdtempSync(join(tmpdir(), 'pma-chromium-'));
-const browser = spawn(chromium, ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--remote-debugging-port=0', `--user-data-dir=${profile}`, 'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'] });
+const browser = spawn(
+  chromium,
+  [
+    '--headless=new',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--no-first-run',
+    '--remote-debugging-port=0',
+    `--user-data-dir=${profile}`,
+    'about:blank',
+  ],
+  { stdio: ['ignore', 'ignore', 'pipe'] },
+);
 const endpoint = await new Promise((resolve, reject) => {
   let err = '';
   browser.stderr.on('data', (d) => {
@@ -20,7 +32,9 @@ const endpoint = await new Promise((resolve, reject) => {
   browser.on('exit', () => reject(new Error(`chromium exited: ${err}`)));
   setTimeout(() => reject(new Error(`chromium did not start: ${err}`)), 30_000);
 });
-const targets = await (await fetch(endpoint.replace('ws://', 'http://').replace(/\/devtools\/browser\/.*/, '/json/list'))).json();
+const targets = await (
+  await fetch(endpoint.replace('ws://', 'http://').replace(/\/devtools\/browser\/.*/, '/json/list'))
+).json();
 const page = targets.find((t) => t.type === 'page');
 const ws = new WebSocket(page.webSocketDebuggerUrl);
 await new Promise((r) => ws.addEventListener('open', r, { once: true }));
@@ -28,21 +42,33 @@ let id = 0;
 const pending = new Map();
 const requests = [];
 let loaded;
-const loadedP = new Promise((r) => { loaded = r; });
+const loadedP = new Promise((r) => {
+  loaded = r;
+});
 ws.addEventListener('message', (ev) => {
   const msg = JSON.parse(ev.data);
-  if (msg.id && pending.has(msg.id)) { pending.get(msg.id)(msg); pending.delete(msg.id); }
+  if (msg.id && pending.has(msg.id)) {
+    pending.get(msg.id)(msg);
+    pending.delete(msg.id);
+  }
   if (msg.method === 'Network.requestWillBeSent') requests.push(msg.params.request.url);
   if (msg.method === 'Page.loadEventFired') loaded();
 });
-const send = (method, params = {}) => new Promise((r) => { pending.set(++id, r); ws.send(JSON.stringify({ id, method, params })); });
+const send = (method, params = {}) =>
+  new Promise((r) => {
+    pending.set(++id, r);
+    ws.send(JSON.stringify({ id, method, params }));
+  });
 await send('Network.enable');
 await send('Page.enable');
 const url = pathToFileURL(file).href;
 await send('Page.navigate', { url });
 await loadedP;
-const evaluate = async (expression) => (await send('Runtime.evaluate', { expression, returnByValue: true })).result.result.value;
-const charts = await evaluate(`[...document.querySelectorAll('svg.chart')].map((s) => { const b = s.getBoundingClientRect(); return { width: b.width, height: b.height, marks: s.querySelectorAll('rect.bar, circle.dot, rect.cell, path.line').length }; })`);
+const evaluate = async (expression) =>
+  (await send('Runtime.evaluate', { expression, returnByValue: true })).result.result.value;
+const charts = await evaluate(
+  `[...document.querySelectorAll('svg.chart')].map((s) => { const b = s.getBoundingClientRect(); return { width: b.width, height: b.height, marks: s.querySelectorAll('rect.bar, circle.dot, rect.cell, path.line').length }; })`,
+);
 const title = await evaluate('document.title');
 const shot = await send('Page.captureScreenshot', { format: 'png' });
 ws.close();
@@ -50,5 +76,7 @@ const gone = new Promise((r) => browser.once('exit', r));
 browser.kill();
 await gone;
 rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
-console.log(JSON.stringify({ url, title, requests, charts, screenshotBytes: Buffer.from(shot.result.data, 'base64').length }));
+console.log(
+  JSON.stringify({ url, title, requests, charts, screenshotBytes: Buffer.from(shot.result.data, 'base64').length }),
+);
 process.exit(0);

@@ -65,7 +65,8 @@ export const toF16Value = (v: number) => roundTo(v, 10, -14, 15);
 export function decode(dtype: string, buf: Uint8Array, i: number): number {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   switch (dtype) {
-    case 'BF16': return f32FromBits(dv.getUint16(i * 2, true) << 16);
+    case 'BF16':
+      return f32FromBits(dv.getUint16(i * 2, true) << 16);
     case 'F16': {
       const h = dv.getUint16(i * 2, true);
       const s = h & 0x8000 ? -1 : 1;
@@ -75,9 +76,12 @@ export function decode(dtype: string, buf: Uint8Array, i: number): number {
       if (e === 31) return m ? NaN : s * Infinity;
       return s * (1 + m / 1024) * 2 ** (e - 15);
     }
-    case 'F32': return dv.getFloat32(i * 4, true);
-    case 'F64': return dv.getFloat64(i * 8, true);
-    default: throw new Error(`no decode for ${dtype}`);
+    case 'F32':
+      return dv.getFloat32(i * 4, true);
+    case 'F64':
+      return dv.getFloat64(i * 8, true);
+    default:
+      throw new Error(`no decode for ${dtype}`);
   }
 }
 
@@ -92,7 +96,9 @@ export function encode(dtype: string, v: number): Uint8Array {
     return out;
   }
   switch (dtype) {
-    case 'BF16': dv.setUint16(0, bitsFromF32(toBf16Value(v)) >>> 16, true); break;
+    case 'BF16':
+      dv.setUint16(0, bitsFromF32(toBf16Value(v)) >>> 16, true);
+      break;
     case 'F16': {
       const r = toF16Value(v);
       const sign = r < 0 || Object.is(r, -0) ? 0x8000 : 0;
@@ -107,8 +113,12 @@ export function encode(dtype: string, v: number): Uint8Array {
       dv.setUint16(0, sign | h, true);
       break;
     }
-    case 'F32': dv.setFloat32(0, v, true); break;
-    case 'F64': dv.setFloat64(0, v, true); break;
+    case 'F32':
+      dv.setFloat32(0, v, true);
+      break;
+    case 'F64':
+      dv.setFloat64(0, v, true);
+      break;
   }
   return out;
 }
@@ -127,7 +137,10 @@ export function mergeTensor(inDtype: string, outDtype: string, inputs: Uint8Arra
   const outSize = outDtype === 'F64' ? 8 : outDtype === 'F32' ? 4 : 2;
   const out = new Uint8Array(n * outSize);
   for (let j = 0; j < n; j++) {
-    const v = mergeElement(inputs.map((b) => decode(inDtype, b, j)), w32);
+    const v = mergeElement(
+      inputs.map((b) => decode(inDtype, b, j)),
+      w32,
+    );
     out.set(encode(outDtype, v), j * outSize);
   }
   return out;

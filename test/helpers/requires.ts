@@ -29,4 +29,5 @@ export function hasCommand(cmd: string, args = ['--version']): boolean {
 export const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p)) ?? null;
 
 /** Root can mount a tmpfs (a real small filesystem that fills up); null when this process can. */
-export const noTmpfs: string | null = process.getuid?.() !== 0 ? 'needs root to mount a tmpfs' : hasCommand('mount') ? null : 'needs mount(8) (util-linux)';
+export const noTmpfs: string | null =
+  process.getuid?.() !== 0 ? 'needs root to mount a tmpfs' : hasCommand('mount') ? null : 'needs mount(8) (util-linux)';

@@ -11,7 +11,21 @@ import { writeSafetensorsFile, writeSyntheticCheckpoint } from '../../src/synthe
 
 export { randomData, rng };
 
-export const SIZE: Record<string, number> = { BOOL: 1, U8: 1, I8: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8 };
+export const SIZE: Record<string, number> = {
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  F64: 8,
+  I64: 8,
+  U64: 8,
+};
 
 export interface RawTensor {
   name: string;
@@ -20,7 +34,10 @@ export interface RawTensor {
   data: Uint8Array;
 }
 
-export function encodeSafetensors(tensors: RawTensor[], metadata: Record<string, string> | null = { format: 'pt' }): Buffer {
+export function encodeSafetensors(
+  tensors: RawTensor[],
+  metadata: Record<string, string> | null = { format: 'pt' },
+): Buffer {
   const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let pos = 0;
   for (const t of tensors) {
@@ -46,7 +63,11 @@ export function writeSafetensors(path: string, tensors: RawTensor[], metadata?: 
  */
 export function writeSparseSafetensors(path: string, specs: { name: string; dtype: string; shape: number[] }[]): void {
   mkdirSync(dirname(path), { recursive: true });
-  writeSafetensorsFile(path, specs.map((t) => ({ ...t, dtype: t.dtype as DType })), () => null);
+  writeSafetensorsFile(
+    path,
+    specs.map((t) => ({ ...t, dtype: t.dtype as DType })),
+    () => null,
+  );
 }
 
 export interface ParsedFile {
@@ -60,7 +81,10 @@ export interface ParsedFile {
 export function parseSafetensors(buf: Buffer): ParsedFile {
   const n = Number(buf.readBigUInt64LE(0));
   const headerText = buf.subarray(8, 8 + n).toString('utf8');
-  const header = JSON.parse(headerText) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const header = JSON.parse(headerText) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
   const tensors = new Map<string, RawTensor & { begin: number; end: number }>();
   let metadata: Record<string, string> | undefined;
   const spans: [number, number][] = [];
@@ -73,7 +97,14 @@ export function parseSafetensors(buf: Buffer): ParsedFile {
     spans.push([b, e]);
     const elems = v.shape.reduce((a, x) => a * x, 1);
     if (e - b !== elems * (SIZE[v.dtype] ?? NaN)) throw new Error(`bad size for ${name}`);
-    tensors.set(name, { name, dtype: v.dtype, shape: v.shape, data: buf.subarray(8 + n + b, 8 + n + e), begin: b, end: e });
+    tensors.set(name, {
+      name,
+      dtype: v.dtype,
+      shape: v.shape,
+      data: buf.subarray(8 + n + b, 8 + n + e),
+      begin: b,
+      end: e,
+    });
   }
   spans.sort((a, b) => a[0] - b[0]);
   let pos = 0;
@@ -100,9 +131,21 @@ export interface TensorSpec {
  * shard files plus the index, with a config.json, a tokenizer file and training state that must
  * not be copied. Returns the tensors with their bytes.
  */
-export function writeCheckpoint(dir: string, specs: TensorSpec[], seed: number, opts: { shards?: number } = {}): Map<string, RawTensor> {
+export function writeCheckpoint(
+  dir: string,
+  specs: TensorSpec[],
+  seed: number,
+  opts: { shards?: number } = {},
+): Map<string, RawTensor> {
   const rand = rng(seed);
-  const tensors = specs.map((s) => ({ ...s, data: randomData(s.dtype as DType, s.shape.reduce((a, b) => a * b, 1), rand) }));
+  const tensors = specs.map((s) => ({
+    ...s,
+    data: randomData(
+      s.dtype as DType,
+      s.shape.reduce((a, b) => a * b, 1),
+      rand,
+    ),
+  }));
   const byName = new Map(tensors.map((t) => [t.name, t]));
   writeSyntheticCheckpoint(dir, {
     tensors: specs.map((t) => ({ ...t, dtype: t.dtype as DType })),

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -32,11 +32,13 @@ beforeAll(() => {
 
 /** The statistics straight from the definitions, in float64 over the decoded values. */
 function reference(names: string[]) {
-  const xs = STEPS.map((s) => names.flatMap((name) => {
-    const t = data.get(s)?.get(name) as RawTensor;
-    const count = t.shape.reduce((a, b) => a * b, 1);
-    return Array.from({ length: count }, (_, j) => decode(t.dtype, t.data, j));
-  }));
+  const xs = STEPS.map((s) =>
+    names.flatMap((name) => {
+      const t = data.get(s)?.get(name) as RawTensor;
+      const count = t.shape.reduce((a, b) => a * b, 1);
+      return Array.from({ length: count }, (_, j) => decode(t.dtype, t.data, j));
+    }),
+  );
   const n = xs.length;
   const len = (xs[0] as number[]).length;
   const mean = Array.from({ length: len }, (_, j) => xs.reduce((s, x) => s + (x[j] as number), 0) / n);
@@ -44,10 +46,18 @@ function reference(names: string[]) {
   const dot = (a: number[], b: number[]) => a.reduce((s, v, j) => s + v * (b[j] as number), 0);
   const norm = (a: number[]) => Math.sqrt(dot(a, a));
   const deviationNorm = dev.map(norm);
-  const cosine = dev.map((a, i) => dev.map((b, j) => dot(a, b) / ((deviationNorm[i] as number) * (deviationNorm[j] as number))));
+  const cosine = dev.map((a, i) =>
+    dev.map((b, j) => dot(a, b) / ((deviationNorm[i] as number) * (deviationNorm[j] as number))),
+  );
   const consecutive = xs.slice(1).map((x, i) => norm(x.map((v, j) => v - ((xs[i] as number[])[j] as number))));
   const newestNorm = norm(xs[n - 1] as number[]);
-  return { deviationNorm, cosine, consecutive, newestNorm, removedShare: (deviationNorm[n - 1] as number) / newestNorm };
+  return {
+    deviationNorm,
+    cosine,
+    consecutive,
+    newestNorm,
+    removedShare: (deviationNorm[n - 1] as number) / newestNorm,
+  };
 }
 
 function expectClose(got: unknown, want: unknown, path = ''): void {
@@ -55,28 +65,40 @@ function expectClose(got: unknown, want: unknown, path = ''): void {
     expect((got as unknown[]).length, path).toBe(want.length);
     want.forEach((w, i) => expectClose((got as unknown[])[i], w, `${path}[${i}]`));
   } else if (typeof want === 'number') {
-    expect(Math.abs((got as number) - want), `${path}: ${got} vs ${want}`).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(want)));
+    expect(Math.abs((got as number) - want), `${path}: ${got} vs ${want}`).toBeLessThanOrEqual(
+      1e-9 * Math.max(1, Math.abs(want)),
+    );
   }
 }
 
 describe('pma analyze', () => {
   let r: AnalyzeResult;
-  it('gives each tensor\'s, each layer\'s and the whole model\'s statistics as the definitions do', async () => {
+  it("gives each tensor's, each layer's and the whole model's statistics as the definitions do", async () => {
     // Small chunks: tensors are split across chunks and threads, and the sums must still add up.
     r = await analyze({ inputs: run, chunkSize: 8 * 1024, threads: 2 });
     expect(r.checkpoints.map((c) => c.step)).toEqual(STEPS);
     expect(r.tensors.map((t) => [t.name, t.layer])).toEqual([
-      ['model.layers.0.norm.weight', 'layer 0'], ['model.embed_tokens.weight', 'other'], ['model.layers.0.mlp.weight', 'layer 0'], ['model.layers.1.mlp.weight', 'layer 1'],
+      ['model.layers.0.norm.weight', 'layer 0'],
+      ['model.embed_tokens.weight', 'other'],
+      ['model.layers.0.mlp.weight', 'layer 0'],
+      ['model.layers.1.mlp.weight', 'layer 1'],
     ]);
     for (const t of r.tensors) {
       const want = reference([t.name]);
-      for (const k of ['deviationNorm', 'cosine', 'consecutive', 'newestNorm', 'removedShare'] as const) expectClose(t[k], want[k], `${t.name}.${k}`);
+      for (const k of ['deviationNorm', 'cosine', 'consecutive', 'newestNorm', 'removedShare'] as const)
+        expectClose(t[k], want[k], `${t.name}.${k}`);
     }
-    expect(r.layers.map((l) => [l.layer, l.tensors])).toEqual([['layer 0', 2], ['layer 1', 1], ['other', 1]]);
+    expect(r.layers.map((l) => [l.layer, l.tensors])).toEqual([
+      ['layer 0', 2],
+      ['layer 1', 1],
+      ['other', 1],
+    ]);
     const layer0 = reference(['model.layers.0.mlp.weight', 'model.layers.0.norm.weight']);
-    for (const k of ['deviationNorm', 'cosine', 'consecutive', 'removedShare'] as const) expectClose(r.layers[0]?.[k], layer0[k], `layer 0.${k}`);
+    for (const k of ['deviationNorm', 'cosine', 'consecutive', 'removedShare'] as const)
+      expectClose(r.layers[0]?.[k], layer0[k], `layer 0.${k}`);
     const all = reference(SPECS.filter((s) => s.dtype !== 'I64').map((s) => s.name));
-    for (const k of ['deviationNorm', 'cosine', 'consecutive', 'newestNorm', 'removedShare'] as const) expectClose(r.overall[k], all[k], `overall.${k}`);
+    for (const k of ['deviationNorm', 'cosine', 'consecutive', 'newestNorm', 'removedShare'] as const)
+      expectClose(r.overall[k], all[k], `overall.${k}`);
   });
 
   it('sees deviations that cancel: two pairs of opposite deviations around a common centre', async () => {
@@ -88,13 +110,20 @@ describe('pma analyze', () => {
     const devs = [v.map((x) => x), v.map((x) => -x), w.map((x) => x), w.map((x) => -x)];
     devs.forEach((d, i) => {
       const t = c.map((x, j) => x + (d[j] as number));
-      writeSafetensors(join(dir, `step-${i + 1}`, 'model.safetensors'), [{ name: 'w', dtype: 'F32', shape: [64], data: new Uint8Array(t.buffer) }]);
+      writeSafetensors(join(dir, `step-${i + 1}`, 'model.safetensors'), [
+        { name: 'w', dtype: 'F32', shape: [64], data: new Uint8Array(t.buffer) },
+      ]);
     });
     const s = (await analyze({ inputs: dir })).overall;
     const nv = Math.sqrt(32 * 0.25);
     const nw = Math.sqrt(32 * 0.0625);
     expectClose(s.deviationNorm, [nv, nv, nw, nw]);
-    expectClose(s.cosine, [[1, -1, 0, 0], [-1, 1, 0, 0], [0, 0, 1, -1], [0, 0, -1, 1]]);
+    expectClose(s.cosine, [
+      [1, -1, 0, 0],
+      [-1, 1, 0, 0],
+      [0, 0, 1, -1],
+      [0, 0, -1, 1],
+    ]);
     expectClose(s.consecutive, [2 * nv, Math.sqrt(nv * nv + nw * nw), 2 * nw]);
     expectClose(s.removedShare, nw / Math.sqrt(32 * 1 + 32 * 0.75 * 0.75));
     expectClose(s.meanPairCosine, -2 / 6);
@@ -104,7 +133,9 @@ describe('pma analyze', () => {
     const report = join(tmp, 'report.html');
     const r1 = pma(['analyze', run, '--last', '4', '--report', report]);
     expect(r1.status, r1.stderr).toBe(0);
-    expect(r1.stdout).toMatch(/^4 checkpoints, oldest first: 20, 30, 40, 50\nthe average changes the newest checkpoint by 0\.\d+ of its norm/);
+    expect(r1.stdout).toMatch(
+      /^4 checkpoints, oldest first: 20, 30, 40, 50\nthe average changes the newest checkpoint by 0\.\d+ of its norm/,
+    );
     expect(r1.stdout).toContain(`report: ${report}`);
     const html = readFileSync(report, 'utf8');
     expect(html).toContain("default-src 'none'");
@@ -118,19 +149,33 @@ describe('pma analyze', () => {
   });
 
   const chromium = CHROMIUM;
-  itNeeds(chromium === null ? 'needs chromium (apt install chromium)' : null)('the report opens in headless Chromium, its charts render and it requests nothing', () => {
-    const report = join(tmp, 'report.html');
-    const c = spawnSync(process.execPath, ['--experimental-websocket', join(ROOT, 'test', 'helpers', 'page-check.mjs'), chromium as string, report], { encoding: 'utf8', timeout: 90_000 });
-    expect(c.status, c.stderr).toBe(0);
-    const page = JSON.parse(c.stdout) as { url: string; title: string; requests: string[]; charts: { width: number; height: number; marks: number }[]; screenshotBytes: number };
-    expect(page.title).toBe('pma analyze: 4 checkpoints');
-    expect(page.requests).toEqual([page.url]);
-    expect(page.charts).toHaveLength(5);
-    for (const chart of page.charts) {
-      expect(chart.width).toBeGreaterThan(100);
-      expect(chart.height).toBeGreaterThan(100);
-      expect(chart.marks).toBeGreaterThan(0);
-    }
-    expect(page.screenshotBytes).toBeGreaterThan(10_000);
-  }, 120_000);
+  itNeeds(chromium === null ? 'needs chromium (apt install chromium)' : null)(
+    'the report opens in headless Chromium, its charts render and it requests nothing',
+    () => {
+      const report = join(tmp, 'report.html');
+      const c = spawnSync(
+        process.execPath,
+        ['--experimental-websocket', join(ROOT, 'test', 'helpers', 'page-check.mjs'), chromium as string, report],
+        { encoding: 'utf8', timeout: 90_000 },
+      );
+      expect(c.status, c.stderr).toBe(0);
+      const page = JSON.parse(c.stdout) as {
+        url: string;
+        title: string;
+        requests: string[];
+        charts: { width: number; height: number; marks: number }[];
+        screenshotBytes: number;
+      };
+      expect(page.title).toBe('pma analyze: 4 checkpoints');
+      expect(page.requests).toEqual([page.url]);
+      expect(page.charts).toHaveLength(5);
+      for (const chart of page.charts) {
+        expect(chart.width).toBeGreaterThan(100);
+        expect(chart.height).toBeGreaterThan(100);
+        expect(chart.marks).toBeGreaterThan(0);
+      }
+      expect(page.screenshotBytes).toBeGreaterThan(10_000);
+    },
+    120_000,
+  );
 });

@@ -14,13 +14,41 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-interface Row { threads: number; io: string; kernel: string; medianSeconds: number; inputGBps: number; ratioToFloor: number; wallMs: number[] }
+interface Row {
+  threads: number;
+  io: string;
+  kernel: string;
+  medianSeconds: number;
+  inputGBps: number;
+  ratioToFloor: number;
+  wallMs: number[];
+}
 interface Result {
   tool: string;
-  machine: { cores: number; memoryGiB: number; cpuModel: string; avx2: boolean; avx512f: boolean; filesystem: string; node: string; pmaKernels: string[] };
+  machine: {
+    cores: number;
+    memoryGiB: number;
+    cpuModel: string;
+    avx2: boolean;
+    avx512f: boolean;
+    filesystem: string;
+    node: string;
+    pmaKernels: string[];
+  };
   params: { runs: number; threads: number[]; io: string[]; outDtype: string };
-  data: { source: string; checkpoints: { path: string }[]; inputTensorBytes: number; inputFileBytes: number; outputFileBytes: number; series: { inputs: number; sizeBytes: number; dtype: string } | null };
-  ceilings: { read: { seconds: number; gbPerSecond: number }; writeFsync: { seconds: number; gbPerSecond: number }; floorSeconds: number };
+  data: {
+    source: string;
+    checkpoints: { path: string }[];
+    inputTensorBytes: number;
+    inputFileBytes: number;
+    outputFileBytes: number;
+    series: { inputs: number; sizeBytes: number; dtype: string } | null;
+  };
+  ceilings: {
+    read: { seconds: number; gbPerSecond: number };
+    writeFsync: { seconds: number; gbPerSecond: number };
+    floorSeconds: number;
+  };
   merges: Row[];
   keptInputs: boolean;
 }
@@ -81,10 +109,29 @@ describe('pma bench', () => {
 
   it('prints a report with the machine, the ceilings and the table', () => {
     const dir = join(tmp, 'gen'); // the cached series of the test above, when it ran
-    const r = pma(['bench', '--size', '8MB', '--inputs', '3', '--runs', '1', '--threads', '1', '--io', 'pread,mmap', '--out-dtype', 'f32', '--quiet', '--dir', dir]);
+    const r = pma([
+      'bench',
+      '--size',
+      '8MB',
+      '--inputs',
+      '3',
+      '--runs',
+      '1',
+      '--threads',
+      '1',
+      '--io',
+      'pread,mmap',
+      '--out-dtype',
+      'f32',
+      '--quiet',
+      '--dir',
+      dir,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/^machine: .*\d+ cores, .* GiB RAM, avx2 (yes|no), avx512f (yes|no) \(pma kernels: .*\); work dir on \S+/m);
+    expect(r.stdout).toMatch(
+      /^machine: .*\d+ cores, .* GiB RAM, avx2 (yes|no), avx512f (yes|no) \(pma kernels: .*\); work dir on \S+/m,
+    );
     expect(r.stdout).toMatch(/^ceilings: read \(cat > \/dev\/null\) [\d.]+ s = [\d.]+ GB\/s; write \+ fsync [\d.]+ s/m);
     expect(r.stdout).toContain('| threads | io | engine | median s | min s | max s | input GB/s | x floor |');
     expect(r.stdout).toMatch(/^\| 1 \| pread \| \w+ \| [\d.]+ \|/m);
@@ -100,7 +147,8 @@ describe('pma bench', () => {
       { name: 'model.norm.weight', dtype: 'F32', shape: [64] },
       { name: 'model.position_ids', dtype: 'I64', shape: [8] },
     ];
-    for (const [i, step] of [100, 200, 300].entries()) writeCheckpoint(join(run, `checkpoint-${step}`), specs, step, { shards: i === 1 ? 2 : 1 });
+    for (const [i, step] of [100, 200, 300].entries())
+      writeCheckpoint(join(run, `checkpoint-${step}`), specs, step, { shards: i === 1 ? 2 : 1 });
     const before = snapshot(run);
     const dir = join(tmp, 'given-out');
     const r = pma(['bench', run, '--last', '2', '--runs', '1', '--threads', '1,2', '--json', '--dir', dir]);

@@ -21,7 +21,10 @@ const golden = cases[0] as (typeof cases)[number];
 
 describe('devices', () => {
   it('the addon is the variant the build recorded (cuda when nvcc was found, unless PMA_CUDA=0)', () => {
-    const build = JSON.parse(readFileSync(join(ROOT, 'build', 'pma-build.json'), 'utf8')) as { variant: string; reason: string };
+    const build = JSON.parse(readFileSync(join(ROOT, 'build', 'pma-build.json'), 'utf8')) as {
+      variant: string;
+      reason: string;
+    };
     expect(['cpu', 'cuda']).toContain(build.variant);
     expect(native().cuda).toBe(build.variant === 'cuda');
     expect(native().cudaInfo().built).toBe(build.variant === 'cuda');
@@ -31,39 +34,54 @@ describe('devices', () => {
     const r = pma(['devices']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^cpu {7}\d+ cores, kernels scalar/m);
-    expect(r.stdout).toMatch(native().cuda ? /^cuda {6}built for \S+, runtime \d+\.\d+, driver /m : /^cuda {6}not in this build/m);
-    const j = JSON.parse(pma(['devices', '--json']).stdout) as { cpu: { kernels: string[] }; cuda: { built: boolean; devices: unknown[] } };
+    expect(r.stdout).toMatch(
+      native().cuda ? /^cuda {6}built for \S+, runtime \d+\.\d+, driver /m : /^cuda {6}not in this build/m,
+    );
+    const j = JSON.parse(pma(['devices', '--json']).stdout) as {
+      cpu: { kernels: string[] };
+      cuda: { built: boolean; devices: unknown[] };
+    };
     expect(j.cpu.kernels).toContain('scalar');
     expect(j.cuda.built).toBe(native().cuda);
     if (noGpu && native().cuda) expect(r.stdout).toMatch(/^gpus {6}none \(.+\)$/m);
   });
 
-  itNeeds(noGpu ? null : 'needs a machine without a usable GPU')('--device cuda without a GPU fails with E_UNSUPPORTED and writes nothing', async () => {
-    const out = join(tmp, 'refused');
-    const err = await rejected(merge({ ...caseOptions(golden), out, device: 'cuda' }));
-    expect(err.code).toBe('E_UNSUPPORTED');
-    expect(err.message).toMatch(native().cuda ? /^--device cuda: no CUDA device is usable here \(.+\); use --device cpu or auto$/ : /^--device cuda: this build of pma has no CUDA support/);
-    expect(existsSync(out)).toBe(false);
-    expect(readdirSync(tmp).filter((f) => f.endsWith('.partial'))).toEqual([]);
-    const cli = pma(['merge', ...cliArgs(golden), '--device', 'cuda:all', '--out', out]);
-    expect(cli.status).toBe(2);
-    expect(cli.stderr).toMatch(/pma: error \[E_UNSUPPORTED\]: --device cuda:all: /);
-    expect(existsSync(out)).toBe(false);
-  });
+  itNeeds(noGpu ? null : 'needs a machine without a usable GPU')(
+    '--device cuda without a GPU fails with E_UNSUPPORTED and writes nothing',
+    async () => {
+      const out = join(tmp, 'refused');
+      const err = await rejected(merge({ ...caseOptions(golden), out, device: 'cuda' }));
+      expect(err.code).toBe('E_UNSUPPORTED');
+      expect(err.message).toMatch(
+        native().cuda
+          ? /^--device cuda: no CUDA device is usable here \(.+\); use --device cpu or auto$/
+          : /^--device cuda: this build of pma has no CUDA support/,
+      );
+      expect(existsSync(out)).toBe(false);
+      expect(readdirSync(tmp).filter((f) => f.endsWith('.partial'))).toEqual([]);
+      const cli = pma(['merge', ...cliArgs(golden), '--device', 'cuda:all', '--out', out]);
+      expect(cli.status).toBe(2);
+      expect(cli.stderr).toMatch(/pma: error \[E_UNSUPPORTED\]: --device cuda:all: /);
+      expect(existsSync(out)).toBe(false);
+    },
+  );
 
-  itNeeds(noGpu ? null : 'needs a machine without a usable GPU')('--device auto falls back to the CPU, says why, and gives the golden bytes', async () => {
-    const out = join(tmp, 'auto');
-    const r = await merge({ ...caseOptions(golden), out, device: 'auto' });
-    expect(r.device).toBe('cpu');
-    expect(r.deviceNote).toMatch(/^--device auto chose the CPU: /);
-    expectGolden(golden, out);
-    const p = JSON.parse(readFileSync(join(out, 'pma.json'), 'utf8')) as { device: string };
-    expect(p.device).toBe('cpu');
-    const cli = pma(['merge', ...cliArgs(golden), '--device', 'auto', '--out', join(tmp, 'auto-cli')]);
-    expect(cli.status).toBe(0);
-    expect(cli.stderr).toMatch(/note: --device auto chose the CPU: /);
-    expect(cli.stdout).toMatch(/, (scalar|avx2|avx512), \d+ threads\)/);
-  });
+  itNeeds(noGpu ? null : 'needs a machine without a usable GPU')(
+    '--device auto falls back to the CPU, says why, and gives the golden bytes',
+    async () => {
+      const out = join(tmp, 'auto');
+      const r = await merge({ ...caseOptions(golden), out, device: 'auto' });
+      expect(r.device).toBe('cpu');
+      expect(r.deviceNote).toMatch(/^--device auto chose the CPU: /);
+      expectGolden(golden, out);
+      const p = JSON.parse(readFileSync(join(out, 'pma.json'), 'utf8')) as { device: string };
+      expect(p.device).toBe('cpu');
+      const cli = pma(['merge', ...cliArgs(golden), '--device', 'auto', '--out', join(tmp, 'auto-cli')]);
+      expect(cli.status).toBe(0);
+      expect(cli.stderr).toMatch(/note: --device auto chose the CPU: /);
+      expect(cli.stdout).toMatch(/, (scalar|avx2|avx512), \d+ threads\)/);
+    },
+  );
 
   it('checks --device and --gpu-memory before anything runs', () => {
     const bad = pma(['merge', ...cliArgs(golden), '--device', 'gpu0', '--out', join(tmp, 'x')]);

@@ -32,7 +32,9 @@ const out = () => join(tmp, `out-${outN++}`);
 
 function hashTree(dir: string): string {
   const h = createHash('sha256');
-  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true }).sort((a, b) => join(a.parentPath, a.name).localeCompare(join(b.parentPath, b.name)))) {
+  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true }).sort((a, b) =>
+    join(a.parentPath, a.name).localeCompare(join(b.parentPath, b.name)),
+  )) {
     if (e.isFile()) h.update(join(e.parentPath, e.name)).update(readFileSync(join(e.parentPath, e.name)));
   }
   return h.digest('hex');
@@ -67,7 +69,11 @@ function expected(steps: number[], w32: number[], dtype: string): Map<string, { 
 function readAll(dir: string): Map<string, RawTensor> {
   const idx = join(dir, 'model.safetensors.index.json');
   const files = existsSync(idx)
-    ? [...new Set(Object.values((JSON.parse(readFileSync(idx, 'utf8')) as { weight_map: Record<string, string> }).weight_map))]
+    ? [
+        ...new Set(
+          Object.values((JSON.parse(readFileSync(idx, 'utf8')) as { weight_map: Record<string, string> }).weight_map),
+        ),
+      ]
     : ['model.safetensors'];
   const all = new Map<string, RawTensor>();
   for (const f of files) for (const [k, v] of readSafetensors(join(dir, f)).tensors) all.set(k, v);
@@ -96,7 +102,8 @@ describe('merging a generated run', () => {
   });
 
   it('selects with --last, --every, --from-step and --to-step', async () => {
-    const pick = async (sel: object) => (await merge({ inputs: run, out: out(), ...sel })).plan.checkpoints.map((c) => c.step);
+    const pick = async (sel: object) =>
+      (await merge({ inputs: run, out: out(), ...sel })).plan.checkpoints.map((c) => c.step);
     expect(await pick({ last: 2 })).toEqual([2000, 10000]);
     expect(await pick({ every: 2 })).toEqual([1000, 10000]);
     expect(await pick({ fromStep: 1000, toStep: 2000 })).toEqual([1000, 2000]);
@@ -105,7 +112,13 @@ describe('merging a generated run', () => {
 
   it('merges explicit checkpoints in step order with EMA and a dtype change', async () => {
     const o = out();
-    const r = await merge({ inputs: [join(run, 'checkpoint-2000'), join(run, 'checkpoint-500'), join(run, 'checkpoint-1000')], out: o, method: 'ema', alpha: 0.3, dtype: 'bf16' });
+    const r = await merge({
+      inputs: [join(run, 'checkpoint-2000'), join(run, 'checkpoint-500'), join(run, 'checkpoint-1000')],
+      out: o,
+      method: 'ema',
+      alpha: 0.3,
+      dtype: 'bf16',
+    });
     expect(r.plan.checkpoints.map((c) => c.step)).toEqual([500, 1000, 2000]);
     expectTensors(o, expected([500, 1000, 2000], r.plan.weights.w32, 'bf16'));
   });
@@ -113,9 +126,16 @@ describe('merging a generated run', () => {
   it('takes single .safetensors files as checkpoints, with steps from their names or directories', async () => {
     const flat = join(tmp, 'flat-run');
     mkdirSync(flat);
-    for (const step of [10000, 2000]) writeFileSync(join(flat, `step-${step}.safetensors`), readFileSync(join(run, `checkpoint-${step === 2000 ? 500 : 2000}`, 'model.safetensors')));
+    for (const step of [10000, 2000])
+      writeFileSync(
+        join(flat, `step-${step}.safetensors`),
+        readFileSync(join(run, `checkpoint-${step === 2000 ? 500 : 2000}`, 'model.safetensors')),
+      );
     const fromRun = await merge({ inputs: flat, out: out() });
-    expect(fromRun.plan.checkpoints.map((c) => [c.name, c.step])).toEqual([['step-2000.safetensors', 2000], ['step-10000.safetensors', 10000]]);
+    expect(fromRun.plan.checkpoints.map((c) => [c.name, c.step])).toEqual([
+      ['step-2000.safetensors', 2000],
+      ['step-10000.safetensors', 10000],
+    ]);
     // Files named model.safetensors take the step of their directory: given newest first, merged oldest first.
     const o = out();
     const files = [join(run, 'checkpoint-2000', 'model.safetensors'), join(run, 'checkpoint-500', 'model.safetensors')];
@@ -127,7 +147,10 @@ describe('merging a generated run', () => {
   it('shards the output above --max-shard-size with an index transformers can read', async () => {
     const o = out();
     const r = await merge({ inputs: run, out: o, maxShardSize: 3000, dtype: 'f32', threads: 2, chunkSize: 500 });
-    const idx = JSON.parse(readFileSync(join(o, 'model.safetensors.index.json'), 'utf8')) as { metadata: { total_size: number }; weight_map: Record<string, string> };
+    const idx = JSON.parse(readFileSync(join(o, 'model.safetensors.index.json'), 'utf8')) as {
+      metadata: { total_size: number };
+      weight_map: Record<string, string>;
+    };
     const shards = [...new Set(Object.values(idx.weight_map))].sort();
     expect(shards.length).toBeGreaterThan(1);
     expect(shards[0]).toBe(`model-00001-of-${String(shards.length).padStart(5, '0')}.safetensors`);
@@ -145,7 +168,14 @@ describe('merging a generated run', () => {
     expect(files).toEqual(['config.json', 'model.safetensors', 'pma.json', 'tokenizer_config.json']);
     expect(JSON.parse(readFileSync(join(o, 'config.json'), 'utf8'))).toEqual({ model_type: 'test', seed: 10000 });
     const meta = JSON.parse(readFileSync(join(o, 'pma.json'), 'utf8'));
-    expect(meta).toMatchObject({ tool: 'pma', method: 'wma', alpha: null, accumulate: 'f32', dtype: 'keep', commandLine: ['pma', 'test'] });
+    expect(meta).toMatchObject({
+      tool: 'pma',
+      method: 'wma',
+      alpha: null,
+      accumulate: 'f32',
+      dtype: 'keep',
+      commandLine: ['pma', 'test'],
+    });
     expect(meta.weights).toEqual([1 / 6, 2 / 6, 3 / 6]);
     expect(meta.inputs.map((i: { step: number }) => i.step)).toEqual([1000, 2000, 10000]);
   });
@@ -168,7 +198,10 @@ describe('merging a generated run', () => {
     const ins = STEPS.map((s) => data.get(s)?.get('model.layers.0.input_layernorm.weight') as RawTensor);
     const dv = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
     for (let j = 0; j < 129; j++) {
-      const exact = ins.reduce((s, t, i) => s + (r.plan.weights.w64[i] as number) * dv(t.data).getFloat32(j * 4, true), 0);
+      const exact = ins.reduce(
+        (s, t, i) => s + (r.plan.weights.w64[i] as number) * dv(t.data).getFloat32(j * 4, true),
+        0,
+      );
       expect(Math.abs(dv(got.data).getFloat32(j * 4, true) - exact)).toBeLessThanOrEqual(Math.abs(exact) * 2 ** -23);
     }
   });
@@ -189,7 +222,9 @@ describe('refusals leave nothing behind', () => {
   });
 
   it('refuses an output inside an input checkpoint, or one that contains the inputs', async () => {
-    await expect(merge({ inputs: run, out: join(run, 'checkpoint-500', 'merged') })).rejects.toMatchObject({ code: 'E_OUTPUT' });
+    await expect(merge({ inputs: run, out: join(run, 'checkpoint-500', 'merged') })).rejects.toMatchObject({
+      code: 'E_OUTPUT',
+    });
     await expect(merge({ inputs: run, out: run, force: true })).rejects.toMatchObject({ code: 'E_OUTPUT' });
     expect(existsSync(join(run, 'checkpoint-500', 'merged'))).toBe(false);
   });
@@ -197,11 +232,17 @@ describe('refusals leave nothing behind', () => {
   it('refuses checkpoints that disagree, naming the tensor and both checkpoints (exit 2)', () => {
     const bad = join(tmp, 'bad-run');
     writeCheckpoint(join(bad, 'step-1'), SPECS, 1);
-    writeCheckpoint(join(bad, 'step-2'), SPECS.map((s) => (s.name === 'model.layers.0.input_layernorm.weight' ? { ...s, shape: [128] } : s)), 2);
+    writeCheckpoint(
+      join(bad, 'step-2'),
+      SPECS.map((s) => (s.name === 'model.layers.0.input_layernorm.weight' ? { ...s, shape: [128] } : s)),
+      2,
+    );
     const o = out();
     const r = pma(['merge', bad, '--out', o]);
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/E_MISMATCH.*model\.layers\.0\.input_layernorm\.weight.*shape \[129\].*step-1.*\[128\].*step-2/);
+    expect(r.stderr).toMatch(
+      /E_MISMATCH.*model\.layers\.0\.input_layernorm\.weight.*shape \[129\].*step-1.*\[128\].*step-2/,
+    );
     expect(existsSync(o)).toBe(false);
     expect(leftovers()).toEqual([]);
   });
@@ -236,7 +277,16 @@ describe('refusals leave nothing behind', () => {
     const o = out();
     const ac = new AbortController();
     let calls = 0;
-    const p = merge({ inputs: run, out: o, chunkSize: 64, threads: 1, signal: ac.signal, onProgress: () => { if (++calls === 3) ac.abort(); } });
+    const p = merge({
+      inputs: run,
+      out: o,
+      chunkSize: 64,
+      threads: 1,
+      signal: ac.signal,
+      onProgress: () => {
+        if (++calls === 3) ac.abort();
+      },
+    });
     await expect(p).rejects.toBeInstanceOf(PmaError);
     await expect(p).rejects.toMatchObject({ code: 'E_ABORTED' });
     expect(existsSync(o)).toBe(false);

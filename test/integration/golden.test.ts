@@ -40,7 +40,10 @@ describe('golden cases through the library', () => {
 describe('golden cases through the CLI', () => {
   for (const c of cases) {
     it(`${c.case}: --threads 1 and --threads 2 --chunk-size 64`, () => {
-      for (const extra of [['--threads', '1'], ['--threads', '2', '--chunk-size', '64']]) {
+      for (const extra of [
+        ['--threads', '1'],
+        ['--threads', '2', '--chunk-size', '64'],
+      ]) {
         const out = outPath();
         const r = pma(['merge', ...cliArgs(c), '--out', out, '--quiet', ...extra]);
         expect(r.stderr).toBe('');

@@ -24,16 +24,32 @@ const SPECS: TensorSpec[] = [
 ];
 const run = join(tmp, 'run');
 const reference = join(tmp, 'reference');
-const args = (o: string, ...extra: string[]) => [CLI, 'merge', run, '--out', o, '--chunk-size', '64KiB', '--threads', '2', ...extra];
+const args = (o: string, ...extra: string[]) => [
+  CLI,
+  'merge',
+  run,
+  '--out',
+  o,
+  '--chunk-size',
+  '64KiB',
+  '--threads',
+  '2',
+  ...extra,
+];
 
 function pmaWith(faults: string, argv: string[]) {
-  const r = spawnSync(process.execPath, argv, { encoding: 'utf8', timeout: 60_000, env: { ...process.env, PMA_FAULTS: faults } });
+  const r = spawnSync(process.execPath, argv, {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, PMA_FAULTS: faults },
+  });
   return { status: r.status, signal: r.signal, stderr: r.stderr };
 }
 
 function expectSameAsReference(o: string): void {
   for (const f of readdirSync(reference).filter((x) => x !== 'pma.json')) {
-    if (!readFileSync(join(reference, f)).equals(readFileSync(join(o, f)))) expect.fail(`${f} differs from the reference`);
+    if (!readFileSync(join(reference, f)).equals(readFileSync(join(o, f))))
+      expect.fail(`${f} differs from the reference`);
   }
 }
 
@@ -41,13 +57,17 @@ function expectSameAsReference(o: string): void {
 function expectResumes(o: string, ...extra: string[]): void {
   expect(existsSync(o)).toBe(false);
   expect(existsSync(`${o}.partial`)).toBe(true);
-  const r = spawnSync(process.execPath, [...args(o, ...extra), '--resume', '--quiet'], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [...args(o, ...extra), '--resume', '--quiet'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   expect(r.status, r.stderr).toBe(0);
   expectSameAsReference(o);
 }
 
 beforeAll(async () => {
-  for (const [i, s] of [100, 200, 300].entries()) writeCheckpoint(join(run, `checkpoint-${s}`), SPECS, 40 + i, { shards: 2 });
+  for (const [i, s] of [100, 200, 300].entries())
+    writeCheckpoint(join(run, `checkpoint-${s}`), SPECS, 40 + i, { shards: 2 });
   await merge({ inputs: run, out: reference, chunkSize: 64 * 1024 });
 });
 
@@ -57,7 +77,9 @@ describe('an I/O error in the engine', () => {
     const r = pmaWith('read:EIO:checkpoint-200/model-00002:3', args(o));
     expect(r.signal).toBeNull();
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/pma: error \[E_IO\]: read failed on \S*checkpoint-200\/model-00002-of-00002\.safetensors \(tensor [\w.]+\): Input\/output error; the work done so far is kept in/);
+    expect(r.stderr).toMatch(
+      /pma: error \[E_IO\]: read failed on \S*checkpoint-200\/model-00002-of-00002\.safetensors \(tensor [\w.]+\): Input\/output error; the work done so far is kept in/,
+    );
     expectResumes(o);
   });
 
@@ -65,7 +87,9 @@ describe('an I/O error in the engine', () => {
     const o = out();
     const r = pmaWith('write:EIO:.partial/model.safetensors:4', args(o));
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/pma: error \[E_IO\]: write failed on \S*\.partial\/model\.safetensors \(tensor [\w.]+\): Input\/output error; the work done so far is kept in/);
+    expect(r.stderr).toMatch(
+      /pma: error \[E_IO\]: write failed on \S*\.partial\/model\.safetensors \(tensor [\w.]+\): Input\/output error; the work done so far is kept in/,
+    );
     expectResumes(o);
   });
 
@@ -73,7 +97,9 @@ describe('an I/O error in the engine', () => {
     const o = out();
     const r = pmaWith('map:ENOMEM:checkpoint-300', args(o, '--io', 'mmap'));
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/pma: error \[E_IO\]: cannot map \S*checkpoint-300\/model-0000[12]-of-00002\.safetensors \(tensor [\w.]+\): Cannot allocate memory/);
+    expect(r.stderr).toMatch(
+      /pma: error \[E_IO\]: cannot map \S*checkpoint-300\/model-0000[12]-of-00002\.safetensors \(tensor [\w.]+\): Cannot allocate memory/,
+    );
     expectResumes(o, '--io', 'mmap');
   });
 
@@ -82,7 +108,9 @@ describe('an I/O error in the engine', () => {
     const r = pmaWith('alloc:ENOMEM:layers.1.weight', args(o));
     expect(r.signal).toBeNull();
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/pma: error \[E_NOMEM\]: out of memory in the native engine while merging tensor layers\.1\.weight into \S*\.partial\/model\.safetensors; the work done so far/);
+    expect(r.stderr).toMatch(
+      /pma: error \[E_NOMEM\]: out of memory in the native engine while merging tensor layers\.1\.weight into \S*\.partial\/model\.safetensors; the work done so far/,
+    );
     expectResumes(o);
   });
 });
@@ -99,7 +127,9 @@ describe('an input cut short after planning', () => {
         expect(err.code).toBe('E_INPUT');
         expect(err.file).toBe(victim);
         expect(err.tensor).toMatch(/^[\w.]+$/);
-        expect(err.message).toContain(`unexpected end of file in ${victim} (tensor ${err.tensor}): the file is shorter than its header says`);
+        expect(err.message).toContain(
+          `unexpected end of file in ${victim} (tensor ${err.tensor}): the file is shorter than its header says`,
+        );
       } finally {
         writeFileSync(victim, copy);
       }
@@ -112,23 +142,51 @@ describe('an input truncated while mapped', () => {
   // reading the mapping. Unguarded, the next load raises SIGBUS and kills the process.
   const slow = join(tmp, 'slow-run');
   beforeAll(() => {
-    for (const s of [1, 2]) writeSparseSafetensors(join(slow, `step-${s}`, 'model.safetensors'), [{ name: 'w', dtype: 'BF16', shape: [2 ** 28] }]);
+    for (const s of [1, 2])
+      writeSparseSafetensors(join(slow, `step-${s}`, 'model.safetensors'), [
+        { name: 'w', dtype: 'BF16', shape: [2 ** 28] },
+      ]);
   });
 
   it('is E_INPUT naming the tensor and its inputs; the process survives to say so', async () => {
     const o = out();
     const victim = join(slow, 'step-2', 'model.safetensors');
-    const child = spawn(process.execPath, [CLI, 'merge', slow, '--out', o, '--io', 'mmap', '--chunk-size', '2GiB', '--threads', '1', '--kernel', 'scalar', '--quiet'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'merge',
+        slow,
+        '--out',
+        o,
+        '--io',
+        'mmap',
+        '--chunk-size',
+        '2GiB',
+        '--threads',
+        '1',
+        '--kernel',
+        'scalar',
+        '--quiet',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const exited = new Promise<[number | null, string | null]>((r) => child.once('exit', (code, signal) => r([code, signal])));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<[number | null, string | null]>((r) =>
+      child.once('exit', (code, signal) => r([code, signal])),
+    );
     for (let t = 0; t < 1000 && !existsSync(`${o}.partial`); t++) await new Promise((r) => setTimeout(r, 10));
     await new Promise((r) => setTimeout(r, 300));
     truncateSync(victim, 4096);
     const [status, signal] = await exited;
     expect(signal).toBeNull();
     expect(status, stderr).toBe(2);
-    expect(stderr).toMatch(/pma: error \[E_INPUT\]: an input of tensor w could not be read through its mapping \(truncated by another process while the merge ran, or a read error\); inputs: \S*step-1\/model\.safetensors, \S*step-2\/model\.safetensors/);
+    expect(stderr).toMatch(
+      /pma: error \[E_INPUT\]: an input of tensor w could not be read through its mapping \(truncated by another process while the merge ran, or a read error\); inputs: \S*step-1\/model\.safetensors, \S*step-2\/model\.safetensors/,
+    );
     expect(existsSync(o)).toBe(false);
   }, 60_000);
 });

@@ -6,7 +6,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { merge } from '../../src/index.js';
 import { pma } from '../helpers/cli.js';
 import { rejected } from '../helpers/errors.js';
-import { readSafetensors, rng, writeCheckpoint, writeSafetensors, type RawTensor, type TensorSpec } from '../helpers/safetensors.js';
+import {
+  readSafetensors,
+  rng,
+  writeCheckpoint,
+  writeSafetensors,
+  type RawTensor,
+  type TensorSpec,
+} from '../helpers/safetensors.js';
 import { scratch } from '../helpers/scratch.js';
 
 // A run whose step-300 checkpoint was saved during a loss spike: NaN in one tensor, Inf in another.
@@ -44,12 +51,16 @@ describe('--on-nonfinite', () => {
     const o = out();
     const err = await rejected(merge({ inputs: run, out: o, chunkSize: 32 * 1024 }));
     expect(err.code).toBe('E_NONFINITE');
-    expect(err.message).toMatch(/^NaN or Inf values in the inputs: .*in (a\.weight|b\.weight) of .*checkpoint-300.*; the merge stopped before writing its output/);
+    expect(err.message).toMatch(
+      /^NaN or Inf values in the inputs: .*in (a\.weight|b\.weight) of .*checkpoint-300.*; the merge stopped before writing its output/,
+    );
     expect(err.file).toBe(SPIKE);
     expect(existsSync(o)).toBe(false);
     const cli = pma(['merge', run, '--out', out()]);
     expect(cli.status).toBe(2);
-    expect(cli.stderr).toMatch(/pma: error \[E_NONFINITE\]: NaN or Inf values in the inputs: \d+ in \S+ of .*checkpoint-300/);
+    expect(cli.stderr).toMatch(
+      /pma: error \[E_NONFINITE\]: NaN or Inf values in the inputs: \d+ in \S+ of .*checkpoint-300/,
+    );
   });
 
   it('warn: merges, and reports every tensor with its count, also in pma.json', async () => {
@@ -69,12 +80,20 @@ describe('--on-nonfinite', () => {
   it('skip-checkpoint: merges the others, with weights over them, exactly as if the spike was never there', async () => {
     const o = out();
     const r = await merge({ inputs: run, out: o, onNonfinite: 'skip-checkpoint', method: 'wma', chunkSize: 32 * 1024 });
-    expect(r.leftOut).toEqual([{ path: SPIKE, reason: expect.stringMatching(/^NaN or Inf values \(\d+ in [ab]\.weight(, \d+ in [ab]\.weight)?\)$/) }]);
+    expect(r.leftOut).toEqual([
+      {
+        path: SPIKE,
+        reason: expect.stringMatching(/^NaN or Inf values \(\d+ in [ab]\.weight(, \d+ in [ab]\.weight)?\)$/),
+      },
+    ]);
     expect(r.plan.checkpoints.map((c) => c.step)).toEqual([100, 200, 400]);
     const want = out();
     await merge({ inputs: clean, out: want, method: 'wma' });
     expect(readFileSync(join(o, 'model.safetensors')).equals(readFileSync(join(want, 'model.safetensors')))).toBe(true);
-    const rec = JSON.parse(readFileSync(join(o, 'pma.json'), 'utf8')) as { leftOut: unknown[]; inputs: { step: number }[] };
+    const rec = JSON.parse(readFileSync(join(o, 'pma.json'), 'utf8')) as {
+      leftOut: unknown[];
+      inputs: { step: number }[];
+    };
     expect(rec.leftOut).toEqual(r.leftOut);
     expect(rec.inputs.map((i) => i.step)).toEqual([100, 200, 400]);
   });
@@ -82,7 +101,10 @@ describe('--on-nonfinite', () => {
   it('counts on every path: mmap reads, one thread and tiny chunks', async () => {
     for (const extra of [{ io: 'mmap' as const }, { threads: 1, chunkSize: 4096 }]) {
       const r = await merge({ inputs: run, out: out(), onNonfinite: 'warn', ...extra });
-      expect(r.nonfinite.map((f) => [f.tensor, f.count])).toEqual([['a.weight', 3], ['b.weight', 1]]);
+      expect(r.nonfinite.map((f) => [f.tensor, f.count])).toEqual([
+        ['a.weight', 3],
+        ['b.weight', 1],
+      ]);
     }
     expect(readSafetensors(join(run, 'checkpoint-100', 'model.safetensors')).tensors.size).toBe(3);
   });
@@ -90,7 +112,12 @@ describe('--on-nonfinite', () => {
   it('counts exactly in every float dtype, at lengths no vector width divides', async () => {
     // Random bit patterns: the exponent is all ones (NaN or Inf) about once in 2^(exponent bits).
     const rand = rng(5);
-    const kinds = [['BF16', 2, 0x7f80n], ['F16', 2, 0x7c00n], ['F32', 4, 0x7f800000n], ['F64', 8, 0x7ff0000000000000n]] as const;
+    const kinds = [
+      ['BF16', 2, 0x7f80n],
+      ['F16', 2, 0x7c00n],
+      ['F32', 4, 0x7f800000n],
+      ['F64', 8, 0x7ff0000000000000n],
+    ] as const;
     const dir = join(tmp, 'random-bits');
     const expected: [string, string, number][] = [];
     for (const step of [1, 2]) {
@@ -118,9 +145,24 @@ describe('--on-nonfinite', () => {
     const o = out();
     const ac = new AbortController();
     let k = 0;
-    await rejected(merge({ inputs: run, out: o, onNonfinite: 'warn', threads: 1, chunkSize: 32 * 1024, signal: ac.signal, onProgress: () => { if (++k === 12) ac.abort(); } }));
+    await rejected(
+      merge({
+        inputs: run,
+        out: o,
+        onNonfinite: 'warn',
+        threads: 1,
+        chunkSize: 32 * 1024,
+        signal: ac.signal,
+        onProgress: () => {
+          if (++k === 12) ac.abort();
+        },
+      }),
+    );
     const r = await merge({ inputs: run, out: o, onNonfinite: 'warn', threads: 1, chunkSize: 32 * 1024, resume: true });
     expect(r.resumedChunks).toBeGreaterThan(0);
-    expect(r.nonfinite.map((f) => [f.tensor, f.count])).toEqual([['a.weight', 3], ['b.weight', 1]]);
+    expect(r.nonfinite.map((f) => [f.tensor, f.count])).toEqual([
+      ['a.weight', 3],
+      ['b.weight', 1],
+    ]);
   });
 });

@@ -12,7 +12,11 @@ import { writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
 // fincore (util-linux) reports how much of a file sits in the page cache; on tmpfs the page
 // cache is the storage itself and cannot be dropped, so the test needs a disk filesystem.
 const fsType = spawnSync('stat', ['-f', '-c', '%T', tmpdir()], { encoding: 'utf8' }).stdout.trim();
-const cannotDrop = !hasCommand('fincore') ? 'needs fincore (util-linux)' : fsType === 'tmpfs' || fsType === 'ramfs' ? `needs a disk filesystem for ${tmpdir()}, not ${fsType}` : null;
+const cannotDrop = !hasCommand('fincore')
+  ? 'needs fincore (util-linux)'
+  : fsType === 'tmpfs' || fsType === 'ramfs'
+    ? `needs a disk filesystem for ${tmpdir()}, not ${fsType}`
+    : null;
 
 function residentBytes(file: string): number {
   const out = execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' });
@@ -68,7 +72,11 @@ describe('direct and buffered writes', () => {
     ];
     for (const s of [1, 2]) writeCheckpoint(join(big, `step-${s}`), specs, 10 + s);
     const outs = [];
-    for (const [i, o] of [{ write: 'buffered' as const }, { write: 'direct' as const }, { write: 'direct' as const, dtype: 'f32' as const }].entries()) {
+    for (const [i, o] of [
+      { write: 'buffered' as const },
+      { write: 'direct' as const },
+      { write: 'direct' as const, dtype: 'f32' as const },
+    ].entries()) {
       const out = join(tmp, `big-${i}`);
       await merge({ inputs: big, out, threads: 1, chunkSize: '256MiB', ...o });
       outs.push(readFileSync(join(out, 'model.safetensors')));

@@ -1,6 +1,18 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,7 +21,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { merge } from '../../src/index.js';
 import { CLI, pma } from '../helpers/cli.js';
 import { rejected } from '../helpers/errors.js';
-import { rng, writeCheckpoint, writeSafetensors, writeSparseSafetensors, type TensorSpec } from '../helpers/safetensors.js';
+import {
+  rng,
+  writeCheckpoint,
+  writeSafetensors,
+  writeSparseSafetensors,
+  type TensorSpec,
+} from '../helpers/safetensors.js';
 import { itNeeds, noTmpfs } from '../helpers/requires.js';
 import { scratch } from '../helpers/scratch.js';
 
@@ -29,7 +47,12 @@ let reference = '';
 
 /** Every file of an output except pma.json (it records the time and the command line). */
 function contents(dir: string): Map<string, Buffer> {
-  return new Map(readdirSync(dir).filter((f) => f !== 'pma.json').sort().map((f) => [f, readFileSync(join(dir, f))]));
+  return new Map(
+    readdirSync(dir)
+      .filter((f) => f !== 'pma.json')
+      .sort()
+      .map((f) => [f, readFileSync(join(dir, f))]),
+  );
 }
 
 function expectSame(a: string, b: string): void {
@@ -55,7 +78,10 @@ async function journalStarted(o: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
-const journalLines = (o: string) => readFileSync(join(partialOf(o), '.pma-resume', 'journal'), 'utf8').split('\n').filter((l) => l !== '').length;
+const journalLines = (o: string) =>
+  readFileSync(join(partialOf(o), '.pma-resume', 'journal'), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '').length;
 
 beforeAll(async () => {
   for (const [i, s] of STEPS.entries()) writeCheckpoint(join(run, `checkpoint-${s}`), SPECS, 10 + i, { shards: 2 });
@@ -68,9 +94,23 @@ async function interrupted(after: number, extra: Record<string, unknown> = {}): 
   const o = out();
   const ac = new AbortController();
   let chunks = 0;
-  const err = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024, threads: 1, signal: ac.signal, ...extra, onProgress: () => { if (++chunks === after) ac.abort(); } }));
+  const err = await rejected(
+    merge({
+      inputs: run,
+      out: o,
+      chunkSize: 64 * 1024,
+      threads: 1,
+      signal: ac.signal,
+      ...extra,
+      onProgress: () => {
+        if (++chunks === after) ac.abort();
+      },
+    }),
+  );
   expect(err.code).toBe('E_ABORTED');
-  expect(err.message).toContain(`the work done so far is kept in ${partialOf(o)}: run the same command with --resume to finish it`);
+  expect(err.message).toContain(
+    `the work done so far is kept in ${partialOf(o)}: run the same command with --resume to finish it`,
+  );
   expect(existsSync(o)).toBe(false);
   return o;
 }
@@ -91,7 +131,9 @@ describe('an interrupted merge', () => {
 
   it('records the SHA-256 of every file in pma.json', async () => {
     const rec = JSON.parse(readFileSync(join(reference, 'pma.json'), 'utf8')) as { sha256: Record<string, string> };
-    const files = readdirSync(reference).filter((f) => f !== 'pma.json').sort();
+    const files = readdirSync(reference)
+      .filter((f) => f !== 'pma.json')
+      .sort();
     expect(Object.keys(rec.sha256).sort()).toEqual(files);
     const sha = spawnSync('sha256sum', files, { cwd: reference, encoding: 'utf8' });
     for (const line of sha.stdout.trim().split('\n')) {
@@ -104,7 +146,11 @@ describe('an interrupted merge', () => {
     const o = await interrupted(3);
     const err = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024 }));
     expect(err.code).toBe('E_OUTPUT');
-    expect(err.message).toMatch(new RegExp(`^a partial merge is in ${partialOf(o).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(\\d+ of its chunks done\\); pass --resume`));
+    expect(err.message).toMatch(
+      new RegExp(
+        `^a partial merge is in ${partialOf(o).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(\\d+ of its chunks done\\); pass --resume`,
+      ),
+    );
     const r = await merge({ inputs: run, out: o, chunkSize: 64 * 1024, force: true });
     expect(r.resumedChunks).toBe(0);
     expectSame(reference, o);
@@ -125,7 +171,9 @@ describe('an interrupted merge', () => {
     try {
       const changed = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true }));
       expect(changed.code).toBe('E_INPUT');
-      expect(changed.message).toMatch(new RegExp(`^cannot resume .*: input ${victim} was modified \\(at .*\\) since the merge began`));
+      expect(changed.message).toMatch(
+        new RegExp(`^cannot resume .*: input ${victim} was modified \\(at .*\\) since the merge began`),
+      );
       expect(changed.file).toBe(victim);
     } finally {
       utimesSync(victim, st.atime, st.mtime);
@@ -148,22 +196,32 @@ describe('the lock', () => {
     const o = await interrupted(2);
     const lock = join(partialOf(o), '.pma-resume', 'lock');
     // This very process is alive: as good a holder as any other.
-    writeFileSync(lock, JSON.stringify({ pid: process.pid, host: hostname(), token: 'other', since: '2026-01-01T00:00:00.000Z' }));
+    writeFileSync(
+      lock,
+      JSON.stringify({ pid: process.pid, host: hostname(), token: 'other', since: '2026-01-01T00:00:00.000Z' }),
+    );
     const err = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true }));
     expect(err.code).toBe('E_OUTPUT');
-    expect(err.message).toBe(`${partialOf(o)} is being written by another pma merge (pid ${process.pid}, since 2026-01-01T00:00:00.000Z); wait for it to finish, or stop it`);
+    expect(err.message).toBe(
+      `${partialOf(o)} is being written by another pma merge (pid ${process.pid}, since 2026-01-01T00:00:00.000Z); wait for it to finish, or stop it`,
+    );
     const remote = { pid: 1, host: 'gpu-node-17', token: 'x', since: '2026-01-01T00:00:00.000Z' };
     writeFileSync(lock, JSON.stringify(remote));
     const cli = pma(['merge', run, '--out', o, '--chunk-size', '64KiB', '--resume']);
     expect(cli.status).toBe(2);
-    expect(cli.stderr).toContain(`(pid 1 on host gpu-node-17, since 2026-01-01T00:00:00.000Z); wait for it to finish, or stop it (if it is gone, delete ${lock})`);
+    expect(cli.stderr).toContain(
+      `(pid 1 on host gpu-node-17, since 2026-01-01T00:00:00.000Z); wait for it to finish, or stop it (if it is gone, delete ${lock})`,
+    );
     expect(existsSync(o)).toBe(false);
   });
 
   it('takes over the lock of a merge whose process is gone', async () => {
     const o = await interrupted(2);
     const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-    writeFileSync(join(partialOf(o), '.pma-resume', 'lock'), JSON.stringify({ pid: Number(dead.stdout), host: hostname(), token: 'gone', since: '2026-01-01T00:00:00.000Z' }));
+    writeFileSync(
+      join(partialOf(o), '.pma-resume', 'lock'),
+      JSON.stringify({ pid: Number(dead.stdout), host: hostname(), token: 'gone', since: '2026-01-01T00:00:00.000Z' }),
+    );
     const r = await merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true });
     expect(r.resumedChunks).toBeGreaterThan(0);
     expectSame(reference, o);
@@ -177,15 +235,22 @@ describe('inputs and space', () => {
     const st = statSync(victim);
     let touched = false;
     try {
-      const err = await rejected(merge({
-        inputs: run, out: o, chunkSize: 64 * 1024, threads: 1,
-        onProgress: () => {
-          if (!touched) utimesSync(victim, st.atime, new Date(st.mtimeMs + 7000));
-          touched = true;
-        },
-      }));
+      const err = await rejected(
+        merge({
+          inputs: run,
+          out: o,
+          chunkSize: 64 * 1024,
+          threads: 1,
+          onProgress: () => {
+            if (!touched) utimesSync(victim, st.atime, new Date(st.mtimeMs + 7000));
+            touched = true;
+          },
+        }),
+      );
       expect(err.code).toBe('E_INPUT');
-      expect(err.message).toMatch(new RegExp(`^input ${victim} was modified \\(at .*\\) during the merge; nothing was written to `));
+      expect(err.message).toMatch(
+        new RegExp(`^input ${victim} was modified \\(at .*\\) during the merge; nothing was written to `),
+      );
     } finally {
       utimesSync(victim, st.atime, st.mtime);
     }
@@ -196,7 +261,10 @@ describe('inputs and space', () => {
   it('never writes to its inputs, and merges read-only ones', async () => {
     const ro = join(tmp, 'ro-run');
     for (const [i, s] of [1, 2].entries()) writeCheckpoint(join(ro, `step-${s}`), SPECS.slice(0, 2), 40 + i);
-    const files = readdirSync(ro, { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors')).map((f) => join(ro, f));
+    const files = readdirSync(ro, { recursive: true })
+      .map(String)
+      .filter((f) => f.endsWith('.safetensors'))
+      .map((f) => join(ro, f));
     const before = files.map((f) => ({ f, mtime: statSync(f).mtimeMs, bytes: readFileSync(f) }));
     spawnSync('chmod', ['-R', 'a-w', ro]);
     try {
@@ -213,11 +281,16 @@ describe('inputs and space', () => {
   it('refuses an output larger than the free space, with the numbers, before writing', async () => {
     // Sparse inputs: 4 TiB of declared tensor data each, taking no disk space.
     const huge = join(tmp, 'huge-run');
-    for (const s of [1, 2]) writeSparseSafetensors(join(huge, `step-${s}`, 'model.safetensors'), [{ name: 'w', dtype: 'BF16', shape: [2 ** 41] }]);
+    for (const s of [1, 2])
+      writeSparseSafetensors(join(huge, `step-${s}`, 'model.safetensors'), [
+        { name: 'w', dtype: 'BF16', shape: [2 ** 41] },
+      ]);
     const o = out();
     const err = await rejected(merge({ inputs: huge, out: o }));
     expect(err.code).toBe('E_NOSPACE');
-    expect(err.message).toMatch(/^not enough space for the output in .*: the merge still has 4398\.05 GB to write, the filesystem has \d+\.\d\d GB free$/);
+    expect(err.message).toMatch(
+      /^not enough space for the output in .*: the merge still has 4398\.05 GB to write, the filesystem has \d+\.\d\d GB free$/,
+    );
     expect(existsSync(o)).toBe(false);
     expect(existsSync(partialOf(o))).toBe(false);
   });
@@ -225,36 +298,44 @@ describe('inputs and space', () => {
 
 describe('a disk that fills up mid-merge', () => {
   // A real small filesystem: tmpfs, which only root may mount; elsewhere the test reports itself skipped.
-  itNeeds(noTmpfs)('fails with E_NOSPACE naming the file, keeps a partial, and resumes once there is room', async () => {
-    const mnt = join(tmp, 'small-fs');
-    mkdirSync(mnt, { recursive: true });
-    // The output is about 2.3 MB; the filesystem has room for it, until a filler takes the rest.
-    expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt]).status).toBe(0);
-    try {
-      const o = join(mnt, 'out');
-      const filler = join(mnt, 'filler');
-      let filled = false;
-      const err = await rejected(merge({
-        inputs: run, out: o, chunkSize: 64 * 1024, threads: 1,
-        onProgress: () => {
-          if (filled) return;
-          filled = true;
-          // Whatever space is left goes to the filler: the next writes find the disk full.
-          spawnSync('sh', ['-c', `dd if=/dev/zero of=${filler} bs=64k 2>/dev/null; true`]);
-        },
-      }));
-      expect(err.code).toBe('E_NOSPACE');
-      expect(err.message).toMatch(/No space left on device|ENOSPC|no space left/);
-      expect(err.message).toContain(`the work done so far is kept in ${partialOf(o)}`);
-      expect(existsSync(o)).toBe(false);
-      rmSync(filler);
-      // The journal lives on the same full disk, so how much was recorded varies; the bytes do not.
-      await merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true });
-      expectSame(reference, o);
-    } finally {
-      spawnSync('umount', [mnt]);
-    }
-  });
+  itNeeds(noTmpfs)(
+    'fails with E_NOSPACE naming the file, keeps a partial, and resumes once there is room',
+    async () => {
+      const mnt = join(tmp, 'small-fs');
+      mkdirSync(mnt, { recursive: true });
+      // The output is about 2.3 MB; the filesystem has room for it, until a filler takes the rest.
+      expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt]).status).toBe(0);
+      try {
+        const o = join(mnt, 'out');
+        const filler = join(mnt, 'filler');
+        let filled = false;
+        const err = await rejected(
+          merge({
+            inputs: run,
+            out: o,
+            chunkSize: 64 * 1024,
+            threads: 1,
+            onProgress: () => {
+              if (filled) return;
+              filled = true;
+              // Whatever space is left goes to the filler: the next writes find the disk full.
+              spawnSync('sh', ['-c', `dd if=/dev/zero of=${filler} bs=64k 2>/dev/null; true`]);
+            },
+          }),
+        );
+        expect(err.code).toBe('E_NOSPACE');
+        expect(err.message).toMatch(/No space left on device|ENOSPC|no space left/);
+        expect(err.message).toContain(`the work done so far is kept in ${partialOf(o)}`);
+        expect(existsSync(o)).toBe(false);
+        rmSync(filler);
+        // The journal lives on the same full disk, so how much was recorded varies; the bytes do not.
+        await merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true });
+        expectSame(reference, o);
+      } finally {
+        spawnSync('umount', [mnt]);
+      }
+    },
+  );
 });
 
 describe('killed at random moments', () => {
@@ -273,7 +354,19 @@ describe('killed at random moments', () => {
       writeSafetensors(join(big, `step-${s}`, 'model.safetensors'), tensors);
     }
   };
-  const args = (o: string) => [CLI, 'merge', big, '--out', o, '--chunk-size', '256KiB', '--threads', '1', '--quiet', '--json'];
+  const args = (o: string) => [
+    CLI,
+    'merge',
+    big,
+    '--out',
+    o,
+    '--chunk-size',
+    '256KiB',
+    '--threads',
+    '1',
+    '--quiet',
+    '--json',
+  ];
 
   it('resumes to the same bytes after SIGKILL, wherever it lands (seeded)', async () => {
     mkBig();
@@ -316,7 +409,8 @@ function zeroTensorBytes(path: string): number {
     const zero = Buffer.alloc(block.length);
     let total = 0;
     for (let n; (n = readSync(fd, block, 0, block.length, start + total)) > 0; total += n) {
-      if (!block.subarray(0, n).equals(zero.subarray(0, n))) expect.fail(`${path}: non-zero bytes after offset ${start + total}`);
+      if (!block.subarray(0, n).equals(zero.subarray(0, n)))
+        expect.fail(`${path}: non-zero bytes after offset ${start + total}`);
     }
     return total;
   } finally {
@@ -329,9 +423,25 @@ describe('stopped by a signal', () => {
   // is written to make them): a stop that waited for the chunk to end would take seconds.
   const slow = join(tmp, 'slow-run');
   const elements = 2 ** 28;
-  const args = (o: string, kernel = 'scalar') => [CLI, 'merge', slow, '--out', o, '--chunk-size', '2GiB', '--threads', '1', '--kernel', kernel, '--quiet'];
+  const args = (o: string, kernel = 'scalar') => [
+    CLI,
+    'merge',
+    slow,
+    '--out',
+    o,
+    '--chunk-size',
+    '2GiB',
+    '--threads',
+    '1',
+    '--kernel',
+    kernel,
+    '--quiet',
+  ];
   beforeAll(() => {
-    for (const s of [1, 2]) writeSparseSafetensors(join(slow, `step-${s}`, 'model.safetensors'), [{ name: 'w', dtype: 'BF16', shape: [elements] }]);
+    for (const s of [1, 2])
+      writeSparseSafetensors(join(slow, `step-${s}`, 'model.safetensors'), [
+        { name: 'w', dtype: 'BF16', shape: [elements] },
+      ]);
   });
 
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -339,7 +449,9 @@ describe('stopped by a signal', () => {
       const o = out();
       const child = spawn(process.execPath, args(o), { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
-      child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
       // The partial appears just before the chunk is handed to a worker.
       for (let t = 0; t < 1000 && !existsSync(partialOf(o)); t++) await new Promise((r) => setTimeout(r, 10));
       await new Promise((r) => setTimeout(r, 300));
@@ -347,10 +459,14 @@ describe('stopped by a signal', () => {
       child.kill(signal);
       const status = await exited(child);
       const stopMs = performance.now() - sent;
-      expect(existsSync(o), 'the merge finished before the signal: the chunk is too short for this machine').toBe(false);
+      expect(existsSync(o), 'the merge finished before the signal: the chunk is too short for this machine').toBe(
+        false,
+      );
       expect(status).toBe(1);
       expect(stopMs).toBeLessThan(2000);
-      expect(stderr).toMatch(/pma: error \[E_ABORTED\]: the merge was aborted; the work done so far is kept in .*\.partial: run the same command with --resume to finish it/);
+      expect(stderr).toMatch(
+        /pma: error \[E_ABORTED\]: the merge was aborted; the work done so far is kept in .*\.partial: run the same command with --resume to finish it/,
+      );
       expect(journalLines(o)).toBe(0);
       // The kernel does not change the bytes, so it is not part of what a resume must repeat.
       const r = spawnSync(process.execPath, [...args(o, 'auto'), '--resume'], { encoding: 'utf8', timeout: 60_000 });

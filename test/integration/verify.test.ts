@@ -34,7 +34,13 @@ describe('pma verify', () => {
     const r = await verify(o);
     expect(r.ok).toBe(true);
     expect(r.tensors).toBe(2);
-    expect(r.files.map((f) => f.name)).toEqual(['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'tokenizer_config.json']);
+    expect(r.files.map((f) => f.name)).toEqual([
+      'config.json',
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+      'model.safetensors.index.json',
+      'tokenizer_config.json',
+    ]);
     const cli = pma(['verify', o]);
     expect(cli.status).toBe(0);
     expect(cli.stdout).toMatch(/intact \(2 tensors, 5 files checked\)/);
@@ -48,7 +54,11 @@ describe('pma verify', () => {
     writeFileSync(f, buf);
     const r = await verify(o);
     expect(r.ok).toBe(false);
-    expect(r.problems).toEqual([expect.stringMatching(/^model-00001-of-00002\.safetensors has SHA-256 [0-9a-f]{64}, pma\.json records [0-9a-f]{64}$/)]);
+    expect(r.problems).toEqual([
+      expect.stringMatching(
+        /^model-00001-of-00002\.safetensors has SHA-256 [0-9a-f]{64}, pma\.json records [0-9a-f]{64}$/,
+      ),
+    ]);
     const cli = pma(['verify', o]);
     expect(cli.status).toBe(2);
     expect(cli.stdout).toContain('FAILED  model-00001-of-00002.safetensors');

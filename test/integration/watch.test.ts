@@ -1,5 +1,16 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -44,7 +55,8 @@ async function writeSlowly(from: string, to: string, indexFirst: boolean): Promi
 }
 
 async function until(check: () => boolean, ms: number): Promise<void> {
-  for (const end = Date.now() + ms; !check(); await sleep(25)) if (Date.now() > end) throw new Error('timed out waiting');
+  for (const end = Date.now() + ms; !check(); await sleep(25))
+    if (Date.now() > end) throw new Error('timed out waiting');
 }
 
 describe('pma watch', () => {
@@ -55,11 +67,22 @@ describe('pma watch', () => {
     const log = join(tmp, 'exec.log');
     mkdirSync(run, { recursive: true });
     const steps = [100, 200, 300, 400];
-    for (const [i, s] of steps.entries()) writeCheckpoint(join(staging, `checkpoint-${s}`), SPECS, 70 + i, { shards: 2 });
+    for (const [i, s] of steps.entries())
+      writeCheckpoint(join(staging, `checkpoint-${s}`), SPECS, 70 + i, { shards: 2 });
 
     const ac = new AbortController();
     const seen: WatchMerge[] = [];
-    const options = { run, out, last: 3, keep: 2, settleMs: 300, pollMs: 40, threads: 1, exec: `echo {dir} >> ${log}`, signal: ac.signal };
+    const options = {
+      run,
+      out,
+      last: 3,
+      keep: 2,
+      settleMs: 300,
+      pollMs: 40,
+      threads: 1,
+      exec: `echo {dir} >> ${log}`,
+      signal: ac.signal,
+    };
     const watching = (async () => {
       for await (const m of watchRun(options)) seen.push(m);
     })();
@@ -71,15 +94,28 @@ describe('pma watch', () => {
     await watching;
 
     expect(seen.map((m) => m.step)).toEqual(steps);
-    expect(seen.map((m) => m.result.plan.checkpoints.map((c) => c.step))).toEqual([[100], [100, 200], [100, 200, 300], [200, 300, 400]]);
+    expect(seen.map((m) => m.result.plan.checkpoints.map((c) => c.step))).toEqual([
+      [100],
+      [100, 200],
+      [100, 200, 300],
+      [200, 300, 400],
+    ]);
     // What was merged equals a merge of the finished checkpoints made afterwards: no torn input.
     for (const m of seen.slice(2)) {
-      const again = await merge({ inputs: m.result.plan.checkpoints.map((c) => c.path), out: join(tmp, `again-${m.step}`) });
+      const again = await merge({
+        inputs: m.result.plan.checkpoints.map((c) => c.path),
+        out: join(tmp, `again-${m.step}`),
+      });
       for (const f of readdirSync(again.out).filter((x) => x.endsWith('.safetensors'))) {
-        if (!readFileSync(join(again.out, f)).equals(readFileSync(join(m.dir, f)))) expect.fail(`${m.dir}/${f} differs from a merge of the finished checkpoints`);
+        if (!readFileSync(join(again.out, f)).equals(readFileSync(join(m.dir, f))))
+          expect.fail(`${m.dir}/${f} differs from a merge of the finished checkpoints`);
       }
     }
-    expect(readdirSync(out).filter((x) => x.startsWith('merged-step-')).sort()).toEqual(['merged-step-300', 'merged-step-400']);
+    expect(
+      readdirSync(out)
+        .filter((x) => x.startsWith('merged-step-'))
+        .sort(),
+    ).toEqual(['merged-step-300', 'merged-step-400']);
     expect(seen[2]?.removed).toEqual([join(out, 'merged-step-100')]);
     expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(steps.map((s) => join(out, `merged-step-${s}`)));
     expect(seen.every((m) => m.execStatus === 0)).toBe(true);
@@ -90,17 +126,28 @@ describe('pma watch', () => {
     const after: WatchMerge[] = [];
     for await (const m of watchRun({ ...options, settleMs: 0, signal: again.signal })) after.push(m);
     expect(after).toEqual([]);
-    expect(JSON.parse(readFileSync(join(out, '.pma-watch.json'), 'utf8'))).toMatchObject({ lastStep: 400, merges: [{ step: 300 }, { step: 400 }] });
+    expect(JSON.parse(readFileSync(join(out, '.pma-watch.json'), 'utf8'))).toMatchObject({
+      lastStep: 400,
+      merges: [{ step: 300 }, { step: 400 }],
+    });
     expect(existsSync(join(out, '.pma-watch.lock'))).toBe(false);
   }, 120_000);
 
   it('pma watch prints one JSON line per merge and stops cleanly on SIGINT', async () => {
     const out = join(tmp, 'cli-merges');
-    const child = spawn(process.execPath, [CLI, 'watch', join(tmp, 'run'), '--out', out, '--last', '2', '--settle', '0', '--poll', '50ms', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'watch', join(tmp, 'run'), '--out', out, '--last', '2', '--settle', '0', '--poll', '50ms', '--json'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     await until(() => stdout.includes('\n'), 30_000);
     child.kill('SIGINT');
@@ -118,7 +165,17 @@ describe('pma watch', () => {
     const seen: WatchMerge[] = [];
     // A settle time longer than the test: only the marker can make the checkpoint count.
     const watching = (async () => {
-      for await (const m of watchRun({ run, out, last: 2, marker: '.complete', settleMs: '10m', pollMs: 30, threads: 1, signal: ac.signal })) seen.push(m);
+      for await (const m of watchRun({
+        run,
+        out,
+        last: 2,
+        marker: '.complete',
+        settleMs: '10m',
+        pollMs: 30,
+        threads: 1,
+        signal: ac.signal,
+      }))
+        seen.push(m);
     })();
     await sleep(400);
     expect(seen).toEqual([]);
@@ -134,7 +191,17 @@ describe('pma watch', () => {
     const again = new AbortController();
     const later: WatchMerge[] = [];
     const watching2 = (async () => {
-      for await (const m of watchRun({ run, out, last: 2, marker: 'latest', settleMs: '10m', pollMs: 30, threads: 1, signal: again.signal })) later.push(m);
+      for await (const m of watchRun({
+        run,
+        out,
+        last: 2,
+        marker: 'latest',
+        settleMs: '10m',
+        pollMs: 30,
+        threads: 1,
+        signal: again.signal,
+      }))
+        later.push(m);
     })();
     writeFileSync(join(run, 'latest'), 'step-20\n');
     await until(() => later.length === 1, 30_000);
@@ -154,7 +221,8 @@ describe('pma watch', () => {
       const ac = new AbortController();
       const got: WatchMerge[] = [];
       const watching = (async () => {
-        for await (const m of watchRun({ run, out, last: 2, settleMs: 0, pollMs: 20, threads: 1, signal: ac.signal })) got.push(m);
+        for await (const m of watchRun({ run, out, last: 2, settleMs: 0, pollMs: 20, threads: 1, signal: ac.signal }))
+          got.push(m);
       })();
       await sleep(150);
       after?.();

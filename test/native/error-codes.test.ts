@@ -34,9 +34,18 @@ describe('native/errors.h', () => {
   }));
 
   it('names every code the engine raises, each one a code of ERROR_CODES', () => {
-    expect(defined.map((d) => d.name)).toEqual(expect.arrayContaining([
-      'kCodeIo', 'kCodeInput', 'kCodeInternal', 'kCodeNoMem', 'kCodeNoSpace', 'kCodeUnsupported', 'kCodeDevice', 'kCodeAborted',
-    ]));
+    expect(defined.map((d) => d.name)).toEqual(
+      expect.arrayContaining([
+        'kCodeIo',
+        'kCodeInput',
+        'kCodeInternal',
+        'kCodeNoMem',
+        'kCodeNoSpace',
+        'kCodeUnsupported',
+        'kCodeDevice',
+        'kCodeAborted',
+      ]),
+    );
     for (const d of defined) expect(Object.keys(ERROR_CODES), `${d.name} = "${d.code}"`).toContain(d.code);
     expect(new Set(defined.map((d) => d.code)).size, 'each code once').toBe(defined.length);
   });
@@ -45,9 +54,11 @@ describe('native/errors.h', () => {
     const offenders: string[] = [];
     for (const file of filesUnder(NATIVE)) {
       if (file === HEADER) continue;
-      readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
-        if (/"E_[A-Z_]+"/.test(line)) offenders.push(`${relative(ROOT, file)}:${i + 1}: ${line.trim()}`);
-      });
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .forEach((line, i) => {
+          if (/"E_[A-Z_]+"/.test(line)) offenders.push(`${relative(ROOT, file)}:${i + 1}: ${line.trim()}`);
+        });
     }
     expect(offenders, 'use the constants of native/errors.h').toEqual([]);
   });
@@ -88,7 +99,9 @@ function inChild(faults: string, call: 'runChunk' | 'analyzeChunk', chunk: unkno
       console.log(JSON.stringify({ message: e.message, pmaCode: e.pmaCode, file: e.file, tensor: e.tensor }));
     }`;
   const r = spawnSync(process.execPath, ['-e', script, ADDON, call, JSON.stringify(chunk)], {
-    encoding: 'utf8', timeout: 60_000, env: { ...process.env, PMA_FAULTS: faults },
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, PMA_FAULTS: faults },
   });
   expect(r.status, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as NativeError & { ok?: boolean };
@@ -97,7 +110,13 @@ function inChild(faults: string, call: 'runChunk' | 'analyzeChunk', chunk: unkno
 const COUNT = 1024;
 const inputs = [join(tmp, 'a.bin'), join(tmp, 'b.bin')];
 const mergeOp = (tensor: string, n = 2) => ({
-  kind: 'merge', tensor, outFile: 0, outOffset: 0, inDtype: 'F32', outDtype: 'F32', count: COUNT,
+  kind: 'merge',
+  tensor,
+  outFile: 0,
+  outOffset: 0,
+  inDtype: 'F32',
+  outDtype: 'F32',
+  count: COUNT,
   inputs: Array.from({ length: n }, (_, k) => ({ file: k % inputs.length, offset: 0 })),
 });
 
@@ -108,8 +127,18 @@ function mergeChunk(tensor: string): { chunk: unknown; output: string } {
   return {
     output,
     chunk: {
-      inputs, outputs: [output], weights32: [0.5, 0.5], weights64: [0.5, 0.5], accumulate: 'f32', kernel: 'scalar',
-      io: 'pread', dropCache: false, write: 'buffered', device: -1, gpuMemory: 0, ops: [mergeOp(tensor)],
+      inputs,
+      outputs: [output],
+      weights32: [0.5, 0.5],
+      weights64: [0.5, 0.5],
+      accumulate: 'f32',
+      kernel: 'scalar',
+      io: 'pread',
+      dropCache: false,
+      write: 'buffered',
+      device: -1,
+      gpuMemory: 0,
+      ops: [mergeOp(tensor)],
     },
   };
 }
@@ -119,7 +148,11 @@ beforeAll(() => {
 });
 
 describe('a full disk while writing the output', () => {
-  for (const [site, errno] of [['write', 'ENOSPC'], ['write', 'EDQUOT'], ['sync', 'ENOSPC']] as const) {
+  for (const [site, errno] of [
+    ['write', 'ENOSPC'],
+    ['write', 'EDQUOT'],
+    ['sync', 'ENOSPC'],
+  ] as const) {
     it(`${errno} at ${site}: E_NOSPACE naming the output file and the tensor`, () => {
       const { chunk, output } = mergeChunk('layers.0.weight');
       const e = inChild(`${site}:${errno}:${output}`, 'runChunk', chunk);
@@ -140,13 +173,18 @@ describe('a full disk while writing the output', () => {
 
   it('the CLI reports E_NOSPACE naming the output file, keeps a partial, exits 1', () => {
     const run = join(tmp, 'run');
-    for (const s of [100, 200]) writeCheckpoint(join(run, `checkpoint-${s}`), [{ name: 'embed.weight', dtype: 'BF16', shape: [256, 64] }], s);
+    for (const s of [100, 200])
+      writeCheckpoint(join(run, `checkpoint-${s}`), [{ name: 'embed.weight', dtype: 'BF16', shape: [256, 64] }], s);
     const o = out();
     const r = spawnSync(process.execPath, [CLI, 'merge', run, '--out', o, '--quiet'], {
-      encoding: 'utf8', timeout: 60_000, env: { ...process.env, PMA_FAULTS: 'write:ENOSPC:.partial/model.safetensors' },
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, PMA_FAULTS: 'write:ENOSPC:.partial/model.safetensors' },
     });
     expect(r.signal).toBeNull();
-    expect(r.stderr).toMatch(/pma: error \[E_NOSPACE\]: no space left on the device writing \S*\.partial\/model\.safetensors \(tensor embed\.weight\)/);
+    expect(r.stderr).toMatch(
+      /pma: error \[E_NOSPACE\]: no space left on the device writing \S*\.partial\/model\.safetensors \(tensor embed\.weight\)/,
+    );
     expect(r.status, r.stderr).toBe(1);
   });
 });
@@ -156,7 +194,10 @@ describe('analyzeChunk', () => {
 
   it('needs only inputs, ops and cancel', () => {
     const [m, copy] = addon.analyzeChunk({
-      ...analyzeChunk([mergeOp('w'), { kind: 'copy', tensor: 'ids', outFile: 0, outOffset: 0, bytes: 8, inputs: [{ file: 0, offset: 0 }] }]),
+      ...analyzeChunk([
+        mergeOp('w'),
+        { kind: 'copy', tensor: 'ids', outFile: 0, outOffset: 0, bytes: 8, inputs: [{ file: 0, offset: 0 }] },
+      ]),
       cancel: new Int32Array(new SharedArrayBuffer(4)),
     });
     // x_0 = 1 and x_1 = 2 everywhere: e_1 = 1, so every sum is a count of elements.
@@ -177,7 +218,17 @@ describe('analyzeChunk', () => {
   });
 
   it('refuses a copy op without exactly one input (E_INTERNAL)', () => {
-    const copy = { kind: 'copy', tensor: 'ids', outFile: 0, outOffset: 0, bytes: 8, inputs: [{ file: 0, offset: 0 }, { file: 1, offset: 0 }] };
+    const copy = {
+      kind: 'copy',
+      tensor: 'ids',
+      outFile: 0,
+      outOffset: 0,
+      bytes: 8,
+      inputs: [
+        { file: 0, offset: 0 },
+        { file: 1, offset: 0 },
+      ],
+    };
     const e = thrown(() => addon.analyzeChunk(analyzeChunk([copy])));
     expect(e.pmaCode).toBe('E_INTERNAL');
     expect(e.tensor).toBe('ids');
@@ -198,9 +249,20 @@ describe('every addon method goes through the native guard', () => {
     expect(thrown(() => addon.analyzeChunk({ inputs: [1], ops: [] })).pmaCode).toBe('E_INTERNAL');
     expect(thrown(() => addon.analyzeChunk({ inputs, ops: [], cancel: [0] })).pmaCode).toBe('E_INTERNAL');
     expect(thrown(() => addon.mergeBuffers({ inDtype: 'F32' })).pmaCode).toBe('E_INTERNAL');
-    expect(thrown(() => addon.mergeBuffers({
-      inputs: ['not a buffer'], inDtype: 'F32', outDtype: 'F32', weights32: [1], weights64: [1], accumulate: 'f32', kernel: 'scalar', device: -1,
-    })).pmaCode).toBe('E_INTERNAL');
+    expect(
+      thrown(() =>
+        addon.mergeBuffers({
+          inputs: ['not a buffer'],
+          inDtype: 'F32',
+          outDtype: 'F32',
+          weights32: [1],
+          weights64: [1],
+          accumulate: 'f32',
+          kernel: 'scalar',
+          device: -1,
+        }),
+      ).pmaCode,
+    ).toBe('E_INTERNAL');
     expect(thrown(() => addon.dropCache(42, 0, 0)).pmaCode).toBe('E_INTERNAL');
   });
 
@@ -213,7 +275,14 @@ describe('every addon method goes through the native guard', () => {
 
   it('a JS exception raised while reading the arguments passes through unchanged', () => {
     const boom = new Error('from a getter');
-    const e = thrown(() => addon.analyzeChunk({ get inputs(): string[] { throw boom; }, ops: [] }));
+    const e = thrown(() =>
+      addon.analyzeChunk({
+        get inputs(): string[] {
+          throw boom;
+        },
+        ops: [],
+      }),
+    );
     expect(e).toBe(boom);
     expect(e.pmaCode).toBeUndefined();
   });

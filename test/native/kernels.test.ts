@@ -15,23 +15,28 @@ describe('kernels', () => {
   });
 
   for (const kernel of ['avx2', 'avx512'] as const) {
-    itNeeds(cpu.kernels.includes(kernel) ? null : `this CPU has no ${kernel}`)(`${kernel} gives the scalar kernel's bytes on random bit patterns`, () => {
-      const rand = rng(42);
-      for (const inDtype of FLOATS) {
-        for (const outDtype of FLOATS) {
-          for (const w of WEIGHT_SETS) {
-            for (const n of [1, 15, 16, 17, 63, 64, 65, 1031]) {
-              const inputs = w.map(() => randomBuffer(inDtype, n, rand));
-              const ref = native().mergeBuffers(args(inputs, inDtype, outDtype, w, 'scalar'));
-              const got = native().mergeBuffers(args(inputs, inDtype, outDtype, w, kernel));
-              if (Buffer.compare(Buffer.from(ref), Buffer.from(got)) !== 0) {
-                expect.fail(`${kernel} differs from scalar: ${inDtype}->${outDtype}, ${w.length} inputs, ${n} elements`);
+    itNeeds(cpu.kernels.includes(kernel) ? null : `this CPU has no ${kernel}`)(
+      `${kernel} gives the scalar kernel's bytes on random bit patterns`,
+      () => {
+        const rand = rng(42);
+        for (const inDtype of FLOATS) {
+          for (const outDtype of FLOATS) {
+            for (const w of WEIGHT_SETS) {
+              for (const n of [1, 15, 16, 17, 63, 64, 65, 1031]) {
+                const inputs = w.map(() => randomBuffer(inDtype, n, rand));
+                const ref = native().mergeBuffers(args(inputs, inDtype, outDtype, w, 'scalar'));
+                const got = native().mergeBuffers(args(inputs, inDtype, outDtype, w, kernel));
+                if (Buffer.compare(Buffer.from(ref), Buffer.from(got)) !== 0) {
+                  expect.fail(
+                    `${kernel} differs from scalar: ${inDtype}->${outDtype}, ${w.length} inputs, ${n} elements`,
+                  );
+                }
               }
             }
           }
         }
-      }
-    });
+      },
+    );
   }
 
   it('the scalar kernel matches an independent model of the contract', () => {
@@ -44,11 +49,16 @@ describe('kernels', () => {
           const a = args(inputs, inDtype, outDtype, w, 'scalar');
           const got = native().mergeBuffers(a);
           for (let j = 0; j < n; j++) {
-            const v = mergeElement(inputs.map((b) => decode(inDtype, b, j)), a.weights32);
+            const v = mergeElement(
+              inputs.map((b) => decode(inDtype, b, j)),
+              a.weights32,
+            );
             const want = encode(outDtype, v);
             const have = got.subarray(j * SIZE[outDtype], (j + 1) * SIZE[outDtype]);
             if (Buffer.compare(Buffer.from(want), Buffer.from(have)) !== 0) {
-              expect.fail(`${inDtype}->${outDtype} w=${w} element ${j}: inputs ${inputs.map((b) => decode(inDtype, b, j)).join(', ')} want ${Buffer.from(want).toString('hex')} got ${Buffer.from(have).toString('hex')}`);
+              expect.fail(
+                `${inDtype}->${outDtype} w=${w} element ${j}: inputs ${inputs.map((b) => decode(inDtype, b, j)).join(', ')} want ${Buffer.from(want).toString('hex')} got ${Buffer.from(have).toString('hex')}`,
+              );
             }
           }
         }
@@ -58,7 +68,12 @@ describe('kernels', () => {
 
   it('writes the canonical NaN and keeps subnormals and signed zeros', () => {
     const f32 = (bits: number[]) => new Uint8Array(new Uint32Array(bits).buffer);
-    const out = (o: Uint8Array, d: F) => Array.from({ length: o.length / SIZE[d] }, (_, i) => (d === 'F32' ? new DataView(o.buffer, o.byteOffset).getUint32(i * 4, true) : new DataView(o.buffer, o.byteOffset).getUint16(i * 2, true)));
+    const out = (o: Uint8Array, d: F) =>
+      Array.from({ length: o.length / SIZE[d] }, (_, i) =>
+        d === 'F32'
+          ? new DataView(o.buffer, o.byteOffset).getUint32(i * 4, true)
+          : new DataView(o.buffer, o.byteOffset).getUint16(i * 2, true),
+      );
     for (const kernel of cpu.kernels) {
       const x = f32([0x7fa00001, 0xffc12345, 0x00000001, 0x80000000, 0x38000000, 0x33800000]);
       const r32 = native().mergeBuffers(args([x], 'F32', 'F32', [1], kernel));
@@ -90,8 +105,13 @@ describe('kernels', () => {
 
   // On a CPU with every kernel there is nothing to refuse: the test reports itself skipped.
   const missing = (['avx2', 'avx512'] as const).find((k) => !cpu.kernels.includes(k));
-  itNeeds(missing ? null : 'needs a CPU without AVX2 or AVX-512')('refuses a kernel the CPU lacks with E_UNSUPPORTED', () => {
-    if (!missing) return;
-    expect(() => native().mergeBuffers(args([new Uint8Array(4)], 'F32', 'F32', [1], missing))).toThrow(/not supported/);
-  });
+  itNeeds(missing ? null : 'needs a CPU without AVX2 or AVX-512')(
+    'refuses a kernel the CPU lacks with E_UNSUPPORTED',
+    () => {
+      if (!missing) return;
+      expect(() => native().mergeBuffers(args([new Uint8Array(4)], 'F32', 'F32', [1], missing))).toThrow(
+        /not supported/,
+      );
+    },
+  );
 });

@@ -30,8 +30,6 @@ function ckDir(dir: string, file = 'model.safetensors'): string {
   return dir;
 }
 
-
-
 describe('parseStep', () => {
   it.each([
     ['checkpoint-1000', 1000],
@@ -85,12 +83,21 @@ describe('discover: a run directory', () => {
     expect(d.source).toBe('run');
     expect(d.checkpoints.map((c) => c.name)).toEqual(['checkpoint-500', 'checkpoint-2000', 'checkpoint-10000']);
     expect(d.checkpoints.map((c) => c.step)).toEqual([500, 2000, 10000]);
-    expect(d.checkpoints[0]?.layout).toEqual({ kind: 'single', file: join(run, 'checkpoint-500', 'weights.safetensors') });
-    expect(d.checkpoints[1]?.layout).toEqual({ kind: 'single', file: join(run, 'checkpoint-2000', 'model.safetensors') });
+    expect(d.checkpoints[0]?.layout).toEqual({
+      kind: 'single',
+      file: join(run, 'checkpoint-500', 'weights.safetensors'),
+    });
+    expect(d.checkpoints[1]?.layout).toEqual({
+      kind: 'single',
+      file: join(run, 'checkpoint-2000', 'model.safetensors'),
+    });
     expect(d.checkpoints[1]?.dir).toBe(join(run, 'checkpoint-2000'));
     expect(d.skipped).toEqual([
       { path: join(run, 'checkpoint-3000'), reason: 'no .safetensors file' },
-      { path: join(run, 'checkpoint-4000'), reason: expect.stringMatching(/2 \.safetensors files but no model\.safetensors\.index\.json/) },
+      {
+        path: join(run, 'checkpoint-4000'),
+        reason: expect.stringMatching(/2 \.safetensors files but no model\.safetensors\.index\.json/),
+      },
       { path: join(run, 'tmp-checkpoint-20000'), reason: 'a temporary directory, still being saved' },
     ]);
   });
@@ -153,7 +160,12 @@ describe('discover: checkpoints named one by one', () => {
     const c = ckDir(join(run, 'checkpoint-77'));
     const d = await discover([join(c, 'model.safetensors')]);
     expect(d.checkpoints).toHaveLength(1);
-    expect(d.checkpoints[0]).toMatchObject({ path: join(c, 'model.safetensors'), dir: c, step: 77, layout: { kind: 'single' } });
+    expect(d.checkpoints[0]).toMatchObject({
+      path: join(c, 'model.safetensors'),
+      dir: c,
+      step: 77,
+      layout: { kind: 'single' },
+    });
   });
 
   it('orders an explicit list by step when every checkpoint has one', async () => {
@@ -322,26 +334,63 @@ describe('checkConsistent', () => {
   }
 
   it('names a tensor missing from an older checkpoint', () => {
-    mismatch([loaded(A, base.slice(0, 2)), loaded(B, base)], /tensor "ids" is in \/run\/checkpoint-2 but not in \/run\/checkpoint-1/, 'ids', [A, B]);
+    mismatch(
+      [loaded(A, base.slice(0, 2)), loaded(B, base)],
+      /tensor "ids" is in \/run\/checkpoint-2 but not in \/run\/checkpoint-1/,
+      'ids',
+      [A, B],
+    );
   });
 
   it('names a dtype mismatch', () => {
-    const other: [string, DType, number[]][] = [base[0] as [string, DType, number[]], ['norm', 'BF16', [4]], base[2] as [string, DType, number[]]];
-    mismatch([loaded(A, base), loaded(B, other), loaded(C, base)], /tensor "norm" is BF16 in \/run\/checkpoint-2 but F32 in \/run\/checkpoint-3/, 'norm', [B, C]);
+    const other: [string, DType, number[]][] = [
+      base[0] as [string, DType, number[]],
+      ['norm', 'BF16', [4]],
+      base[2] as [string, DType, number[]],
+    ];
+    mismatch(
+      [loaded(A, base), loaded(B, other), loaded(C, base)],
+      /tensor "norm" is BF16 in \/run\/checkpoint-2 but F32 in \/run\/checkpoint-3/,
+      'norm',
+      [B, C],
+    );
   });
 
   it('names a shape mismatch', () => {
-    const other: [string, DType, number[]][] = [['embed', 'BF16', [4, 10]], base[1] as [string, DType, number[]], base[2] as [string, DType, number[]]];
-    mismatch([loaded(A, other), loaded(B, base)], /tensor "embed" has shape \[4, 10\] in \/run\/checkpoint-1 but \[10, 4\] in \/run\/checkpoint-2/, 'embed', [A, B]);
+    const other: [string, DType, number[]][] = [
+      ['embed', 'BF16', [4, 10]],
+      base[1] as [string, DType, number[]],
+      base[2] as [string, DType, number[]],
+    ];
+    mismatch(
+      [loaded(A, other), loaded(B, base)],
+      /tensor "embed" has shape \[4, 10\] in \/run\/checkpoint-1 but \[10, 4\] in \/run\/checkpoint-2/,
+      'embed',
+      [A, B],
+    );
   });
 
   it('names a shape mismatch of the same element count but different rank', () => {
-    const other: [string, DType, number[]][] = [base[0] as [string, DType, number[]], ['norm', 'F32', [2, 2]], base[2] as [string, DType, number[]]];
-    mismatch([loaded(A, base), loaded(B, other)], /tensor "norm" has shape \[4\] in \/run\/checkpoint-1 but \[2, 2\] in \/run\/checkpoint-2/, 'norm', [A, B]);
+    const other: [string, DType, number[]][] = [
+      base[0] as [string, DType, number[]],
+      ['norm', 'F32', [2, 2]],
+      base[2] as [string, DType, number[]],
+    ];
+    mismatch(
+      [loaded(A, base), loaded(B, other)],
+      /tensor "norm" has shape \[4\] in \/run\/checkpoint-1 but \[2, 2\] in \/run\/checkpoint-2/,
+      'norm',
+      [A, B],
+    );
   });
 
   it('names an extra tensor in an older checkpoint', () => {
-    mismatch([loaded(A, [...base, ['extra.bias', 'F32', [4]]]), loaded(B, base)], /tensor "extra\.bias" is in \/run\/checkpoint-1 but not in \/run\/checkpoint-2/, 'extra.bias', [A, B]);
+    mismatch(
+      [loaded(A, [...base, ['extra.bias', 'F32', [4]]]), loaded(B, base)],
+      /tensor "extra\.bias" is in \/run\/checkpoint-1 but not in \/run\/checkpoint-2/,
+      'extra.bias',
+      [A, B],
+    );
   });
 });
 

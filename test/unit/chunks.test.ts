@@ -156,7 +156,8 @@ function check(chunks: PlanChunk[], limit: number, list: TensorSources[] = items
   }
   for (const f of OUT_FILES) {
     const ranges = resolved.filter((r) => r.outFile === f).sort((a, b) => a.begin - b.begin);
-    for (let i = 1; i < ranges.length; i++) expect((ranges[i] as Resolved).begin).toBeGreaterThanOrEqual((ranges[i - 1] as Resolved).end);
+    for (let i = 1; i < ranges.length; i++)
+      expect((ranges[i] as Resolved).begin).toBeGreaterThanOrEqual((ranges[i - 1] as Resolved).end);
     const expected = list.filter((x) => x.tensor.file === f).reduce((s, x) => s + x.tensor.bytes, 0);
     expect(ranges.reduce((s, r) => s + (r.end - r.begin), 0)).toBe(expected);
   }
@@ -184,7 +185,10 @@ describe('cutChunks', () => {
       const op = c.ops[0] as PlanOp;
       expect(op.kind === 'copy' ? op.bytes : op.count).toBe(1);
     }
-    const total = items.reduce((s, { tensor: t }) => s + (t.action === 'merge' ? t.bytes / (DTYPE_BITS[t.outDtype] / 8) : t.bytes), 0);
+    const total = items.reduce(
+      (s, { tensor: t }) => s + (t.action === 'merge' ? t.bytes / (DTYPE_BITS[t.outDtype] / 8) : t.bytes),
+      0,
+    );
     expect(chunks).toHaveLength(total);
   });
 

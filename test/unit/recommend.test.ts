@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { recommend } from '../../src/recommend.js';
 import { thrownSync } from '../helpers/errors.js';
 
-describe('recommend: the PMA paper\'s settings by scale', () => {
+describe("recommend: the PMA paper's settings by scale", () => {
   it.each([
     ['0.7B/7B MoE', { totalParams: '7B', activeParams: '0.7B' }, 4e9, 10],
     ['1.3B/13B MoE', { totalParams: '13B', activeParams: '1.3B' }, 8e9, 10],
@@ -36,7 +36,11 @@ describe('recommend: the PMA paper\'s settings by scale', () => {
   });
 
   it('refuses counts it cannot read, and more active than total parameters', () => {
-    expect(thrownSync(() => recommend({ totalParams: 'big' })).message).toBe('invalid totalParams: expected a count such as 8B, 500M or 1.3T, got "big"');
-    expect(thrownSync(() => recommend({ totalParams: '1B', activeParams: '2B' })).message).toBe('invalid activeParams: expected at most totalParams (1B), got "2B"');
+    expect(thrownSync(() => recommend({ totalParams: 'big' })).message).toBe(
+      'invalid totalParams: expected a count such as 8B, 500M or 1.3T, got "big"',
+    );
+    expect(thrownSync(() => recommend({ totalParams: '1B', activeParams: '2B' })).message).toBe(
+      'invalid activeParams: expected at most totalParams (1B), got "2B"',
+    );
   });
 });

@@ -40,7 +40,6 @@ function writeHeader(obj: unknown, data: number | Buffer = 0): string {
   return writeRaw(headerText(obj), data);
 }
 
-
 async function expectBad(path: string, re: RegExp, tensor?: string): Promise<PmaError> {
   const err = await rejected(readHeader(path));
   expect(err.code).toBe('E_SAFETENSORS');
@@ -78,7 +77,10 @@ describe('readHeader: file framing', () => {
     const buf = Buffer.alloc(64, 0x20);
     buf.writeBigUInt64LE(BigInt(MAX_HEADER_LENGTH + 1), 0);
     writeFileSync(path, buf);
-    await expectBad(path, new RegExp(`header length ${MAX_HEADER_LENGTH + 1} is over the limit of ${MAX_HEADER_LENGTH}`));
+    await expectBad(
+      path,
+      new RegExp(`header length ${MAX_HEADER_LENGTH + 1} is over the limit of ${MAX_HEADER_LENGTH}`),
+    );
   });
 
   it('rejects a header length of 2^64 - 1 as over the limit', async () => {
@@ -110,7 +112,10 @@ describe('readHeader: file framing', () => {
     const path = writeHeader({ a: f32([4], 0) }, 10);
     const h = headerText({ a: f32([4], 0) });
     const size = 8 + Buffer.byteLength(h) + 10;
-    await expectBad(path, new RegExp(`file is truncated: the header describes ${size + 6} bytes but the file has ${size}`));
+    await expectBad(
+      path,
+      new RegExp(`file is truncated: the header describes ${size + 6} bytes but the file has ${size}`),
+    );
   });
 
   it('rejects a file with the whole data buffer missing', async () => {
@@ -166,9 +171,12 @@ describe('parseHeader: the JSON', () => {
     await expectBad(writeRaw('[]      '), /header is not a JSON object/);
   });
 
-  it.each([['null    '], ['42      '], ['"str"   '], ['true    ']])('rejects a header that is the JSON scalar %j', async (h) => {
-    await expectBad(writeRaw(h), /header is not a JSON object/);
-  });
+  it.each([['null    '], ['42      '], ['"str"   '], ['true    ']])(
+    'rejects a header that is the JSON scalar %j',
+    async (h) => {
+      await expectBad(writeRaw(h), /header is not a JSON object/);
+    },
+  );
 
   it.each([
     ['a number', 5],
@@ -180,15 +188,27 @@ describe('parseHeader: the JSON', () => {
   });
 
   it('rejects an entry without dtype', async () => {
-    await expectBad(writeHeader({ 'layer.0': { shape: [1], data_offsets: [0, 4] } }, 4), /dtype is missing or not a string/, 'layer.0');
+    await expectBad(
+      writeHeader({ 'layer.0': { shape: [1], data_offsets: [0, 4] } }, 4),
+      /dtype is missing or not a string/,
+      'layer.0',
+    );
   });
 
   it('rejects an entry whose dtype is not a string', async () => {
-    await expectBad(writeHeader({ x: { dtype: 32, shape: [1], data_offsets: [0, 4] } }, 4), /dtype is missing or not a string/, 'x');
+    await expectBad(
+      writeHeader({ x: { dtype: 32, shape: [1], data_offsets: [0, 4] } }, 4),
+      /dtype is missing or not a string/,
+      'x',
+    );
   });
 
   it.each([['F128'], ['f32'], ['float32'], ['']])('rejects the unknown dtype %j', async (dtype) => {
-    await expectBad(writeHeader({ w: { dtype, shape: [1], data_offsets: [0, 4] } }, 4), new RegExp(`unknown dtype ${JSON.stringify(dtype)}`), 'w');
+    await expectBad(
+      writeHeader({ w: { dtype, shape: [1], data_offsets: [0, 4] } }, 4),
+      new RegExp(`unknown dtype ${JSON.stringify(dtype)}`),
+      'w',
+    );
   });
 
   it.each([
@@ -227,14 +247,21 @@ describe('parseHeader: the JSON', () => {
     ['an object with a number value', { format: 'pt', step: 1000 }],
     ['an object with a nested object', { format: { name: 'pt' } }],
   ])('rejects __metadata__ that is %s', async (_what, metadata) => {
-    const err = await expectBad(writeHeader({ __metadata__: metadata }), /__metadata__ must be an object of string values/);
+    const err = await expectBad(
+      writeHeader({ __metadata__: metadata }),
+      /__metadata__ must be an object of string values/,
+    );
     expect(err.tensor).toBeUndefined();
   });
 });
 
 describe('parseHeader: offsets and sizes', () => {
   it('rejects offsets that do not start at 0', async () => {
-    await expectBad(writeHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8), /the first tensor does not start at offset 0/, 'a');
+    await expectBad(
+      writeHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8),
+      /the first tensor does not start at offset 0/,
+      'a',
+    );
   });
 
   it('rejects a hole between two tensors', async () => {
@@ -272,13 +299,21 @@ describe('parseHeader: offsets and sizes', () => {
   });
 
   it('rejects end before begin even for the only tensor', async () => {
-    await expectBad(writeHeader({ z: { dtype: 'U8', shape: [0], data_offsets: [4, 0] } }, 4), /end before they begin/, 'z');
+    await expectBad(
+      writeHeader({ z: { dtype: 'U8', shape: [0], data_offsets: [4, 0] } }, 4),
+      /end before they begin/,
+      'z',
+    );
   });
 
   it('rejects an element count that overflows 64 bits', async () => {
     const shape = [2 ** 40, 2 ** 40, 2 ** 40];
     const path = writeHeader({ big: { dtype: 'F32', shape, data_offsets: [0, 0] } });
-    await expectBad(path, /shape \[1099511627776, 1099511627776, 1099511627776\] has more elements than fit in 64 bits/, 'big');
+    await expectBad(
+      path,
+      /shape \[1099511627776, 1099511627776, 1099511627776\] has more elements than fit in 64 bits/,
+      'big',
+    );
   });
 
   it('rejects an overflow on the way even when a later dimension is 0, as the reference does', async () => {
@@ -446,6 +481,8 @@ describe('parseHeader called directly', () => {
 
   it('prefixes errors with the path and the tensor name', () => {
     const json = enc('{"model.embed":{"dtype":"X","shape":[1],"data_offsets":[0,1]}}');
-    expect(() => parseHeader('/p/q.safetensors', json, 100)).toThrow('/p/q.safetensors: tensor "model.embed": unknown dtype "X"');
+    expect(() => parseHeader('/p/q.safetensors', json, 100)).toThrow(
+      '/p/q.safetensors: tensor "model.embed": unknown dtype "X"',
+    );
   });
 });

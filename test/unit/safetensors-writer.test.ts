@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 
 import { DTYPE_BITS, type DType } from '../../src/dtypes.js';
 import { parseHeader } from '../../src/safetensors/header.js';
-import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSpec } from '../../src/safetensors/writer.js';
+import {
+  layoutFile,
+  shardIndexJson,
+  shardName,
+  splitShards,
+  type OutputTensorSpec,
+} from '../../src/safetensors/writer.js';
 import { parseSafetensors, randomData, rng } from '../helpers/safetensors.js';
 
 function spec(name: string, dtype: DType, shape: number[]): OutputTensorSpec {
@@ -54,10 +60,12 @@ describe('layoutFile', () => {
 
   it('writes __metadata__ {"format": "pt"} by default, and the given metadata otherwise', () => {
     expect(jsonOf(layoutFile([spec('a', 'F32', [1])]).header).__metadata__).toEqual({ format: 'pt' });
-    expect(jsonOf(layoutFile([spec('a', 'F32', [1])], { format: 'pt', merged_by: 'pma' }).header).__metadata__).toEqual({
-      format: 'pt',
-      merged_by: 'pma',
-    });
+    expect(jsonOf(layoutFile([spec('a', 'F32', [1])], { format: 'pt', merged_by: 'pma' }).header).__metadata__).toEqual(
+      {
+        format: 'pt',
+        merged_by: 'pma',
+      },
+    );
   });
 
   it('lays out contiguous offsets from 0 and a size equal to header + data', () => {
@@ -86,7 +94,17 @@ describe('layoutFile', () => {
 
   it('puts the widest dtypes first (stable), so every absolute offset is aligned to its element size', () => {
     const layout = layoutFile(mixed);
-    expect(layout.order).toEqual(['w.f64', 'pos.i64', 'w.f32', 's.f32', 'w.bf16', 'w.f16', 'tok.i8', 'mask.u8', 'flag.bool']);
+    expect(layout.order).toEqual([
+      'w.f64',
+      'pos.i64',
+      'w.f32',
+      's.f32',
+      'w.bf16',
+      'w.f16',
+      'tok.i8',
+      'mask.u8',
+      'flag.bool',
+    ]);
     const widths = layout.order.map((n) => DTYPE_BITS[mixed.find((t) => t.name === n)?.dtype as DType]);
     expect([...widths].sort((a, b) => b - a)).toEqual(widths);
     for (const t of mixed) {
@@ -96,7 +114,13 @@ describe('layoutFile', () => {
   });
 
   it('keeps alignment with odd-sized narrow tensors and sub-byte dtypes', () => {
-    const list = [spec('a.u8', 'U8', [7]), spec('b.f4', 'F4', [6]), spec('c.f64', 'F64', [1]), spec('d.i16', 'I16', [3]), spec('e.c64', 'C64', [2])];
+    const list = [
+      spec('a.u8', 'U8', [7]),
+      spec('b.f4', 'F4', [6]),
+      spec('c.f64', 'F64', [1]),
+      spec('d.i16', 'I16', [3]),
+      spec('e.c64', 'C64', [2]),
+    ];
     const layout = layoutFile(list);
     expect(layout.order).toEqual(['c.f64', 'e.c64', 'd.i16', 'a.u8', 'b.f4']);
     for (const t of list) {
@@ -130,7 +154,7 @@ describe('layoutFile', () => {
     const layout = layoutFile(list);
     const file = Buffer.alloc(layout.size, 0xee);
     layout.header.copy(file, 0);
-    for (const t of list) file.set(data.get(t.name) as Uint8Array, layout.offsets.get(t.name) as number);
+    for (const t of list) file.set(data.get(t.name) as Uint8Array, layout.offsets.get(t.name));
 
     const ours = parseHeader('/mem/model.safetensors', file.subarray(8, layout.header.length), file.length);
     const theirs = parseSafetensors(file);
@@ -222,13 +246,28 @@ describe('shardIndexJson', () => {
     expect(text.endsWith('\n')).toBe(true);
     const j = JSON.parse(text) as { metadata: { total_size: number }; weight_map: Record<string, string> };
     expect(j.metadata).toEqual({ total_size: 123456789 });
-    expect(Object.keys(j.weight_map)).toEqual(['lm_head.weight', 'model.embed_tokens.weight', 'model.layers.10.w', 'model.layers.2.w']);
+    expect(Object.keys(j.weight_map)).toEqual([
+      'lm_head.weight',
+      'model.embed_tokens.weight',
+      'model.layers.10.w',
+      'model.layers.2.w',
+    ]);
     expect(j.weight_map).toEqual(Object.fromEntries(wm));
     expect(Object.keys(j)).toEqual(['metadata', 'weight_map']);
   });
 
   it('sorts by code unit (upper case before lower case)', () => {
-    const j = JSON.parse(shardIndexJson(0, new Map([['b', 'x'], ['a', 'x'], ['B', 'x'], ['_', 'x']])));
+    const j = JSON.parse(
+      shardIndexJson(
+        0,
+        new Map([
+          ['b', 'x'],
+          ['a', 'x'],
+          ['B', 'x'],
+          ['_', 'x'],
+        ]),
+      ),
+    );
     expect(Object.keys(j.weight_map)).toEqual(['B', '_', 'a', 'b']);
   });
 });

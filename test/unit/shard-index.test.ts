@@ -7,7 +7,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { CheckpointRef } from '../../src/checkpoints/discover.js';
 import { discover } from '../../src/checkpoints/discover.js';
 import { LoadCache, loadCheckpoint, locate } from '../../src/checkpoints/load.js';
-import { PmaError } from '../../src/errors.js';
 import { rejected } from '../helpers/errors.js';
 import { INDEX_NAME } from '../../src/safetensors/shard-index.js';
 import { randomData, rng, writeCheckpoint, writeSafetensors, type RawTensor } from '../helpers/safetensors.js';
@@ -31,7 +30,10 @@ function tensor(name: string, seed: number, elements = 4): RawTensor {
 }
 
 /** Writes shards with the given tensors and an index with the given weight_map (or raw index text). */
-function sharded(shards: Record<string, RawTensor[]>, index: Record<string, unknown> | string): { dir: string; ref: CheckpointRef } {
+function sharded(
+  shards: Record<string, RawTensor[]>,
+  index: Record<string, unknown> | string,
+): { dir: string; ref: CheckpointRef } {
   const dir = freshDir();
   for (const [file, tensors] of Object.entries(shards)) writeSafetensors(join(dir, file), tensors);
   writeFileSync(join(dir, INDEX_NAME), typeof index === 'string' ? index : JSON.stringify(index));
@@ -47,7 +49,6 @@ function weightMapOf(shards: Record<string, RawTensor[]>): Record<string, string
   for (const [file, tensors] of Object.entries(shards)) for (const t of tensors) wm[t.name] = file;
   return wm;
 }
-
 
 describe('loadCheckpoint: sharded checkpoints', () => {
   it('loads a well-formed sharded checkpoint (found by discover)', async () => {
@@ -66,7 +67,12 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     const ck = await loadCheckpoint(ref);
     expect(ck.files.map((f) => f.path)).toEqual([join(dir, SHARD1), join(dir, SHARD2)]);
     expect(ck.contents.tensors.map((t) => t.name)).toEqual(['a', 'b', 'c', 'd']);
-    expect(ck.contents.tensors.map((t) => locate(ck, t).file)).toEqual([join(dir, SHARD1), join(dir, SHARD1), join(dir, SHARD2), join(dir, SHARD2)]);
+    expect(ck.contents.tensors.map((t) => locate(ck, t).file)).toEqual([
+      join(dir, SHARD1),
+      join(dir, SHARD1),
+      join(dir, SHARD2),
+      join(dir, SHARD2),
+    ]);
     expect(ck.contents.totalBytes).toBe(24 + 10 + 8 + 8);
     expect(ck.contents.byName.get('c')).toMatchObject({ dtype: 'I64', shape: [1], bytes: 8 });
   });
@@ -89,7 +95,9 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     const { ref } = sharded(shards, { weight_map: wm });
     const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
-    expect(err.message).toMatch(/tensor "stray" is in shard model-00001-of-00002\.safetensors but is not listed in the weight_map/);
+    expect(err.message).toMatch(
+      /tensor "stray" is in shard model-00001-of-00002\.safetensors but is not listed in the weight_map/,
+    );
     expect(err.message).toContain(ref.layout.kind === 'sharded' ? ref.layout.index : '');
     expect(err.tensor).toBe('stray');
   });
@@ -100,7 +108,9 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     const { dir, ref } = sharded(shards, { weight_map: wm });
     const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
-    expect(err.message).toMatch(/weight_map puts tensor "ghost" in model-00002-of-00002\.safetensors, whose header does not hold it/);
+    expect(err.message).toMatch(
+      /weight_map puts tensor "ghost" in model-00002-of-00002\.safetensors, whose header does not hold it/,
+    );
     expect(err.message).toContain(join(dir, INDEX_NAME));
     expect(err.tensor).toBe('ghost');
   });
@@ -111,7 +121,9 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     const { dir, ref } = sharded(shards, { weight_map: wm });
     const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
-    expect(err.message).toMatch(/tensor "moved" is in shard model-00001-of-00002\.safetensors but is listed under model-00002-of-00002\.safetensors/);
+    expect(err.message).toMatch(
+      /tensor "moved" is in shard model-00001-of-00002\.safetensors but is listed under model-00002-of-00002\.safetensors/,
+    );
     expect(err.message).toContain(join(dir, INDEX_NAME));
   });
 
@@ -120,7 +132,9 @@ describe('loadCheckpoint: sharded checkpoints', () => {
     const { dir, ref } = sharded(shards, { weight_map: { a: SHARD1, twice: SHARD1, b: SHARD2 } });
     const err = await rejected(loadCheckpoint(ref));
     expect(err.code).toBe('E_SAFETENSORS');
-    expect(err.message).toMatch(/tensor "twice" is stored twice, in model-00001-of-00002\.safetensors and model-00002-of-00002\.safetensors/);
+    expect(err.message).toMatch(
+      /tensor "twice" is stored twice, in model-00001-of-00002\.safetensors and model-00002-of-00002\.safetensors/,
+    );
     expect(err.message).toContain(join(dir, INDEX_NAME));
     expect(err.tensor).toBe('twice');
   });
@@ -199,7 +213,10 @@ describe('shared contents of identical checkpoints', () => {
   it('parses identical headers once and still checks each file against its own size', async () => {
     const root = mkdtempSync(join(tmpdir(), 'pma-shared-'));
     try {
-      const specs = [{ name: 'a', dtype: 'F32', shape: [3] }, { name: 'b', dtype: 'BF16', shape: [5] }];
+      const specs = [
+        { name: 'a', dtype: 'F32', shape: [3] },
+        { name: 'b', dtype: 'BF16', shape: [5] },
+      ];
       for (const s of ['step-1', 'step-2', 'step-3']) writeCheckpoint(join(root, s), specs, 1, { shards: 2 });
       const found = await discover([root]);
       const cache = new LoadCache();

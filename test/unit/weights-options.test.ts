@@ -3,12 +3,18 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { PmaError } from '../../src/errors.js';
 import { GOLDEN } from '../helpers/cli.js';
 import { thrownSync } from '../helpers/errors.js';
 import { resolveMergeOptions, type MergeOptions } from '../../src/merge/options.js';
 import { chunkSizeFor, DEFAULT_MAX_SHARD_SIZE, resolvePlanOptions, type PlanOptions } from '../../src/plan/options.js';
-import { computeWeights, decayCurve, decayWeights, SCHEDULES, type Method, type Schedule } from '../../src/plan/weights.js';
+import {
+  computeWeights,
+  decayCurve,
+  decayWeights,
+  SCHEDULES,
+  type Method,
+  type Schedule,
+} from '../../src/plan/weights.js';
 import { defaultGpuMemory, defaultThreads, parseDevice, type DeviceRequest } from '../../src/run/devices.js';
 import { byteSize } from '../../src/validate.js';
 
@@ -23,7 +29,6 @@ interface GoldenCase {
 
 const golden = JSON.parse(readFileSync(join(GOLDEN, 'expected', 'cases.json'), 'utf8')) as { cases: GoldenCase[] };
 
-
 describe('computeWeights against the golden cases', () => {
   it('has cases for every method', () => {
     expect(new Set(golden.cases.map((c) => c.method))).toEqual(new Set(['sma', 'wma', 'ema', 'weights']));
@@ -31,7 +36,8 @@ describe('computeWeights against the golden cases', () => {
 
   it.each(golden.cases.map((c) => [c.case, c] as const))('%s', (_name, c) => {
     const n = c.inputs_steps.length;
-    const opts = c.method === 'weights' ? { weights: c.weights } : c.method === 'ema' ? { alpha: c.alpha as number } : {};
+    const opts =
+      c.method === 'weights' ? { weights: c.weights } : c.method === 'ema' ? { alpha: c.alpha as number } : {};
     const w = computeWeights(c.method, n, opts);
     expect(w.w64).toHaveLength(n);
     expect(w.w32).toEqual(c.weights.map((x) => Math.fround(x)));
@@ -103,7 +109,9 @@ describe('decay weights (WSM: c_j = d_j - d_(j+1), c_K = d_K)', () => {
   });
 
   it('linear decay is the simple average; every curve gives non-negative weights, newest the last step', () => {
-    expect(computeWeights('decay', 7, { schedule: 'linear' }).w64.map((x) => x * 7)).toEqual(Array.from({ length: 7 }, () => expect.closeTo(1, 14)));
+    expect(computeWeights('decay', 7, { schedule: 'linear' }).w64.map((x) => x * 7)).toEqual(
+      Array.from({ length: 7 }, () => expect.closeTo(1, 14)),
+    );
     for (const schedule of SCHEDULES) {
       for (const k of [1, 2, 3, 10, 40]) {
         const w = decayWeights(schedule, k);
@@ -123,8 +131,8 @@ function usage(f: () => unknown, message: string): void {
   expect(err.message).toMatch(GENERIC);
 }
 
-const plan = (o: Partial<PlanOptions>) => () => resolvePlanOptions({ inputs: '/run', ...o } as PlanOptions);
-const run = (o: Partial<MergeOptions>) => () => resolveMergeOptions({ inputs: '/run', out: '/out', ...o } as MergeOptions);
+const plan = (o: Partial<PlanOptions>) => () => resolvePlanOptions({ inputs: '/run', ...o });
+const run = (o: Partial<MergeOptions>) => () => resolveMergeOptions({ inputs: '/run', out: '/out', ...o });
 
 describe('resolvePlanOptions', () => {
   it('fills in the defaults', () => {
@@ -151,7 +159,19 @@ describe('resolvePlanOptions', () => {
   });
 
   it('accepts valid values, including numbers written as strings', () => {
-    const r = resolvePlanOptions({ inputs: ['/a', '/b'], last: 3, every: '2' as never, fromStep: 0, toStep: 100, method: 'ema', alpha: 0.5, dtype: 'bf16', accumulate: 'f64', maxShardSize: '2GiB', chunkSize: 4096 });
+    const r = resolvePlanOptions({
+      inputs: ['/a', '/b'],
+      last: 3,
+      every: '2' as never,
+      fromStep: 0,
+      toStep: 100,
+      method: 'ema',
+      alpha: 0.5,
+      dtype: 'bf16',
+      accumulate: 'f64',
+      maxShardSize: '2GiB',
+      chunkSize: 4096,
+    });
     expect(r).toMatchObject({
       inputs: ['/a', '/b'],
       selection: { last: 3, every: 2, fromStep: 0, toStep: 100 },
@@ -165,8 +185,14 @@ describe('resolvePlanOptions', () => {
   });
 
   it('method defaults to "weights" when weights are given', () => {
-    expect(resolvePlanOptions({ inputs: '/run', weights: [1, 2] })).toMatchObject({ method: 'weights', weights: [1, 2] });
-    expect(resolvePlanOptions({ inputs: '/run', method: 'weights', weights: [0, 2] })).toMatchObject({ method: 'weights', weights: [0, 2] });
+    expect(resolvePlanOptions({ inputs: '/run', weights: [1, 2] })).toMatchObject({
+      method: 'weights',
+      weights: [1, 2],
+    });
+    expect(resolvePlanOptions({ inputs: '/run', method: 'weights', weights: [0, 2] })).toMatchObject({
+      method: 'weights',
+      weights: [0, 2],
+    });
   });
 
   it.each([
@@ -177,26 +203,54 @@ describe('resolvePlanOptions', () => {
     ['fromStep: -1', { fromStep: -1 }, 'invalid fromStep: expected an integer >= 0, got -1'],
     ['toStep: null', { toStep: null }, 'invalid toStep: expected an integer >= 0, got null'],
     ['fromStep > toStep', { fromStep: 5, toStep: 3 }, 'invalid toStep: expected a step >= fromStep (5), got 3'],
-    ['alpha: 1.5', { method: 'ema', alpha: 1.5 }, 'invalid alpha: expected a number between 0 and 1 (exclusive), got 1.5'],
+    [
+      'alpha: 1.5',
+      { method: 'ema', alpha: 1.5 },
+      'invalid alpha: expected a number between 0 and 1 (exclusive), got 1.5',
+    ],
     ['alpha: 0', { method: 'ema', alpha: 0 }, 'invalid alpha: expected a number between 0 and 1 (exclusive), got 0'],
-    ['alpha: NaN', { method: 'ema', alpha: NaN }, 'invalid alpha: expected a number between 0 and 1 (exclusive), got NaN'],
+    [
+      'alpha: NaN',
+      { method: 'ema', alpha: NaN },
+      'invalid alpha: expected a number between 0 and 1 (exclusive), got NaN',
+    ],
     ['dtype: "int8"', { dtype: 'int8' }, 'invalid dtype: expected one of keep, bf16, f16, f32, got "int8"'],
-    ['method: "median"', { method: 'median' }, 'invalid method: expected one of sma, ema, wma, decay, weights, got "median"'],
+    [
+      'method: "median"',
+      { method: 'median' },
+      'invalid method: expected one of sma, ema, wma, decay, weights, got "median"',
+    ],
     ['accumulate: "f16"', { accumulate: 'f16' }, 'invalid accumulate: expected one of f32, f64, got "f16"'],
     ['weights: [-1]', { weights: [-1] }, 'invalid weights[0]: expected a finite number >= 0, got -1'],
-    ['weights: [1, Infinity]', { weights: [1, Infinity] }, 'invalid weights[1]: expected a finite number >= 0, got Infinity'],
+    [
+      'weights: [1, Infinity]',
+      { weights: [1, Infinity] },
+      'invalid weights[1]: expected a finite number >= 0, got Infinity',
+    ],
     ['weights: []', { weights: [] }, 'invalid weights: expected a non-empty list of numbers, got an array of 0'],
     ['weights: "1,2"', { weights: '1,2' }, 'invalid weights: expected a non-empty list of numbers, got "1,2"'],
-    ['method "weights" without weights', { method: 'weights' }, 'invalid weights: expected a list of weights with method "weights", got nothing'],
-    ['chunkSize: "5XB"', { chunkSize: '5XB' }, 'invalid chunkSize: expected a size such as 5GB, 500MB or 2GiB, got "5XB"'],
+    [
+      'method "weights" without weights',
+      { method: 'weights' },
+      'invalid weights: expected a list of weights with method "weights", got nothing',
+    ],
+    [
+      'chunkSize: "5XB"',
+      { chunkSize: '5XB' },
+      'invalid chunkSize: expected a size such as 5GB, 500MB or 2GiB, got "5XB"',
+    ],
     ['chunkSize: "0"', { chunkSize: '0' }, 'invalid chunkSize: expected a size such as 5GB, 500MB or 2GiB, got "0"'],
     ['maxShardSize: 0', { maxShardSize: 0 }, 'invalid maxShardSize: expected an integer >= 1, got 0'],
-    ['maxShardSize: true', { maxShardSize: true }, 'invalid maxShardSize: expected a size such as 5GB, 500MB or 2GiB, got true'],
+    [
+      'maxShardSize: true',
+      { maxShardSize: true },
+      'invalid maxShardSize: expected a size such as 5GB, 500MB or 2GiB, got true',
+    ],
     ['inputs: ""', { inputs: '' }, 'invalid inputs: expected a non-empty string, got ""'],
     ['inputs: []', { inputs: [] }, 'invalid inputs: expected a non-empty list of paths, got an array of 0'],
     ['inputs: [""]', { inputs: [''] }, 'invalid inputs: expected a non-empty list of paths, got an array of 1'],
   ] as [string, Record<string, unknown>, string][])('refuses %s', (_what, o, message) => {
-    usage(plan(o as Partial<PlanOptions>), message);
+    usage(plan(o), message);
   });
 
   it('refuses alpha with a method other than ema', () => {
@@ -206,10 +260,24 @@ describe('resolvePlanOptions', () => {
   });
 
   it('takes token counts with suffixes, and refuses a window smaller than the interval or tokens per step alone', () => {
-    expect(resolvePlanOptions({ inputs: '/run', interval: '8B', window: '80B', tokensPerStep: '4M' }).tokens).toEqual({ perStep: 4e6, interval: 8e9, window: 80e9 });
-    expect(resolvePlanOptions({ inputs: '/run', window: 1.5e12 }).tokens).toEqual({ perStep: null, interval: null, window: 1.5e12 });
-    usage(plan({ interval: '8B', window: '4B' }), 'invalid window: expected a window >= the interval (8000000000), got "4B"');
-    usage(plan({ tokensPerStep: '4M' }), 'invalid interval: expected an interval or a window in tokens when tokensPerStep is given, got nothing');
+    expect(resolvePlanOptions({ inputs: '/run', interval: '8B', window: '80B', tokensPerStep: '4M' }).tokens).toEqual({
+      perStep: 4e6,
+      interval: 8e9,
+      window: 80e9,
+    });
+    expect(resolvePlanOptions({ inputs: '/run', window: 1.5e12 }).tokens).toEqual({
+      perStep: null,
+      interval: null,
+      window: 1.5e12,
+    });
+    usage(
+      plan({ interval: '8B', window: '4B' }),
+      'invalid window: expected a window >= the interval (8000000000), got "4B"',
+    );
+    usage(
+      plan({ tokensPerStep: '4M' }),
+      'invalid interval: expected an interval or a window in tokens when tokensPerStep is given, got nothing',
+    );
     usage(plan({ window: '80X' }), 'invalid window: expected a count such as 8B, 500M or 1.3T, got "80X"');
   });
 
@@ -217,12 +285,21 @@ describe('resolvePlanOptions', () => {
     expect(resolvePlanOptions({ inputs: '/run', method: 'decay' }).schedule).toBe('linear');
     expect(resolvePlanOptions({ inputs: '/run', method: 'decay', schedule: 'cosine' }).schedule).toBe('cosine');
     usage(plan({ schedule: 'cosine' }), 'invalid method: expected "decay" when a schedule is given, got "sma"');
-    usage(plan({ method: 'decay', schedule: 'step' as never }), 'invalid schedule: expected one of linear, cosine, inverse-sqrt, 1-sqrt, got "step"');
+    usage(
+      plan({ method: 'decay', schedule: 'step' as never }),
+      'invalid schedule: expected one of linear, cosine, inverse-sqrt, 1-sqrt, got "step"',
+    );
   });
 
   it('refuses weights with a method other than "weights"', () => {
-    usage(plan({ method: 'ema', weights: [1, 2] }), 'invalid method: expected "weights" (or no method) when weights are given, got "ema"');
-    usage(plan({ method: 'sma', weights: [1, 2] }), 'invalid method: expected "weights" (or no method) when weights are given, got "sma"');
+    usage(
+      plan({ method: 'ema', weights: [1, 2] }),
+      'invalid method: expected "weights" (or no method) when weights are given, got "ema"',
+    );
+    usage(
+      plan({ method: 'sma', weights: [1, 2] }),
+      'invalid method: expected "weights" (or no method) when weights are given, got "sma"',
+    );
   });
 
   it('refuses options that are not an object', () => {
@@ -237,9 +314,31 @@ describe('resolveMergeOptions', () => {
       force: false,
       resume: false,
       onNonfinite: 'error',
-      engine: { threads: null, kernel: 'auto', device: { kind: 'cpu' }, deviceLabel: 'cpu', gpuMemory: undefined, io: 'pread', pageCache: 'auto', write: 'buffered' },
+      engine: {
+        threads: null,
+        kernel: 'auto',
+        device: { kind: 'cpu' },
+        deviceLabel: 'cpu',
+        gpuMemory: undefined,
+        io: 'pread',
+        pageCache: 'auto',
+        write: 'buffered',
+      },
     });
-    expect(resolveMergeOptions({ inputs: '/run', out: '/o', force: true, threads: 1024, kernel: 'avx2', device: 'cuda:all', gpuMemory: '2GiB', io: 'mmap', pageCache: 'drop', write: 'direct' })).toEqual({
+    expect(
+      resolveMergeOptions({
+        inputs: '/run',
+        out: '/o',
+        force: true,
+        threads: 1024,
+        kernel: 'avx2',
+        device: 'cuda:all',
+        gpuMemory: '2GiB',
+        io: 'mmap',
+        pageCache: 'drop',
+        write: 'direct',
+      }),
+    ).toEqual({
       out: '/o',
       force: true,
       resume: false,
@@ -275,7 +374,11 @@ describe('resolveMergeOptions', () => {
   });
 
   it('gives GPUs fewer threads than cores: a reader and a writer each, enough to keep the copies busy', () => {
-    const gpus = (n: number) => ({ kind: 'cuda' as const, devices: Array.from({ length: n }, () => ({}) as never), memory: 2 ** 30 });
+    const gpus = (n: number) => ({
+      kind: 'cuda' as const,
+      devices: Array.from({ length: n }, () => ({}) as never),
+      memory: 2 ** 30,
+    });
     expect(defaultThreads({ kind: 'cpu' }, 96)).toBe(96);
     expect(defaultThreads(gpus(1), 96)).toBe(8);
     expect(defaultThreads(gpus(8), 96)).toBe(32);
@@ -294,14 +397,34 @@ describe('resolveMergeOptions', () => {
     ['out missing', { out: undefined }, 'invalid out: expected a non-empty string, got nothing'],
     ['force: "yes"', { force: 'yes' }, 'invalid force: expected true or false, got "yes"'],
     ['resume: 1', { resume: 1 }, 'invalid resume: expected true or false, got 1'],
-    ['onNonfinite: "ignore"', { onNonfinite: 'ignore' }, 'invalid onNonfinite: expected one of error, warn, skip-checkpoint, got "ignore"'],
-    ['device: "gpu"', { device: 'gpu' }, 'invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got "gpu"'],
-    ['device: "cuda:"', { device: 'cuda:' }, 'invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got "cuda:"'],
-    ['device: "cuda:0,0"', { device: 'cuda:0,0' }, 'invalid device: expected each CUDA device at most once, got "cuda:0,0"'],
+    [
+      'onNonfinite: "ignore"',
+      { onNonfinite: 'ignore' },
+      'invalid onNonfinite: expected one of error, warn, skip-checkpoint, got "ignore"',
+    ],
+    [
+      'device: "gpu"',
+      { device: 'gpu' },
+      'invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got "gpu"',
+    ],
+    [
+      'device: "cuda:"',
+      { device: 'cuda:' },
+      'invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got "cuda:"',
+    ],
+    [
+      'device: "cuda:0,0"',
+      { device: 'cuda:0,0' },
+      'invalid device: expected each CUDA device at most once, got "cuda:0,0"',
+    ],
     ['device: 0', { device: 0 }, 'invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got 0'],
-    ['gpuMemory: "lots"', { gpuMemory: 'lots' }, 'invalid gpuMemory: expected a size such as 5GB, 500MB or 2GiB, got "lots"'],
+    [
+      'gpuMemory: "lots"',
+      { gpuMemory: 'lots' },
+      'invalid gpuMemory: expected a size such as 5GB, 500MB or 2GiB, got "lots"',
+    ],
   ] as [string, Record<string, unknown>, string][])('refuses %s', (_what, o, message) => {
-    usage(run(o as Partial<MergeOptions>), message);
+    usage(run(o), message);
   });
 });
 
@@ -327,11 +450,17 @@ describe('byteSize', () => {
   });
 
   it.each([['5XB'], ['GB'], [''], ['-5MB'], ['0'], ['0.1B'], ['5 G B'], ['1e3']])('refuses %j', (input) => {
-    usage(() => byteSize('chunkSize', input), `invalid chunkSize: expected a size such as 5GB, 500MB or 2GiB, got ${JSON.stringify(input)}`);
+    usage(
+      () => byteSize('chunkSize', input),
+      `invalid chunkSize: expected a size such as 5GB, 500MB or 2GiB, got ${JSON.stringify(input)}`,
+    );
   });
 
   it.each([[0], [-1], [1.5], [NaN]])('refuses the number %d', (input) => {
-    usage(() => byteSize('maxShardSize', input), `invalid maxShardSize: expected an integer >= 1, got ${String(input)}`);
+    usage(
+      () => byteSize('maxShardSize', input),
+      `invalid maxShardSize: expected an integer >= 1, got ${String(input)}`,
+    );
   });
 });
 
@@ -342,6 +471,8 @@ describe('command-line numbers', () => {
     expect(() => integer('last', '0x10', 1)).toThrow('invalid last: expected an integer >= 1, got "0x10"');
     expect(() => integer('last', '1e3', 1)).toThrow('invalid last: expected an integer >= 1, got "1e3"');
     expect(finiteNumber('alpha', '1e-3', () => true, 'a number')).toBe(0.001);
-    expect(() => finiteNumber('alpha', '0x1', () => true, 'a number')).toThrow('invalid alpha: expected a number, got "0x1"');
+    expect(() => finiteNumber('alpha', '0x1', () => true, 'a number')).toThrow(
+      'invalid alpha: expected a number, got "0x1"',
+    );
   });
 });
