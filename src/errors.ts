@@ -129,6 +129,7 @@ export function fsErrorCode(err: unknown): PmaErrorCode {
 export function fsError(err: unknown, what: string, file: string): PmaError {
   if (err instanceof PmaError) return err;
   const e = err as NodeJS.ErrnoException | null;
-  const reason = e?.code ? `${e.code}: ${e.message}` : String(err);
+  // Node's messages mostly begin with the errno code already ("ENOENT: no such file ...").
+  const reason = e?.code && !e.message.startsWith(e.code) ? `${e.code}: ${e.message}` : (e?.message ?? String(err));
   return new PmaError(fsErrorCode(err), `${what} ${file}: ${reason}`, { file, cause: err });
 }

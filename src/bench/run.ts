@@ -194,7 +194,7 @@ function checkFreeSpace(dir: string, needBytes: number, what: string): void {
   const free = freeBytes(dir);
   if (free !== null && free < needBytes) {
     throw new PmaError(
-      'E_IO',
+      'E_NOSPACE',
       `pma bench needs about ${(needBytes / GB).toFixed(1)} GB free in ${dir} (${what}), only ${(free / GB).toFixed(1)} GB are free; choose another --dir or a smaller --size / --inputs`,
     );
   }

@@ -24,7 +24,7 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           type: 'string',
           option: 'size',
           value: 'SIZE',
-          help: 'tensor bytes per checkpoint: 1GB = 1e9, 1GiB = 2^30, 256MB (default 1GB)',
+          help: 'tensor bytes per checkpoint (default 1GB):\n1GB = 1e9, 1GiB = 2^30, 256MB',
         },
         {
           name: 'inputs',

@@ -261,6 +261,21 @@ describe('refusals leave nothing behind', () => {
     expect(existsSync(o)).toBe(false);
   });
 
+  it('takes a weights path that is a directory (EISDIR) as bad input: exit 2, naming it', () => {
+    const bad = join(tmp, 'eisdir-run');
+    writeCheckpoint(join(bad, 'step-1'), SPECS, 1);
+    mkdirSync(join(bad, 'step-2', 'model.safetensors'), { recursive: true });
+    const o = out();
+    const r = pma(['merge', bad, '--out', o]);
+    expect(r.stderr).toMatch(/^pma: error \[E_INPUT\]: cannot read .*step-2\/model\.safetensors: EISDIR: /m);
+    expect(r.status).toBe(2);
+    expect(existsSync(o)).toBe(false);
+    // An output file the user names that is a directory: the same.
+    const report = pma(['analyze', run, '--last', '2', '--report', tmp]);
+    expect(report.stderr).toMatch(/^pma: error \[E_INPUT\]: cannot write the report .*: EISDIR: /m);
+    expect(report.status).toBe(2);
+  });
+
   it('maps usage errors to exit 2 and prints help with examples', () => {
     expect(pma(['merge', run, '--out', out(), '--bogus']).status).toBe(2);
     const bad = pma(['merge', run, '--out', out(), '--last', '0']);

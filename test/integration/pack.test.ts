@@ -14,10 +14,10 @@ import { tmpdir } from 'node:os';
 import { delimiter, join, relative } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 
 import { pma, ROOT } from '../helpers/cli.js';
-import { writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
+import { describeNeeds } from '../helpers/requires.js';
 
 // The npm package as users get it: `npm pack` (prepare, prepack: the prebuilt CPU addon, postpack),
 // then `npm install ./pma-<v>.tgz` into an empty project with no compiler on PATH, once with the
@@ -117,139 +117,132 @@ function tarList(file: string): string[] {
   return names;
 }
 
-const SPECS: TensorSpec[] = [
-  { name: 'model.embed_tokens.weight', dtype: 'BF16', shape: [64, 48] },
-  { name: 'model.layers.0.mlp.up_proj.weight', dtype: 'BF16', shape: [1031] },
-  { name: 'model.layers.0.input_layernorm.weight', dtype: 'F32', shape: [129] },
-  { name: 'model.norm.weight', dtype: 'F32', shape: [48] },
-];
+describeNeeds(skip, 'npm pack, then install into an empty project without a compiler', () => {
+  // Made in beforeAll (not with the scratch helper), so a skipped suite leaves nothing behind.
+  let tmp: string;
+  let bin: string;
+  let tarball: string;
+  let reduced: NodeJS.ProcessEnv;
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-describe.skipIf(skip !== null)(
-  `npm pack, then install into an empty project without a compiler${skip ? ` (skipped: ${skip})` : ''}`,
-  () => {
-    // Made in beforeAll (not with the scratch helper), so a skipped suite leaves nothing behind.
-    let tmp: string;
-    let bin: string;
-    let run: string;
-    let tarball: string;
-    let reduced: NodeJS.ProcessEnv;
-    afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-    beforeAll(() => {
-      tmp = mkdtempSync(join(tmpdir(), 'pma-pack-'));
-      bin = join(tmp, 'bin');
-      run = join(tmp, 'run');
-      // Packs a copy of the repository (its files, this node_modules), so the pack's prepare (tsc
-      // into dist/) and prepack/postpack (prebuilds/) never touch the tree other tests are using.
-      const stage = join(tmp, 'stage');
-      const skipTop = new Set(['node_modules', '.git', 'build', 'dist', 'prebuilds', '.bench-data']);
-      cpSync(ROOT, stage, {
-        recursive: true,
-        filter: (src) => {
-          const rel = relative(ROOT, src);
-          return !skipTop.has(rel.split('/')[0] as string) && !rel.endsWith('.tgz');
-        },
-      });
-      symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir');
-      const dest = join(tmp, 'pack');
-      mkdirSync(dest);
-      const packed = sh(
-        NPM as string,
-        ['pack', '--pack-destination', dest],
-        stage,
-        npmEnv(process.env.PATH ?? ''),
-        240_000,
-      );
-      expect(packed.status, packed.out).toBe(0);
-      const tgz = readdirSync(dest).filter((f) => f.endsWith('.tgz'));
-      expect(tgz, packed.out).toHaveLength(1);
-      tarball = join(dest, tgz[0] as string);
-      expect(existsSync(join(stage, 'prebuilds')), 'postpack leaves no prebuilds/ behind').toBe(false);
-
-      // A PATH with node, npm and npx only (and sh, which npm runs scripts with): no cc, gcc, g++,
-      // make, cmake or python3.
-      mkdirSync(bin);
-      symlinkSync(process.execPath, join(bin, 'node'));
-      symlinkSync(NPM as string, join(bin, 'npm'));
-      symlinkSync(NPX as string, join(bin, 'npx'));
-      symlinkSync(existsSync('/bin/sh') ? '/bin/sh' : (onPath('sh') as string), join(bin, 'sh'));
-      reduced = npmEnv(bin);
-
-      for (const step of [1000, 2000, 3000, 4000]) writeCheckpoint(join(run, `checkpoint-${step}`), SPECS, step);
-    }, 300_000);
-
-    it('the tarball holds dist/, the linux-x64 prebuild with its metadata, and no tests', () => {
-      const names = tarList(tarball);
-      expect(names).toContain('package/dist/cli/main.js');
-      expect(names).toContain('package/prebuilds/linux-x64/pma.node');
-      expect(names).toContain('package/prebuilds/linux-x64/prebuild.json');
-      expect(names).toContain('package/scripts/build-native.mjs');
-      expect(names.filter((n) => n.startsWith('package/test/') || n.startsWith('package/src/'))).toEqual([]);
-      const which = sh(join(bin, 'sh'), ['-c', 'command -v cc gcc g++ c++ make cmake python3 || true'], tmp, reduced);
-      expect(which.out.split('\n').slice(1).join('').trim(), 'no compiler on the reduced PATH').toBe('');
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'pma-pack-'));
+    bin = join(tmp, 'bin');
+    // Packs a copy of the repository (its files, this node_modules), so the pack's prepare (tsc
+    // into dist/) and prepack/postpack (prebuilds/) never touch the tree other tests are using.
+    const stage = join(tmp, 'stage');
+    const skipTop = new Set(['node_modules', '.git', 'build', 'dist', 'prebuilds', '.bench-data']);
+    cpSync(ROOT, stage, {
+      recursive: true,
+      filter: (src) => {
+        const rel = relative(ROOT, src);
+        return !skipTop.has(rel.split('/')[0] as string) && !rel.endsWith('.tgz');
+      },
     });
+    symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir');
+    const dest = join(tmp, 'pack');
+    mkdirSync(dest);
+    const packed = sh(
+      NPM as string,
+      ['pack', '--pack-destination', dest],
+      stage,
+      npmEnv(process.env.PATH ?? ''),
+      240_000,
+    );
+    expect(packed.status, packed.out).toBe(0);
+    const tgz = readdirSync(dest).filter((f) => f.endsWith('.tgz'));
+    expect(tgz, packed.out).toHaveLength(1);
+    tarball = join(dest, tgz[0] as string);
+    expect(existsSync(join(stage, 'prebuilds')), 'postpack leaves no prebuilds/ behind').toBe(false);
 
-    /** `npx pma merge` and `verify` in the project with the reduced PATH; the bytes match this checkout's build. */
-    function mergesThere(project: string) {
-      const out = join(project, 'merged');
-      const merged = sh(join(bin, 'npx'), ['pma', 'merge', run, '--last', '3', '--out', out], project, reduced);
-      expect(merged.status, merged.out).toBe(0);
-      expect(existsSync(join(out, 'model.safetensors')), merged.out).toBe(true);
-      const verified = sh(join(bin, 'npx'), ['pma', 'verify', out], project, reduced);
-      expect(verified.status, verified.out).toBe(0);
-      const here = join(project, 'merged-by-checkout');
-      expect(pma(['merge', run, '--last', '3', '--out', here]).status).toBe(0);
-      expect(readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(here, 'model.safetensors')))).toBe(
-        true,
-      );
-    }
+    // A PATH with node, npm and npx only (and sh, which npm runs scripts with): no cc, gcc, g++,
+    // make, cmake or python3.
+    mkdirSync(bin);
+    symlinkSync(process.execPath, join(bin, 'node'));
+    symlinkSync(NPM as string, join(bin, 'npm'));
+    symlinkSync(NPX as string, join(bin, 'npx'));
+    symlinkSync(existsSync('/bin/sh') ? '/bin/sh' : (onPath('sh') as string), join(bin, 'sh'));
+    reduced = npmEnv(bin);
+  }, 300_000);
 
-    function project(name: string): string {
-      const dir = join(tmp, name);
-      mkdirSync(dir);
-      const init = sh(join(bin, 'npm'), ['init', '-y'], dir, reduced);
-      expect(init.status, init.out).toBe(0);
-      return dir;
-    }
+  it('the tarball holds dist/, the linux-x64 prebuild with its metadata, and no tests', () => {
+    const names = tarList(tarball);
+    expect(names).toContain('package/dist/cli/main.js');
+    expect(names).toContain('package/prebuilds/linux-x64/pma.node');
+    expect(names).toContain('package/prebuilds/linux-x64/prebuild.json');
+    expect(names).toContain('package/scripts/build-native.mjs');
+    expect(names.filter((n) => n.startsWith('package/test/') || n.startsWith('package/src/'))).toEqual([]);
+    const which = sh(join(bin, 'sh'), ['-c', 'command -v cc gcc g++ c++ make cmake python3 || true'], tmp, reduced);
+    expect(which.out.split('\n').slice(1).join('').trim(), 'no compiler on the reduced PATH').toBe('');
+  });
 
-    it('npm install (scripts run) uses the prebuild, compiles nothing, and npx pma merge works', () => {
-      const dir = project('with-scripts');
-      const inst = sh(
-        join(bin, 'npm'),
-        ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts'],
-        dir,
-        reduced,
-      );
-      expect(inst.status, inst.out).toBe(0);
-      const pkg = join(dir, 'node_modules', 'pma');
-      const build = JSON.parse(readFileSync(join(pkg, 'build', 'pma-build.json'), 'utf8')) as {
-        variant: string;
-        reason: string;
-        prebuilt?: boolean;
-        addon?: string;
-      };
-      expect(build, inst.out).toMatchObject({ variant: 'cpu', prebuilt: true, addon: 'prebuilds/linux-x64/pma.node' });
-      expect(build.reason).toMatch(/^(nvcc not found|the CUDA build with .+ failed)$/);
-      expect(existsSync(join(pkg, 'build', 'Release', 'pma.node'))).toBe(false);
-      mergesThere(dir);
-    });
+  /**
+   * `npx pma demo` (writes the demo run, merges and checks it) and `npx pma merge` / `verify` of
+   * that run in the project with the reduced PATH; the bytes match this checkout's build.
+   */
+  function mergesThere(project: string) {
+    const demo = sh(join(bin, 'npx'), ['pma', 'demo', 'demo'], project, reduced);
+    expect(demo.status, demo.out).toBe(0);
+    expect(demo.out).toMatch(/ok {2}same bytes from the scalar kernel/);
+    const run = join(project, 'demo', 'run');
+    const out = join(project, 'merged');
+    const merged = sh(join(bin, 'npx'), ['pma', 'merge', run, '--last', '3', '--out', out], project, reduced);
+    expect(merged.status, merged.out).toBe(0);
+    expect(existsSync(join(out, 'model.safetensors')), merged.out).toBe(true);
+    const verified = sh(join(bin, 'npx'), ['pma', 'verify', out], project, reduced);
+    expect(verified.status, verified.out).toBe(0);
+    const here = join(project, 'merged-by-checkout');
+    expect(pma(['merge', run, '--last', '3', '--out', here]).status).toBe(0);
+    expect(readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(here, 'model.safetensors')))).toBe(
+      true,
+    );
+  }
 
-    it('npm install --ignore-scripts (npm 12 default): the loader finds the prebuild by itself', () => {
-      const dir = project('ignore-scripts');
-      const inst = sh(
-        join(bin, 'npm'),
-        ['install', tarball, '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'],
-        dir,
-        reduced,
-      );
-      expect(inst.status, inst.out).toBe(0);
-      const pkg = join(dir, 'node_modules', 'pma');
-      expect(existsSync(join(pkg, 'build')), 'the install script did not run').toBe(false);
-      expect(existsSync(join(pkg, 'prebuilds', 'linux-x64', 'pma.node'))).toBe(true);
-      const devices = sh(join(bin, 'npx'), ['pma', 'devices'], dir, reduced);
-      expect(devices.status, devices.out).toBe(0);
-      expect(devices.out).toMatch(/^cpu {7}\d+ cores, kernels scalar/m);
-      mergesThere(dir);
-    });
-  },
-);
+  function project(name: string): string {
+    const dir = join(tmp, name);
+    mkdirSync(dir);
+    const init = sh(join(bin, 'npm'), ['init', '-y'], dir, reduced);
+    expect(init.status, init.out).toBe(0);
+    return dir;
+  }
+
+  it('npm install (scripts run) uses the prebuild, compiles nothing, and npx pma merge works', () => {
+    const dir = project('with-scripts');
+    const inst = sh(
+      join(bin, 'npm'),
+      ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts'],
+      dir,
+      reduced,
+    );
+    expect(inst.status, inst.out).toBe(0);
+    const pkg = join(dir, 'node_modules', 'pma');
+    const build = JSON.parse(readFileSync(join(pkg, 'build', 'pma-build.json'), 'utf8')) as {
+      variant: string;
+      reason: string;
+      prebuilt?: boolean;
+      addon?: string;
+    };
+    expect(build, inst.out).toMatchObject({ variant: 'cpu', prebuilt: true, addon: 'prebuilds/linux-x64/pma.node' });
+    expect(build.reason).toMatch(/^(nvcc not found|the CUDA build with .+ failed)$/);
+    expect(existsSync(join(pkg, 'build', 'Release', 'pma.node'))).toBe(false);
+    mergesThere(dir);
+  });
+
+  it('npm install --ignore-scripts (npm 12 default): the loader finds the prebuild by itself', () => {
+    const dir = project('ignore-scripts');
+    const inst = sh(
+      join(bin, 'npm'),
+      ['install', tarball, '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'],
+      dir,
+      reduced,
+    );
+    expect(inst.status, inst.out).toBe(0);
+    const pkg = join(dir, 'node_modules', 'pma');
+    expect(existsSync(join(pkg, 'build')), 'the install script did not run').toBe(false);
+    expect(existsSync(join(pkg, 'prebuilds', 'linux-x64', 'pma.node'))).toBe(true);
+    const devices = sh(join(bin, 'npx'), ['pma', 'devices'], dir, reduced);
+    expect(devices.status, devices.out).toBe(0);
+    expect(devices.out).toMatch(/^cpu {7}\d+ cores, kernels scalar/m);
+    mergesThere(dir);
+  });
+});
