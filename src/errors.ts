@@ -52,6 +52,20 @@ export interface PmaErrorWire {
   stack?: string;
 }
 
+/**
+ * Every failure pma reports: `code` says what kind (ERROR_CODES), `file` and `tensor` where.
+ *
+ * @example
+ * ```ts
+ * import { merge, PmaError } from 'pma';
+ * try {
+ *   await merge({ inputs: 'runs/exp7', last: 2, out: 'runs/exp7/checkpoint-1000' });
+ * } catch (e) {
+ *   if (!(e instanceof PmaError) || e.code !== 'E_OUTPUT') throw e;
+ *   console.log(`refused: ${e.message} (${e.file})`);
+ * }
+ * ```
+ */
 export class PmaError extends Error {
   readonly code: PmaErrorCode;
   readonly file: string | undefined;
@@ -110,6 +124,17 @@ export function isAbort(e: unknown): boolean {
   return e instanceof PmaError && e.code === 'E_ABORTED';
 }
 
+/**
+ * The exit status the CLI gives for an error: 2 for bad input or usage (the codes of
+ * BAD_INPUT_CODES), 1 for anything else, a failing machine or a bug.
+ *
+ * @example
+ * ```ts
+ * import { exitStatusFor, merge } from 'pma';
+ * const status = await merge({ inputs: 'runs/exp7', last: 2, out: 'merged' }).then(() => 0, exitStatusFor);
+ * console.log(status);
+ * ```
+ */
 export function exitStatusFor(err: unknown): number {
   return err instanceof PmaError && BAD_INPUT_CODES.has(err.code) ? 2 : 1;
 }

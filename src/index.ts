@@ -3,12 +3,19 @@
 // (docs/architecture.md); nothing here is defined, so every name has one home.
 export { merge, plan, type MergeResult } from './merge/merge.js';
 export type { MergeOptions } from './merge/options.js';
-export type { NonFiniteFinding, NonFiniteMode } from './merge/nonfinite.js';
+export { NONFINITE_MODES, type NonFiniteFinding, type NonFiniteMode } from './merge/nonfinite.js';
 export { inspect, type InspectResult, type InspectedCheckpoint } from './inspect.js';
 export { verify, type VerifyResult, type VerifiedFile } from './verify.js';
-export { PmaError, ERROR_CODES, exitStatusFor, type PmaErrorCode, type PmaErrorWire } from './errors.js';
+export {
+  PmaError,
+  ERROR_CODES,
+  exitStatusFor,
+  type PmaErrorCode,
+  type PmaErrorDetails,
+  type PmaErrorWire,
+} from './errors.js';
 export type { PlanOptions, SelectionOptions } from './plan/options.js';
-export type { EngineOptions, PageCacheMode } from './run/options.js';
+export { PAGE_CACHE_MODES, type EngineOptions, type PageCacheMode } from './run/options.js';
 export type { Progress } from './run/run-chunks.js';
 export type {
   Accumulate,
@@ -32,7 +39,14 @@ export {
   type Schedule,
   type Weights,
 } from './plan/weights.js';
-export { readHeader, parseHeader, type SafetensorsHeader, type TensorEntry } from './safetensors/header.js';
+export {
+  readHeader,
+  parseHeader,
+  type HeaderBody,
+  type HeaderCache,
+  type SafetensorsHeader,
+  type TensorEntry,
+} from './safetensors/header.js';
 export {
   DTYPE_BITS,
   AVERAGED_DTYPES,
@@ -50,11 +64,33 @@ export {
   type KernelName,
   type IoMode,
   type WriteMode,
+  type Native,
+  type NativeChunk,
+  type NativeReads,
+  type ChunkStats,
+  type OpMoments,
+  type MergeBuffersArgs,
+  type CudaBenchArgs,
+  type CudaBenchResult,
 } from './native.js';
 export { devices, type DeviceOption, type DevicesReport } from './run/devices.js';
-export { runBench, runSuite, formatBenchReport, type BenchOptions, type BenchResult } from './bench/index.js';
+export {
+  runBench,
+  formatBenchReport,
+  type BenchOptions,
+  type BenchResult,
+  type CaseData,
+  type CaseParams,
+  type CeilingsResult,
+  type MachineInfo,
+  type MergeRow,
+  type ResolvedBenchOptions,
+  type SeriesParams,
+} from './bench/index.js';
+export type { MoeShape } from './synthetic/models.js';
 export { recommend, PMA_PAPER, type Recommendation, type RecommendOptions } from './recommend.js';
 export { watchRun, type WatchOptions, type WatchMerge } from './watch.js';
 export { analyze, type AnalyzeOptions, type AnalyzeResult } from './analyze/analyze.js';
+export type { DeviationStats } from './analyze/moments.js';
 export { reportHtml } from './analyze/report.js';
 export { VERSION } from './util/package.js';

@@ -26,7 +26,15 @@ export interface InspectResult {
   mismatch: string | null;
 }
 
-/** Reads every header of a run (or of the named checkpoints); reads no tensor data. */
+/** Reads every header of a run (or of the named checkpoints); reads no tensor data. *
+ * @example
+ * ```ts
+ * import { inspect } from 'pma';
+ * const r = await inspect('runs/exp7');
+ * for (const c of r.checkpoints) console.log(c.step, c.tensors, c.bytes);
+ * console.log(r.mismatch ?? 'all checkpoints agree');
+ * ```
+ */
 export async function inspect(paths: string | string[]): Promise<InspectResult> {
   const list = typeof paths === 'string' ? [paths] : stringList('paths', paths);
   const found = await discover(list);

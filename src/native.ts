@@ -202,6 +202,17 @@ function guarded<A extends unknown[], R>(f: (...a: A) => R): (...a: A) => R {
 
 let loaded: Native | undefined;
 
+/**
+ * The native addon, loaded once per thread: build/Release (a local build, CUDA or CPU) or the
+ * prebuild shipped in the package. Throws E_UNSUPPORTED when there is neither.
+ *
+ * @example
+ * ```ts
+ * import { native } from 'pma';
+ * const cpu = native().cpuFeatures();
+ * console.log(`kernels ${cpu.kernels.join(', ')}, best ${cpu.best}; CUDA built in: ${native().cuda}`);
+ * ```
+ */
 export function native(): Native {
   if (loaded) return loaded;
   const require = createRequire(import.meta.url);

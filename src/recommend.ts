@@ -67,6 +67,13 @@ const round2 = (x: number) => Number(x.toPrecision(2));
  * The checkpoint interval and the number of checkpoints to merge that the PMA paper found best
  * at the model's scale. Only the 1.3B/13B MoE was swept over intervals and N; every other value
  * is the paper's reported setting for its size, read off between sizes.
+ *
+ * @example
+ * ```ts
+ * import { recommend } from 'pma';
+ * const r = recommend({ totalParams: '13B', activeParams: '1.3B', tokensPerStep: '4M' });
+ * console.log(`every ${r.intervalTokens} tokens, merge the last ${r.n}: pma merge <run> ${r.mergeArgs.join(' ')}`);
+ * ```
  */
 export function recommend(options: RecommendOptions): Recommendation {
   if (typeof options !== 'object' || options === null) throw v.invalid('options', 'an object', options);

@@ -32,6 +32,14 @@ export interface VerifyResult {
  * Re-reads a merged checkpoint: validates every safetensors header and the shard index (as an
  * input is validated), and recomputes the SHA-256 of each file recorded in pma.json. Throws for an
  * unreadable output or header; a checksum that differs is reported in the result (ok: false).
+ *
+ * @example
+ * ```ts
+ * import { merge, verify } from 'pma';
+ * await merge({ inputs: 'runs/exp7', last: 3, out: 'merged' });
+ * const r = await verify('merged');
+ * console.log(r.ok ? `intact: ${r.files.length} files` : r.problems.join('; '));
+ * ```
  */
 export async function verify(out: string): Promise<VerifyResult> {
   const dir = nonEmptyString('out', out);

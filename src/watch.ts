@@ -141,6 +141,16 @@ function runExec(command: string, dir: string): Promise<number | null> {
  * runs `exec`, and yields the result. State lives in <out>/.pma-watch.json, so a restarted watcher
  * carries on where it stopped, resuming a merge it was killed in. Ends, without an error, when
  * `signal` aborts (a merge in progress stops and is resumed by the next watcher).
+ *
+ * @example
+ * ```ts
+ * import { watchRun } from 'pma';
+ * const stop = new AbortController();
+ * for await (const m of watchRun({ run: 'runs/exp7', out: 'watched', last: 3, settleMs: 0, pollMs: 100, signal: stop.signal })) {
+ *   console.log(`merged step ${m.step} into ${m.dir}`);
+ *   stop.abort(); // a real watcher runs until the training does
+ * }
+ * ```
  */
 export async function* watchRun(options: WatchOptions): AsyncGenerator<WatchMerge> {
   if (typeof options !== 'object' || options === null) throw v.invalid('options', 'an object', options);

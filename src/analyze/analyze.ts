@@ -42,6 +42,13 @@ function layerOrder(a: string, b: string): number {
  * they cancel in the average), the distance between consecutive checkpoints, and the share of
  * the newest checkpoint's norm the average changes. Reads the checkpoints once, chunk by chunk,
  * on the worker pool and the addon, like a merge (bounded memory); writes nothing.
+ *
+ * @example
+ * ```ts
+ * import { analyze } from 'pma';
+ * const r = await analyze({ inputs: 'runs/exp7', last: 4 });
+ * console.log(r.overall.removedShare, r.overall.meanPairCosine, r.layers.map((l) => l.layer));
+ * ```
  */
 export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
   const threads =

@@ -97,6 +97,19 @@ function row(name: string, s: DeviationStats, extra = ''): string {
   return `<tr><td>${esc(name)}</td>${extra}<td>${s.elements}</td><td>${fmt(s.removedShare)}</td><td>${fmt(s.meanPairCosine)}</td><td>${fmt(Math.max(...s.deviationNorm))}</td><td>${fmt(s.newestNorm)}</td></tr>`;
 }
 
+/**
+ * A self-contained HTML page of an analysis: SVG charts and tables, no script, nothing fetched
+ * (its Content-Security-Policy is `default-src 'none'`).
+ *
+ * @example
+ * ```ts
+ * import { writeFile } from 'node:fs/promises';
+ * import { analyze, reportHtml } from 'pma';
+ * const html = reportHtml(await analyze({ inputs: 'runs/exp7', last: 4 }));
+ * await writeFile('exp7-pma.html', html);
+ * console.log(`exp7-pma.html: ${html.length} characters`);
+ * ```
+ */
 export function reportHtml(r: AnalyzeResult): string {
   const labels = r.checkpoints.map((c) => (c.step === null ? c.name : String(c.step)));
   const pairs = r.checkpoints.slice(1).map((_, i) => `${labels[i]}→${labels[i + 1]}`);

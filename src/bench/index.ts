@@ -10,8 +10,10 @@ export {
   type CaseResult,
   type MergeRow,
   type CeilingsResult,
+  type CaseData,
+  type CaseParams,
 } from './run.js';
-export { resolveBenchOptions, defaultBenchDir, type BenchOptions } from './options.js';
+export { resolveBenchOptions, defaultBenchDir, type BenchOptions, type ResolvedBenchOptions } from './options.js';
 export { standardSuite } from './suite.js';
 export { generateSeries, describeSeries, formatSize, type SeriesParams } from './series.js';
 export { machineInfo, catFiles, timedWrite, type MachineInfo } from './ceilings.js';

@@ -453,6 +453,13 @@ function checkKernel(cpu: CpuInfo, kernel: KernelChoice): void {
  * `pma bench`: generates a series (or takes the given inputs), measures the read and write
  * ceilings and the merges, and returns the result. Deletes the merge output; deletes the generated
  * inputs unless `keep` or an explicit `dir` (a cache then). Never writes beside explicit inputs.
+ *
+ * @example
+ * ```ts
+ * import { formatBenchReport, runBench } from 'pma';
+ * const r = await runBench({ size: '4MB', inputs: 2, runs: 1, threads: '1', dir: 'pma-bench' });
+ * console.log(formatBenchReport(r));
+ * ```
  */
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const o = resolveBenchOptions(options, availableParallelism());
@@ -648,7 +655,13 @@ function inputsLine(r: CaseResult): string {
   );
 }
 
-/** The report of one `pma bench` run. */
+/** The report of one `pma bench` run. *
+ * @example
+ * ```ts
+ * import { formatBenchReport, runBench } from 'pma';
+ * console.log(formatBenchReport(await runBench({ size: '4MB', inputs: 2, runs: 1, threads: '1', dir: 'pma-bench' })));
+ * ```
+ */
 export function formatBenchReport(r: BenchResult): string {
   const c = r.ceilings;
   const d = r.data;

@@ -13,6 +13,12 @@ export type Schedule = (typeof SCHEDULES)[number];
  * 1-sqrt 1 - sqrt(x), inverse-sqrt 1/sqrt(i) (the classic rsqrt schedule counted in checkpoint
  * intervals from the window's start). The curve never reaches 0 inside the window: its last step
  * to 0 falls after the newest checkpoint.
+ *
+ * @example
+ * ```ts
+ * import { decayCurve } from 'pma';
+ * console.log(decayCurve('cosine', 4)); // [1, 0.853..., 0.5, 0.146...]
+ * ```
  */
 export function decayCurve(schedule: Schedule, k: number): number[] {
   return Array.from({ length: k }, (_, j) => {
@@ -35,6 +41,12 @@ export function decayCurve(schedule: Schedule, k: number): number[] {
  * the learning rate scaled by d_i equals, to first order, the average of the constant-rate
  * checkpoints with c_j = d_j - d_(j+1) and c_K = d_K (and 1 - d_1 = 0 on the checkpoint before
  * the window, which is therefore left out).
+ *
+ * @example
+ * ```ts
+ * import { decayWeights } from 'pma';
+ * console.log(decayWeights('linear', 4)); // [0.25, 0.25, 0.25, 0.25]: the simple average
+ * ```
  */
 export function decayWeights(schedule: Schedule, k: number): number[] {
   const d = decayCurve(schedule, k);
@@ -81,6 +93,17 @@ function rawWeights(
   }
 }
 
+/**
+ * The merge weights of a method over n checkpoints, oldest first: float64, normalised to sum 1,
+ * and their float32 roundings, which the fp32 accumulation multiplies by.
+ *
+ * @example
+ * ```ts
+ * import { computeWeights } from 'pma';
+ * const { w64, w32 } = computeWeights('ema', 4, { alpha: 0.2 });
+ * console.log(w64, w32);
+ * ```
+ */
 export function computeWeights(
   method: Method,
   n: number,

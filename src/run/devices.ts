@@ -113,7 +113,15 @@ export interface DevicesReport {
   cuda: CudaInfo;
 }
 
-/** What this build and machine can merge on: `pma devices`. */
+/** What this build and machine can merge on: `pma devices`. *
+ * @example
+ * ```ts
+ * import { availableParallelism } from 'node:os';
+ * import { devices } from 'pma';
+ * const d = devices(availableParallelism());
+ * console.log(d.cpu.kernels, d.cuda.built, d.cuda.devices.filter((g) => g.usable).length);
+ * ```
+ */
 export function devices(cores: number): DevicesReport {
   const cpu = native().cpuFeatures();
   return { cpu: { cores, best: cpu.best, kernels: cpu.kernels }, cuda: native().cudaInfo() };

@@ -163,6 +163,17 @@ function parseBody(path: string, text: string): HeaderBody {
  * reference Rust reader rejects: bad UTF-8 or JSON, wrong entry types, unknown dtypes, offsets
  * with holes or overlaps, sizes that overflow or disagree with shape x dtype, and a data buffer
  * that does not end exactly at the end of the file.
+ *
+ * @example
+ * ```ts
+ * import { readFile } from 'node:fs/promises';
+ * import { parseHeader } from 'pma';
+ * const path = 'runs/exp7/checkpoint-1000/model.safetensors';
+ * const bytes = await readFile(path);
+ * const length = Number(bytes.readBigUInt64LE(0));
+ * const h = parseHeader(path, bytes.subarray(8, 8 + length), bytes.length);
+ * console.log(h.tensors.length, h.dataStart);
+ * ```
  */
 export function parseHeader(path: string, json: Uint8Array, fileSize: number, cache?: HeaderCache): SafetensorsHeader {
   let text: string;
@@ -187,7 +198,14 @@ export function parseHeader(path: string, json: Uint8Array, fileSize: number, ca
   return { path, fileSize, dataStart, metadata: body.metadata, tensors: body.tensors };
 }
 
-/** Reads and validates the header of a safetensors file; reads nothing of the data buffer. */
+/** Reads and validates the header of a safetensors file; reads nothing of the data buffer. *
+ * @example
+ * ```ts
+ * import { readHeader } from 'pma';
+ * const h = await readHeader('runs/exp7/checkpoint-1000/model.safetensors');
+ * for (const t of h.tensors) console.log(t.name, t.dtype, t.shape);
+ * ```
+ */
 export async function readHeader(path: string, cache?: HeaderCache): Promise<SafetensorsHeader> {
   let fh;
   try {
