@@ -6,7 +6,9 @@ import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { ERROR_CODES } from '../../src/errors.js';
+import type { PlanOp } from '../../src/plan/types.js';
 import { CLI, ROOT } from '../helpers/cli.js';
+import { cpuChunk } from '../helpers/native-chunk.js';
 import { writeCheckpoint } from '../helpers/safetensors.js';
 import { scratch } from '../helpers/scratch.js';
 
@@ -126,20 +128,7 @@ function mergeChunk(tensor: string): { chunk: unknown; output: string } {
   writeFileSync(output, Buffer.alloc(COUNT * 4));
   return {
     output,
-    chunk: {
-      inputs,
-      outputs: [output],
-      weights32: [0.5, 0.5],
-      weights64: [0.5, 0.5],
-      accumulate: 'f32',
-      kernel: 'scalar',
-      io: 'pread',
-      dropCache: false,
-      write: 'buffered',
-      device: -1,
-      gpuMemory: 0,
-      ops: [mergeOp(tensor)],
-    },
+    chunk: cpuChunk({ inputs, outputs: [output], ops: [mergeOp(tensor)] as PlanOp[] }),
   };
 }
 

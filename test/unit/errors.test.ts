@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ERROR_CODES, PmaError, exitStatusFor, fsError, fsErrorCode } from '../../src/errors.js';
 import { ChunkPool } from '../../src/run/pool.js';
 import { rejected } from '../helpers/errors.js';
+import { cpuChunk } from '../helpers/native-chunk.js';
 
 const errno = (code: string) => Object.assign(new Error(`${code}: something`), { code });
 
@@ -78,20 +79,13 @@ describe('PmaError', () => {
         },
       ];
       const err = await rejected(
-        pool.merge({
-          inputs: ['/nonexistent/pma/input.safetensors'],
-          outputs: ['/nonexistent/pma/output.safetensors'],
-          ops,
-          weights32: [1],
-          weights64: [1],
-          accumulate: 'f32',
-          kernel: 'scalar',
-          io: 'pread',
-          dropCache: false,
-          write: 'buffered',
-          device: -1,
-          gpuMemory: 0,
-        }),
+        pool.merge(
+          cpuChunk({
+            inputs: ['/nonexistent/pma/input.safetensors'],
+            outputs: ['/nonexistent/pma/output.safetensors'],
+            ops,
+          }),
+        ),
       );
       expect(err.code).toMatch(/^E_(INPUT|IO)$/);
       expect(err.file).toMatch(/^\/nonexistent\/pma\//);
