@@ -1,7 +1,7 @@
 import { PmaError, isAbort } from '../errors.js';
 import type { KernelName } from '../native.js';
 import { checkTarget, MergeOutput } from '../output/output.js';
-import { resolvePlanOptions, type PlanOptions } from '../plan/options.js';
+import { resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from '../plan/options.js';
 import { planMerge, planResolved, type PlanResult } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
 import { Engine } from '../run/engine.js';
@@ -74,55 +74,81 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
     // plans the merge again without them.
     const leftOut = new Map<string, string>();
     for (;;) {
-      const { plan, skipped } = await planResolved(planOptions, leftOut);
-      const target = await checkTarget(plan, o.out, o.force);
-      options.onPlan?.(plan, skipped);
-      if (options.signal?.aborted) throw aborted();
-      const retry = leftOut.size > 0;
-      const output = await MergeOutput.open(plan, target, {
-        resume: o.resume || retry,
-        force: o.force || retry,
-        dropCache: engine.dropsCache(plan),
-      });
-      try {
-        await output.checkSpace();
-        const ran = await writeChunks(plan, output, engine, o, options);
-        if (ran.leaveOut) {
-          await output.discard();
-          for (const [path, why] of ran.leaveOut) leftOut.set(path, why);
-          continue;
-        }
-        const leftOutList = [...leftOut].map(([path, reason]) => ({ path, reason }));
-        const findings = ran.nonfinite.findings();
-        await output.finish(
-          { ...provenance(plan, engine, options.commandLine), nonfinite: findings, leftOut: leftOutList },
-          o.force,
-          (f) => engine.pool.hash(f),
-        );
-        const elapsedMs = performance.now() - started;
-        return {
-          out: target.path,
-          plan,
-          skipped,
-          kernel: engine.kernel,
-          device: engine.deviceName,
-          ...(engine.deviceNote ? { deviceNote: engine.deviceNote } : {}),
-          threads: engine.threads,
-          droppedCache: engine.dropsCache(plan),
-          resumedChunks: output.done.size,
-          nonfinite: findings,
-          leftOut: leftOutList,
-          bytesRead: ran.bytesRead,
-          bytesWritten: ran.bytesWritten,
-          elapsedMs,
-          bytesPerSecond: plan.totals.inputBytes / Math.max(elapsedMs / 1000, 1e-9),
-        };
-      } catch (e) {
-        throw await output.fail(e);
+      const done = await attempt(planOptions, leftOut, engine, o, options);
+      if ('leaveOut' in done) {
+        for (const [path, why] of done.leaveOut) leftOut.set(path, why);
+        continue;
       }
+      const elapsedMs = performance.now() - started;
+      return {
+        ...done,
+        kernel: engine.kernel,
+        device: engine.deviceName,
+        ...(engine.deviceNote ? { deviceNote: engine.deviceNote } : {}),
+        threads: engine.threads,
+        droppedCache: engine.dropsCache(done.plan),
+        elapsedMs,
+        bytesPerSecond: done.plan.totals.inputBytes / Math.max(elapsedMs / 1000, 1e-9),
+      };
     }
   } finally {
     await engine.close();
+  }
+}
+
+type Attempt =
+  | Pick<
+      MergeResult,
+      'out' | 'plan' | 'skipped' | 'resumedChunks' | 'nonfinite' | 'leftOut' | 'bytesRead' | 'bytesWritten'
+    >
+  | { leaveOut: Map<string, string> };
+
+/** One merge: plan, open the output, run the chunks, finish; or the checkpoints to leave out and plan again. */
+async function attempt(
+  planOptions: ResolvedPlanOptions,
+  leftOut: ReadonlyMap<string, string>,
+  engine: Engine,
+  o: ResolvedMergeOptions,
+  options: MergeOptions,
+): Promise<Attempt> {
+  // 1. Plan: headers only, nothing is written yet.
+  const { plan, skipped } = await planResolved(planOptions, leftOut);
+  const target = await checkTarget(plan, o.out, o.force);
+  options.onPlan?.(plan, skipped);
+  if (options.signal?.aborted) throw aborted();
+  // 2. Open the output: <out>.partial/, new or resumed (a retry without some checkpoints resumes
+  // the partial an interrupted retry left, or replaces one it cannot resume).
+  const retry = leftOut.size > 0;
+  const output = await MergeOutput.open(plan, target, {
+    resume: o.resume || retry,
+    force: o.force || retry,
+    dropCache: engine.dropsCache(plan),
+  });
+  try {
+    await output.checkSpace();
+    // 3. Run the chunks the output lacks.
+    const ran = await writeChunks(plan, output, engine, o, options);
+    if (ran.leaveOut) {
+      await output.discard();
+      return { leaveOut: ran.leaveOut };
+    }
+    // 4. Finish: index, companion files, pma.json with every checksum, then rename into place.
+    const nonfinite = ran.nonfinite.findings();
+    const leftOutList = [...leftOut].map(([path, reason]) => ({ path, reason }));
+    const record = { ...provenance(plan, engine, options.commandLine), nonfinite, leftOut: leftOutList };
+    await output.finish(record, o.force, (f) => engine.pool.hash(f));
+    return {
+      out: target.path,
+      plan,
+      skipped,
+      resumedChunks: output.done.size,
+      nonfinite,
+      leftOut: leftOutList,
+      bytesRead: ran.bytesRead,
+      bytesWritten: ran.bytesWritten,
+    };
+  } catch (e) {
+    throw await output.fail(e);
   }
 }
 

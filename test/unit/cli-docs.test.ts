@@ -1,0 +1,12 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { expect, it } from 'vitest';
+
+import { COMMANDS } from '../../src/cli/main.js';
+import { cliReference } from '../../src/cli/reference.js';
+import { ROOT } from '../helpers/cli.js';
+
+it('docs/cli.md is the help of every command as the tables make it (node scripts/cli-docs.mjs rewrites it)', () => {
+  expect(readFileSync(join(ROOT, 'docs', 'cli.md'), 'utf8')).toBe(cliReference(COMMANDS));
+});
