@@ -11,7 +11,7 @@ export const SELECTION_FLAGS: Flag[] = [
     type: 'string',
     option: 'interval',
     value: 'T',
-    help: 'in tokens (8B, 500M, 1.2T): checkpoints at least T apart,\ncounted back from the newest',
+    help: ['in tokens (8B, 500M, 1.2T): checkpoints at least T apart,', 'counted back from the newest'],
   },
   {
     name: 'window',
@@ -25,7 +25,11 @@ export const SELECTION_FLAGS: Flag[] = [
     type: 'string',
     option: 'tokensPerStep',
     value: 'T',
-    help: "tokens = step x T; without it, each checkpoint's count is read\nfrom trainer_state.json (num_input_tokens_seen) or config.json\n(consumed_tokens, tokens)",
+    help: [
+      "tokens = step x T; without it, each checkpoint's count is read",
+      'from trainer_state.json (num_input_tokens_seen) or config.json',
+      '(consumed_tokens, tokens)',
+    ],
   },
   {
     name: 'every',
@@ -45,7 +49,12 @@ export const WEIGHT_FLAGS: Flag[] = [
     type: 'string',
     option: 'method',
     value: 'M',
-    help: 'sma (default): equal; wma: linear, newest heaviest;\nema: recursion from the oldest with --alpha (default 0.2);\ndecay: weights that emulate a learning-rate decay over the\nwindow (--schedule)',
+    help: [
+      'sma (default): equal; wma: linear, newest heaviest;',
+      'ema: recursion from the oldest with --alpha (default 0.2);',
+      'decay: weights that emulate a learning-rate decay over the',
+      'window (--schedule)',
+    ],
   },
   { name: 'alpha', type: 'string', option: 'alpha', value: 'A', help: 'EMA factor, 0 < A < 1' },
   {
@@ -84,7 +93,11 @@ export const DTYPE_FLAGS: Flag[] = [
     type: 'string',
     option: 'onNonfinite',
     value: 'MODE',
-    help: 'NaN or Inf in an input: error (default) stops before writing the\noutput; warn merges anyway and reports them; skip-checkpoint\nmerges again without the checkpoints that hold them',
+    help: [
+      'NaN or Inf in an input: error (default) stops before writing the',
+      'output; warn merges anyway and reports them; skip-checkpoint',
+      'merges again without the checkpoints that hold them',
+    ],
   },
 ];
 
@@ -94,28 +107,39 @@ export const DEVICE_FLAGS: Flag[] = [
     type: 'string',
     option: 'threads',
     value: 'N',
-    help: 'worker threads (default: number of cores; on GPUs, up to 8,\n4 per GPU: each has a reader and a writer thread)',
+    help: [
+      'worker threads (default: number of cores; on GPUs, up to 8,',
+      '4 per GPU: each has a reader and a writer thread)',
+    ],
   },
   {
     name: 'device',
     type: 'string',
     option: 'device',
     value: 'D',
-    help: 'cpu (default), auto, cuda, cuda:0,1 or cuda:all: where the\narithmetic runs; auto: GPU 0 when this build has CUDA and a\nusable GPU, else the CPU; the bytes are the same on every\ndevice (see pma devices)',
+    help: [
+      'cpu (default), auto, cuda, cuda:0,1 or cuda:all: where the',
+      'arithmetic runs; auto: GPU 0 when this build has CUDA and a',
+      'usable GPU, else the CPU; the bytes are the same on every',
+      'device (see pma devices)',
+    ],
   },
   {
     name: 'gpu-memory',
     type: 'string',
     option: 'gpuMemory',
     value: 'SIZE',
-    help: "device memory per GPU, and as much pinned host memory for\nstaging (default a tenth of the GPU's free memory, at most 1GiB)",
+    help: [
+      'device memory per GPU, and as much pinned host memory for',
+      "staging (default a tenth of the GPU's free memory, at most 1GiB)",
+    ],
   },
   {
     name: 'kernel',
     type: 'string',
     option: 'kernel',
     value: 'K',
-    help: 'CPU arithmetic: auto (default: the best the CPU has), scalar,\navx2, avx512',
+    help: ['CPU arithmetic: auto (default: the best the CPU has), scalar,', 'avx2, avx512'],
   },
 ];
 

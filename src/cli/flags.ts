@@ -20,8 +20,8 @@ export interface Flag {
   short?: string;
   /** The value's name in the help: N, SIZE, DIR. */
   value?: string;
-  /** The help text; '\n' starts a continuation line. */
-  help: string;
+  /** The help text: one line, or the lines of a longer text. */
+  help: string | string[];
 }
 
 export interface FlagGroup {
@@ -93,7 +93,7 @@ const FLAG_COLUMN = 31;
 
 function flagLines(f: Flag): string[] {
   const name = `  --${f.name}${f.value ? ` ${f.value}` : ''}${f.short ? `, -${f.short}` : ''}`;
-  const [first = '', ...rest] = f.help.split('\n');
+  const [first = '', ...rest] = typeof f.help === 'string' ? [f.help] : f.help;
   const indent = ' '.repeat(FLAG_COLUMN);
   const head = name.length < FLAG_COLUMN ? [`${name.padEnd(FLAG_COLUMN)}${first}`] : [name, `${indent}${first}`];
   return [...head, ...rest.map((l) => `${indent}${l}`)];

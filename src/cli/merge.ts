@@ -54,7 +54,10 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           name: 'resume',
           type: 'boolean',
           option: 'resume',
-          help: 'finish the merge an interrupted run left in <out>.partial/\n(same arguments, unchanged inputs): only the missing chunks run',
+          help: [
+            'finish the merge an interrupted run left in <out>.partial/',
+            '(same arguments, unchanged inputs): only the missing chunks run',
+          ],
         },
         ...DTYPE_FLAGS,
         {
@@ -75,7 +78,10 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           type: 'string',
           option: 'chunkSize',
           value: 'SIZE',
-          help: 'work unit, read+written bytes (default 1/64 of the merge,\n16MiB to 256MiB); never changes the bytes',
+          help: [
+            'work unit, read+written bytes (default 1/64 of the merge,',
+            '16MiB to 256MiB); never changes the bytes',
+          ],
         },
         {
           name: 'io',
@@ -89,14 +95,20 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           type: 'string',
           option: 'pageCache',
           value: 'MODE',
-          help: 'auto|keep|drop: drop inputs behind the read position and outputs\nonce on disk (default auto: drop when the inputs exceed half of RAM)',
+          help: [
+            'auto|keep|drop: drop inputs behind the read position and outputs',
+            'once on disk (default auto: drop when the inputs exceed half of RAM)',
+          ],
         },
         {
           name: 'write',
           type: 'string',
           option: 'write',
           value: 'MODE',
-          help: 'buffered (default): results through the page cache; direct: their\naligned middle with O_DIRECT where the filesystem allows (same bytes)',
+          help: [
+            'buffered (default): results through the page cache; direct: their',
+            'aligned middle with O_DIRECT where the filesystem allows (same bytes)',
+          ],
         },
       ],
     },

@@ -26,7 +26,7 @@ paper found best at your model's scale, and the pma merge options that select th
           type: 'string',
           option: 'activeParams',
           value: 'N',
-          help: 'parameters active per token (fewer than the total:\na mixture of experts)',
+          help: ['parameters active per token (fewer than the total:', 'a mixture of experts)'],
         },
         {
           name: 'tokens-per-step',

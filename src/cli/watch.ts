@@ -66,7 +66,11 @@ watcher carries on (and resumes a merge it was stopped in). Runs at low CPU and 
           type: 'string',
           option: 'marker',
           value: 'NAME',
-          help: "a file whose presence marks a checkpoint complete (e.g. .complete);\n--marker latest: the run's latest file (DeepSpeed) names the newest\ncomplete checkpoint",
+          help: [
+            'a file whose presence marks a checkpoint complete (e.g. .complete);',
+            "--marker latest: the run's latest file (DeepSpeed) names the newest",
+            'complete checkpoint',
+          ],
         },
         {
           name: 'exec',
