@@ -143,4 +143,9 @@ export const DEVICE_FLAGS: Flag[] = [
   },
 ];
 
+/** --out DIR (-o), with the command's own words for what goes there. */
+export function outFlag(help: string): Flag {
+  return { name: 'out', type: 'string', option: 'out', short: 'o', value: 'DIR', help };
+}
+
 export const JSON_FLAG: Flag = { name: 'json', type: 'boolean', help: 'print the result as JSON' };

@@ -12,6 +12,7 @@ import {
   SELECTION_FLAGS,
   SELECTION_TITLE,
   WEIGHT_FLAGS,
+  outFlag,
 } from './common-flags.js';
 import type { CommandSpec } from './flags.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
@@ -36,14 +37,7 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
     {
       title: 'Output',
       flags: [
-        {
-          name: 'out',
-          type: 'string',
-          option: 'out',
-          short: 'o',
-          value: 'DIR',
-          help: 'output directory (required unless --dry-run)',
-        },
+        outFlag('output directory (required unless --dry-run)'),
         {
           name: 'force',
           type: 'boolean',

@@ -3,7 +3,7 @@ import { availableParallelism, setPriority } from 'node:os';
 import { PmaError, isAbort } from '../errors.js';
 import { watchRun, type WatchOptions } from '../watch.js';
 import type { Command } from './command.js';
-import { DEVICE_FLAGS, DTYPE_FLAGS, SELECTION_FLAGS, WEIGHT_FLAGS } from './common-flags.js';
+import { DEVICE_FLAGS, DTYPE_FLAGS, SELECTION_FLAGS, WEIGHT_FLAGS, outFlag } from './common-flags.js';
 import { without, type CommandSpec } from './flags.js';
 import { formatDuration } from './format.js';
 import { untilStopped } from './stop.js';
@@ -25,14 +25,7 @@ watcher carries on (and resumes a merge it was stopped in). Runs at low CPU and 
     {
       title: 'Watching',
       flags: [
-        {
-          name: 'out',
-          type: 'string',
-          option: 'out',
-          short: 'o',
-          value: 'DIR',
-          help: 'where the merges go (required)',
-        },
+        outFlag('where the merges go (required)'),
         {
           name: 'every',
           type: 'string',
