@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { availableParallelism, cpus, platform, release, totalmem } from 'node:os';
 
-import { PmaError } from '../errors.js';
+import { PmaError, fsError } from '../errors.js';
 import type { CpuInfo } from '../native.js';
 
 function sh(cmd: string, args: string[]): string {
@@ -83,12 +83,8 @@ export function timedWrite(path: string, bytes: number, buf: Uint8Array, fsync: 
     }
   } catch (e) {
     rmSync(path, { force: true });
-    const err = e as NodeJS.ErrnoException;
-    throw new PmaError(
-      'E_IO',
-      `measuring the write ceiling: writing ${path} failed: ${err.code ?? ''} ${err.message}`.replace('  ', ' '),
-      { file: path, cause: e },
-    );
+    // A full disk is E_NOSPACE here too.
+    throw fsError(e, 'measuring the write ceiling: cannot write', path);
   }
   const t2 = performance.now();
   rmSync(path, { force: true });
