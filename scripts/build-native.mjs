@@ -38,7 +38,7 @@ function buildCpu() {
   const gyp = nodeGyp();
   // Outside npm (no npm_config_nodedir) the headers beside this node, rather than a download.
   const dir = process.env.npm_config_nodedir ? undefined : nodeDir();
-  const args = ['rebuild', ...(dir ? [`--nodedir=${dir}`] : [])];
+  const args = ['rebuild', '--jobs', 'max', ...(dir ? [`--nodedir=${dir}`] : [])];
   return gyp.endsWith('.js') ? run(process.execPath, [gyp, ...args]) : run(gyp, args);
 }
 

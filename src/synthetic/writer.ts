@@ -2,6 +2,7 @@ import { closeSync, mkdirSync, openSync, ftruncateSync, writeFileSync, writevSyn
 import { join } from 'node:path';
 
 import { DTYPE_BITS, type DType } from '../dtypes.js';
+import { PmaError } from '../errors.js';
 import { INDEX_NAME } from '../safetensors/shard-index.js';
 import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSpec } from '../safetensors/writer.js';
 
@@ -105,7 +106,8 @@ export function writeSafetensorsFile(
       }
       const pieces = Array.isArray(d) ? d : [d];
       const got = pieces.reduce((s, p) => s + p.length, 0);
-      if (got !== want) throw new Error(`synthetic tensor ${t.name}: ${got} bytes given, ${want} needed`);
+      if (got !== want)
+        throw new PmaError('E_INTERNAL', `synthetic tensor ${t.name}: ${got} bytes given, ${want} needed`);
       for (const p of pieces) {
         pending.push(p);
         pendingBytes += p.length;
