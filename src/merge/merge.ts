@@ -86,7 +86,6 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
         device: engine.deviceName,
         ...(engine.deviceNote ? { deviceNote: engine.deviceNote } : {}),
         threads: engine.threads,
-        droppedCache: engine.dropsCache(done.plan),
         elapsedMs,
         bytesPerSecond: done.plan.totals.inputBytes / Math.max(elapsedMs / 1000, 1e-9),
       };
@@ -99,7 +98,15 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
 type Attempt =
   | Pick<
       MergeResult,
-      'out' | 'plan' | 'skipped' | 'resumedChunks' | 'nonfinite' | 'leftOut' | 'bytesRead' | 'bytesWritten'
+      | 'out'
+      | 'plan'
+      | 'skipped'
+      | 'resumedChunks'
+      | 'nonfinite'
+      | 'leftOut'
+      | 'droppedCache'
+      | 'bytesRead'
+      | 'bytesWritten'
     >
   | { leaveOut: Map<string, string> };
 
@@ -119,15 +126,16 @@ async function attempt(
   // 2. Open the output: <out>.partial/, new or resumed (a retry without some checkpoints resumes
   // the partial an interrupted retry left, or replaces one it cannot resume).
   const retry = leftOut.size > 0;
+  const dropCache = engine.dropsCache(plan);
   const output = await MergeOutput.open(plan, target, {
     resume: o.resume || retry,
     force: o.force || retry,
-    dropCache: engine.dropsCache(plan),
+    dropCache,
   });
   try {
     await output.checkSpace();
     // 3. Run the chunks the output lacks.
-    const ran = await writeChunks(plan, output, engine, o, options);
+    const ran = await writeChunks(plan, output, engine, dropCache, o, options);
     if (ran.leaveOut) {
       await output.discard();
       return { leaveOut: ran.leaveOut };
@@ -144,6 +152,7 @@ async function attempt(
       resumedChunks: output.done.size,
       nonfinite,
       leftOut: leftOutList,
+      droppedCache: dropCache,
       bytesRead: ran.bytesRead,
       bytesWritten: ran.bytesWritten,
     };
@@ -168,6 +177,7 @@ async function writeChunks(
   plan: MergePlan,
   output: MergeOutput,
   engine: Engine,
+  dropCache: boolean,
   o: ResolvedMergeOptions,
   options: MergeOptions,
 ): Promise<Written> {
@@ -181,7 +191,7 @@ async function writeChunks(
       plan.chunks,
       engine.pool,
       {
-        run: (_, i, cancel) => engine.pool.merge(engine.mergeChunk(plan, i, output.dir, cancel)),
+        run: (_, i, cancel) => engine.pool.merge(engine.mergeChunk(plan, i, output.dir, cancel, dropCache)),
         done: (i, s) => {
           w.bytesRead += s.bytesRead;
           w.bytesWritten += s.bytesWritten;

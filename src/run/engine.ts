@@ -70,10 +70,11 @@ export class Engine {
   }
 
   /**
-   * The native call for chunk `i` of `plan`, writing into `dir`. Chunks go to the GPUs in turn
+   * The native call for chunk `i` of `plan`, writing into `dir` (and dropping what it read and wrote
+   * from the page cache, with `dropCache`: see dropsCache). Chunks go to the GPUs in turn
    * (chunk i on device i mod n), or all to the CPU; each worker may hold staging slots on every GPU.
    */
-  mergeChunk(plan: MergePlan, i: number, dir: string, cancel: Int32Array): NativeChunk {
+  mergeChunk(plan: MergePlan, i: number, dir: string, cancel: Int32Array, dropCache: boolean): NativeChunk {
     const c = plan.chunks[i] as MergePlan['chunks'][number];
     const gpus = this.device.kind === 'cuda' ? this.device.devices.map((d) => d.index) : [];
     return {
@@ -84,7 +85,7 @@ export class Engine {
       accumulate: plan.accumulate,
       kernel: this.kernel,
       io: this.o.io,
-      dropCache: this.dropsCache(plan),
+      dropCache,
       write: this.o.write,
       device: gpus.length > 0 ? (gpus[i % gpus.length] as number) : -1,
       gpuMemory: this.device.kind === 'cuda' ? Math.floor(this.device.memory / this.pool.threads) : 0,

@@ -21,14 +21,14 @@ const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
 /** The bf16 nearest a float32 (round to nearest, ties to even; the input is finite). */
-export function bf16Bits(x: number): number {
+function bf16Bits(x: number): number {
   f32[0] = x;
   const b = u32[0] as number;
   return (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
 }
 
 /** The f16 nearest a float32 (round to nearest, ties to even; overflow to infinity). */
-export function f16Bits(x: number): number {
+function f16Bits(x: number): number {
   f32[0] = x;
   const f = u32[0] as number;
   const sign = (f >>> 16) & 0x8000;

@@ -1,4 +1,3 @@
-import type { Stats } from 'node:fs';
 import { open, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 
@@ -8,16 +7,6 @@ export async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-/** stat(), or null when nothing is there; other failures (EACCES, EIO) are thrown as they are. */
-export async function statOrNull(p: string): Promise<Stats | null> {
-  try {
-    return await stat(p);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
 }
 
 /** fsync of a file or directory by path (directories: so that a rename or a new entry lasts). */

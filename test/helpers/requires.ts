@@ -8,7 +8,7 @@ import { describe, it, type SuiteFactory, type TestFunction } from 'vitest';
  * where it is there; elsewhere they are reported skipped, with the reason in their title, never
  * failed and never run half-way. `missing` is null when the need is met, else what is missing.
  */
-export function titled(title: string, missing: string | null): string {
+function titled(title: string, missing: string | null): string {
   return missing === null ? title : `${title} (skipped: ${missing})`;
 }
 
