@@ -40,6 +40,8 @@ const BAD_INPUT_CODES: ReadonlySet<PmaErrorCode> = new Set<PmaErrorCode>([
 export interface PmaErrorDetails {
   file?: string;
   tensor?: string;
+  /** The option (as the library names it) whose value was refused: E_USAGE from validation. */
+  option?: string;
   cause?: unknown;
 }
 
@@ -49,6 +51,7 @@ export interface PmaErrorWire {
   message: string;
   file?: string;
   tensor?: string;
+  option?: string;
   stack?: string;
 }
 
@@ -70,6 +73,7 @@ export class PmaError extends Error {
   readonly code: PmaErrorCode;
   readonly file: string | undefined;
   readonly tensor: string | undefined;
+  readonly option: string | undefined;
 
   constructor(code: PmaErrorCode, message: string, details: PmaErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -77,6 +81,7 @@ export class PmaError extends Error {
     this.code = code;
     this.file = details.file;
     this.tensor = details.tensor;
+    this.option = details.option;
   }
 
   /** Any thrown value as a PmaError: itself, or E_INTERNAL (a bug) carrying it as the cause. */
@@ -92,6 +97,7 @@ export class PmaError extends Error {
     const details: PmaErrorDetails = {};
     if (w.file) details.file = w.file;
     if (w.tensor) details.tensor = w.tensor;
+    if (w.option) details.option = w.option;
     const err = new PmaError(isPmaErrorCode(w.code) ? w.code : 'E_INTERNAL', w.message, details);
     if (w.stack) err.stack = w.stack;
     return err;
@@ -101,6 +107,7 @@ export class PmaError extends Error {
     const w: PmaErrorWire = { code: this.code, message: this.message };
     if (this.file) w.file = this.file;
     if (this.tensor) w.tensor = this.tensor;
+    if (this.option) w.option = this.option;
     if (this.stack) w.stack = this.stack;
     return w;
   }
@@ -110,6 +117,7 @@ export class PmaError extends Error {
     const details: PmaErrorDetails = { cause: this.cause ?? this };
     if (this.file) details.file = this.file;
     if (this.tensor) details.tensor = this.tensor;
+    if (this.option) details.option = this.option;
     const err = new PmaError(this.code, message, details);
     if (this.stack) err.stack = this.stack.replace(this.message, message);
     return err;

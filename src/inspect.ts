@@ -14,6 +14,8 @@ export interface InspectedCheckpoint {
   bytes: number;
   /** Tensor count per dtype. */
   dtypes: Partial<Record<DType, number>>;
+  /** Why its headers cannot be read (a truncated file, a broken index), or null. */
+  problem: string | null;
 }
 
 export interface InspectResult {
@@ -24,9 +26,18 @@ export interface InspectResult {
   tensors: { name: string; dtype: DType; shape: number[]; bytes: number }[];
   /** null when every checkpoint holds the same tensors; otherwise the first disagreement. */
   mismatch: string | null;
+  /** No checkpoint has a problem and they all agree: what a merge of them needs. */
+  ok: boolean;
 }
 
-/** Reads every header of a run (or of the named checkpoints); reads no tensor data. *
+// Codes of a checkpoint whose headers cannot be read: reported on it, the others still listed.
+const UNREADABLE = new Set(['E_SAFETENSORS', 'E_INPUT', 'E_IO']);
+
+/**
+ * Reads every header of a run (or of the named checkpoints); reads no tensor data. A checkpoint
+ * that cannot be read is listed with its problem; `ok` says whether a merge of them all would
+ * pass its checks.
+ *
  * @example
  * ```ts
  * import { inspect } from 'pma';
@@ -39,8 +50,17 @@ export async function inspect(paths: string | string[]): Promise<InspectResult> 
   const list = typeof paths === 'string' ? [paths] : stringList('paths', paths);
   const found = await discover(list);
   const loaded = [];
+  const problems = new Map<string, string>();
   const cache = new LoadCache();
-  for (const ref of found.checkpoints) loaded.push(await loadCheckpoint(ref, cache));
+  for (const ref of found.checkpoints) {
+    try {
+      loaded.push(await loadCheckpoint(ref, cache));
+    } catch (e) {
+      // One damaged checkpoint is reported among the others, not instead of them.
+      if (!(e instanceof PmaError) || !UNREADABLE.has(e.code)) throw e;
+      problems.set(ref.path, e.message);
+    }
+  }
   let mismatch: string | null = null;
   try {
     checkConsistent(loaded);
@@ -49,22 +69,26 @@ export async function inspect(paths: string | string[]): Promise<InspectResult> 
     mismatch = e.message;
   }
   const newest = loaded[loaded.length - 1];
+  const byPath = new Map(loaded.map((c) => [c.path, c]));
   return {
     source: found.source,
     skipped: found.skipped,
     mismatch,
-    checkpoints: loaded.map((c) => {
+    ok: mismatch === null && problems.size === 0,
+    checkpoints: found.checkpoints.map((ref) => {
+      const c = byPath.get(ref.path);
       const dtypes: Partial<Record<DType, number>> = {};
-      for (const t of c.contents.tensors) dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
+      for (const t of c?.contents.tensors ?? []) dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
       return {
-        path: c.path,
-        name: c.name,
-        step: c.step,
-        layout: c.layout.kind,
-        files: c.files.length,
-        tensors: c.contents.tensors.length,
-        bytes: c.contents.totalBytes,
+        path: ref.path,
+        name: ref.name,
+        step: ref.step,
+        layout: ref.layout.kind,
+        files: c?.files.length ?? 0,
+        tensors: c?.contents.tensors.length ?? 0,
+        bytes: c?.contents.totalBytes ?? 0,
         dtypes,
+        problem: problems.get(ref.path) ?? null,
       };
     }),
     tensors: (newest?.contents.tensors ?? []).map((t) => ({

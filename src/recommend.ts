@@ -80,7 +80,7 @@ export function recommend(options: RecommendOptions): Recommendation {
   const total = v.count('totalParams', options.totalParams);
   const active = options.activeParams === undefined ? total : v.count('activeParams', options.activeParams);
   if (active > total)
-    throw v.invalid('activeParams', `at most totalParams (${formatTokens(total)})`, options.activeParams);
+    throw v.invalid('activeParams', `at most the total parameter count (${formatTokens(total)})`, options.activeParams);
   const perStep = options.tokensPerStep === undefined ? null : v.count('tokensPerStep', options.tokensPerStep);
   const moe = active < total;
   let interval: number;

@@ -5,7 +5,9 @@ import { PmaError } from './errors.js';
  * Every message has the form: `invalid <name>: expected <what>, got <value>`.
  */
 export function invalid(name: string, expected: string, got: unknown): PmaError {
-  return new PmaError('E_USAGE', `invalid ${name}: expected ${expected}, got ${describe(got)}`);
+  // The CLI names the option by its flag instead (`invalid --total-params: ...`).
+  const option = name.replace(/\[.*$/, '');
+  return new PmaError('E_USAGE', `invalid ${name}: expected ${expected}, got ${describe(got)}`, { option });
 }
 
 function describe(v: unknown): string {

@@ -1,9 +1,10 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 
 import { discover } from './checkpoints/discover.js';
 import { loadCheckpoint } from './checkpoints/load.js';
+import { PMA_RECORD } from './checkpoints/pma-output.js';
 import { PmaError, fsError } from './errors.js';
 import { ChunkPool } from './run/pool.js';
 import { nonEmptyString } from './validate.js';
@@ -45,17 +46,24 @@ export async function verify(out: string): Promise<VerifyResult> {
   const dir = nonEmptyString('out', out);
   let record: { sha256?: Record<string, string> };
   try {
-    record = JSON.parse(await readFile(join(dir, 'pma.json'), 'utf8')) as typeof record;
+    record = JSON.parse(await readFile(join(dir, PMA_RECORD), 'utf8')) as typeof record;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      const s = await stat(dir).catch(() => null);
+      if (!s) throw new PmaError('E_INPUT', `${dir} does not exist`, { file: dir });
+      if (!s.isDirectory())
+        throw new PmaError('E_INPUT', `${dir} is not a directory: pma verify takes a merged output directory`, {
+          file: dir,
+        });
       throw new PmaError('E_INPUT', `${dir} has no pma.json: it was not written by pma`, {
-        file: join(dir, 'pma.json'),
+        file: join(dir, PMA_RECORD),
       });
+    }
     throw e instanceof SyntaxError
-      ? new PmaError('E_INPUT', `${join(dir, 'pma.json')} is not valid JSON: ${e.message}`, {
-          file: join(dir, 'pma.json'),
+      ? new PmaError('E_INPUT', `${join(dir, PMA_RECORD)} is not valid JSON: ${e.message}`, {
+          file: join(dir, PMA_RECORD),
         })
-      : fsError(e, 'cannot read', join(dir, 'pma.json'));
+      : fsError(e, 'cannot read', join(dir, PMA_RECORD));
   }
   const found = await discover([dir]);
   const ref = found.checkpoints[0];
@@ -91,7 +99,7 @@ export async function verify(out: string): Promise<VerifyResult> {
           : `${f.name} has SHA-256 ${f.actual}, pma.json records ${f.expected}`,
       );
   }
-  const unrecorded = [...present].filter((f) => f !== 'pma.json' && !names.includes(f)).sort();
+  const unrecorded = [...present].filter((f) => f !== PMA_RECORD && !names.includes(f)).sort();
   return {
     out: dir,
     ok: files.every((f) => f.ok) && sums !== undefined,

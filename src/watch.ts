@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readdir, readFile, rename, rm, stat, writeFile, mkdir } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 
 import { discover, type CheckpointRef } from './checkpoints/discover.js';
@@ -9,6 +9,7 @@ import { PmaError, isAbort } from './errors.js';
 import { merge, type MergeResult } from './merge/merge.js';
 import type { MergeOptions } from './merge/options.js';
 import { partialHeldLive, partialPath } from './output/partial.js';
+import { makeDirs } from './util/fs.js';
 import { acquireLock, lockToken, releaseLock } from './util/lock.js';
 import * as v from './validate.js';
 
@@ -163,7 +164,7 @@ export async function* watchRun(options: WatchOptions): AsyncGenerator<WatchMerg
   const poll = pollMs === undefined ? 10_000 : Math.max(1, v.durationMs('pollMs', pollMs));
   if (marker !== undefined) v.nonEmptyString('marker', marker);
   if (exec !== undefined) v.nonEmptyString('exec', exec);
-  await mkdir(outDir, { recursive: true });
+  await makeDirs(outDir);
   // One watcher per output directory: a second would merge the same steps into the same places.
   const lockPath = join(outDir, LOCK_FILE);
   const token = lockToken();

@@ -22,6 +22,8 @@ export interface AnalyzeResult {
   /** Per layer ("layer 0", "layer 1", ..., then "other": embeddings, final norm, head). */
   layers: (DeviationStats & { layer: string; tensors: number })[];
   tensors: (DeviationStats & { name: string; layer: string })[];
+  /** The plan's warnings: fewer checkpoints than asked for, config.json keys that differ. */
+  warnings: string[];
 }
 
 /** The layer a tensor belongs to, from the usual naming (model.layers.3., h.3., blocks.3.). */
@@ -101,5 +103,6 @@ export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
       .sort((a, b) => layerOrder(a[0], b[0]))
       .map(([layer, l]) => ({ layer, tensors: l.tensors, ...deviationStats(l.m) })),
     tensors,
+    warnings: plan.warnings,
   };
 }

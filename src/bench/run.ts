@@ -4,7 +4,7 @@
  * measured in the same run, interleaved round by round.
  */
 import { existsSync, readdirSync, realpathSync, rmdirSync, statSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { join, sep } from 'node:path';
 
@@ -14,6 +14,7 @@ import { PmaError } from '../errors.js';
 import { merge, plan as makePlan } from '../merge/merge.js';
 import { native, type CpuInfo, type IoMode, type KernelChoice } from '../native.js';
 import * as v from '../validate.js';
+import { makeDirs } from '../util/fs.js';
 import { VERSION } from '../util/package.js';
 import {
   catFiles,
@@ -473,7 +474,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     checkDirAgainstInputs(o.dir, options.dir ?? o.dir, o.paths);
   }
   const log = options.log ?? (() => {});
-  await mkdir(o.dir, { recursive: true });
+  await makeDirs(o.dir);
   const ctx: Ctx = { dir: o.dir, cpu, log, signal: options.signal };
   const machine = machineInfo(o.dir, cpu);
   const keepInputs = o.keep || o.dirGiven;
@@ -566,7 +567,7 @@ export async function runSuite(cases: SuiteCase[], o: SuiteOptions): Promise<Sui
   const dir = v.nonEmptyString('dir', o.dir);
   const cpu = native().cpuFeatures();
   for (const c of cases) checkKernel(cpu, c.kernel ?? 'auto');
-  await mkdir(dir, { recursive: true });
+  await makeDirs(dir);
   const log = o.log ?? (() => {});
   const ctx: Ctx = { dir, cpu, log, signal: o.signal };
   const machine = machineInfo(dir, cpu);

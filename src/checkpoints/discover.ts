@@ -3,6 +3,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
 import { INDEX_NAME } from '../safetensors/shard-index.js';
+import { isPmaOutput } from './pma-output.js';
 import { parseStep } from './step.js';
 
 export interface CheckpointRef {
@@ -85,18 +86,26 @@ function refuseDuplicateSteps(list: CheckpointRef[]): void {
 }
 
 /**
- * Turns the user's paths into ordered checkpoints (oldest first). One path that is not itself a
- * checkpoint is a run directory: its step-named subdirectories (or .safetensors files) are the
- * checkpoints, ordered by step numerically. Several paths are checkpoints each; they are ordered by
- * step when all carry one, otherwise kept as given.
+ * Turns the user's paths into ordered checkpoints (oldest first). One directory holding
+ * step-named checkpoints is a run: those (subdirectories or .safetensors files) are the
+ * checkpoints, ordered by step numerically; weights at its own top level are the final model a
+ * trainer saved beside them, listed among the skipped and left out. Any other single path, and
+ * each of several paths, is a checkpoint; several are ordered by step when all carry one,
+ * otherwise kept as given.
  */
 export async function discover(paths: string[]): Promise<Discovery> {
   if (paths.length === 1 && paths[0] !== undefined) {
     const only = paths[0];
     const ck = await checkpointAt(only);
-    if (typeof ck !== 'string') return { source: 'list', checkpoints: [ck], skipped: [] };
     const s = await statOrNull(resolve(only));
-    if (s?.isDirectory()) return discoverRun(resolve(only));
+    if (s?.isDirectory()) {
+      const run = await discoverRun(resolve(only), typeof ck === 'string');
+      if (run) {
+        if (typeof ck !== 'string') run.skipped.unshift({ path: weightsPath(ck), reason: FINAL_MODEL });
+        return run;
+      }
+    }
+    if (typeof ck !== 'string') return { source: 'list', checkpoints: [ck], skipped: [] };
     throw new PmaError('E_INPUT', `${only}: ${ck}`, { file: only });
   }
   const checkpoints: CheckpointRef[] = [];
@@ -112,7 +121,17 @@ export async function discover(paths: string[]): Promise<Discovery> {
   return { source: 'list', checkpoints, skipped: [] };
 }
 
-async function discoverRun(dir: string): Promise<Discovery> {
+const FINAL_MODEL =
+  "the final model saved at the run's top level (trainer.save_model), not one of its checkpoints; name it to merge it";
+
+/** The file that holds a checkpoint's weights, or its shard index. */
+const weightsPath = (ck: CheckpointRef) => (ck.layout.kind === 'single' ? ck.layout.file : ck.layout.index);
+
+/**
+ * The step-named checkpoints of a run directory. With `required` false, null when it has none
+ * (the directory is then a checkpoint itself); with it true, E_NO_CHECKPOINTS.
+ */
+async function discoverRun(dir: string, required: boolean): Promise<Discovery | null> {
   let entries;
   try {
     entries = await readdir(dir, { withFileTypes: true });
@@ -132,11 +151,16 @@ async function discoverRun(dir: string): Promise<Discovery> {
     if (!e.isDirectory() && !(e.isFile() && e.name.endsWith('.safetensors'))) {
       if (!e.isSymbolicLink()) continue;
     }
+    if (e.isDirectory() && (await isPmaOutput(p))) {
+      skipped.push({ path: p, reason: 'a merge written by pma (it has a pma.json), not a checkpoint of the run' });
+      continue;
+    }
     const ck = await checkpointAt(p);
     if (typeof ck === 'string') skipped.push({ path: p, reason: ck });
     else checkpoints.push(ck);
   }
   if (checkpoints.length === 0) {
+    if (!required) return null;
     const why = skipped.length > 0 ? ` (${skipped.map((s) => `${basename(s.path)}: ${s.reason}`).join('; ')})` : '';
     throw new PmaError(
       'E_NO_CHECKPOINTS',

@@ -53,6 +53,7 @@ export const analyzeCommand: Command = {
   spec: ANALYZE_SPEC,
   async run({ options, flags, positionals }, io) {
     const r = await untilStopped((signal) => analyze({ ...options, inputs: positionals, signal }));
+    for (const w of r.warnings) io.err(`warning: ${w}\n`);
     const report = typeof flags.report === 'string' ? flags.report : undefined;
     if (report !== undefined) {
       await writeFile(report, reportHtml(r)).catch((e: unknown) => {

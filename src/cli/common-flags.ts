@@ -39,6 +39,15 @@ export const SELECTION_FLAGS: Flag[] = [
     help: 'every K-th checkpoint, counted back from the newest',
   },
   { name: 'last', type: 'string', option: 'last', value: 'N', help: 'the N newest' },
+  {
+    name: 'allow-config-mismatch',
+    type: 'boolean',
+    option: 'allowConfigMismatch',
+    help: [
+      'merge checkpoints whose config.json names different models',
+      '(model_type, architectures); other differences only warn',
+    ],
+  },
 ];
 
 export const SELECTION_TITLE = 'Selection (applied in this order: steps, tokens, --every, --last)';

@@ -9,7 +9,11 @@ export const INSPECT_SPEC: CommandSpec = {
   usage: '<run-dir | checkpoint...> [--tensors] [--json]',
   summary: 'list checkpoints and tensors',
   about: `Lists the checkpoints found (ordered by step), their files, tensor counts, dtypes and sizes,
-and whether they agree on tensor names, shapes and dtypes. Reads headers only.`,
+and whether they agree on tensor names, shapes and dtypes. Reads headers only. A checkpoint that
+cannot be read is listed as UNREADABLE with the reason.
+
+Exit status: 0 the checkpoints agree, 2 they disagree or one cannot be read (as pma merge would
+refuse them).`,
   positionals: {
     min: 1,
     max: Infinity,
@@ -28,9 +32,11 @@ export const inspectCommand: Command = {
   spec: INSPECT_SPEC,
   async run({ flags, positionals }, io) {
     const r = await inspect(positionals);
+    // Exit 2 when a merge of these checkpoints would be refused, as pma merge would exit.
+    const status = r.ok ? 0 : 2;
     if (flags.json) {
       io.out(`${JSON.stringify(r, null, 2)}\n`);
-      return 0;
+      return status;
     }
     const lines: string[] = [];
     lines.push(
@@ -40,20 +46,29 @@ export const inspectCommand: Command = {
       const dt = Object.entries(c.dtypes)
         .map(([d, n]) => `${d}x${n}`)
         .join(' ');
-      lines.push(
-        `  ${String(c.step ?? '-').padStart(10)}  ${c.name}  ${c.layout === 'sharded' ? `${c.files} shards` : '1 file'}  ${c.tensors} tensors  ${formatBytes(c.bytes)}  ${dt}`,
-      );
+      const step = String(c.step ?? '-').padStart(10);
+      if (c.problem !== null) lines.push(`  ${step}  ${c.name}  UNREADABLE: ${c.problem}`);
+      else
+        lines.push(
+          `  ${step}  ${c.name}  ${c.layout === 'sharded' ? `${c.files} shards` : '1 file'}  ${c.tensors} tensors  ${formatBytes(c.bytes)}  ${dt}`,
+        );
     }
     for (const s of r.skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);
-    lines.push(
-      r.mismatch === null ? 'all checkpoints hold the same tensors, shapes and dtypes' : `MISMATCH: ${r.mismatch}`,
-    );
+    const unreadable = r.checkpoints.filter((c) => c.problem !== null).length;
+    if (r.mismatch !== null) lines.push(`MISMATCH: ${r.mismatch}`);
+    else
+      lines.push(
+        unreadable === 0
+          ? 'all checkpoints hold the same tensors, shapes and dtypes'
+          : `the ${r.checkpoints.length - unreadable} readable checkpoint(s) hold the same tensors, shapes and dtypes`,
+      );
+    if (unreadable > 0) lines.push(`${unreadable} checkpoint(s) cannot be read: a merge of them would fail`);
     if (flags.tensors) {
       lines.push('tensors of the newest checkpoint:');
       for (const t of r.tensors)
         lines.push(`  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]  ${formatBytes(t.bytes)}`);
     }
     io.out(`${lines.join('\n')}\n`);
-    return 0;
+    return status;
   },
 };

@@ -72,12 +72,31 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         );
     }
   } catch (e) {
+    const command = COMMANDS.find((c) => c.spec.name === name);
     const err = PmaError.from(e);
-    io.err(`pma: error [${err.code}]: ${err.message}\n`);
+    const message = cliMessage(err, command);
+    // A script reading --json gets the failure as JSON too, with its code.
+    if (command?.spec.groups.some((g) => g.flags.some((f) => f.name === 'json')) && rest.includes('--json')) {
+      const wire = { code: err.code, message, file: err.file, tensor: err.tensor, option: err.option };
+      io.out(`${JSON.stringify({ error: wire, exitStatus: exitStatusFor(err) })}\n`);
+    }
+    io.err(`pma: error [${err.code}]: ${message}\n`);
     // A bug (anything that is not a PmaError of pma's own): the stack helps its report.
     if (!(e instanceof PmaError) && err.stack) io.err(`${err.stack}\n`);
     return exitStatusFor(err);
   }
+}
+
+/**
+ * The message as the command line says it: an option the library refused is named by its flag
+ * ("invalid --total-params: ..."), from the command's table (then any command's).
+ */
+function cliMessage(err: PmaError, command: Command | undefined): string {
+  const option = err.option;
+  if (option === undefined) return err.message;
+  const specs = [command, ...COMMANDS].flatMap((c) => (c ? [c.spec] : []));
+  const flag = specs.flatMap((s) => s.groups.flatMap((g) => g.flags)).find((f) => f.option === option);
+  return flag ? err.message.replace(`invalid ${option}`, `invalid --${flag.name}`) : err.message;
 }
 
 function isEntryPoint(): boolean {

@@ -42,7 +42,11 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           name: 'force',
           type: 'boolean',
           option: 'force',
-          help: 'replace an existing output (or a partial one, instead of resuming)',
+          help: [
+            'replace an existing output that pma wrote (it has a pma.json) or an',
+            'empty directory (or a partial one, instead of resuming); never',
+            'anything else',
+          ],
         },
         {
           name: 'resume',
@@ -74,7 +78,8 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           value: 'SIZE',
           help: [
             'work unit, read+written bytes (default 1/64 of the merge,',
-            '16MiB to 256MiB); never changes the bytes',
+            '16MiB to 256MiB); never changes the bytes (--resume keeps the',
+            "partial's)",
           ],
         },
         {
@@ -111,7 +116,12 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
       flags: [
         { name: 'dry-run', type: 'boolean', help: 'print the plan (inputs, weights, output files and sizes) and stop' },
         { ...JSON_FLAG, help: 'machine-readable summary (or plan, with --dry-run) on stdout' },
-        { name: 'quiet', type: 'boolean', short: 'q', help: 'no progress bar and no selection listing' },
+        {
+          name: 'quiet',
+          type: 'boolean',
+          short: 'q',
+          help: 'no progress bar and no selection listing (warnings still print)',
+        },
       ],
     },
   ],
@@ -123,10 +133,17 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
     'pma merge runs/exp7 --last 8 --device cuda:all --out merged/',
     'pma merge runs/exp7 --last 8 --out merged/ --resume   # after an interruption',
   ],
-  footer: `A merge that stops early (Ctrl-C, SIGTERM, a full disk, a crash, a killed node) leaves nothing at
---out and its finished part in <out>.partial/; the same command with --resume finishes it.
+  footer: `A run directory's checkpoints are its step-named subdirectories: a final model saved at its top
+level, and merges pma wrote into it (they have a pma.json), are listed as skipped and left out.
+Warnings (fewer checkpoints than --last asks for, a merge of one checkpoint, config.json keys that
+differ between the checkpoints, NaN/Inf) go to stderr, with --quiet and --json too.
 
-Exit status: 0 done, 2 bad usage or bad input, 1 any other failure (interrupted included).`,
+A merge that stops early (Ctrl-C, SIGTERM, a full disk, a crash, a killed node) leaves nothing at
+--out and its finished part in <out>.partial/; the same command with --resume finishes it. One
+stopped for NaN/Inf is taken up by the same command with --on-nonfinite skip-checkpoint or warn.
+
+Exit status: 0 done, 2 bad usage or bad input, 1 any other failure (interrupted included). With
+--json, a failure is also printed on stdout as {"error": {"code", "message", ...}, "exitStatus"}.`,
 };
 
 function describePlan(plan: MergePlan, skipped: { path: string; reason: string }[]): string {
@@ -145,7 +162,12 @@ function describePlan(plan: MergePlan, skipped: { path: string; reason: string }
   }
   for (const s of skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);
   for (const n of plan.notes) lines.push(`note: ${n}`);
-  return `${lines.join('\n')}\n`;
+  return `${lines.join('\n')}\n${describeWarnings(plan)}`;
+}
+
+/** Printed even with --quiet: what the user must hear about the plan. */
+export function describeWarnings(plan: MergePlan): string {
+  return plan.warnings.map((w) => `warning: ${w}\n`).join('');
 }
 
 function describeOutputs(plan: MergePlan): string {
@@ -168,7 +190,12 @@ export const mergeCommand: Command = {
     const opts = { ...options, inputs: positionals } as unknown as MergeOptions;
     if (flags['dry-run']) {
       const { plan, skipped } = await planMerge(opts);
-      io.out(flags.json ? `${JSON.stringify(plan, null, 2)}\n` : describePlan(plan, skipped) + describeOutputs(plan));
+      if (flags.json) {
+        io.err(describeWarnings(plan));
+        io.out(`${JSON.stringify(plan, null, 2)}\n`);
+      } else {
+        io.out(describePlan(plan, skipped) + describeOutputs(plan));
+      }
       return 0;
     }
     if (options.out === undefined) throw new PmaError('E_USAGE', 'pma merge needs --out <dir> (or --dry-run)');
@@ -181,20 +208,14 @@ export const mergeCommand: Command = {
         ...opts,
         signal,
         commandLine: ['pma', 'merge', ...argv],
-        ...(quiet
-          ? {}
-          : {
-              onPlan: (plan: MergePlan, skipped: { path: string; reason: string }[]) =>
-                io.err(describePlan(plan, skipped)),
-            }),
+        // --quiet drops the listing, never the warnings.
+        onPlan: (plan: MergePlan, skipped: { path: string; reason: string }[]) =>
+          io.err(quiet ? describeWarnings(plan) : describePlan(plan, skipped)),
         ...(bar ? { onProgress: bar.update } : {}),
       }).finally(() => bar?.end()),
     );
-    if (!quiet) {
-      for (const f of result.nonfinite)
-        io.err(`warning: ${f.count} NaN/Inf in ${f.tensor} of ${f.checkpoint} (merged anyway: --on-nonfinite warn)\n`);
-      for (const l of result.leftOut) io.err(`left out ${l.path}: ${l.reason}\n`);
-    }
+    for (const f of result.nonfinite)
+      io.err(`warning: ${f.count} NaN/Inf in ${f.tensor} of ${f.checkpoint} (merged anyway: --on-nonfinite warn)\n`);
     const p = result.plan;
     if (flags.json) {
       io.out(
@@ -214,6 +235,7 @@ export const mergeCommand: Command = {
             resumedChunks: result.resumedChunks,
             nonfinite: result.nonfinite,
             leftOut: result.leftOut,
+            warnings: p.warnings,
             threads: result.threads,
             bytesRead: result.bytesRead,
             bytesWritten: result.bytesWritten,
@@ -231,7 +253,7 @@ export const mergeCommand: Command = {
     if (result.resumedChunks > 0 && !quiet)
       io.err(`resumed: ${result.resumedChunks} of ${p.chunks.length} chunks were already done\n`);
     io.out(
-      `merged ${p.checkpoints.length} checkpoints (${p.method}) -> ${result.out}: ${p.outputs.length} file(s), ${formatBytes(p.totals.outputBytes)} in ${formatDuration(result.elapsedMs)} (${formatRate(result.bytesPerSecond)} read, ${engine}, ${result.threads} threads)\n`,
+      `merged ${p.checkpoints.length} checkpoint(s) (${p.method}) -> ${result.out}: ${p.outputs.length} file(s), ${formatBytes(p.totals.outputBytes)} in ${formatDuration(result.elapsedMs)} (${formatRate(result.bytesPerSecond)} read, ${engine}, ${result.threads} threads)\n`,
     );
     return 0;
   },

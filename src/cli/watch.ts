@@ -100,6 +100,9 @@ export const watchCommand: Command = {
       try {
         for await (const m of watchRun({ ...opts, signal })) {
           const r = m.result;
+          for (const w of r.plan.warnings) io.err(`warning: step ${m.step}: ${w}\n`);
+          for (const f of r.nonfinite)
+            io.err(`warning: step ${m.step}: ${f.count} NaN/Inf in ${f.tensor} of ${f.checkpoint} (merged anyway)\n`);
           if (flags.json) {
             const line = {
               step: m.step,
@@ -109,6 +112,7 @@ export const watchCommand: Command = {
               seconds: r.elapsedMs / 1000,
               removed: m.removed,
               execStatus: m.execStatus ?? null,
+              warnings: r.plan.warnings,
             };
             io.out(`${JSON.stringify(line)}\n`);
           } else {

@@ -1,6 +1,7 @@
 import { PmaError, isAbort } from '../errors.js';
 import type { KernelName } from '../native.js';
 import { checkTarget, MergeOutput } from '../output/output.js';
+import { resumedChunkSize } from '../output/partial.js';
 import { resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from '../plan/options.js';
 import { planMerge, planResolved, type PlanResult } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
@@ -118,9 +119,15 @@ async function attempt(
   o: ResolvedMergeOptions,
   options: MergeOptions,
 ): Promise<Attempt> {
-  // 1. Plan: headers only, nothing is written yet.
-  const { plan, skipped } = await planResolved(planOptions, leftOut);
-  const target = await checkTarget(plan, o.out, o.force);
+  // 1. Plan: headers only, nothing is written yet; a partial output taken up sets the work unit.
+  let { plan, skipped } = await planResolved(planOptions, leftOut);
+  let target = await checkTarget(plan, o.out, o.force);
+  const chunkSize = o.force && !o.resume ? null : await resumedChunkSize(target.path, o.resume || leftOut.size > 0);
+  if (chunkSize !== null && chunkSize !== plan.chunkSize) {
+    ({ plan, skipped } = await planResolved({ ...planOptions, chunkSize }, leftOut));
+    plan.notes.push(`chunks of ${chunkSize} bytes, as in the partial merge taken up`);
+    target = await checkTarget(plan, o.out, o.force);
+  }
   options.onPlan?.(plan, skipped);
   if (options.signal?.aborted) throw aborted();
   // 2. Open the output: <out>.partial/, new or resumed (a retry without some checkpoints resumes

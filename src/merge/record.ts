@@ -15,10 +15,23 @@ export function provenance(p: MergePlan, engine: Engine, commandLine: string[] |
     weightsF32: p.weights.w32,
     accumulate: p.accumulate,
     dtype: p.dtype,
-    inputs: p.checkpoints.map((c) => ({ path: c.path, step: c.step })),
+    inputs: p.checkpoints.map((c) => ({
+      path: c.path,
+      step: c.step,
+      ...(c.tokens === null ? {} : { tokens: c.tokens }),
+    })),
+    inputDtypes: countBy(p.tensors.map((t) => t.inDtype)),
+    outputDtypes: countBy(p.tensors.map((t) => t.outDtype)),
     outputs: p.outputs.map((f) => ({ name: f.name, size: f.size })),
     tensors: { merged: p.totals.merged, copied: p.totals.copied },
     device: engine.deviceName,
     commandLine: commandLine ?? null,
   };
+}
+
+/** Tensor count per dtype, in dtype order. */
+function countBy(dtypes: string[]): Record<string, number> {
+  const n: Record<string, number> = {};
+  for (const d of [...dtypes].sort()) n[d] = (n[d] ?? 0) + 1;
+  return n;
 }

@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path';
 
 import { fsError } from '../errors.js';
 import type { MergePlan } from '../plan/types.js';
+import { PMA_RECORD } from '../checkpoints/pma-output.js';
 import { INDEX_NAME } from '../safetensors/shard-index.js';
 import { exists, fsyncPath } from '../util/fs.js';
 
@@ -22,7 +23,11 @@ export async function finishOutput(
 ): Promise<void> {
   try {
     if (plan.index !== null) await writeFile(join(dir, INDEX_NAME), plan.index);
-    for (const f of plan.copyFiles) await copyFile(f, join(dir, basename(f)));
+    for (const f of plan.copyFiles) {
+      const text = plan.rewrittenFiles[basename(f)];
+      if (text === undefined) await copyFile(f, join(dir, basename(f)));
+      else await writeFile(join(dir, basename(f)), text);
+    }
     const small = [...(plan.index !== null ? [INDEX_NAME] : []), ...plan.copyFiles.map((f) => basename(f))];
     const smallSums = await Promise.all(small.map((n) => hash(join(dir, n))));
     const sha256: Record<string, string> = {
@@ -31,11 +36,11 @@ export async function finishOutput(
     };
     const names = Object.keys(sha256).sort();
     await writeFile(
-      join(dir, 'pma.json'),
+      join(dir, PMA_RECORD),
       `${JSON.stringify({ ...record, sha256: Object.fromEntries(names.map((n) => [n, sha256[n]])) }, null, 2)}\n`,
     );
     await Promise.all(names.map((n) => fsyncPath(join(dir, n))));
-    await fsyncPath(join(dir, 'pma.json'));
+    await fsyncPath(join(dir, PMA_RECORD));
     await fsyncPath(dir);
     if (force && (await exists(target))) {
       const old = `${dir}.old`;

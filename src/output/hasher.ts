@@ -28,6 +28,8 @@ interface FileState {
 export class OutputHasher {
   private readonly files = new Map<string, FileState>();
   private failure: PmaError | null = null;
+  // Once closed, no file is opened again (a handle left to the garbage collector is a leak).
+  private closed = false;
 
   constructor(
     dir: string,
@@ -61,7 +63,7 @@ export class OutputHasher {
   }
 
   private kick(f: FileState): void {
-    if (f.pump || !f.ready.has(f.pos) || this.failure) return;
+    if (f.pump || !f.ready.has(f.pos) || this.failure || this.closed) return;
     f.pump = this.advance(f)
       .catch((e: unknown) => {
         this.failure ??= fsError(e, 'cannot hash the output', f.path);
@@ -123,6 +125,7 @@ export class OutputHasher {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const f of this.files.values()) {
       while (f.pump) await f.pump.catch(() => {});
       await f.fh?.close().catch(() => {});

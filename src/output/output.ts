@@ -38,13 +38,17 @@ export interface OpenOutputOptions {
  */
 export class MergeOutput {
   private ended = false;
+  /** Chunks on disk: found done, plus written by this merge. */
+  private written: number;
 
   private constructor(
     private readonly plan: MergePlan,
     private readonly target: OutputTarget,
     private readonly partial: PartialOutput,
     private readonly hasher: OutputHasher,
-  ) {}
+  ) {
+    this.written = partial.done.size;
+  }
 
   /** Creates (or resumes) the partial output. */
   static async open(plan: MergePlan, target: OutputTarget, o: OpenOutputOptions): Promise<MergeOutput> {
@@ -77,6 +81,7 @@ export class MergeOutput {
 
   /** Chunk i's bytes are written: journal it, and hash what now follows on in its files. */
   chunkDone(i: number, nonfinite: NonFiniteCounts): void {
+    this.written++;
     this.partial.chunkDone(i, nonfinite);
     this.hasher.chunkDone(this.plan.chunks[i] as MergePlan['chunks'][number]);
   }
@@ -123,9 +128,17 @@ export class MergeOutput {
   async fail(e: unknown): Promise<unknown> {
     await this.hasher.close();
     if (this.ended) return e;
+    if (this.written === 0) {
+      // Nothing to resume: nothing is left behind either.
+      await this.discard().catch(() => {});
+      return e;
+    }
     this.ended = true;
-    await this.partial.suspend().catch(() => {});
-    const hint = `; the work done so far is kept in ${this.partial.dir}: run the same command with --resume to finish it`;
+    const nonfinite = e instanceof PmaError && e.code === 'E_NONFINITE';
+    await this.partial.suspend(nonfinite).catch(() => {});
+    const hint = nonfinite
+      ? `; the ${this.written} chunk(s) merged so far are kept in ${this.partial.dir}, where the same command with --on-nonfinite skip-checkpoint or warn takes them up (no --resume needed)`
+      : `; the work done so far is kept in ${this.partial.dir}: run the same command with --resume to finish it`;
     return e instanceof PmaError ? e.withMessage(e.message + hint) : e;
   }
 }

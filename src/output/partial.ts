@@ -1,13 +1,13 @@
-import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
 import type { MergePlan } from '../plan/types.js';
-import { exists, fsyncPath } from '../util/fs.js';
+import { exists, fsyncPath, makeDirs } from '../util/fs.js';
 import { acquireLock, isAlive, lockHeldLive, lockToken, releaseLock } from '../util/lock.js';
 import { Journal, type NonFiniteCounts } from './journal.js';
 import type { InputStamp } from './stamps.js';
-import { checkResumable, newState, writeState } from './state.js';
+import { checkResumable, newState, readState, writeState } from './state.js';
 
 /**
  * The partial output of a merge: `<out>.partial/`, the output files being written, plus a
@@ -19,7 +19,8 @@ export const PARTIAL_SUFFIX = '.partial';
 const META_DIR = '.pma-resume';
 
 export const partialPath = (target: string) => join(dirname(target), basename(target) + PARTIAL_SUFFIX);
-const metaPath = (dir: string, name: 'lock' | 'state.json' | 'journal') => join(dir, META_DIR, name);
+const metaPath = (dir: string, name: 'lock' | 'state.json' | 'journal' | 'stopped-nonfinite') =>
+  join(dir, META_DIR, name);
 // Resume data moved out of a partial that is being renamed into place.
 const finishingPath = (dir: string) => `${dir}.finishing`;
 // A partial being created: `<out>.partial.creating-<pid>-<random>`, renamed once complete.
@@ -28,6 +29,17 @@ const CREATING = '.creating-';
 /** Whether the partial `dir` is held by a merge that is still running (or by another host). */
 export function partialHeldLive(dir: string): Promise<boolean> {
   return lockHeldLive(metaPath(dir, 'lock'));
+}
+
+/**
+ * The work unit of the partial merge at `target` that this merge would take up (asked to resume,
+ * or left by a merge stopped for NaN/Inf), or null: the plan is then cut the same way, so that
+ * --chunk-size, which never changes the bytes, never stands in the way of a resume.
+ */
+export async function resumedChunkSize(target: string, resume: boolean): Promise<number | null> {
+  const dir = partialPath(target);
+  if (!resume && !(await exists(metaPath(dir, 'stopped-nonfinite')))) return null;
+  return (await readState(metaPath(dir, 'state.json')))?.chunkSize ?? null;
 }
 
 /** Removes partials whose creation was cut short (their creator, on this host, is gone). */
@@ -94,24 +106,38 @@ export class PartialOutput {
       else await rm(finishing, { recursive: true, force: true });
     }
     if (!(await exists(dir))) return PartialOutput.create(dir, plan, stamps, token);
-    await mkdir(join(dir, META_DIR), { recursive: true }).catch((e: unknown) => {
+    if (!(await exists(join(dir, META_DIR))) && (await readdir(dir).catch(() => [])).length > 0) {
+      throw new PmaError(
+        'E_OUTPUT',
+        `${dir} is in the way of the merge's partial output and was not made by pma (it has no ${META_DIR}); remove it or choose another --out`,
+        { file: dir },
+      );
+    }
+    await makeDirs(join(dir, META_DIR)).catch((e: unknown) => {
       throw fsError(e, 'cannot lock', dir);
     });
     await acquireLock(metaPath(dir, 'lock'), token, dir, 'pma merge');
-    if (o.resume) {
+    // A merge stopped for NaN/Inf (--on-nonfinite error) is taken up by the next one without
+    // --resume: the user follows the error's advice and changes only --on-nonfinite. When that
+    // merge is another one (other arguments or inputs), its leftover is replaced.
+    const stoppedForNonfinite = await exists(metaPath(dir, 'stopped-nonfinite'));
+    if (o.resume || stoppedForNonfinite) {
       try {
         return await PartialOutput.resume(dir, plan, stamps, token);
       } catch (e) {
-        await releaseLock(metaPath(dir, 'lock'), token);
-        throw e;
+        const replace = !o.resume && e instanceof PmaError && (e.code === 'E_OUTPUT' || e.code === 'E_INPUT');
+        if (!replace) {
+          await releaseLock(metaPath(dir, 'lock'), token);
+          throw e;
+        }
       }
     }
-    if (!o.force) {
+    if (!o.force && !stoppedForNonfinite) {
       const done = await Journal.read(metaPath(dir, 'journal'));
       await releaseLock(metaPath(dir, 'lock'), token);
       throw new PmaError(
         'E_OUTPUT',
-        `a partial merge is in ${dir} (${done.size} of its chunks done); pass --resume (resume: true) to finish it with the same arguments, or --force to start over`,
+        `a partial merge is in ${dir} (${done.size} of its chunks done); pass --resume to finish it with the same arguments, or --force to start over`,
         { file: dir },
       );
     }
@@ -131,9 +157,9 @@ export class PartialOutput {
   ): Promise<PartialOutput> {
     const tmp = `${dir}${CREATING}${token}`;
     try {
-      await mkdir(dirname(dir), { recursive: true });
+      await makeDirs(dirname(dir));
       await removeAbandoned(dir);
-      await mkdir(join(tmp, META_DIR), { recursive: true });
+      await makeDirs(join(tmp, META_DIR));
       await acquireLock(metaPath(tmp, 'lock'), token, tmp, 'pma merge');
       for (const f of plan.outputs) await createOutputFile(join(tmp, f.name), f);
       await writeState(metaPath(tmp, 'state.json'), newState(plan, stamps));
@@ -168,6 +194,7 @@ export class PartialOutput {
     token: string,
   ): Promise<PartialOutput> {
     await checkResumable(dir, metaPath(dir, 'state.json'), plan, stamps);
+    await rm(metaPath(dir, 'stopped-nonfinite'), { force: true });
     for (const f of plan.outputs) {
       const s = await stat(join(dir, f.name)).catch(() => null);
       if (!s || s.size !== f.size) {
@@ -187,11 +214,19 @@ export class PartialOutput {
     done: Map<number, NonFiniteCounts>,
     token: string,
   ): Promise<PartialOutput> {
-    const outputs = await Promise.all(plan.outputs.map((f) => open(join(dir, f.name), 'r')));
-    const journal = await Journal.open(metaPath(dir, 'journal'), dir, async () => {
-      await Promise.all(outputs.map((fh) => fh.datasync()));
-    });
-    return new PartialOutput(dir, done, journal, outputs, token);
+    const opened = await Promise.allSettled(plan.outputs.map((f) => open(join(dir, f.name), 'r')));
+    const outputs = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    try {
+      const failed = opened.find((r) => r.status === 'rejected');
+      if (failed) throw fsError(failed.reason, 'cannot open the output in', dir);
+      const journal = await Journal.open(metaPath(dir, 'journal'), dir, async () => {
+        await Promise.all(outputs.map((fh) => fh.datasync()));
+      });
+      return new PartialOutput(dir, done, journal, outputs, token);
+    } catch (e) {
+      await Promise.all(outputs.map((fh) => fh.close().catch(() => {})));
+      throw e;
+    }
   }
 
   /** Records chunk i as written; made durable by the next flush (a quarter of a second later at most). */
@@ -199,10 +234,14 @@ export class PartialOutput {
     this.journal.record(i, nonfinite);
   }
 
-  /** Flushes the journal and releases the lock, leaving the partial for --resume. */
-  async suspend(): Promise<void> {
+  /**
+   * Flushes the journal and releases the lock, leaving the partial for --resume; `nonfinite`: the
+   * merge stopped for NaN/Inf, and the next one takes it up without --resume.
+   */
+  async suspend(nonfinite = false): Promise<void> {
     try {
       await this.journal.flush();
+      if (nonfinite) await writeFile(metaPath(this.dir, 'stopped-nonfinite'), `${new Date().toISOString()}\n`);
     } finally {
       await this.close();
       await releaseLock(metaPath(this.dir, 'lock'), this.token);

@@ -14,17 +14,50 @@ export interface PartialState {
   /** SHA-256 of the plan: same arguments and same input headers give the same plan. */
   fingerprint: string;
   chunks: number;
+  /** The plan's work unit: a resume cuts its plan the same way, whatever --chunk-size says now. */
+  chunkSize?: number;
+  /** What the merge was asked for, to name the argument that differs when a resume is refused. */
+  args?: MergeArgs;
   inputs: InputStamp[];
   startedAt: string;
+}
+
+/** The parts of a plan that the user's arguments decide, each under the flags that set it. */
+type MergeArgs = Record<string, string>;
+
+const OUTPUT_FILES = '--max-shard-size (the output files)';
+
+function mergeArgs(plan: MergePlan): MergeArgs {
+  return {
+    'the checkpoints (the run, --last, --every, steps, tokens)': plan.checkpoints.map((c) => c.path).join(', '),
+    '--method': plan.method,
+    '--alpha': String(plan.alpha),
+    '--schedule': String(plan.schedule),
+    '--weights': plan.weights.w64.join(','),
+    '--dtype': plan.dtype,
+    '--accumulate': plan.accumulate,
+    [OUTPUT_FILES]: plan.outputs.map((f) => `${f.name} ${f.size}`).join(', '),
+  };
+}
+
+/** "--dtype (bf16 then, f32 now)", for each argument that differs; empty when none does. */
+function changedArgs(then: MergeArgs, now: MergeArgs): string[] {
+  const short = (s: string | undefined) => (s === undefined ? '?' : s.length > 40 ? `${s.slice(0, 37)}...` : s);
+  const changed = Object.keys(now).filter((k) => then[k] !== now[k]);
+  // Output files that differ because of another argument (--dtype) are not a cause of their own.
+  const causes = changed.length > 1 ? changed.filter((k) => k !== OUTPUT_FILES) : changed;
+  return causes.map((k) => `${k} (${short(then[k])} then, ${short(now[k])} now)`);
 }
 
 const STATE_VERSION = 1;
 
 export function planFingerprint(plan: MergePlan): string {
+  // What the plan says to the user (notes, warnings) is not what it writes.
+  const { notes: _notes, warnings: _warnings, ...work } = plan;
   // Hashing the UTF-8 bytes is twice as fast as hashing the string (hundreds of MB for a plan of
   // a million tensors).
   return createHash('sha256')
-    .update(Buffer.from(JSON.stringify(plan)))
+    .update(Buffer.from(JSON.stringify(work)))
     .digest('hex');
 }
 
@@ -33,6 +66,8 @@ export function newState(plan: MergePlan, stamps: InputStamp[]): PartialState {
     version: STATE_VERSION,
     fingerprint: planFingerprint(plan),
     chunks: plan.chunks.length,
+    chunkSize: plan.chunkSize,
+    args: mergeArgs(plan),
     inputs: stamps,
     startedAt: new Date().toISOString(),
   };
@@ -56,10 +91,8 @@ export async function checkResumable(
   plan: MergePlan,
   stamps: InputStamp[],
 ): Promise<void> {
-  let state: PartialState;
-  try {
-    state = JSON.parse(await readFile(statePath, 'utf8')) as PartialState;
-  } catch {
+  const state = await readState(statePath);
+  if (!state) {
     throw new PmaError(
       'E_OUTPUT',
       `${dir} has no readable resume state (it was not made by this version of pma, or its creation was cut short); remove it or pass --force to start over`,
@@ -71,9 +104,11 @@ export async function checkResumable(
     state.fingerprint !== planFingerprint(plan) ||
     state.chunks !== plan.chunks.length
   ) {
+    const changed = state.args ? changedArgs(state.args, mergeArgs(plan)) : [];
+    const what = changed.length > 0 ? `different arguments: ${changed.join('; ')}` : 'different input headers';
     throw new PmaError(
       'E_OUTPUT',
-      `the partial merge in ${dir} was started with different arguments or different input headers; resume it with the original arguments, or pass --force to start over`,
+      `the partial merge in ${dir} was started with ${what}; resume it with the original arguments, or pass --force to start over`,
       { file: dir },
     );
   }
@@ -86,5 +121,14 @@ export async function checkResumable(
         `cannot resume ${dir}: input ${s.path} ${what} since the merge began; pass --force to start over`,
         { file: s.path },
       );
+  }
+}
+
+/** The state file of a partial, or null when it is missing or unreadable. */
+export async function readState(path: string): Promise<PartialState | null> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as PartialState;
+  } catch {
+    return null;
   }
 }

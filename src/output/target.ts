@@ -1,6 +1,7 @@
 import { dirname } from 'node:path';
-import { statfs } from 'node:fs/promises';
+import { readdir, stat, statfs } from 'node:fs/promises';
 
+import { isPmaOutput, PMA_RECORD } from '../checkpoints/pma-output.js';
 import { PmaError } from '../errors.js';
 import type { MergePlan } from '../plan/types.js';
 import { exists, realish, within } from '../util/fs.js';
@@ -26,12 +27,28 @@ export async function checkOutputPath(out: string, plan: MergePlan, force: boole
       });
     }
   }
-  if (!force && (await exists(target))) {
-    throw new PmaError('E_OUTPUT', `output ${out} already exists; pass --force (force: true) to replace it`, {
-      file: out,
-    });
+  if (await exists(target)) {
+    if (!force)
+      throw new PmaError('E_OUTPUT', `output ${out} already exists; pass --force to replace it`, { file: out });
+    const foreign = await whyNotReplaceable(target);
+    if (foreign) {
+      throw new PmaError(
+        'E_OUTPUT',
+        `output ${out} ${foreign}; --force replaces only an output pma wrote (it has a pma.json) or an empty directory: remove it yourself or choose another --out`,
+        { file: out },
+      );
+    }
   }
   return target;
+}
+
+/** Why --force may not replace `p`: null for pma's own output or an empty directory. */
+async function whyNotReplaceable(p: string): Promise<string | null> {
+  const s = await stat(p);
+  if (!s.isDirectory()) return 'is a file, not a directory pma wrote';
+  if (await isPmaOutput(p)) return null;
+  const names = await readdir(p);
+  return names.length === 0 ? null : `exists and was not written by pma (it has no ${PMA_RECORD})`;
 }
 
 /** Space the rest of the merge will take, against what the output's filesystem has free: E_NOSPACE. */

@@ -44,6 +44,11 @@ export interface PlanOptions extends SelectionOptions {
    * between 16 MiB and 256 MiB. Never changes the result.
    */
   chunkSize?: number | string;
+  /**
+   * Merge checkpoints whose config.json names different models (model_type or architectures);
+   * refused otherwise. Other differing keys are only warned about.
+   */
+  allowConfigMismatch?: boolean;
 }
 
 export interface ResolvedPlanOptions {
@@ -61,6 +66,7 @@ export interface ResolvedPlanOptions {
   maxShardSize: number;
   /** null: chosen from the merge's size by chunkSizeFor(). */
   chunkSize: number | null;
+  allowConfigMismatch: boolean;
 }
 
 /**
@@ -79,13 +85,13 @@ function resolveSelection(o: PlanOptions): Pick<ResolvedPlanOptions, 'selection'
   if (o.fromStep !== undefined) selection.fromStep = v.integer('fromStep', o.fromStep, 0);
   if (o.toStep !== undefined) selection.toStep = v.integer('toStep', o.toStep, 0);
   if (selection.fromStep !== undefined && selection.toStep !== undefined && selection.fromStep > selection.toStep) {
-    throw v.invalid('toStep', `a step >= fromStep (${selection.fromStep})`, selection.toStep);
+    throw v.invalid('toStep', `a step no earlier than the first step kept (${selection.fromStep})`, selection.toStep);
   }
   const interval = o.interval === undefined ? null : v.count('interval', o.interval);
   const window = o.window === undefined ? null : v.count('window', o.window);
   const perStep = o.tokensPerStep === undefined ? null : v.count('tokensPerStep', o.tokensPerStep);
   if (perStep !== null && interval === null && window === null) {
-    throw v.invalid('interval', 'an interval or a window in tokens when tokensPerStep is given', undefined);
+    throw v.invalid('interval', 'an interval or a window in tokens, for the tokens per step to select by', undefined);
   }
   if (interval !== null && window !== null && window < interval) {
     throw v.invalid('window', `a window >= the interval (${interval})`, o.window);
@@ -131,5 +137,7 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
     accumulate: o.accumulate === undefined ? 'f32' : v.oneOf('accumulate', o.accumulate, ['f32', 'f64'] as const),
     maxShardSize: o.maxShardSize === undefined ? DEFAULT_MAX_SHARD_SIZE : v.byteSize('maxShardSize', o.maxShardSize),
     chunkSize: o.chunkSize === undefined ? null : v.byteSize('chunkSize', o.chunkSize),
+    allowConfigMismatch:
+      o.allowConfigMismatch === undefined ? false : v.boolean('allowConfigMismatch', o.allowConfigMismatch),
   };
 }

@@ -1,4 +1,13 @@
 import { companionFiles } from '../checkpoints/companions.js';
+import {
+  ABSENT,
+  CONFIG_NAME,
+  IDENTITY_KEYS,
+  configDifferences,
+  describeDifference,
+  readConfig,
+  withDtype,
+} from '../checkpoints/config.js';
 import { discover, type CheckpointRef } from '../checkpoints/discover.js';
 import {
   LoadCache,
@@ -32,6 +41,7 @@ interface Selected {
   /** Tokens seen per checkpoint path, when the selection was made in tokens. */
   tokens: Map<string, number>;
   notes: string[];
+  warnings: string[];
 }
 
 /** Discovery, then steps bound the run, then the token window and interval, then --every and --last. */
@@ -50,7 +60,66 @@ async function selectInputs(o: ResolvedPlanOptions): Promise<Selected> {
     notes.push(...r.notes);
     for (const c of r.selected) tokens.set(c.path, c.tokens);
   }
-  return { checkpoints: selectCheckpoints(pool, rest), skipped: found.skipped, tokens, notes };
+  const checkpoints = selectCheckpoints(pool, rest);
+  const warnings: string[] = [];
+  if (rest.last !== undefined && checkpoints.length < rest.last) {
+    warnings.push(`asked for the last ${rest.last} checkpoints, ${checkpoints.length} found`);
+  }
+  return { checkpoints, skipped: found.skipped, tokens, notes, warnings };
+}
+
+/**
+ * Compares the checkpoints' config.json: refuses different models (model_type, architectures)
+ * unless allowed, and warns about any other key that differs. Returns the warnings.
+ */
+async function checkConfigs(cks: LoadedCheckpoint[], allowMismatch: boolean): Promise<string[]> {
+  const warnings: string[] = [];
+  const parsed: { name: string; path: string; json: Record<string, unknown> }[] = [];
+  for (const c of cks) {
+    const cfg = await readConfig(c.dir);
+    if (cfg === null) continue;
+    if (cfg.json === null) warnings.push(`${cfg.path} ${cfg.problem}: not compared with the other checkpoints'`);
+    else parsed.push({ name: c.name, path: cfg.path, json: cfg.json });
+  }
+  const distinct = new Set(parsed.map((p) => p.path));
+  if (distinct.size < 2) return warnings;
+  const diffs = configDifferences(parsed);
+  // A config that does not say (a key absent) is no evidence of another model; two that say
+  // different things are.
+  const identity = diffs.filter(
+    (d) =>
+      (IDENTITY_KEYS as readonly string[]).includes(d.key) && d.values.filter((v) => v.value !== ABSENT).length > 1,
+  );
+  const first = identity[0];
+  if (first && !allowMismatch) {
+    const name = first.values[0]?.names[0];
+    throw new PmaError(
+      'E_MISMATCH',
+      `the checkpoints are of different models: config.json ${identity.map(describeDifference).join('; ')}; pass --allow-config-mismatch to merge them anyway`,
+      { file: parsed.find((p) => p.name === name)?.path ?? '' },
+    );
+  }
+  if (diffs.length > 0) {
+    const newest = parsed[parsed.length - 1]?.name;
+    warnings.push(
+      `config.json differs between the merged checkpoints (${newest}'s is copied): ${diffs.map(describeDifference).join('; ')}`,
+    );
+  }
+  return warnings;
+}
+
+/** config.json of the output when --dtype changes the weights' dtype: its torch_dtype set to match. */
+async function rewrittenConfig(newest: LoadedCheckpoint, o: ResolvedPlanOptions, warnings: string[]) {
+  const files: Record<string, string> = {};
+  if (o.dtype === 'keep') return files;
+  const cfg = await readConfig(newest.dir);
+  if (cfg === null) return files;
+  if (cfg.json === null) {
+    warnings.push(`${cfg.path} ${cfg.problem}: copied unchanged, its torch_dtype not set to ${o.dtype}`);
+    return files;
+  }
+  files[CONFIG_NAME] = `${JSON.stringify(withDtype(cfg.json, o.dtype), null, 2)}\n`;
+  return files;
 }
 
 /**
@@ -143,6 +212,7 @@ export async function planResolved(
   const cks: LoadedCheckpoint[] = [];
   for (const ref of chosen) cks.push(await loadCheckpoint(ref, cache));
   checkConsistent(cks);
+  const warnings = [...selected.warnings, ...(await checkConfigs(cks, o.allowConfigMismatch))];
   const weights = computeWeights(o.method, cks.length, {
     alpha: o.alpha,
     ...(explicit ? { weights: explicit } : {}),
@@ -151,9 +221,16 @@ export async function planResolved(
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
   const { outputs, tensors, index } = layoutOutput(newest, o);
 
+  if (cks.length === 1) {
+    warnings.push(
+      `only one checkpoint is selected (${newest.name}): the output is a copy of it${o.dtype === 'keep' ? '' : ` in ${o.dtype}`}, not an average`,
+    );
+  }
+  const rewrittenFiles = await rewrittenConfig(newest, o, warnings);
   const merged = tensors.filter((t) => t.action === 'merge');
   const copied = tensors.filter((t) => t.action === 'copy');
-  const notes: string[] = [...selected.notes, ...[...exclude].map(([path, why]) => `left out ${path}: ${why}`)];
+  const notes: string[] = [...selected.notes];
+  warnings.unshift(...[...exclude].map(([path, why]) => `left out ${path}: ${why}`));
   if (copied.length > 0) {
     const kinds = [...new Set(copied.map((t) => t.inDtype))].join(', ');
     notes.push(
@@ -173,7 +250,8 @@ export async function planResolved(
       return cks.map((c) => locate(c, c.contents.byName.get(t.name) as LayoutTensor));
     },
   }));
-  const chunks = cutChunks(items, o.chunkSize ?? chunkSizeFor(inputBytes + outputBytes));
+  const chunkSize = o.chunkSize ?? chunkSizeFor(inputBytes + outputBytes);
+  const chunks = cutChunks(items, chunkSize);
 
   const plan: MergePlan = {
     version: 1,
@@ -192,10 +270,13 @@ export async function planResolved(
     outputs,
     index,
     tensors,
+    chunkSize,
     chunks,
     copyFiles: await companionFiles(newest.dir),
+    rewrittenFiles,
     totals: { inputBytes, outputBytes, tensors: tensors.length, merged: merged.length, copied: copied.length },
     notes,
+    warnings,
   };
   return { plan, skipped: selected.skipped };
 }

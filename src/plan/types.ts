@@ -96,11 +96,20 @@ export interface MergePlan {
   /** model.safetensors.index.json text when the output is sharded. */
   index: string | null;
   tensors: PlanTensor[];
+  /** The work unit the chunks were cut at (bytes read plus written); never changes the bytes. */
+  chunkSize: number;
   chunks: PlanChunk[];
   /** Model-description files of the newest checkpoint to copy (absolute paths). */
   copyFiles: string[];
+  /**
+   * Companion files written with this text instead of copied, by name: config.json with its
+   * torch_dtype set to the output's dtype when --dtype changes it.
+   */
+  rewrittenFiles: Record<string, string>;
   totals: { inputBytes: number; outputBytes: number; tensors: number; merged: number; copied: number };
   notes: string[];
+  /** What the user must hear even with --quiet: fewer checkpoints than asked, differing configs. */
+  warnings: string[];
 }
 
 /** Bytes an op writes. */

@@ -1,4 +1,4 @@
-import { open, realpath, stat } from 'node:fs/promises';
+import { mkdir, open, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 
 /** Whether anything (file, directory, link target) exists at `p`. */
@@ -33,4 +33,22 @@ export async function realish(p: string): Promise<string> {
 /** Whether `child` is `parent` or lies below it (both absolute, already resolved). */
 export function within(child: string, parent: string): boolean {
   return child === parent || child.startsWith(parent.endsWith(sep) ? parent : parent + sep);
+}
+
+/**
+ * mkdir -p, one level at a time. Node's own recursive mkdir never returns on some pseudo
+ * filesystems (a path under /proc spins forever); this one fails with the first level's error.
+ */
+export async function makeDirs(p: string): Promise<void> {
+  const abs = resolve(p);
+  const missing: string[] = [];
+  for (let d = abs; !(await exists(d)); d = dirname(d)) {
+    missing.push(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of missing.reverse()) {
+    await mkdir(d).catch((e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    });
+  }
 }

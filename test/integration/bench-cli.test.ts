@@ -170,14 +170,14 @@ describe('pma bench', () => {
   it('refuses bad options with exit status 2 and the one message format, before any work', () => {
     const dir = join(tmp, 'never');
     const cases: [string[], string][] = [
-      [['--runs', '0'], 'invalid runs: expected an integer from 1 to 1000, got "0"'],
-      [['--threads', '1,x'], 'invalid threads: expected an integer from 1 to 1024, got "x"'],
-      [['--io', 'pread,aio'], 'invalid io: expected one of pread, mmap, got "aio"'],
-      [['--size', 'big'], 'invalid size: expected a size such as 5GB, 500MB or 2GiB, got "big"'],
-      [['--inputs', '1'], 'invalid inputs: expected an integer from 2 to 1000, got "1"'],
-      [['--dtype', 'f8'], 'invalid dtype: expected one of bf16, f16, f32, got "f8"'],
-      [['--out-dtype', 'int8'], 'invalid outDtype: expected one of keep, bf16, f16, f32, got "int8"'],
-      [[join(tmp, 'run'), '--size', '1GB'], 'invalid size: expected no value with explicit inputs'],
+      [['--runs', '0'], 'invalid --runs: expected an integer from 1 to 1000, got "0"'],
+      [['--threads', '1,x'], 'invalid --threads: expected an integer from 1 to 1024, got "x"'],
+      [['--io', 'pread,aio'], 'invalid --io: expected one of pread, mmap, got "aio"'],
+      [['--size', 'big'], 'invalid --size: expected a size such as 5GB, 500MB or 2GiB, got "big"'],
+      [['--inputs', '1'], 'invalid --inputs: expected an integer from 2 to 1000, got "1"'],
+      [['--dtype', 'f8'], 'invalid --dtype: expected one of bf16, f16, f32, got "f8"'],
+      [['--out-dtype', 'int8'], 'invalid --out-dtype: expected one of keep, bf16, f16, f32, got "int8"'],
+      [[join(tmp, 'run'), '--size', '1GB'], 'invalid --size: expected no value with explicit inputs'],
       [['--frobnicate'], "Unknown option '--frobnicate'"],
     ];
     for (const [args, message] of cases) {

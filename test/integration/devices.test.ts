@@ -86,9 +86,11 @@ describe('devices', () => {
   it('checks --device and --gpu-memory before anything runs', () => {
     const bad = pma(['merge', ...cliArgs(golden), '--device', 'gpu0', '--out', join(tmp, 'x')]);
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toContain('invalid device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got "gpu0"');
+    expect(bad.stderr).toContain(
+      'invalid --device: expected cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...], got "gpu0"',
+    );
     const mem = pma(['merge', ...cliArgs(golden), '--gpu-memory', 'lots', '--out', join(tmp, 'x')]);
     expect(mem.status).toBe(2);
-    expect(mem.stderr).toContain('invalid gpuMemory: expected a size such as 5GB, 500MB or 2GiB, got "lots"');
+    expect(mem.stderr).toContain('invalid --gpu-memory: expected a size such as 5GB, 500MB or 2GiB, got "lots"');
   });
 });

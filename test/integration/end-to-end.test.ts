@@ -210,15 +210,20 @@ describe('merging a generated run', () => {
 describe('refusals leave nothing behind', () => {
   const leftovers = () => readdirSync(tmp).filter((n) => n.endsWith('.partial'));
 
-  it('refuses an existing output unless --force, and replaces it with --force', async () => {
+  it('refuses an existing output unless --force; --force replaces only what pma wrote', async () => {
     const o = out();
     mkdirSync(o);
     writeFileSync(join(o, 'keep.txt'), 'mine');
     await expect(merge({ inputs: run, out: o })).rejects.toMatchObject({ code: 'E_OUTPUT' });
+    // Not pma's (no pma.json): even --force leaves it alone.
+    await expect(merge({ inputs: run, out: o, force: true })).rejects.toMatchObject({ code: 'E_OUTPUT', file: o });
     expect(readdirSync(o)).toEqual(['keep.txt']);
-    await merge({ inputs: run, out: o, force: true });
-    expect(readdirSync(o)).toContain('model.safetensors');
-    expect(readdirSync(o)).not.toContain('keep.txt');
+    const mine = out();
+    await merge({ inputs: run, last: 1, out: mine });
+    writeFileSync(join(mine, 'stale.txt'), 'from the last merge');
+    await merge({ inputs: run, out: mine, force: true });
+    expect(readdirSync(mine)).toContain('model.safetensors');
+    expect(readdirSync(mine)).not.toContain('stale.txt');
   });
 
   it('refuses an output inside an input checkpoint, or one that contains the inputs', async () => {
@@ -280,7 +285,7 @@ describe('refusals leave nothing behind', () => {
     expect(pma(['merge', run, '--out', out(), '--bogus']).status).toBe(2);
     const bad = pma(['merge', run, '--out', out(), '--last', '0']);
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toContain('invalid last: expected an integer >= 1, got "0"');
+    expect(bad.stderr).toContain('invalid --last: expected an integer >= 1, got "0"');
     expect(pma(['frobnicate']).status).toBe(2);
     const help = pma(['merge', '--help']);
     expect(help.status).toBe(0);

@@ -168,7 +168,7 @@ describe('windows in tokens', () => {
     expect(r.stdout).toMatch(/10000 +40B tokens {2}weight 0\.500000 /);
     const bad = pma(['merge', tokenRun, '--interval', 'eight', '--dry-run']);
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toContain('invalid interval: expected a count such as 8B, 500M or 1.3T, got "eight"');
+    expect(bad.stderr).toContain('invalid --interval: expected a count such as 8B, 500M or 1.3T, got "eight"');
   });
 });
 
@@ -187,6 +187,6 @@ describe('pma recommend', () => {
     expect([json.architecture, json.n]).toEqual(['dense', 6]);
     const bad = pma(['recommend']);
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toContain('invalid totalParams: expected a count such as 8B, 500M or 1.3T, got nothing');
+    expect(bad.stderr).toContain('invalid --total-params: expected a count such as 8B, 500M or 1.3T, got nothing');
   });
 });

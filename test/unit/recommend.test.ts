@@ -40,7 +40,7 @@ describe("recommend: the PMA paper's settings by scale", () => {
       'invalid totalParams: expected a count such as 8B, 500M or 1.3T, got "big"',
     );
     expect(thrownSync(() => recommend({ totalParams: '1B', activeParams: '2B' })).message).toBe(
-      'invalid activeParams: expected at most totalParams (1B), got "2B"',
+      'invalid activeParams: expected at most the total parameter count (1B), got "2B"',
     );
   });
 });

@@ -148,6 +148,7 @@ describe('resolvePlanOptions', () => {
       accumulate: 'f32',
       maxShardSize: DEFAULT_MAX_SHARD_SIZE,
       chunkSize: null,
+      allowConfigMismatch: false,
     });
     expect(DEFAULT_MAX_SHARD_SIZE).toBe(5e9);
   });
@@ -202,7 +203,11 @@ describe('resolvePlanOptions', () => {
     ['every: 0', { every: 0 }, 'invalid every: expected an integer >= 1, got 0'],
     ['fromStep: -1', { fromStep: -1 }, 'invalid fromStep: expected an integer >= 0, got -1'],
     ['toStep: null', { toStep: null }, 'invalid toStep: expected an integer >= 0, got null'],
-    ['fromStep > toStep', { fromStep: 5, toStep: 3 }, 'invalid toStep: expected a step >= fromStep (5), got 3'],
+    [
+      'fromStep > toStep',
+      { fromStep: 5, toStep: 3 },
+      'invalid toStep: expected a step no earlier than the first step kept (5), got 3',
+    ],
     [
       'alpha: 1.5',
       { method: 'ema', alpha: 1.5 },
@@ -276,7 +281,7 @@ describe('resolvePlanOptions', () => {
     );
     usage(
       plan({ tokensPerStep: '4M' }),
-      'invalid interval: expected an interval or a window in tokens when tokensPerStep is given, got nothing',
+      'invalid interval: expected an interval or a window in tokens, for the tokens per step to select by, got nothing',
     );
     usage(plan({ window: '80X' }), 'invalid window: expected a count such as 8B, 500M or 1.3T, got "80X"');
   });

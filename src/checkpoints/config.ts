@@ -1,0 +1,114 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { fsError } from '../errors.js';
+
+/**
+ * A checkpoint's config.json (the Hugging Face model description): parsed when it is a JSON
+ * object, else why it could not be read as one. Checkpoints without one have none.
+ */
+export type ModelConfig =
+  { path: string; json: Record<string, unknown> } | { path: string; json: null; problem: string } | null;
+
+export const CONFIG_NAME = 'config.json';
+
+export async function readConfig(dir: string): Promise<ModelConfig> {
+  const path = join(dir, CONFIG_NAME);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fsError(e, 'cannot read', path);
+  }
+  try {
+    const json: unknown = JSON.parse(text);
+    if (typeof json === 'object' && json !== null && !Array.isArray(json))
+      return { path, json: json as Record<string, unknown> };
+    return { path, json: null, problem: 'is not a JSON object' };
+  } catch (e) {
+    return { path, json: null, problem: `is not valid JSON (${(e as Error).message})` };
+  }
+}
+
+/** Keys that say which model a config describes: checkpoints that disagree on them are not one model. */
+export const IDENTITY_KEYS = ['model_type', 'architectures'] as const;
+// Keys that differ between saves of one model without changing it: where it was loaded from, the
+// library version, and the training progress some trainers record (tokens.ts reads the last two).
+const IGNORED_KEYS = new Set([
+  '_name_or_path',
+  'transformers_version',
+  'step',
+  'global_step',
+  'iteration',
+  'consumed_samples',
+  'consumed_tokens',
+  'tokens',
+]);
+
+/** One key's values across checkpoints: each distinct value with the checkpoints that hold it. */
+export interface ConfigDifference {
+  key: string;
+  values: { value: string; names: string[] }[];
+}
+
+/** How a key missing from a config reads in a difference. */
+export const ABSENT = '(absent)';
+
+/** JSON with sorted object keys, so that two equal values give the same text. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`;
+  }
+  return v === undefined ? ABSENT : JSON.stringify(v);
+}
+
+/** The top-level keys whose values differ between the configs (oldest first, as given). */
+export function configDifferences(configs: { name: string; json: Record<string, unknown> }[]): ConfigDifference[] {
+  const keys = new Set(configs.flatMap((c) => Object.keys(c.json)));
+  const out: ConfigDifference[] = [];
+  for (const key of [...keys].sort()) {
+    if (IGNORED_KEYS.has(key)) continue;
+    const byValue = new Map<string, string[]>();
+    for (const c of configs) {
+      const v = canonical(c.json[key]);
+      byValue.set(v, [...(byValue.get(v) ?? []), c.name]);
+    }
+    if (byValue.size > 1) out.push({ key, values: [...byValue].map(([value, names]) => ({ value, names })) });
+  }
+  return out;
+}
+
+/** "rope_theta: 10000 in checkpoint-1000; 500000 in checkpoint-2000, checkpoint-3000". */
+export function describeDifference(d: ConfigDifference): string {
+  const short = (s: string) => (s.length > 60 ? `${s.slice(0, 57)}...` : s);
+  return `${d.key}: ${d.values.map((v) => `${short(v.value)} in ${v.names.join(', ')}`).join('; ')}`;
+}
+
+/** The torch dtype names Hugging Face writes in config.json, by pma's output dtype. */
+export const TORCH_DTYPES = { bf16: 'bfloat16', f16: 'float16', f32: 'float32' } as const;
+
+/**
+ * config.json with its dtype keys (`torch_dtype`, and `dtype`, the newer name, when present; at
+ * the top level and in nested sub-model configs such as text_config) set to the output's dtype.
+ */
+export function withDtype(json: Record<string, unknown>, dtype: keyof typeof TORCH_DTYPES): Record<string, unknown> {
+  const name = TORCH_DTYPES[dtype];
+  const set = (o: Record<string, unknown>, top: boolean): Record<string, unknown> => {
+    const r: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(o)) {
+      if ((k === 'torch_dtype' || k === 'dtype') && (typeof v === 'string' || v === null)) r[k] = name;
+      else if (top && k.endsWith('_config') && typeof v === 'object' && v !== null && !Array.isArray(v))
+        r[k] = set(v as Record<string, unknown>, false);
+      else r[k] = v;
+    }
+    if (top && !('torch_dtype' in r) && !('dtype' in r)) r.torch_dtype = name;
+    return r;
+  };
+  return set(json, true);
+}
