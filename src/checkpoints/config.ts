@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { fsError } from '../errors.js';
+import { PmaError } from '../errors.js';
+import { isJsonObject, readJsonFile } from './json-file.js';
 
 /**
  * A checkpoint's config.json (the Hugging Face model description): parsed when it is a JSON
@@ -14,21 +14,15 @@ export const CONFIG_NAME = 'config.json';
 
 export async function readConfig(dir: string): Promise<ModelConfig> {
   const path = join(dir, CONFIG_NAME);
-  let text: string;
+  let r;
   try {
-    text = await readFile(path, 'utf8');
+    r = await readJsonFile(path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw fsError(e, 'cannot read', path);
+    if (!(e instanceof PmaError) || e.code !== 'E_INPUT') throw e;
+    return { path, json: null, problem: e.message.slice(path.length + 1) };
   }
-  try {
-    const json: unknown = JSON.parse(text);
-    if (typeof json === 'object' && json !== null && !Array.isArray(json))
-      return { path, json: json as Record<string, unknown> };
-    return { path, json: null, problem: 'is not a JSON object' };
-  } catch (e) {
-    return { path, json: null, problem: `is not valid JSON (${(e as Error).message})` };
-  }
+  if (r === null) return null;
+  return isJsonObject(r.value) ? { path, json: r.value } : { path, json: null, problem: 'is not a JSON object' };
 }
 
 /** Keys that say which model a config describes: checkpoints that disagree on them are not one model. */

@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { PmaError, fsError } from '../errors.js';
+import { PmaError } from '../errors.js';
 import { readHeader } from '../safetensors/header.js';
 import { readShardIndex } from '../safetensors/shard-index.js';
 import type { CheckpointRef } from './discover.js';
+import { isJsonObject, readJsonFile } from './json-file.js';
 
 /** Token-based selection: what the user asked for, in tokens. */
 export interface TokenSelection {
@@ -36,19 +36,8 @@ export function formatTokens(n: number): string {
 }
 
 async function jsonFile(path: string): Promise<Record<string, unknown> | null> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw fsError(e, 'cannot read', path);
-  }
-  try {
-    const v = JSON.parse(text) as unknown;
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
-  } catch (e) {
-    throw new PmaError('E_INPUT', `${path} is not valid JSON (${(e as Error).message})`, { file: path });
-  }
+  const r = await readJsonFile(path);
+  return r && isJsonObject(r.value) ? r.value : null;
 }
 
 const positive = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
