@@ -2,7 +2,7 @@
 //   cli -> library -> run -> plan -> formats -> base
 // `npm run lint` (and so CI) fails on an import that goes the other way, or on any cycle.
 const BASE = '^src/(errors|dtypes|validate)[.]ts$|^src/util/';
-const FORMATS = '^src/(safetensors|checkpoints|synthetic)/';
+const FORMATS = '^src/(safetensors|dcp|checkpoints|synthetic)/';
 const PLAN = '^src/plan/';
 const RUN = '^src/native[.]ts$|^src/(run|output)/';
 const LIBRARY = '^src/(merge|analyze|bench)/|^src/(index|watch|inspect|verify|recommend)[.]ts$';

@@ -8,12 +8,15 @@ export interface InspectedCheckpoint {
   path: string;
   name: string;
   step: number | null;
-  layout: 'single' | 'sharded';
+  /** safetensors in one file or in shards, or a PyTorch Distributed Checkpoint. */
+  layout: 'single' | 'sharded' | 'dcp';
   files: number;
   tensors: number;
   bytes: number;
   /** Tensor count per dtype. */
   dtypes: Partial<Record<DType, number>>;
+  /** DCP: items that are not averaged (training state, byte blobs). */
+  others: number;
   /** Why its headers cannot be read (a truncated file, a broken index), or null. */
   problem: string | null;
 }
@@ -88,6 +91,7 @@ export async function inspect(paths: string | string[]): Promise<InspectResult> 
         tensors: c?.contents.tensors.length ?? 0,
         bytes: c?.contents.totalBytes ?? 0,
         dtypes,
+        others: c?.others.length ?? 0,
         problem: problems.get(ref.path) ?? null,
       };
     }),

@@ -2,6 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
+import { METADATA_NAME } from '../dcp/metadata.js';
 import { INDEX_NAME } from '../safetensors/shard-index.js';
 import { isPmaOutput } from './pma-output.js';
 import { parseStep } from './step.js';
@@ -13,8 +14,8 @@ export interface CheckpointRef {
   dir: string;
   name: string;
   step: number | null;
-  /** How its weights are stored. */
-  layout: { kind: 'single'; file: string } | { kind: 'sharded'; index: string };
+  /** How its weights are stored: safetensors (one file, or shards and an index), or a PyTorch DCP directory. */
+  layout: { kind: 'single'; file: string } | { kind: 'sharded'; index: string } | { kind: 'dcp'; metadata: string };
 }
 
 export interface Discovery {
@@ -36,6 +37,7 @@ async function statOrNull(p: string) {
 
 /** What kind of weights a directory holds, or why it holds none. */
 async function weightsLayout(dir: string): Promise<CheckpointRef['layout'] | string> {
+  if (await statOrNull(join(dir, METADATA_NAME))) return { kind: 'dcp', metadata: join(dir, METADATA_NAME) };
   if (await statOrNull(join(dir, INDEX_NAME))) return { kind: 'sharded', index: join(dir, INDEX_NAME) };
   if (await statOrNull(join(dir, 'model.safetensors'))) return { kind: 'single', file: join(dir, 'model.safetensors') };
   let names: string[];
@@ -47,7 +49,7 @@ async function weightsLayout(dir: string): Promise<CheckpointRef['layout'] | str
   const st = names.filter((n) => n.endsWith('.safetensors')).sort();
   if (st.length === 1 && st[0] !== undefined) return { kind: 'single', file: join(dir, st[0]) };
   if (st.length > 1) return `${st.length} .safetensors files but no ${INDEX_NAME}`;
-  return 'no .safetensors file';
+  return `no .safetensors file and no DCP ${METADATA_NAME}`;
 }
 
 async function checkpointAt(path: string): Promise<CheckpointRef | string> {
@@ -125,7 +127,8 @@ const FINAL_MODEL =
   "the final model saved at the run's top level (trainer.save_model), not one of its checkpoints; name it to merge it";
 
 /** The file that holds a checkpoint's weights, or its shard index. */
-const weightsPath = (ck: CheckpointRef) => (ck.layout.kind === 'single' ? ck.layout.file : ck.layout.index);
+const weightsPath = (ck: CheckpointRef) =>
+  ck.layout.kind === 'single' ? ck.layout.file : ck.layout.kind === 'sharded' ? ck.layout.index : ck.layout.metadata;
 
 /**
  * The step-named checkpoints of a run directory. With `required` false, null when it has none

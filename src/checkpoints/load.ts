@@ -1,36 +1,18 @@
-import type { DType } from '../dtypes.js';
 import { PmaError } from '../errors.js';
 import { readHeader, type HeaderCache, type SafetensorsHeader } from '../safetensors/header.js';
 import { readShardIndex, shardPath, type ShardIndex } from '../safetensors/shard-index.js';
+import type { CheckpointContents, LayoutTensor } from './contents.js';
+import { loadDcp } from './dcp.js';
 import type { CheckpointRef } from './discover.js';
-
-/** A tensor of a checkpoint layout: which shard holds it, and where in that shard's data buffer. */
-export interface LayoutTensor {
-  name: string;
-  dtype: DType;
-  shape: number[];
-  /** Index into LoadedCheckpoint.files. */
-  shard: number;
-  /** Offset in the shard's data buffer (add the file's dataStart for the absolute offset). */
-  begin: number;
-  bytes: number;
-}
-
-/**
- * What a checkpoint holds, apart from where its files are. Checkpoints of one run whose index and
- * headers are byte-identical share one layout object: parsed once, and trivially consistent.
- */
-export interface CheckpointContents {
-  /** In file order, then data order. */
-  tensors: LayoutTensor[];
-  byName: Map<string, LayoutTensor>;
-  totalBytes: number;
-}
 
 export interface LoadedCheckpoint extends CheckpointRef {
   files: { path: string; size: number; dataStart: number }[];
   contents: CheckpointContents;
+  /** DCP: the items that are not averaged (training state, byte blobs), with why. */
+  others: { fqn: string; why: string }[];
 }
+
+export type { CheckpointContents, LayoutTensor, LocatedChunk } from './contents.js';
 
 /** Parsed headers, indexes and layouts of one planning session, shared across its checkpoints. */
 export class LoadCache {
@@ -135,6 +117,7 @@ export async function loadCheckpoint(
   ref: CheckpointRef,
   cache: LoadCache = new LoadCache(),
 ): Promise<LoadedCheckpoint> {
+  if (ref.layout.kind === 'dcp') return { ...ref, ...(await loadDcp(ref.dir)) };
   let headers: SafetensorsHeader[];
   let contents: CheckpointContents;
   if (ref.layout.kind === 'single') {
@@ -147,7 +130,12 @@ export async function loadCheckpoint(
     const hs = headers;
     contents = cache.layout(cache.key([index.weightMap, ...hs.map((h) => h.tensors)]), () => shardedLayout(index, hs));
   }
-  return { ...ref, files: headers.map((h) => ({ path: h.path, size: h.fileSize, dataStart: h.dataStart })), contents };
+  return {
+    ...ref,
+    files: headers.map((h) => ({ path: h.path, size: h.fileSize, dataStart: h.dataStart })),
+    contents,
+    others: [],
+  };
 }
 
 const shapeText = (s: number[]) => `[${s.join(', ')}]`;

@@ -76,8 +76,10 @@ export async function checkpointTokens(
   const first =
     ref.layout.kind === 'single'
       ? ref.layout.file
-      : join(ref.dir, (await readShardIndex(ref.layout.index)).shards[0] ?? '');
-  const metadata = (await readHeader(first).catch(() => null))?.metadata ?? null;
+      : ref.layout.kind === 'sharded'
+        ? join(ref.dir, (await readShardIndex(ref.layout.index)).shards[0] ?? '')
+        : null;
+  const metadata = first === null ? null : ((await readHeader(first).catch(() => null))?.metadata ?? null);
   for (const key of ['consumed_tokens', 'tokens'] as const) {
     const n = Number(metadata?.[key]);
     if (positive(n)) return { tokens: n, source: `safetensors metadata ${key}` };

@@ -1,4 +1,4 @@
-import { inspect } from '../inspect.js';
+import { inspect, type InspectedCheckpoint } from '../inspect.js';
 import type { Command } from './command.js';
 import { JSON_FLAG } from './common-flags.js';
 import type { CommandSpec } from './flags.js';
@@ -28,6 +28,9 @@ refuse them).`,
   examples: ['pma inspect runs/exp7', 'pma inspect runs/exp7/checkpoint-7000 runs/exp7/checkpoint-8000 --tensors'],
 };
 
+const files = (c: InspectedCheckpoint) =>
+  c.layout === 'dcp' ? `DCP, ${c.files} file(s)` : c.layout === 'sharded' ? `${c.files} shards` : '1 file';
+
 export const inspectCommand: Command = {
   spec: INSPECT_SPEC,
   async run({ flags, positionals }, io) {
@@ -50,7 +53,7 @@ export const inspectCommand: Command = {
       if (c.problem !== null) lines.push(`  ${step}  ${c.name}  UNREADABLE: ${c.problem}`);
       else
         lines.push(
-          `  ${step}  ${c.name}  ${c.layout === 'sharded' ? `${c.files} shards` : '1 file'}  ${c.tensors} tensors  ${formatBytes(c.bytes)}  ${dt}`,
+          `  ${step}  ${c.name}  ${files(c)}  ${c.tensors} tensors  ${formatBytes(c.bytes)}  ${dt}${c.others > 0 ? `  (+${c.others} items not averaged)` : ''}`,
         );
     }
     for (const s of r.skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);

@@ -59,6 +59,16 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
         },
         ...DTYPE_FLAGS,
         {
+          name: 'format',
+          type: 'string',
+          option: 'format',
+          value: 'F',
+          help: [
+            "safetensors or dcp (default: the inputs' format); PyTorch DCP inputs",
+            'merge into safetensors (the averaged model tensors) for now',
+          ],
+        },
+        {
           name: 'max-shard-size',
           type: 'string',
           option: 'maxShardSize',

@@ -1,10 +1,16 @@
 import { floatSize, type FloatDType } from '../dtypes.js';
+import type { Run } from './runs.js';
 import type { PlanChunk, PlanInputRange, PlanOp, PlanTensor } from './types.js';
 
 export interface TensorSources {
   tensor: PlanTensor;
   /** Absolute (file, offset) of the tensor in each checkpoint, oldest first; copies use the last. */
   sources: { file: string; offset: number }[];
+  /**
+   * A tensor stored in pieces (DCP chunks): its contiguous runs, in place of `sources`. Element
+   * `run.element` of the tensor is written at `tensor.offset + run.element * output width`.
+   */
+  runs?: Run[];
 }
 
 /**
@@ -74,40 +80,49 @@ class ChunkBuilder {
  */
 export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
   const b = new ChunkBuilder(limit);
-  for (const { tensor: t, sources } of items) {
+  for (const { tensor: t, sources, runs } of items) {
     if (t.bytes === 0) continue;
     const merge = t.action === 'merge';
     const inSize = merge ? floatSize(t.inDtype as FloatDType) : 1;
     const outSize = merge ? floatSize(t.outDtype as FloatDType) : 1;
-    const reads = merge ? sources : sources.slice(-1);
-    const perUnit = inSize * reads.length + outSize;
-    const units = t.bytes / outSize;
-    for (let done = 0; done < units;) {
-      const n = Math.min(units - done, b.fit(perUnit));
-      const inputs = reads.map((s) => ({ file: b.input(s.file), offset: s.offset + done * inSize }));
-      const outFile = b.output(t.file);
-      const outOffset = t.offset + done * outSize;
-      if (merge) {
-        b.add(
-          {
-            kind: 'merge',
-            tensor: t.name,
-            outFile,
-            outOffset,
-            inDtype: t.inDtype as FloatDType,
-            outDtype: t.outDtype as FloatDType,
-            count: n,
-            inputs,
-          },
-          n * perUnit,
-        );
-      } else {
-        b.add(
-          { kind: 'copy', tensor: t.name, outFile, outOffset, bytes: n, inputs: [inputs[0] as PlanInputRange] },
-          n * perUnit,
-        );
+    const reads = merge ? (runs?.[0]?.sources.length ?? sources.length) : 1;
+    const perUnit = inSize * reads + outSize;
+    // Units are elements for a merge, bytes for a copy; a tensor in pieces is cut piece by piece.
+    const unitsPerElement = merge ? 1 : t.bytes / t.shape.reduce((a, c) => a * c, 1);
+    const pieces = runs ?? [{ element: 0, count: t.bytes / outSize / unitsPerElement, sources }];
+    for (const piece of pieces) {
+      const start = piece.element * unitsPerElement;
+      const units = piece.count * unitsPerElement;
+      for (let done = 0; done < units;) {
+        const n = Math.min(units - done, b.fit(perUnit));
+        const inputs = (merge ? piece.sources : piece.sources.slice(-1)).map((s) => ({
+          file: b.input(s.file),
+          offset: s.offset + done * inSize,
+        }));
+        const outFile = b.output(t.file);
+        const outOffset = t.offset + (start + done) * outSize;
+        if (merge) {
+          b.add(
+            {
+              kind: 'merge',
+              tensor: t.name,
+              outFile,
+              outOffset,
+              inDtype: t.inDtype as FloatDType,
+              outDtype: t.outDtype as FloatDType,
+              count: n,
+              inputs,
+            },
+            n * perUnit,
+          );
+        } else {
+          b.add(
+            { kind: 'copy', tensor: t.name, outFile, outOffset, bytes: n, inputs: [inputs[0] as PlanInputRange] },
+            n * perUnit,
+          );
+        }
+        done += n;
       }
-      done += n;
     }
   }
   b.flush();

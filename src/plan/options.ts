@@ -49,7 +49,15 @@ export interface PlanOptions extends SelectionOptions {
    * refused otherwise. Other differing keys are only warned about.
    */
   allowConfigMismatch?: boolean;
+  /**
+   * The output's format: 'safetensors' (a Hugging Face checkpoint of the averaged model tensors),
+   * or 'dcp'. Default: the inputs' format.
+   */
+  format?: OutputFormat;
 }
+
+export const OUTPUT_FORMATS = ['safetensors', 'dcp'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface ResolvedPlanOptions {
   inputs: string[];
@@ -67,6 +75,8 @@ export interface ResolvedPlanOptions {
   /** null: chosen from the merge's size by chunkSizeFor(). */
   chunkSize: number | null;
   allowConfigMismatch: boolean;
+  /** null: the inputs' format. */
+  format: OutputFormat | null;
 }
 
 /**
@@ -139,5 +149,6 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
     chunkSize: o.chunkSize === undefined ? null : v.byteSize('chunkSize', o.chunkSize),
     allowConfigMismatch:
       o.allowConfigMismatch === undefined ? false : v.boolean('allowConfigMismatch', o.allowConfigMismatch),
+    format: o.format === undefined ? null : v.oneOf('format', o.format, OUTPUT_FORMATS),
   };
 }

@@ -25,6 +25,7 @@ import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSp
 import { cutChunks, type TensorSources } from './chunks.js';
 import { chunkSizeFor, resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from './options.js';
 import type { MergePlan, PlanOutputFile, PlanTensor } from './types.js';
+import { tensorRuns } from './runs.js';
 import { computeWeights } from './weights.js';
 
 export interface PlanResult {
@@ -219,6 +220,14 @@ export async function planResolved(
     ...(o.schedule ? { schedule: o.schedule } : {}),
   });
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
+  const dcp = cks.find((c) => c.layout.kind === 'dcp');
+  if (dcp && o.format !== 'safetensors') {
+    throw new PmaError(
+      'E_UNSUPPORTED',
+      `${dcp.path} is a PyTorch Distributed Checkpoint; writing the merge as one is not built yet: pass --format safetensors for the averaged model tensors as a safetensors checkpoint`,
+      { file: dcp.path },
+    );
+  }
   const { outputs, tensors, index } = layoutOutput(newest, o);
 
   if (cks.length === 1) {
@@ -244,12 +253,24 @@ export async function planResolved(
 
   // Sources are looked up as the chunks are cut, not kept for every tensor at once: on a
   // 36k-tensor x 10-checkpoint plan that is a third of a million short-lived objects fewer.
-  const items: TensorSources[] = tensors.map((t) => ({
-    tensor: t,
-    get sources() {
-      return cks.map((c) => locate(c, c.contents.byName.get(t.name) as LayoutTensor));
-    },
-  }));
+  const items: TensorSources[] = tensors.map((t) => {
+    const inputs = t.action === 'merge' ? cks : [newest];
+    const layouts = inputs.map((c) => c.contents.byName.get(t.name) as LayoutTensor);
+    if (!layouts.some((l) => l.chunks)) {
+      return {
+        tensor: t,
+        get sources() {
+          return cks.map((c) => locate(c, c.contents.byName.get(t.name) as LayoutTensor));
+        },
+      };
+    }
+    // A tensor in DCP chunks (in any checkpoint): mapped onto runs across every layout.
+    const pieces = layouts.map(
+      (l, i) =>
+        l.chunks ?? [{ offsets: t.shape.map(() => 0), sizes: t.shape, ...locate(inputs[i] as LoadedCheckpoint, l) }],
+    );
+    return { tensor: t, sources: [], runs: tensorRuns(t.shape, pieces, DTYPE_BITS[t.inDtype] / 8) };
+  });
   const chunkSize = o.chunkSize ?? chunkSizeFor(inputBytes + outputBytes);
   const chunks = cutChunks(items, chunkSize);
 

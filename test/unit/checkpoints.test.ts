@@ -303,6 +303,7 @@ function loaded(path: string, tensors: [string, DType, number[]][]): LoadedCheck
     layout: { kind: 'single', file },
     files: [{ path: file, size: 0, dataStart: 8 }],
     contents: { tensors: list, byName: new Map(list.map((t) => [t.name, t])), totalBytes: 0 },
+    others: [],
   };
 }
 

@@ -149,6 +149,7 @@ describe('resolvePlanOptions', () => {
       maxShardSize: DEFAULT_MAX_SHARD_SIZE,
       chunkSize: null,
       allowConfigMismatch: false,
+      format: null,
     });
     expect(DEFAULT_MAX_SHARD_SIZE).toBe(5e9);
   });

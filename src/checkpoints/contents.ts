@@ -1,0 +1,37 @@
+import type { DType } from '../dtypes.js';
+
+/** A tensor of a checkpoint layout: which shard holds it, and where in that shard's data buffer. */
+export interface LayoutTensor {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Index into LoadedCheckpoint.files. */
+  shard: number;
+  /** Offset in the shard's data buffer (add the file's dataStart for the absolute offset). */
+  begin: number;
+  bytes: number;
+  /**
+   * A DCP tensor's chunks (boxes of the whole tensor) and where each one's elements start; such a
+   * tensor is not contiguous in one file (shard and begin are unused).
+   */
+  chunks?: LocatedChunk[];
+}
+
+/** A box [offsets, offsets + sizes) of a tensor, stored contiguously (row-major) at `offset` of `file`. */
+export interface LocatedChunk {
+  offsets: number[];
+  sizes: number[];
+  file: string;
+  offset: number;
+}
+
+/**
+ * What a checkpoint holds, apart from where its files are. Checkpoints of one run whose index and
+ * headers are byte-identical share one layout object: parsed once, and trivially consistent.
+ */
+export interface CheckpointContents {
+  /** In file order, then data order. */
+  tensors: LayoutTensor[];
+  byName: Map<string, LayoutTensor>;
+  totalBytes: number;
+}

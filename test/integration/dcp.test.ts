@@ -1,0 +1,243 @@
+import { cpSync, readFileSync, truncateSync, writeFileSync, existsSync, openSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { readDcpMetadata, type DcpTensor } from '../../src/dcp/metadata.js';
+import { PmaError, inspect, merge } from '../../src/index.js';
+import { DCP_FIXTURES } from '../helpers/dcp.js';
+import { rejected } from '../helpers/errors.js';
+import { dataclass, pickle, size, type P } from '../helpers/pickler.js';
+import { pma } from '../helpers/cli.js';
+import { rng } from '../helpers/safetensors.js';
+import { scratch } from '../helpers/scratch.js';
+
+// PyTorch Distributed Checkpoints written by torch 1.13's own DCP writer
+// (test/fixtures/dcp/make_fixtures.py), read and merged without PyTorch.
+const { tmp, out } = scratch('pma-dcp-');
+const FIX = DCP_FIXTURES;
+const ONE_RANK = join(FIX, 'one-rank');
+const RESHARDED = join(FIX, 'resharded');
+const AS_SAFETENSORS = join(FIX, 'one-rank-safetensors');
+const bytesOf = (dir: string) => readFileSync(join(dir, 'model.safetensors'));
+
+describe('reading DCP metadata', () => {
+  it('lists items, chunks and storage as torch wrote them (one rank, then 2 and 3 ranks)', async () => {
+    const m = await readDcpMetadata(join(ONE_RANK, 'step-100'));
+    expect(m.writer).toBe('torch 1.x');
+    expect(
+      m.items.map((i) => `${i.fqn}:${i.kind === 'tensor' ? `${i.dtype}[${i.shape.join(',')}]` : 'bytes'}`),
+    ).toEqual([
+      'model.embed_tokens.weight:BF16[12,8]',
+      'model.layers.0.mlp.weight:F32[6,10]',
+      'model.layers.0.norm.weight:F16[10]',
+      'model.position_ids:I64[5]',
+      'optimizer.state.model.layers.0.mlp.weight.exp_avg:F32[6,10]',
+      'train_state:bytes',
+    ]);
+    const three = (await readDcpMetadata(join(RESHARDED, 'step-200'))).byFqn.get(
+      'model.layers.0.mlp.weight',
+    ) as DcpTensor;
+    expect(three.chunks.map((c) => [c.offsets, c.sizes, c.file.split('/').pop()])).toEqual([
+      [[0, 0], [2, 10], '__0_1.distcp'],
+      [[2, 0], [2, 10], '__1_0.distcp'],
+      [[4, 0], [2, 10], '__2_0.distcp'],
+    ]);
+  });
+
+  it('inspect shows a DCP run: steps, files, model tensors and the items left out', async () => {
+    const r = await inspect(RESHARDED);
+    expect(r.checkpoints.map((c) => [c.step, c.layout, c.files, c.tensors, c.others])).toEqual([
+      [100, 'dcp', 7, 4, 2],
+      [200, 'dcp', 8, 4, 2],
+      [300, 'dcp', 1, 4, 2],
+    ]);
+    expect(pma(['inspect', RESHARDED]).stdout).toContain(
+      'DCP, 8 file(s)  4 tensors  492 B  BF16x1 F32x1 F16x1 I64x1  (+2 items not averaged)',
+    );
+  });
+});
+
+describe('merging DCP checkpoints into safetensors', () => {
+  const reference = (args: Record<string, unknown> = {}) =>
+    merge({ inputs: AS_SAFETENSORS, out: out(), ...args }).then((r) => bytesOf(r.out));
+
+  it('gives the bytes of the same tensors merged from safetensors, for any threads and chunk size', async () => {
+    for (const method of [{}, { method: 'ema', alpha: 0.3 }, { last: 2, method: 'wma' }] as Record<string, unknown>[]) {
+      const want = await reference(method);
+      for (const run of [ONE_RANK, RESHARDED]) {
+        for (const engine of [{ threads: 1 }, { threads: 2, chunkSize: 64 }]) {
+          const r = await merge({ inputs: run, out: out(), format: 'safetensors', ...method, ...engine });
+          expect(bytesOf(r.out).equals(want), `${run} ${JSON.stringify({ ...method, ...engine })}`).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('through the CLI; without --format it is refused (exit 2) and nothing is written', () => {
+    const o = out();
+    const r = pma(['merge', RESHARDED, '--format', 'safetensors', '--out', o, '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { checkpoints: { step: number }[] }).checkpoints.map((c) => c.step)).toEqual([
+      100, 200, 300,
+    ]);
+    const refused = pma(['merge', RESHARDED, '--out', out()]);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toContain('[E_UNSUPPORTED]');
+    expect(refused.stderr).toContain('pass --format safetensors');
+  });
+});
+
+/** A torch 2.x .metadata (torch.distributed.checkpoint classes) describing the given tensors. */
+function metadata2x(
+  tensors: DcpTensor[],
+  relative: (file: string) => string = (f) => f.split('/').pop() as string,
+): Buffer {
+  const M = 'torch.distributed.checkpoint.metadata';
+  const props = (dtype: string): P => ({
+    call: `${M}.TensorProperties`,
+    args: [],
+    newobj: true,
+    state: {
+      tuple: [
+        { global: `torch.${dtype}` },
+        { call: 'torch.serialization._get_layout', args: ['torch.strided'] },
+        false,
+        { call: `${M}._MEM_FORMAT_ENCODING`, args: [0] },
+        false,
+      ],
+    },
+  });
+  return pickle(
+    dataclass(`${M}.Metadata`, {
+      state_dict_metadata: {
+        dict: tensors.map((t) => [
+          t.fqn,
+          dataclass(`${M}.TensorStorageMetadata`, {
+            properties: props(t.torchDtype),
+            size: size(t.shape),
+            chunks: t.chunks.map((c) =>
+              dataclass(`${M}.ChunkStorageMetadata`, { offsets: size(c.offsets), sizes: size(c.sizes) }),
+            ),
+          }),
+        ]),
+      },
+      planner_data: null,
+      storage_data: {
+        dict: tensors.flatMap((t) =>
+          t.chunks.map((c, i): [P, P] => [
+            dataclass(`${M}.MetadataIndex`, { fqn: t.fqn, offset: size(c.offsets), index: i }),
+            dataclass('torch.distributed.checkpoint.filesystem._StorageInfo', {
+              relative_path: relative(c.file),
+              offset: c.offset,
+              length: c.length,
+            }),
+          ]),
+        ),
+      },
+      version: '1.0.0',
+    }),
+  );
+}
+
+/** A copy of the resharded run whose step-200 metadata is replaced by `make(its tensors)`. */
+async function withMetadata(make: (tensors: DcpTensor[]) => Buffer): Promise<string> {
+  const run = join(tmp, `run-${Math.random().toString(36).slice(2)}`);
+  cpSync(RESHARDED, run, { recursive: true });
+  const m = await readDcpMetadata(join(run, 'step-200'));
+  writeFileSync(join(run, 'step-200', '.metadata'), make(m.items.filter((i): i is DcpTensor => i.kind === 'tensor')));
+  return run;
+}
+
+describe('torch 2.x metadata', () => {
+  it('reads the same as 1.x (module path, TensorProperties state tuple, enums) and merges to the same bytes', async () => {
+    const run = await withMetadata((t) => metadata2x(t));
+    const m = await readDcpMetadata(join(run, 'step-200'));
+    expect(m.writer).toBe('torch 2.x');
+    const r = await merge({ inputs: run, out: out(), format: 'safetensors' });
+    expect(bytesOf(r.out).equals(await merge({ inputs: AS_SAFETENSORS, out: out() }).then((x) => bytesOf(x.out)))).toBe(
+      true,
+    );
+  });
+});
+
+describe('hostile and broken checkpoints: exit 2 naming the file and the item', () => {
+  const refusal = async (run: string, re: RegExp, tensor?: string) => {
+    const o = out();
+    const e = await rejected(merge({ inputs: run, out: o, format: 'safetensors' }));
+    expect(e.code).toBe('E_INPUT');
+    expect(e.message).toMatch(re);
+    if (tensor !== undefined) expect(e.tensor).toBe(tensor);
+    expect(existsSync(o)).toBe(false);
+    expect(existsSync(`${o}.partial`)).toBe(false);
+    return e;
+  };
+  const MLP = 'model.layers.0.mlp.weight';
+
+  it('a global that is not DCP (os.system) is named and never run', async () => {
+    const run = await withMetadata(() => pickle({ call: 'os.system', args: ['touch /tmp/pma-pwned'] }));
+    await refusal(run, /refers to os\.system, which pma does not read/);
+    expect(existsSync('/tmp/pma-pwned')).toBe(false);
+  });
+
+  it('a storage path out of the checkpoint, overlapping chunks, chunks that leave a gap', async () => {
+    await refusal(
+      await withMetadata((t) => metadata2x(t, () => '../step-100/__0_0.distcp')),
+      /is stored in "\.\.\/step-100\/__0_0\.distcp", which is not a file name inside the checkpoint/,
+    );
+    const overlap = (t: DcpTensor[]) =>
+      metadata2x(
+        t.map((x) =>
+          x.fqn === MLP ? { ...x, chunks: x.chunks.map((c, i) => (i === 1 ? { ...c, offsets: [1, 0] } : c)) } : x,
+        ),
+      );
+    await refusal(await withMetadata(overlap), /its chunks at \[0, 0\] and \[1, 0\] overlap|has no storage entry/, MLP);
+    const gap = (t: DcpTensor[]) =>
+      metadata2x(t.map((x) => (x.fqn === MLP ? { ...x, chunks: x.chunks.slice(0, 2) } : x)));
+    await refusal(await withMetadata(gap), /its chunks hold 40 elements, its shape \[6, 10\] 60/, MLP);
+  });
+
+  it('a truncated data file, and a broken archive inside one', async () => {
+    const run = join(tmp, 'truncated');
+    cpSync(RESHARDED, run, { recursive: true });
+    truncateSync(join(run, 'step-200', '__2_0.distcp'), 500);
+    await refusal(
+      run,
+      /__2_0\.distcp: item "model\.layers\.0\.mlp\.weight" is stored at bytes 0\+811, past the end of the file \(500 bytes\)/,
+      MLP,
+    );
+    const broken = join(tmp, 'broken-zip');
+    cpSync(RESHARDED, broken, { recursive: true });
+    const f = join(broken, 'step-200', '__2_0.distcp');
+    const fd = openSync(f, 'r+');
+    writeSync(fd, Buffer.alloc(30, 0x41), 0, 30, 811 - 30); // the end-of-directory record
+    closeSync(fd);
+    await refusal(
+      broken,
+      /the archive of tensor "model\.layers\.0\.mlp\.weight" \(bytes 0\+811\) has no end-of-directory record/,
+    );
+  });
+
+  it('survives random damage to .metadata: every outcome is a merge or a PmaError, never a crash or a hang', async () => {
+    const original = readFileSync(join(RESHARDED, 'step-200', '.metadata'));
+    const rand = rng(13);
+    const run = join(tmp, 'fuzz');
+    cpSync(RESHARDED, run, { recursive: true });
+    let refused = 0;
+    for (let trial = 0; trial < 150; trial++) {
+      const b = Buffer.from(original);
+      for (let k = 0; k < 1 + Math.floor(rand() * 4); k++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+      if (trial % 10 === 0)
+        writeFileSync(join(run, 'step-200', '.metadata'), b.subarray(0, Math.floor(rand() * b.length)));
+      else writeFileSync(join(run, 'step-200', '.metadata'), b);
+      try {
+        await readDcpMetadata(join(run, 'step-200'));
+      } catch (e) {
+        expect(e).toBeInstanceOf(PmaError);
+        expect((e as PmaError).code, (e as Error).message).toMatch(/^E_INPUT$/);
+        refused++;
+      }
+    }
+    expect(refused).toBeGreaterThan(50);
+  });
+});
