@@ -1,4 +1,4 @@
-import { readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
@@ -130,6 +130,17 @@ const FINAL_MODEL =
 const weightsPath = (ck: CheckpointRef) =>
   ck.layout.kind === 'single' ? ck.layout.file : ck.layout.kind === 'sharded' ? ck.layout.index : ck.layout.metadata;
 
+/** Megatron-LM and NeMo name the newest complete checkpoint of a run here, once it is saved. */
+export const MEGATRON_LATEST = 'latest_checkpointed_iteration.txt';
+
+/** The iteration Megatron's tracker file names, or null (none, or "release"). */
+async function megatronLatest(dir: string): Promise<number | null> {
+  const text = await readFile(join(dir, MEGATRON_LATEST), 'utf8').catch(() => null);
+  if (text === null) return null;
+  const n = Number(text.trim());
+  return /^\d+$/.test(text.trim()) && Number.isSafeInteger(n) ? n : null;
+}
+
 /**
  * The step-named checkpoints of a run directory. With `required` false, null when it has none
  * (the directory is then a checkpoint itself); with it true, E_NO_CHECKPOINTS.
@@ -143,9 +154,15 @@ async function discoverRun(dir: string, required: boolean): Promise<Discovery | 
   }
   const checkpoints: CheckpointRef[] = [];
   const skipped: Discovery['skipped'] = [];
+  const latest = await megatronLatest(dir);
   for (const e of entries) {
-    if (parseStep(e.name) === null) continue;
+    const step = parseStep(e.name);
+    if (step === null) continue;
     const p = join(dir, e.name);
+    if (latest !== null && step > latest) {
+      skipped.push({ path: p, reason: `newer than ${MEGATRON_LATEST} (${latest}): still being saved` });
+      continue;
+    }
     // The Hugging Face Trainer saves into tmp-checkpoint-N and renames it when the save is done.
     if (e.name.startsWith('tmp')) {
       skipped.push({ path: p, reason: 'a temporary directory, still being saved' });

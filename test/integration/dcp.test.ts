@@ -58,6 +58,25 @@ describe('reading DCP metadata', () => {
   });
 });
 
+describe('a Megatron-LM torch_dist run', () => {
+  it('takes iter_NNNNNNN checkpoints up to the one latest_checkpointed_iteration.txt names', async () => {
+    const run = join(tmp, 'megatron');
+    for (const s of [100, 200, 300])
+      cpSync(join(RESHARDED, `step-${s}`), join(run, `iter_${String(s).padStart(7, '0')}`), { recursive: true });
+    writeFileSync(join(run, 'latest_checkpointed_iteration.txt'), '200');
+    const r = await inspect(run);
+    expect(r.checkpoints.map((c) => c.step)).toEqual([100, 200]);
+    expect(r.skipped).toEqual([
+      {
+        path: join(run, 'iter_0000300'),
+        reason: 'newer than latest_checkpointed_iteration.txt (200): still being saved',
+      },
+    ]);
+    const m = await merge({ inputs: run, out: out(), format: 'safetensors' });
+    expect(m.plan.checkpoints.map((c) => c.step)).toEqual([100, 200]);
+  });
+});
+
 describe('merging DCP checkpoints into safetensors', () => {
   const reference = (args: Record<string, unknown> = {}) =>
     merge({ inputs: AS_SAFETENSORS, out: out(), ...args }).then((r) => bytesOf(r.out));

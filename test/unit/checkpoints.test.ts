@@ -93,7 +93,7 @@ describe('discover: a run directory', () => {
     });
     expect(d.checkpoints[1]?.dir).toBe(join(run, 'checkpoint-2000'));
     expect(d.skipped).toEqual([
-      { path: join(run, 'checkpoint-3000'), reason: 'no .safetensors file' },
+      { path: join(run, 'checkpoint-3000'), reason: 'no .safetensors file and no DCP .metadata' },
       {
         path: join(run, 'checkpoint-4000'),
         reason: expect.stringMatching(/2 \.safetensors files but no model\.safetensors\.index\.json/),
