@@ -4,7 +4,7 @@ import { DTYPE_BITS, type DType } from '../dtypes.js';
 import { PmaError } from '../errors.js';
 import { describe, type DcpChunk } from './metadata.js';
 import { PyGlobal, PyObject, PyPersistent, PyTuple, unpickle, type PyValue } from './pickle.js';
-import { readZip } from './zip.js';
+import { ArchiveBytes, readZip } from './zip.js';
 
 /**
  * Where a DCP chunk's elements are: torch.save wrote the chunk as a zip archive inside the .distcp
@@ -66,12 +66,12 @@ export async function locateChunk(fh: FileHandle, chunk: DcpChunk, fqn: string, 
       tensor: fqn,
     });
   };
-  const members = await readZip(fh, chunk.file, chunk.offset, chunk.length, `tensor ${JSON.stringify(fqn)}`);
+  const bytes = await ArchiveBytes.open(fh, chunk.file, chunk.offset, Math.max(chunk.length, 0));
+  const members = await readZip(bytes, chunk.offset, chunk.length, `tensor ${JSON.stringify(fqn)}`);
   const pkl = members.find((m) => m.name.endsWith('/data.pkl'));
   if (!pkl) return bad('has no data.pkl in its archive');
   if (pkl.size > 1 << 20) bad(`has a data.pkl of ${pkl.size} bytes; a tensor's is a few hundred`);
-  const text = Buffer.alloc(pkl.size);
-  await fh.read(text, 0, pkl.size, pkl.dataOffset);
+  const text = await bytes.read(pkl.dataOffset, pkl.size);
   const root = unpickle(text, {
     file: chunk.file,
     what: `the data.pkl of tensor ${JSON.stringify(fqn)}`,

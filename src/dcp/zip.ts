@@ -24,10 +24,11 @@ const LOCAL = 0x04034b50;
 const U32_MAX = 0xffffffff;
 // The end record is 22 bytes plus a comment of up to 65535; torch writes none.
 const TAIL = 22 + 0xffff + 20;
+const SHORT_TAIL = 22 + 20 + 56;
 const MAX_MEMBERS = 100_000;
 
 async function readAt(fh: FileHandle, file: string, offset: number, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
+  const buf = Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
     let n: number;
@@ -42,6 +43,36 @@ async function readAt(fh: FileHandle, file: string, offset: number, length: numb
   return buf;
 }
 
+/**
+ * Reads of one archive's bytes, served from its first and last few KiB where they fall (a torch.save
+ * archive's local headers, data.pkl, directory and end records all do): two reads per archive
+ * instead of one per record, which is what planning a checkpoint of thousands of chunks waits on.
+ */
+export class ArchiveBytes {
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly file: string,
+    private readonly head: { at: number; buf: Buffer },
+    private readonly tail: { at: number; buf: Buffer },
+  ) {}
+
+  static async open(fh: FileHandle, file: string, base: number, length: number): Promise<ArchiveBytes> {
+    const n = Math.min(length, WINDOW);
+    const [head, tail] = await Promise.all([readAt(fh, file, base, n), readAt(fh, file, base + length - n, n)]);
+    return new ArchiveBytes(fh, file, { at: base, buf: head }, { at: base + length - n, buf: tail });
+  }
+
+  /** `length` bytes at absolute `offset` of the file. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    for (const w of [this.head, this.tail])
+      if (offset >= w.at && offset + length <= w.at + w.buf.length)
+        return w.buf.subarray(offset - w.at, offset - w.at + length);
+    return readAt(this.fh, this.file, offset, length);
+  }
+}
+
+const WINDOW = 4096;
+
 const u64 = (b: Buffer, at: number): number => {
   const v = b.readBigUInt64LE(at);
   return v > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(v);
@@ -52,25 +83,26 @@ const u64 = (b: Buffer, at: number): number => {
  * range, every member stored (not compressed) and inside the range. `what` names the archive in
  * errors (the tensor it holds).
  */
-export async function readZip(
-  fh: FileHandle,
-  file: string,
-  base: number,
-  length: number,
-  what: string,
-): Promise<ZipMember[]> {
+export async function readZip(bytes: ArchiveBytes, base: number, length: number, what: string): Promise<ZipMember[]> {
+  const file = bytes.file;
   const bad = (why: string): never => {
     throw new PmaError('E_INPUT', `${file}: the archive of ${what} (bytes ${base}+${length}) ${why}`, { file });
   };
   if (length < 22) bad('is too short to be a zip archive');
-  const tailLen = Math.min(length, TAIL);
-  const tail = await readAt(fh, file, base + length - tailLen, tailLen);
+  // torch writes no archive comment: the end records are the last bytes. Only an archive with a
+  // comment needs the longer look back.
+  let tail: Buffer = Buffer.alloc(0);
   let e = -1;
-  for (let i = tailLen - 22; i >= 0; i--) {
-    if (tail.readUInt32LE(i) === EOCD) {
-      e = i;
-      break;
+  for (const want of [Math.min(length, SHORT_TAIL), Math.min(length, TAIL)]) {
+    if (want <= tail.length) break;
+    tail = await bytes.read(base + length - want, want);
+    for (let i = want - 22; i >= 0; i--) {
+      if (tail.readUInt32LE(i) === EOCD) {
+        e = i;
+        break;
+      }
     }
+    if (e >= 0) break;
   }
   if (e < 0) bad('has no end-of-directory record (not a zip archive, or cut short)');
   let count = tail.readUInt16LE(e + 10);
@@ -80,7 +112,7 @@ export async function readZip(
     if (e < 20 || tail.readUInt32LE(e - 20) !== ZIP64_LOCATOR) bad('lacks the ZIP64 locator its end record calls for');
     const at = u64(tail, e - 20 + 8);
     if (at + 56 > length) bad('has a ZIP64 end record outside the archive');
-    const z = await readAt(fh, file, base + at, 56);
+    const z = await bytes.read(base + at, 56);
     if (z.readUInt32LE(0) !== ZIP64_EOCD) bad('has no ZIP64 end record where its locator points');
     count = u64(z, 32);
     dirSize = u64(z, 40);
@@ -88,7 +120,7 @@ export async function readZip(
   }
   if (count > MAX_MEMBERS) bad(`claims ${count} members`);
   if (dirOffset + dirSize > length) bad('has a central directory outside the archive');
-  const dir = await readAt(fh, file, base + dirOffset, dirSize);
+  const dir = await bytes.read(base + dirOffset, dirSize);
   const members: ZipMember[] = [];
   let p = 0;
   for (let i = 0; i < count; i++) {
@@ -124,7 +156,7 @@ export async function readZip(
     if (method !== 0) bad(`stores ${name} compressed (method ${method}); torch.save stores members as they are`);
     if (compressed !== size) bad(`records ${name} as ${compressed} bytes stored but ${size} bytes long`);
     if (local + 30 > length) bad(`puts ${name} outside the archive`);
-    const head = await readAt(fh, file, base + local, 30);
+    const head = await bytes.read(base + local, 30);
     if (head.readUInt32LE(0) !== LOCAL) bad(`has no local header for ${name}`);
     const dataStart = local + 30 + head.readUInt16LE(26) + head.readUInt16LE(28);
     if (dataStart + size > length) bad(`has ${name} (${size} bytes) running past its end`);

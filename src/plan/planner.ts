@@ -210,8 +210,9 @@ export async function planResolved(
   const selected = await selectInputs(o);
   const { chosen, weights: explicit } = leaveOut(selected.checkpoints, o.weights, exclude);
   const cache = new LoadCache();
-  const cks: LoadedCheckpoint[] = [];
-  for (const ref of chosen) cks.push(await loadCheckpoint(ref, cache));
+  // All at once: a checkpoint's headers (or a DCP checkpoint's archives) are small reads that
+  // would otherwise wait on one another.
+  const cks: LoadedCheckpoint[] = await Promise.all(chosen.map((ref) => loadCheckpoint(ref, cache)));
   checkConsistent(cks);
   const warnings = [...selected.warnings, ...(await checkConfigs(cks, o.allowConfigMismatch))];
   const weights = computeWeights(o.method, cks.length, {

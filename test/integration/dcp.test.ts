@@ -1,16 +1,22 @@
 import { cpSync, readFileSync, truncateSync, writeFileSync, existsSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { readDcpMetadata, type DcpTensor } from '../../src/dcp/metadata.js';
 import { PmaError, inspect, merge } from '../../src/index.js';
 import { DCP_FIXTURES } from '../helpers/dcp.js';
 import { rejected } from '../helpers/errors.js';
-import { dataclass, pickle, size, type P } from '../helpers/pickler.js';
+import { dataclass, pickle, size, type P } from '../../src/dcp/pickler.js';
 import { pma } from '../helpers/cli.js';
+import { itNeeds } from '../helpers/requires.js';
 import { rng } from '../helpers/safetensors.js';
 import { scratch } from '../helpers/scratch.js';
+import { writeSyntheticDcp } from '../../src/synthetic/dcp.js';
+import { encode } from '../../src/synthetic/values.js';
+import { writeSyntheticCheckpoint, type SyntheticTensor } from '../../src/synthetic/writer.js';
 
 // PyTorch Distributed Checkpoints written by torch 1.13's own DCP writer
 // (test/fixtures/dcp/make_fixtures.py), read and merged without PyTorch.
@@ -167,6 +173,55 @@ async function withMetadata(make: (tensors: DcpTensor[]) => Buffer): Promise<str
   writeFileSync(join(run, 'step-200', '.metadata'), make(m.items.filter((i): i is DcpTensor => i.kind === 'tensor')));
   return run;
 }
+
+const TORCH =
+  spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0
+    ? null
+    : 'python3-torch (Debian) is not installed';
+
+describe('DCP checkpoints pma writes', () => {
+  const tensors: SyntheticTensor[] = [
+    { name: 'model.w', dtype: 'BF16', shape: [7, 5] },
+    { name: 'model.b', dtype: 'F32', shape: [5] },
+    { name: 'model.s', dtype: 'F32', shape: [] },
+    { name: 'model.h', dtype: 'F16', shape: [2, 3, 4] },
+    { name: 'optimizer.m', dtype: 'F32', shape: [7, 5] },
+  ];
+  const data = (step: number) => (t: SyntheticTensor) =>
+    encode(
+      t.dtype as 'BF16',
+      t.shape.reduce((a, b) => a * b, 1),
+      (i) => Math.sin(i * 0.7 + step + t.name.length),
+    );
+  const run = join(tmp, 'synthetic');
+  beforeAll(() => {
+    for (const step of [1, 2, 3]) {
+      writeSyntheticDcp(join(run, 'dcp', `step-${step}`), {
+        tensors,
+        data: data(step),
+        ranks: step,
+        bytes: { train_state: new Uint8Array([7]) },
+      });
+      writeSyntheticCheckpoint(join(run, 'st', `step-${step}`), { tensors: tensors.slice(0, 4), data: data(step) });
+    }
+  });
+
+  it('read by pma: a window saved by 1, 2 and 3 ranks merges to the bytes of the safetensors merge', async () => {
+    const a = await merge({ inputs: join(run, 'dcp'), out: out(), format: 'safetensors', chunkSize: 64 });
+    const b = await merge({ inputs: join(run, 'st'), out: out() });
+    expect(bytesOf(a.out).equals(bytesOf(b.out))).toBe(true);
+  });
+
+  itNeeds(TORCH)("read by torch 1.13's own DCP reader: every tensor, byte for byte", () => {
+    const r = spawnSync('/usr/bin/python3', [join(DCP_FIXTURES, 'load_with_torch.py'), join(run, 'dcp', 'step-3')], {
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const loaded = JSON.parse(r.stdout) as Record<string, string>;
+    expect(Object.keys(loaded).sort()).toEqual(tensors.map((t) => t.name).sort());
+    for (const t of tensors) expect(loaded[t.name], t.name).toBe(Buffer.from(data(3)(t)).toString('hex'));
+  });
+});
 
 describe('torch 2.x metadata', () => {
   it('reads the same as 1.x (module path, TensorProperties state tuple, enums) and merges to the same bytes', async () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import { PyDict, PyObject, PyTuple, unpickle } from '../../src/dcp/pickle.js';
 import { thrownSync } from '../helpers/errors.js';
-import { dataclass, pickle, size } from '../helpers/pickler.js';
+import { dataclass, pickle, size } from '../../src/dcp/pickler.js';
 
 const opts = { file: '/ck/.metadata', what: 'the DCP metadata', allow: new Set(['torch.Size', 'pkg.Thing']) };
 

@@ -1,6 +1,7 @@
 /**
- * A small pickle writer for tests: builds the pickles torch would write (torch 2.x DCP metadata,
- * which only torch 2 can produce) and hostile ones, from plain values. Protocol 2 opcodes only.
+ * A pickle writer for the pickles DCP needs: `.metadata` and the data.pkl of torch.save's archives,
+ * from plain values (protocol 2 opcodes only). The tests also build torch 2.x metadata and hostile
+ * pickles with it.
  */
 export type P =
   | null
@@ -12,7 +13,8 @@ export type P =
   | { tuple: P[] }
   | { dict: [P, P][] }
   | { global: string }
-  | { call: string; args: P[]; state?: P; newobj?: boolean };
+  | { call: string; args: P[]; state?: P; newobj?: boolean }
+  | { persistent: P };
 
 const u32 = (n: number) => {
   const b = Buffer.alloc(4);
@@ -61,6 +63,9 @@ function enc(v: P, out: Buffer[]): void {
       enc(x, out);
     }
     out.push(Buffer.from('u'));
+  } else if ('persistent' in v) {
+    enc(v.persistent, out);
+    out.push(Buffer.from('Q'));
   } else if ('global' in v) {
     const i = v.global.lastIndexOf('.');
     out.push(Buffer.from(`c${v.global.slice(0, i)}\n${v.global.slice(i + 1)}\n`));
@@ -75,6 +80,7 @@ function enc(v: P, out: Buffer[]): void {
   }
 }
 
+/** The pickle of `v`, protocol 2. */
 export function pickle(v: P): Buffer {
   const out: Buffer[] = [Buffer.from([0x80, 2])];
   enc(v, out);
@@ -90,4 +96,5 @@ export const dataclass = (cls: string, fields: Record<string, P>): P => ({
   state: { dict: Object.entries(fields) },
 });
 
+/** A torch.Size. */
 export const size = (dims: number[]): P => ({ call: 'torch.Size', args: [{ tuple: dims }] });

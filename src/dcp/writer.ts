@@ -1,0 +1,204 @@
+import { crc32 } from 'node:zlib';
+
+import { DTYPE_BITS, type DType } from '../dtypes.js';
+import { PmaError } from '../errors.js';
+import { dataclass, pickle, size, type P } from './pickler.js';
+
+/**
+ * Writes what torch's DCP reader reads: a chunk as torch.save's zip archive (data.pkl, the
+ * storage, version), and `.metadata` with torch 1.x's classes (torch.distributed._shard.checkpoint),
+ * which torch 2.x reads too.
+ */
+
+const STORAGE_OF: Partial<Record<DType, string>> = {
+  F32: 'FloatStorage',
+  F16: 'HalfStorage',
+  BF16: 'BFloat16Storage',
+  F64: 'DoubleStorage',
+  I64: 'LongStorage',
+  I32: 'IntStorage',
+  I16: 'ShortStorage',
+  I8: 'CharStorage',
+  U8: 'ByteStorage',
+  BOOL: 'BoolStorage',
+};
+const TORCH_NAME_OF: Partial<Record<DType, string>> = {
+  F32: 'float32',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  F64: 'float64',
+  I64: 'int64',
+  I32: 'int32',
+  I16: 'int16',
+  I8: 'int8',
+  U8: 'uint8',
+  BOOL: 'bool',
+};
+
+function storageOf(dtype: DType): string {
+  const s = STORAGE_OF[dtype];
+  if (!s) throw new PmaError('E_UNSUPPORTED', `pma cannot write a ${dtype} tensor into a DCP checkpoint`);
+  return s;
+}
+
+/** data.pkl of a contiguous tensor of `sizes` whose storage is member data/0. */
+function tensorPickle(dtype: DType, sizes: number[]): Buffer {
+  const stride = sizes.map((_, d) => sizes.slice(d + 1).reduce((a, b) => a * b, 1));
+  const numel = sizes.reduce((a, b) => a * b, 1);
+  return pickle({
+    call: 'torch._utils._rebuild_tensor_v2',
+    args: [
+      { persistent: { tuple: ['storage', { global: `torch.${storageOf(dtype)}` }, '0', 'cpu', numel] } },
+      0,
+      { tuple: sizes },
+      { tuple: stride },
+      false,
+      { call: 'collections.OrderedDict', args: [] },
+    ],
+  });
+}
+
+const DATA_ALIGN = 64;
+
+/**
+ * A torch.save archive of one tensor chunk, as three parts: the bytes before its elements, where
+ * the elements go, and the bytes after them (so a large payload need not be copied into it).
+ * Members are stored, with their CRC-32s; the elements start 64-byte aligned, as torch aligns them.
+ */
+export function tensorArchive(
+  dtype: DType,
+  sizes: number[],
+  payload: Uint8Array,
+): { head: Buffer; tail: Buffer; length: number } {
+  const want = (sizes.reduce((a, b) => a * b, 1) * DTYPE_BITS[dtype]) / 8;
+  if (payload.length !== want)
+    throw new PmaError(
+      'E_INTERNAL',
+      `a ${dtype} chunk of [${sizes.join(', ')}] is ${want} bytes, not ${payload.length}`,
+    );
+  const members = [
+    { name: 'archive/data.pkl', data: tensorPickle(dtype, sizes) as Uint8Array },
+    { name: 'archive/data/0', data: payload },
+    { name: 'archive/version', data: Buffer.from('3\n') as Uint8Array },
+  ];
+  const parts: Buffer[] = [];
+  const central: Buffer[] = [];
+  let at = 0;
+  let head: Buffer | null = null;
+  for (const m of members) {
+    const name = Buffer.from(m.name, 'utf8');
+    const start = at + 30 + name.length;
+    const pad = m.data === payload ? (DATA_ALIGN - ((start + 4) % DATA_ALIGN)) % DATA_ALIGN : 0;
+    const extra = m.data === payload ? Buffer.alloc(4 + pad, 0x5a) : Buffer.alloc(0);
+    if (extra.length > 0) {
+      extra.writeUInt16LE(0x4246, 0); // "FB": torch's padding field
+      extra.writeUInt16LE(pad, 2);
+    }
+    const crc = crc32(m.data);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt32LE(crc >>> 0, 14);
+    local.writeUInt32LE(m.data.length, 18);
+    local.writeUInt32LE(m.data.length, 22);
+    local.writeUInt16LE(name.length, 26);
+    local.writeUInt16LE(extra.length, 28);
+    const c = Buffer.alloc(46);
+    c.writeUInt32LE(0x02014b50, 0);
+    c.writeUInt16LE(20, 4);
+    c.writeUInt16LE(20, 6);
+    c.writeUInt32LE(crc >>> 0, 16);
+    c.writeUInt32LE(m.data.length, 20);
+    c.writeUInt32LE(m.data.length, 24);
+    c.writeUInt16LE(name.length, 28);
+    c.writeUInt32LE(at, 42);
+    central.push(c, name);
+    parts.push(local, name, extra);
+    if (m.data === payload) {
+      head = Buffer.concat(parts.splice(0));
+      at = head.length + payload.length;
+    } else {
+      parts.push(Buffer.from(m.data));
+      at += 30 + name.length + extra.length + m.data.length;
+    }
+  }
+  const dir = Buffer.concat(central);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(members.length, 8);
+  end.writeUInt16LE(members.length, 10);
+  end.writeUInt32LE(dir.length, 12);
+  end.writeUInt32LE(at, 16);
+  if (at + dir.length > 0xffffffff)
+    throw new PmaError('E_UNSUPPORTED', 'a DCP chunk of 4 GiB or more needs ZIP64, which pma does not write yet');
+  const tail = Buffer.concat([...parts, dir, end]);
+  const h = head as Buffer;
+  return { head: h, tail, length: h.length + payload.length + tail.length };
+}
+
+/** One item of a DCP checkpoint to describe in `.metadata`. */
+export type MetadataItem =
+  | {
+      kind: 'tensor';
+      fqn: string;
+      dtype: DType;
+      shape: number[];
+      chunks: { offsets: number[]; sizes: number[]; file: string; offset: number; length: number }[];
+    }
+  | { kind: 'bytes'; fqn: string; file: string; offset: number; length: number };
+
+const M = 'torch.distributed._shard.checkpoint.metadata';
+const TP = 'torch.distributed._shard.sharded_tensor.metadata';
+
+/** `.metadata` for the items (file names relative to the checkpoint), as torch 1.x pickles it. */
+export function metadataPickle(items: MetadataItem[]): Buffer {
+  const props = (dtype: DType): P => ({
+    call: `${TP}.TensorProperties`,
+    args: [],
+    newobj: true,
+    state: {
+      tuple: [
+        { global: `torch.${TORCH_NAME_OF[dtype] ?? storageOf(dtype)}` },
+        { call: 'torch.serialization._get_layout', args: ['torch.strided'] },
+        false,
+        { call: 'builtins.getattr', args: [{ global: `${TP}.MEM_FORMAT_ENCODING` }, 'TORCH_CONTIGUOUS_FORMAT'] },
+        false,
+      ],
+    },
+  });
+  const info = (s: { file: string; offset: number; length: number }): P =>
+    dataclass('torch.distributed._shard.checkpoint.filesystem._StorageInfo', {
+      relative_path: s.file,
+      offset: s.offset,
+      length: s.length,
+    });
+  return pickle(
+    dataclass(`${M}.Metadata`, {
+      state_dict_metadata: {
+        dict: items.map((it) => [
+          it.fqn,
+          it.kind === 'bytes'
+            ? dataclass(`${M}.BytesStorageMetadata`, {})
+            : dataclass(`${M}.TensorStorageMetadata`, {
+                properties: props(it.dtype),
+                size: size(it.shape),
+                chunks: it.chunks.map((c) =>
+                  dataclass(`${M}.ChunkStorageMetadata`, { offsets: size(c.offsets), sizes: size(c.sizes) }),
+                ),
+              }),
+        ]),
+      },
+      planner_data: null,
+      storage_data: {
+        dict: items.flatMap((it): [P, P][] =>
+          it.kind === 'bytes'
+            ? [[dataclass(`${M}.MetadataIndex`, { fqn: it.fqn, offset: null, index: null }), info(it)]]
+            : it.chunks.map((c, i) => [
+                dataclass(`${M}.MetadataIndex`, { fqn: it.fqn, offset: size(c.offsets), index: i }),
+                info(c),
+              ]),
+        ),
+      },
+    }),
+  );
+}
