@@ -1,6 +1,6 @@
 import { formatTokens } from '../checkpoints/tokens.js';
 import { PmaError } from '../errors.js';
-import { merge } from '../merge/merge.js';
+import { merge, refuseUnwritable } from '../merge/merge.js';
 import type { MergeOptions } from '../merge/options.js';
 import { planMerge } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
@@ -200,6 +200,7 @@ export const mergeCommand: Command = {
     const opts = { ...options, inputs: positionals } as unknown as MergeOptions;
     if (flags['dry-run']) {
       const { plan, skipped } = await planMerge(opts);
+      refuseUnwritable(plan);
       if (flags.json) {
         io.err(describeWarnings(plan));
         io.out(`${JSON.stringify(plan, null, 2)}\n`);

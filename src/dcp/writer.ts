@@ -147,13 +147,40 @@ export type MetadataItem =
     }
   | { kind: 'bytes'; fqn: string; file: string; offset: number; length: number };
 
-const M = 'torch.distributed._shard.checkpoint.metadata';
-const TP = 'torch.distributed._shard.sharded_tensor.metadata';
+/** The module paths each torch generation pickles DCP's classes under. */
+const CLASSES = {
+  'torch 1.x': {
+    metadata: 'torch.distributed._shard.checkpoint.metadata',
+    storage: 'torch.distributed._shard.checkpoint.filesystem._StorageInfo',
+    properties: 'torch.distributed._shard.sharded_tensor.metadata.TensorProperties',
+  },
+  'torch 2.x': {
+    metadata: 'torch.distributed.checkpoint.metadata',
+    storage: 'torch.distributed.checkpoint.filesystem._StorageInfo',
+    properties: 'torch.distributed.checkpoint.metadata.TensorProperties',
+  },
+} as const;
 
-/** `.metadata` for the items (file names relative to the checkpoint), as torch 1.x pickles it. */
-export function metadataPickle(items: MetadataItem[]): Buffer {
+/**
+ * `.metadata` for the items (file names relative to the checkpoint), pickled as `writer` does:
+ * torch 1.x by default, which torch 2.x reads too (its unpickler maps the old module paths).
+ */
+export function metadataPickle(items: MetadataItem[], writer: keyof typeof CLASSES = 'torch 1.x'): Buffer {
+  const K = CLASSES[writer];
+  const M = K.metadata;
+  // TensorProperties pickles its __getstate__ tuple; the memory format as an enum member.
+  const memoryFormat: P =
+    writer === 'torch 1.x'
+      ? {
+          call: 'builtins.getattr',
+          args: [
+            { global: `${K.properties.replace(/TensorProperties$/, 'MEM_FORMAT_ENCODING')}` },
+            'TORCH_CONTIGUOUS_FORMAT',
+          ],
+        }
+      : { call: `${M}._MEM_FORMAT_ENCODING`, args: [0] };
   const props = (dtype: DType): P => ({
-    call: `${TP}.TensorProperties`,
+    call: K.properties,
     args: [],
     newobj: true,
     state: {
@@ -161,13 +188,13 @@ export function metadataPickle(items: MetadataItem[]): Buffer {
         { global: `torch.${TORCH_NAME_OF[dtype] ?? storageOf(dtype)}` },
         { call: 'torch.serialization._get_layout', args: ['torch.strided'] },
         false,
-        { call: 'builtins.getattr', args: [{ global: `${TP}.MEM_FORMAT_ENCODING` }, 'TORCH_CONTIGUOUS_FORMAT'] },
+        memoryFormat,
         false,
       ],
     },
   });
   const info = (s: { file: string; offset: number; length: number }): P =>
-    dataclass('torch.distributed._shard.checkpoint.filesystem._StorageInfo', {
+    dataclass(K.storage, {
       relative_path: s.file,
       offset: s.offset,
       length: s.length,

@@ -54,6 +54,20 @@ export async function plan(options: PlanOptions): Promise<MergePlan> {
 const aborted = () => new PmaError('E_ABORTED', 'the merge was aborted');
 
 /**
+ * Refuses a plan whose output pma cannot write yet: a PyTorch DCP checkpoint (the averaged model
+ * tensors go out as safetensors with --format safetensors).
+ */
+export function refuseUnwritable(plan: MergePlan): void {
+  if (plan.format !== 'dcp') return;
+  const first = plan.checkpoints[0]?.path ?? '';
+  throw new PmaError(
+    'E_UNSUPPORTED',
+    `writing the merge as a PyTorch Distributed Checkpoint (the default for DCP inputs such as ${first}) is not built yet: pass --format safetensors for the averaged model tensors as a safetensors checkpoint`,
+    { file: first },
+  );
+}
+
+/**
  * Merges checkpoints into `out`: plans, writes into `<out>.partial/` with the native engine on a
  * worker pool, and renames it into place when complete. Throws PmaError and leaves nothing at
  * `out` on failure or abort; what was written stays in `<out>.partial/` for `resume`.
@@ -121,6 +135,7 @@ async function attempt(
 ): Promise<Attempt> {
   // 1. Plan: headers only, nothing is written yet; a partial output taken up sets the work unit.
   let { plan, skipped } = await planResolved(planOptions, leftOut);
+  refuseUnwritable(plan);
   let target = await checkTarget(plan, o.out, o.force);
   const chunkSize = o.force && !o.resume ? null : await resumedChunkSize(target.path, o.resume || leftOut.size > 0);
   if (chunkSize !== null && chunkSize !== plan.chunkSize) {

@@ -221,14 +221,6 @@ export async function planResolved(
     ...(o.schedule ? { schedule: o.schedule } : {}),
   });
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
-  const dcp = cks.find((c) => c.layout.kind === 'dcp');
-  if (dcp && o.format !== 'safetensors') {
-    throw new PmaError(
-      'E_UNSUPPORTED',
-      `${dcp.path} is a PyTorch Distributed Checkpoint; writing the merge as one is not built yet: pass --format safetensors for the averaged model tensors as a safetensors checkpoint`,
-      { file: dcp.path },
-    );
-  }
   const { outputs, tensors, index } = layoutOutput(newest, o);
 
   if (cks.length === 1) {
@@ -277,6 +269,7 @@ export async function planResolved(
 
   const plan: MergePlan = {
     version: 1,
+    format: o.format ?? (cks.some((c) => c.layout.kind === 'dcp') ? 'dcp' : 'safetensors'),
     method: o.method,
     alpha: o.method === 'ema' ? o.alpha : null,
     schedule: o.schedule,

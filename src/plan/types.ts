@@ -1,4 +1,5 @@
 import { floatSize, type DType, type FloatDType, type OutputDTypeOption } from '../dtypes.js';
+import type { OutputFormat } from './options.js';
 import type { Method, Schedule } from './weights.js';
 
 /**
@@ -84,6 +85,8 @@ export interface PlanChunk {
 
 export interface MergePlan {
   version: 1;
+  /** The output's format: what --format asked for, else the inputs' (DCP when any input is). */
+  format: OutputFormat;
   method: Method;
   alpha: number | null;
   /** The decay shape of method 'decay', else null. */

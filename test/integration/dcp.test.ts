@@ -1,15 +1,17 @@
 import { cpSync, readFileSync, truncateSync, writeFileSync, existsSync, openSync, writeSync, closeSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 import { spawnSync } from 'node:child_process';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { readDcpMetadata, type DcpTensor } from '../../src/dcp/metadata.js';
-import { PmaError, inspect, merge } from '../../src/index.js';
+import { PmaError, analyze, inspect, merge } from '../../src/index.js';
 import { DCP_FIXTURES } from '../helpers/dcp.js';
 import { rejected } from '../helpers/errors.js';
-import { dataclass, pickle, size, type P } from '../../src/dcp/pickler.js';
+import { pickle } from '../../src/dcp/pickler.js';
+import { metadataPickle, type MetadataItem } from '../../src/dcp/writer.js';
+import type { DType } from '../../src/dtypes.js';
 import { pma } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requires.js';
 import { rng } from '../helpers/safetensors.js';
@@ -106,63 +108,32 @@ describe('merging DCP checkpoints into safetensors', () => {
     expect((JSON.parse(r.stdout) as { checkpoints: { step: number }[] }).checkpoints.map((c) => c.step)).toEqual([
       100, 200, 300,
     ]);
-    const refused = pma(['merge', RESHARDED, '--out', out()]);
-    expect(refused.status).toBe(2);
-    expect(refused.stderr).toContain('[E_UNSUPPORTED]');
-    expect(refused.stderr).toContain('pass --format safetensors');
+    for (const args of [['--out', out()], ['--dry-run']]) {
+      const refused = pma(['merge', RESHARDED, ...args]);
+      expect(refused.status).toBe(2);
+      expect(refused.stderr).toContain('[E_UNSUPPORTED]');
+      expect(refused.stderr).toContain('pass --format safetensors');
+    }
+  });
+
+  it('pma analyze reads a DCP window as it reads safetensors', async () => {
+    const a = await analyze({ inputs: RESHARDED });
+    const b = await analyze({ inputs: AS_SAFETENSORS });
+    expect(a.overall).toEqual(b.overall);
+    expect(a.tensors.map((t) => t.name)).toEqual(b.tensors.map((t) => t.name));
   });
 });
 
 /** A torch 2.x .metadata (torch.distributed.checkpoint classes) describing the given tensors. */
-function metadata2x(
-  tensors: DcpTensor[],
-  relative: (file: string) => string = (f) => f.split('/').pop() as string,
-): Buffer {
-  const M = 'torch.distributed.checkpoint.metadata';
-  const props = (dtype: string): P => ({
-    call: `${M}.TensorProperties`,
-    args: [],
-    newobj: true,
-    state: {
-      tuple: [
-        { global: `torch.${dtype}` },
-        { call: 'torch.serialization._get_layout', args: ['torch.strided'] },
-        false,
-        { call: `${M}._MEM_FORMAT_ENCODING`, args: [0] },
-        false,
-      ],
-    },
-  });
-  return pickle(
-    dataclass(`${M}.Metadata`, {
-      state_dict_metadata: {
-        dict: tensors.map((t) => [
-          t.fqn,
-          dataclass(`${M}.TensorStorageMetadata`, {
-            properties: props(t.torchDtype),
-            size: size(t.shape),
-            chunks: t.chunks.map((c) =>
-              dataclass(`${M}.ChunkStorageMetadata`, { offsets: size(c.offsets), sizes: size(c.sizes) }),
-            ),
-          }),
-        ]),
-      },
-      planner_data: null,
-      storage_data: {
-        dict: tensors.flatMap((t) =>
-          t.chunks.map((c, i): [P, P] => [
-            dataclass(`${M}.MetadataIndex`, { fqn: t.fqn, offset: size(c.offsets), index: i }),
-            dataclass('torch.distributed.checkpoint.filesystem._StorageInfo', {
-              relative_path: relative(c.file),
-              offset: c.offset,
-              length: c.length,
-            }),
-          ]),
-        ),
-      },
-      version: '1.0.0',
-    }),
-  );
+function metadata2x(tensors: DcpTensor[], relative: (file: string) => string = (f) => basename(f)): Buffer {
+  const items: MetadataItem[] = tensors.map((t) => ({
+    kind: 'tensor',
+    fqn: t.fqn,
+    dtype: t.dtype as DType,
+    shape: t.shape,
+    chunks: t.chunks.map((c) => ({ ...c, file: relative(c.file) })),
+  }));
+  return metadataPickle(items, 'torch 2.x');
 }
 
 /** A copy of the resharded run whose step-200 metadata is replaced by `make(its tensors)`. */
