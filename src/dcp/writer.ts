@@ -61,6 +61,22 @@ function tensorPickle(dtype: DType, sizes: number[]): Buffer {
 const DATA_ALIGN = 64;
 
 /**
+ * A zip record of `length` bytes: its signature, version 2.0, then the CRC-32, the two sizes (a
+ * stored member: equal) and the name's length from byte `at` (14 in a local header, 16 in the
+ * central directory).
+ */
+function zipRecord(length: number, signature: number, at: number, crc: number, size: number, nameLength: number) {
+  const b = Buffer.alloc(length);
+  b.writeUInt32LE(signature, 0);
+  b.writeUInt16LE(20, 4);
+  b.writeUInt32LE(crc >>> 0, at);
+  b.writeUInt32LE(size, at + 4);
+  b.writeUInt32LE(size, at + 8);
+  b.writeUInt16LE(nameLength, at + 12);
+  return b;
+}
+
+/**
  * A torch.save archive of one tensor chunk, as three parts: the bytes before its elements, where
  * the elements go, and the bytes after them (so a large payload need not be copied into it).
  * Members are stored, with their CRC-32s; the elements start 64-byte aligned, as torch aligns them.
@@ -95,23 +111,11 @@ export function tensorArchive(
       extra.writeUInt16LE(pad, 2);
     }
     const crc = crc32(m.data);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt32LE(crc >>> 0, 14);
-    local.writeUInt32LE(m.data.length, 18);
-    local.writeUInt32LE(m.data.length, 22);
-    local.writeUInt16LE(name.length, 26);
+    const local = zipRecord(30, 0x04034b50, 14, crc, m.data.length, name.length);
     local.writeUInt16LE(extra.length, 28);
-    const c = Buffer.alloc(46);
-    c.writeUInt32LE(0x02014b50, 0);
-    c.writeUInt16LE(20, 4);
-    c.writeUInt16LE(20, 6);
-    c.writeUInt32LE(crc >>> 0, 16);
-    c.writeUInt32LE(m.data.length, 20);
-    c.writeUInt32LE(m.data.length, 24);
-    c.writeUInt16LE(name.length, 28);
-    c.writeUInt32LE(at, 42);
+    const c = zipRecord(46, 0x02014b50, 16, crc, m.data.length, name.length);
+    c.writeUInt16LE(20, 6); // version needed, after "made by"
+    c.writeUInt32LE(at, 42); // where the local header is
     central.push(c, name);
     parts.push(local, name, extra);
     if (m.data === payload) {
