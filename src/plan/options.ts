@@ -1,7 +1,7 @@
 import type { TokenSelection } from '../checkpoints/tokens.js';
 import { OUTPUT_DTYPES, type OutputDTypeOption } from '../dtypes.js';
 import * as v from '../validate.js';
-import type { Accumulate } from './types.js';
+import { OUTPUT_FORMATS, type Accumulate, type OutputFormat } from './types.js';
 import { METHODS, SCHEDULES, type Method, type Schedule } from './weights.js';
 
 export interface SelectionOptions {
@@ -56,8 +56,6 @@ export interface PlanOptions extends SelectionOptions {
   format?: OutputFormat;
 }
 
-export const OUTPUT_FORMATS = ['safetensors', 'dcp'] as const;
-export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface ResolvedPlanOptions {
   inputs: string[];

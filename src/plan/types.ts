@@ -1,5 +1,4 @@
 import { floatSize, type DType, type FloatDType, type OutputDTypeOption } from '../dtypes.js';
-import type { OutputFormat } from './options.js';
 import type { Method, Schedule } from './weights.js';
 
 /**
@@ -7,6 +6,10 @@ import type { Method, Schedule } from './weights.js';
  * printed (--dry-run), serialised, checked without the addon and executed by any engine; the
  * native surface (src/native.ts) takes its ops as they are.
  */
+
+/** What a merge writes: a Hugging Face safetensors checkpoint, or a PyTorch Distributed Checkpoint. */
+export const OUTPUT_FORMATS = ['safetensors', 'dcp'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 /** The accumulator: 'f32' is the golden contract; 'f64' accumulates with float64 weights. */
 export type Accumulate = 'f32' | 'f64';
