@@ -56,7 +56,6 @@ export interface PlanOptions extends SelectionOptions {
   format?: OutputFormat;
 }
 
-
 export interface ResolvedPlanOptions {
   inputs: string[];
   selection: Pick<SelectionOptions, 'last' | 'every' | 'fromStep' | 'toStep'>;
