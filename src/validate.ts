@@ -50,9 +50,9 @@ export function nonEmptyString(name: string, v: unknown): string {
   return v;
 }
 
-export function stringList(name: string, v: unknown): string[] {
+export function stringList(name: string, v: unknown, items = 'paths'): string[] {
   if (!Array.isArray(v) || v.length === 0 || !v.every((s) => typeof s === 'string' && s !== '')) {
-    throw invalid(name, 'a non-empty list of paths', v);
+    throw invalid(name, `a non-empty list of ${items}`, v);
   }
   return v as string[];
 }

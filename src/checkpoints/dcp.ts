@@ -19,10 +19,14 @@ export interface DcpContents {
 }
 
 /**
- * Reads a DCP checkpoint's metadata and locates every chunk of its model tensors in the .distcp
+ * Reads a DCP checkpoint's metadata and locates every chunk of the tensors `include` takes (by
+ * default the model's: all but training state) in the .distcp
  * files (each chunk's torch.save archive is read for where its elements start); no element is read.
  */
-export async function loadDcp(dir: string): Promise<DcpContents> {
+export async function loadDcp(
+  dir: string,
+  include: (fqn: string) => boolean = (fqn) => !isTrainingState(fqn),
+): Promise<DcpContents> {
   const meta = await readDcpMetadata(dir);
   const handles = new Map<string, Promise<FileHandle>>();
   const handle = (file: string) => {
@@ -39,7 +43,8 @@ export async function loadDcp(dir: string): Promise<DcpContents> {
   const model: (DcpTensor & { dtype: DType })[] = [];
   for (const item of meta.items) {
     if (item.kind === 'bytes') others.push({ fqn: item.fqn, why: 'a byte blob' });
-    else if (isTrainingState(item.fqn)) others.push({ fqn: item.fqn, why: 'training state' });
+    else if (!include(item.fqn))
+      others.push({ fqn: item.fqn, why: isTrainingState(item.fqn) ? 'training state' : 'not selected' });
     else if (item.dtype === null) others.push({ fqn: item.fqn, why: `a ${item.torchDtype} tensor` });
     else model.push({ ...item, dtype: item.dtype });
   }

@@ -112,12 +112,16 @@ function shardedLayout(index: ShardIndex, headers: SafetensorsHeader[]): Checkpo
   return makeLayout(tensors);
 }
 
-/** Reads every header of a checkpoint (and its shard index), validated; no tensor data is read. */
+/**
+ * Reads every header of a checkpoint (and its shard index), validated; no tensor data is read. Of
+ * a DCP checkpoint, the tensors `include` takes (default: all but training state).
+ */
 export async function loadCheckpoint(
   ref: CheckpointRef,
   cache: LoadCache = new LoadCache(),
+  include?: (fqn: string) => boolean,
 ): Promise<LoadedCheckpoint> {
-  if (ref.layout.kind === 'dcp') return { ...ref, ...(await loadDcp(ref.dir)) };
+  if (ref.layout.kind === 'dcp') return { ...ref, ...(await loadDcp(ref.dir, include)) };
   let headers: SafetensorsHeader[];
   let contents: CheckpointContents;
   if (ref.layout.kind === 'single') {

@@ -40,6 +40,24 @@ export const SELECTION_FLAGS: Flag[] = [
   },
   { name: 'last', type: 'string', option: 'last', value: 'N', help: 'the N newest' },
   {
+    name: 'average',
+    type: 'list',
+    option: 'average',
+    value: 'GLOB,...',
+    help: [
+      'average only the tensors these name globs match ("model.*");',
+      'default: every float tensor (of a DCP checkpoint: all but',
+      'training state such as optimizer.*)',
+    ],
+  },
+  {
+    name: 'exclude',
+    type: 'list',
+    option: 'exclude',
+    value: 'GLOB,...',
+    help: 'never average these tensors: copied from the newest checkpoint',
+  },
+  {
     name: 'allow-config-mismatch',
     type: 'boolean',
     option: 'allowConfigMismatch',

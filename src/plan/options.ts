@@ -50,6 +50,13 @@ export interface PlanOptions extends SelectionOptions {
    */
   allowConfigMismatch?: boolean;
   /**
+   * Tensors to average, by name glob ("model.*"): instead of the default, every floating-point
+   * tensor (of a DCP checkpoint: every one that is not training state, such as optimizer.*).
+   */
+  average?: string[];
+  /** Tensors never averaged, by name glob: copied from the newest checkpoint instead. */
+  exclude?: string[];
+  /**
    * The output's format: 'safetensors' (a Hugging Face checkpoint of the averaged model tensors),
    * or 'dcp'. Default: the inputs' format.
    */
@@ -72,6 +79,9 @@ export interface ResolvedPlanOptions {
   /** null: chosen from the merge's size by chunkSizeFor(). */
   chunkSize: number | null;
   allowConfigMismatch: boolean;
+  /** null: the default selection. */
+  average: string[] | null;
+  exclude: string[];
   /** null: the inputs' format. */
   format: OutputFormat | null;
 }
@@ -147,5 +157,7 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
     allowConfigMismatch:
       o.allowConfigMismatch === undefined ? false : v.boolean('allowConfigMismatch', o.allowConfigMismatch),
     format: o.format === undefined ? null : v.oneOf('format', o.format, OUTPUT_FORMATS),
+    average: o.average === undefined ? null : v.stringList('average', o.average, 'name globs'),
+    exclude: o.exclude === undefined ? [] : v.stringList('exclude', o.exclude, 'name globs'),
   };
 }

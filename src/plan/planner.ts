@@ -17,7 +17,9 @@ import {
   type LayoutTensor,
   type LoadedCheckpoint,
 } from '../checkpoints/load.js';
+import { globMatcher } from '../checkpoints/globs.js';
 import { selectCheckpoints } from '../checkpoints/select.js';
+import { isTrainingState } from '../dcp/items.js';
 import { selectByTokens } from '../checkpoints/tokens.js';
 import { DTYPE_BITS, isAveraged, outputDtypeFor, type DType } from '../dtypes.js';
 import { PmaError } from '../errors.js';
@@ -35,6 +37,10 @@ export interface PlanResult {
 }
 
 const elementCount = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/** "a, b, c and 12 more": the first few of a list, for a note. */
+const someNames = (names: string[], n = 3): string =>
+  names.slice(0, n).join(', ') + (names.length > n ? ` and ${names.length - n} more` : '');
 
 interface Selected {
   checkpoints: CheckpointRef[];
@@ -151,8 +157,10 @@ function layoutOutput(
   newest: LoadedCheckpoint,
   o: ResolvedPlanOptions,
 ): Pick<MergePlan, 'outputs' | 'tensors' | 'index'> {
+  const averaged = o.average === null ? () => true : globMatcher(o.average);
+  const excluded = globMatcher(o.exclude);
   const specs: Spec[] = newest.contents.tensors.map((t) => {
-    const merge = isAveraged(t.dtype);
+    const merge = isAveraged(t.dtype) && averaged(t.name) && !excluded(t.name);
     const outDtype = merge ? outputDtypeFor(t.dtype as never, o.dtype) : t.dtype;
     const bytes = merge ? (elementCount(t.shape) * DTYPE_BITS[outDtype]) / 8 : t.bytes;
     return { name: t.name, dtype: outDtype, inDtype: t.dtype, shape: t.shape, bytes, action: merge ? 'merge' : 'copy' };
@@ -212,7 +220,9 @@ export async function planResolved(
   const cache = new LoadCache();
   // All at once: a checkpoint's headers (or a DCP checkpoint's archives) are small reads that
   // would otherwise wait on one another.
-  const cks: LoadedCheckpoint[] = await Promise.all(chosen.map((ref) => loadCheckpoint(ref, cache)));
+  const averaged = globMatcher(o.average ?? []);
+  const include = o.average === null ? undefined : (fqn: string) => !isTrainingState(fqn) || averaged(fqn);
+  const cks: LoadedCheckpoint[] = await Promise.all(chosen.map((ref) => loadCheckpoint(ref, cache, include)));
   checkConsistent(cks);
   const warnings = [...selected.warnings, ...(await checkConfigs(cks, o.allowConfigMismatch))];
   const weights = computeWeights(o.method, cks.length, {
@@ -236,7 +246,12 @@ export async function planResolved(
   if (copied.length > 0) {
     const kinds = [...new Set(copied.map((t) => t.inDtype))].join(', ');
     notes.push(
-      `${copied.length} tensor(s) of dtype ${kinds} are not averaged: copied from the newest checkpoint (${newest.name})`,
+      `${copied.length} tensor(s) (${kinds}; ${someNames(copied.map((t) => t.name))}) are not averaged: copied from the newest checkpoint (${newest.name})`,
+    );
+  }
+  if (newest.others.length > 0) {
+    notes.push(
+      `${newest.others.length} item(s) of the DCP checkpoints are left out of the output (${someNames(newest.others.map((x) => `${x.fqn}: ${x.why}`))}); --average GLOB takes tensors among them`,
     );
   }
   const outputBytes = tensors.reduce((s, t) => s + t.bytes, 0);

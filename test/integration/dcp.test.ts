@@ -116,6 +116,36 @@ describe('merging DCP checkpoints into safetensors', () => {
     }
   });
 
+  it('--average and --exclude choose the tensors; the plan says what is copied and what is left out', async () => {
+    const p = await merge({ inputs: ONE_RANK, out: out(), format: 'safetensors', exclude: ['*.norm.*'] });
+    expect(
+      p.plan.tensors
+        .filter((t) => t.action === 'copy')
+        .map((t) => t.name)
+        .sort(),
+    ).toEqual(['model.layers.0.norm.weight', 'model.position_ids']);
+    expect(p.plan.notes).toContain(
+      '2 item(s) of the DCP checkpoints are left out of the output (optimizer.state.model.layers.0.mlp.weight.exp_avg: training state, train_state: a byte blob); --average GLOB takes tensors among them',
+    );
+    const opt = await merge({
+      inputs: ONE_RANK,
+      out: out(),
+      format: 'safetensors',
+      average: ['model.layers.*', 'optimizer.*'],
+    });
+    expect(opt.plan.tensors.map((t) => `${t.name}:${t.action}`).sort()).toEqual([
+      'model.embed_tokens.weight:copy',
+      'model.layers.0.mlp.weight:merge',
+      'model.layers.0.norm.weight:merge',
+      'model.position_ids:copy',
+      'optimizer.state.model.layers.0.mlp.weight.exp_avg:merge',
+    ]);
+    const cli = pma(['merge', ONE_RANK, '--format', 'safetensors', '--exclude', 'model.embed*', '--dry-run']);
+    expect(cli.stdout).toContain(
+      'note: 2 tensor(s) (I64, BF16; model.position_ids, model.embed_tokens.weight) are not averaged: copied from the newest checkpoint (step-300)',
+    );
+  });
+
   it('pma analyze reads a DCP window as it reads safetensors', async () => {
     const a = await analyze({ inputs: RESHARDED });
     const b = await analyze({ inputs: AS_SAFETENSORS });

@@ -150,6 +150,8 @@ describe('resolvePlanOptions', () => {
       chunkSize: null,
       allowConfigMismatch: false,
       format: null,
+      average: null,
+      exclude: [],
     });
     expect(DEFAULT_MAX_SHARD_SIZE).toBe(5e9);
   });
