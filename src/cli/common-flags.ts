@@ -100,6 +100,17 @@ export const WEIGHT_FLAGS: Flag[] = [
   },
 ];
 
+export const FORMAT_FLAG: Flag = {
+  name: 'format',
+  type: 'string',
+  option: 'format',
+  value: 'F',
+  help: [
+    "safetensors or dcp (default: the inputs' format); PyTorch DCP inputs",
+    'merge into safetensors (the averaged model tensors) for now',
+  ],
+};
+
 export const DTYPE_FLAGS: Flag[] = [
   {
     name: 'dtype',

@@ -8,6 +8,7 @@ import type { Command } from './command.js';
 import {
   DEVICE_FLAGS,
   DTYPE_FLAGS,
+  FORMAT_FLAG,
   JSON_FLAG,
   SELECTION_FLAGS,
   SELECTION_TITLE,
@@ -58,16 +59,7 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           ],
         },
         ...DTYPE_FLAGS,
-        {
-          name: 'format',
-          type: 'string',
-          option: 'format',
-          value: 'F',
-          help: [
-            "safetensors or dcp (default: the inputs' format); PyTorch DCP inputs",
-            'merge into safetensors (the averaged model tensors) for now',
-          ],
-        },
+        FORMAT_FLAG,
         {
           name: 'max-shard-size',
           type: 'string',

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { readDcpMetadata, type DcpTensor } from '../../src/dcp/metadata.js';
-import { PmaError, analyze, inspect, merge } from '../../src/index.js';
+import { PmaError, analyze, inspect, merge, watchRun } from '../../src/index.js';
 import { DCP_FIXTURES } from '../helpers/dcp.js';
 import { rejected } from '../helpers/errors.js';
 import { pickle } from '../../src/dcp/pickler.js';
@@ -144,6 +144,26 @@ describe('merging DCP checkpoints into safetensors', () => {
     expect(cli.stdout).toContain(
       'note: 2 tensor(s) (I64, BF16; model.position_ids, model.embed_tokens.weight) are not averaged: copied from the newest checkpoint (step-300)',
     );
+  });
+
+  it('pma watch merges a DCP run as its checkpoints complete (.metadata last, every file long enough)', async () => {
+    const run = join(tmp, 'watched');
+    const ac = new AbortController();
+    const seen: number[] = [];
+    cpSync(join(RESHARDED, 'step-100'), join(run, 'step-100'), { recursive: true });
+    for await (const m of watchRun({
+      run,
+      out: out(),
+      format: 'safetensors',
+      settleMs: 0,
+      pollMs: 20,
+      signal: ac.signal,
+    })) {
+      seen.push(m.step);
+      if (m.step === 100) cpSync(join(RESHARDED, 'step-200'), join(run, 'step-200'), { recursive: true });
+      else ac.abort();
+    }
+    expect(seen).toEqual([100, 200]);
   });
 
   it('pma analyze reads a DCP window as it reads safetensors', async () => {
