@@ -1,11 +1,14 @@
 import { join } from 'node:path';
 
+import { torchName } from '../dcp/torch-dtypes.js';
+import { outputDtypeFor, type OutputDTypeOption } from '../dtypes.js';
 import { PmaError } from '../errors.js';
 import { isJsonObject, readJsonFile } from './json-file.js';
 
 /**
  * A checkpoint's config.json (the Hugging Face model description): parsed when it is a JSON
- * object, else why it could not be read as one. Checkpoints without one have none.
+ * object, else why it could not be read as one (a sentence naming the file). Checkpoints without
+ * one have none.
  */
 export type ModelConfig =
   { path: string; json: Record<string, unknown> } | { path: string; json: null; problem: string } | null;
@@ -19,10 +22,12 @@ export async function readConfig(dir: string): Promise<ModelConfig> {
     r = await readJsonFile(path);
   } catch (e) {
     if (!(e instanceof PmaError) || e.code !== 'E_INPUT') throw e;
-    return { path, json: null, problem: e.message.slice(path.length + 1) };
+    return { path, json: null, problem: e.message };
   }
   if (r === null) return null;
-  return isJsonObject(r.value) ? { path, json: r.value } : { path, json: null, problem: 'is not a JSON object' };
+  return isJsonObject(r.value)
+    ? { path, json: r.value }
+    : { path, json: null, problem: `${path} is not a JSON object` };
 }
 
 /** Keys that say which model a config describes: checkpoints that disagree on them are not one model. */
@@ -84,15 +89,16 @@ export function describeDifference(d: ConfigDifference): string {
   return `${d.key}: ${d.values.map((v) => `${short(v.value)} in ${v.names.join(', ')}`).join('; ')}`;
 }
 
-/** The torch dtype names Hugging Face writes in config.json, by pma's output dtype. */
-export const TORCH_DTYPES = { bf16: 'bfloat16', f16: 'float16', f32: 'float32' } as const;
-
 /**
  * config.json with its dtype keys (`torch_dtype`, and `dtype`, the newer name, when present; at
  * the top level and in nested sub-model configs such as text_config) set to the output's dtype.
  */
-export function withDtype(json: Record<string, unknown>, dtype: keyof typeof TORCH_DTYPES): Record<string, unknown> {
-  const name = TORCH_DTYPES[dtype];
+export function withDtype(
+  json: Record<string, unknown>,
+  dtype: Exclude<OutputDTypeOption, 'keep'>,
+): Record<string, unknown> {
+  // The torch names Hugging Face writes there ("bfloat16") are DCP's.
+  const name = torchName(outputDtypeFor('F32', dtype)) as string;
   const set = (o: Record<string, unknown>, top: boolean): Record<string, unknown> => {
     const r: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(o)) {

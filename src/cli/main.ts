@@ -51,8 +51,8 @@ Examples:
 /** Runs the CLI and returns the exit status: 0 done, 2 bad usage or bad input, 1 anything else. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [name, ...rest] = argv;
+  const command = COMMANDS.find((c) => c.spec.name === name);
   try {
-    const command = COMMANDS.find((c) => c.spec.name === name);
     if (command) return await runCommand(command, rest, io);
     switch (name) {
       case '--version':
@@ -72,7 +72,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         );
     }
   } catch (e) {
-    const command = COMMANDS.find((c) => c.spec.name === name);
     const err = PmaError.from(e);
     const message = cliMessage(err, command);
     // A script reading --json gets the failure as JSON too, with its code.

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 
 import type { DType } from '../dtypes.js';
 import { PmaError, fsError } from '../errors.js';
+import { TORCH_DTYPES } from './torch-dtypes.js';
 import { PyDict, PyGlobal, PyObject, PyPersistent, PySet, PyTuple, unpickle, type PyValue } from './pickle.js';
 
 /**
@@ -69,35 +70,6 @@ const CLASSES = [
   'StorageMeta',
   '_MEM_FORMAT_ENCODING',
 ];
-
-/** torch dtype names (as torch.<name> globals) and pma's dtypes. */
-export const TORCH_DTYPES: Record<string, DType | null> = {
-  float32: 'F32',
-  float: 'F32',
-  float16: 'F16',
-  half: 'F16',
-  bfloat16: 'BF16',
-  float64: 'F64',
-  double: 'F64',
-  int64: 'I64',
-  long: 'I64',
-  int32: 'I32',
-  int: 'I32',
-  int16: 'I16',
-  short: 'I16',
-  int8: 'I8',
-  uint8: 'U8',
-  bool: 'BOOL',
-  float8_e4m3fn: 'F8_E4M3',
-  float8_e5m2: 'F8_E5M2',
-  complex64: 'C64',
-  uint16: 'U16',
-  uint32: 'U32',
-  uint64: 'U64',
-  complex128: null,
-  float8_e4m3fnuz: null,
-  float8_e5m2fnuz: null,
-};
 
 /** Every global a DCP .metadata may name: its dataclasses, torch.Size, dtypes, layouts, enums. */
 export const METADATA_GLOBALS: ReadonlySet<string> = new Set([

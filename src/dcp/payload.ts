@@ -3,6 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { DTYPE_BITS, type DType } from '../dtypes.js';
 import { PmaError } from '../errors.js';
 import { describe, type DcpChunk } from './metadata.js';
+import { STORAGE_DTYPES } from './torch-dtypes.js';
 import { PyGlobal, PyObject, PyPersistent, PyTuple, unpickle, type PyValue } from './pickle.js';
 import { ArchiveBytes, readZip } from './zip.js';
 
@@ -19,21 +20,6 @@ export interface ChunkPayload {
   /** The storage member holding them: its offset, size and recorded CRC-32 (a writer that replaces them rewrites it). */
   member: { offset: number; size: number; crc32: number };
 }
-
-/** torch's storage classes, by the dtype of their elements. */
-const STORAGE_DTYPES: Record<string, DType> = {
-  FloatStorage: 'F32',
-  HalfStorage: 'F16',
-  BFloat16Storage: 'BF16',
-  DoubleStorage: 'F64',
-  LongStorage: 'I64',
-  IntStorage: 'I32',
-  ShortStorage: 'I16',
-  CharStorage: 'I8',
-  ByteStorage: 'U8',
-  BoolStorage: 'BOOL',
-  ComplexFloatStorage: 'C64',
-};
 
 const PAYLOAD_GLOBALS: ReadonlySet<string> = new Set([
   'torch._utils._rebuild_tensor_v2',

@@ -3,6 +3,7 @@ import { crc32 } from 'node:zlib';
 import { DTYPE_BITS, type DType } from '../dtypes.js';
 import { PmaError } from '../errors.js';
 import { dataclass, pickle, size, type P } from './pickler.js';
+import { storageName, torchName } from './torch-dtypes.js';
 
 /**
  * Writes what torch's DCP reader reads: a chunk as torch.save's zip archive (data.pkl, the
@@ -10,33 +11,8 @@ import { dataclass, pickle, size, type P } from './pickler.js';
  * which torch 2.x reads too.
  */
 
-const STORAGE_OF: Partial<Record<DType, string>> = {
-  F32: 'FloatStorage',
-  F16: 'HalfStorage',
-  BF16: 'BFloat16Storage',
-  F64: 'DoubleStorage',
-  I64: 'LongStorage',
-  I32: 'IntStorage',
-  I16: 'ShortStorage',
-  I8: 'CharStorage',
-  U8: 'ByteStorage',
-  BOOL: 'BoolStorage',
-};
-const TORCH_NAME_OF: Partial<Record<DType, string>> = {
-  F32: 'float32',
-  F16: 'float16',
-  BF16: 'bfloat16',
-  F64: 'float64',
-  I64: 'int64',
-  I32: 'int32',
-  I16: 'int16',
-  I8: 'int8',
-  U8: 'uint8',
-  BOOL: 'bool',
-};
-
 function storageOf(dtype: DType): string {
-  const s = STORAGE_OF[dtype];
+  const s = storageName(dtype);
   if (!s) throw new PmaError('E_UNSUPPORTED', `pma cannot write a ${dtype} tensor into a DCP checkpoint`);
   return s;
 }
@@ -189,7 +165,7 @@ export function metadataPickle(items: MetadataItem[], writer: keyof typeof CLASS
     newobj: true,
     state: {
       tuple: [
-        { global: `torch.${TORCH_NAME_OF[dtype] ?? storageOf(dtype)}` },
+        { global: `torch.${torchName(dtype) ?? storageOf(dtype)}` },
         { call: 'torch.serialization._get_layout', args: ['torch.strided'] },
         false,
         memoryFormat,

@@ -2,11 +2,12 @@ import { PmaError, isAbort } from '../errors.js';
 import type { KernelName } from '../native.js';
 import { checkTarget, MergeOutput } from '../output/output.js';
 import { resumedChunkSize } from '../output/partial.js';
-import { resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from '../plan/options.js';
+import { chunkSizeFor, resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from '../plan/options.js';
 import { planMerge, planResolved, type PlanResult } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
 import { Engine } from '../run/engine.js';
 import { runChunks } from '../run/run-chunks.js';
+import { realish } from '../util/fs.js';
 import { NonFiniteLog, type NonFiniteFinding } from './nonfinite.js';
 import { resolveMergeOptions, type MergeOptions, type ResolvedMergeOptions } from './options.js';
 import { provenance } from './record.js';
@@ -133,16 +134,18 @@ async function attempt(
   o: ResolvedMergeOptions,
   options: MergeOptions,
 ): Promise<Attempt> {
-  // 1. Plan: headers only, nothing is written yet; a partial output taken up sets the work unit.
-  let { plan, skipped } = await planResolved(planOptions, leftOut);
+  // 1. Plan: headers only, nothing is written yet. A partial output taken up sets the work unit.
+  const resumed =
+    o.force && !o.resume ? null : await resumedChunkSize(await realish(o.out), o.resume || leftOut.size > 0);
+  const { plan, skipped } = await planResolved(
+    resumed === null ? planOptions : { ...planOptions, chunkSize: resumed },
+    leftOut,
+  );
+  const asked = planOptions.chunkSize ?? chunkSizeFor(plan.totals.inputBytes + plan.totals.outputBytes);
+  if (resumed !== null && resumed !== asked)
+    plan.notes.push(`chunks of ${resumed} bytes, as in the partial merge taken up`);
   refuseUnwritable(plan);
-  let target = await checkTarget(plan, o.out, o.force);
-  const chunkSize = o.force && !o.resume ? null : await resumedChunkSize(target.path, o.resume || leftOut.size > 0);
-  if (chunkSize !== null && chunkSize !== plan.chunkSize) {
-    ({ plan, skipped } = await planResolved({ ...planOptions, chunkSize }, leftOut));
-    plan.notes.push(`chunks of ${chunkSize} bytes, as in the partial merge taken up`);
-    target = await checkTarget(plan, o.out, o.force);
-  }
+  const target = await checkTarget(plan, o.out, o.force);
   options.onPlan?.(plan, skipped);
   if (options.signal?.aborted) throw aborted();
   // 2. Open the output: <out>.partial/, new or resumed (a retry without some checkpoints resumes

@@ -85,7 +85,7 @@ async function checkConfigs(cks: LoadedCheckpoint[], allowMismatch: boolean): Pr
   for (const c of cks) {
     const cfg = await readConfig(c.dir);
     if (cfg === null) continue;
-    if (cfg.json === null) warnings.push(`${cfg.path} ${cfg.problem}: not compared with the other checkpoints'`);
+    if (cfg.json === null) warnings.push(`${cfg.problem}: not compared with the other checkpoints'`);
     else parsed.push({ name: c.name, path: cfg.path, json: cfg.json });
   }
   const distinct = new Set(parsed.map((p) => p.path));
@@ -122,7 +122,7 @@ async function rewrittenConfig(newest: LoadedCheckpoint, o: ResolvedPlanOptions,
   const cfg = await readConfig(newest.dir);
   if (cfg === null) return files;
   if (cfg.json === null) {
-    warnings.push(`${cfg.path} ${cfg.problem}: copied unchanged, its torch_dtype not set to ${o.dtype}`);
+    warnings.push(`${cfg.problem}: copied unchanged, its torch_dtype not set to ${o.dtype}`);
     return files;
   }
   files[CONFIG_NAME] = `${JSON.stringify(withDtype(cfg.json, o.dtype), null, 2)}\n`;

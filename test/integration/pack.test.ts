@@ -206,15 +206,21 @@ describeNeeds(skip, 'npm pack, then install into an empty project without a comp
     return dir;
   }
 
-  it('npm install (scripts run) uses the prebuild, compiles nothing, and npx pma merge works', () => {
-    const dir = project('with-scripts');
+  /** npm install of the tarball into `dir`, offline where it can be; it must succeed. */
+  function install(dir: string, flag: string): ReturnType<typeof sh> {
     const inst = sh(
       join(bin, 'npm'),
-      ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts'],
+      ['install', tarball, flag, '--prefer-offline', '--no-audit', '--no-fund'],
       dir,
       reduced,
     );
     expect(inst.status, inst.out).toBe(0);
+    return inst;
+  }
+
+  it('npm install (scripts run) uses the prebuild, compiles nothing, and npx pma merge works', () => {
+    const dir = project('with-scripts');
+    const inst = install(dir, '--foreground-scripts');
     const pkg = join(dir, 'node_modules', 'pma');
     const build = JSON.parse(readFileSync(join(pkg, 'build', 'pma-build.json'), 'utf8')) as {
       variant: string;
@@ -230,13 +236,7 @@ describeNeeds(skip, 'npm pack, then install into an empty project without a comp
 
   it('npm install --ignore-scripts (npm 12 default): the loader finds the prebuild by itself', () => {
     const dir = project('ignore-scripts');
-    const inst = sh(
-      join(bin, 'npm'),
-      ['install', tarball, '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'],
-      dir,
-      reduced,
-    );
-    expect(inst.status, inst.out).toBe(0);
+    install(dir, '--ignore-scripts');
     const pkg = join(dir, 'node_modules', 'pma');
     expect(existsSync(join(pkg, 'build')), 'the install script did not run').toBe(false);
     expect(existsSync(join(pkg, 'prebuilds', 'linux-x64', 'pma.node'))).toBe(true);
