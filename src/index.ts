@@ -26,6 +26,8 @@ export type {
   PlanInputRange,
   PlanMergeOp,
   PlanOp,
+  PlanCopyFile,
+  PlanCrcPatch,
   PlanOutputFile,
   PlanTensor,
 } from './plan/types.js';

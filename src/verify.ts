@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 
 import { discover } from './checkpoints/discover.js';
 import { loadCheckpoint } from './checkpoints/load.js';
@@ -29,8 +29,15 @@ export interface VerifyResult {
   problems: string[];
 }
 
+/** Every file under `dir`, by its path relative to it (a Megatron output keeps its files in iter_NNNNNNN/). */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile()).map((e) => relative(dir, join(e.parentPath, e.name)));
+}
+
 /**
- * Re-reads a merged checkpoint: validates every safetensors header and the shard index (as an
+ * Re-reads a merged checkpoint: validates every safetensors header and the shard index, or a DCP
+ * checkpoint's metadata and chunk archives (as an
  * input is validated), and recomputes the SHA-256 of each file recorded in pma.json. Throws for an
  * unreadable output or header; a checksum that differs is reported in the result (ok: false).
  *
@@ -67,7 +74,7 @@ export async function verify(out: string): Promise<VerifyResult> {
   }
   const found = await discover([dir]);
   const ref = found.checkpoints[0];
-  if (!ref) throw new PmaError('E_INPUT', `${dir} holds no safetensors weights`, { file: dir });
+  if (!ref) throw new PmaError('E_INPUT', `${dir} holds no checkpoint (safetensors or DCP)`, { file: dir });
   const ck = await loadCheckpoint(ref);
   const problems: string[] = [];
   const sums = record.sha256;
@@ -76,7 +83,7 @@ export async function verify(out: string): Promise<VerifyResult> {
       'pma.json records no SHA-256 sums (written by pma 0.1 before they were added): only the headers were checked',
     );
   const names = Object.keys(sums ?? {}).sort();
-  const present = new Set(await readdir(dir));
+  const present = new Set(await filesUnder(dir));
   const pool = new ChunkPool(Math.max(1, Math.min(availableParallelism(), names.length)));
   let files: VerifiedFile[];
   try {

@@ -1,3 +1,4 @@
+import type { StorageMember } from '../dcp/payload.js';
 import type { DType } from '../dtypes.js';
 
 /** A tensor of a checkpoint layout: which shard holds it, and where in that shard's data buffer. */
@@ -23,6 +24,8 @@ export interface LocatedChunk {
   sizes: number[];
   file: string;
   offset: number;
+  /** A DCP chunk's zip member (its elements and maybe more), whose CRC-32 a DCP output rewrites. */
+  member?: StorageMember;
 }
 
 /**

@@ -56,7 +56,7 @@ export async function loadDcp(
     for (let i = next++; i < jobs.length; i = next++) {
       const { t, c } = jobs[i] as (typeof jobs)[number];
       const p = await locateChunk(await handle(c.file), c, t.fqn, t.dtype);
-      located[i] = { offsets: c.offsets, sizes: c.sizes, file: c.file, offset: p.offset };
+      located[i] = { offsets: c.offsets, sizes: c.sizes, file: c.file, offset: p.offset, member: p.member };
     }
   };
   try {

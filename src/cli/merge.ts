@@ -1,6 +1,6 @@
 import { formatTokens } from '../checkpoints/tokens.js';
 import { PmaError } from '../errors.js';
-import { merge, refuseUnwritable } from '../merge/merge.js';
+import { merge } from '../merge/merge.js';
 import type { MergeOptions } from '../merge/options.js';
 import { planMerge } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
@@ -178,7 +178,7 @@ function describeOutputs(plan: MergePlan): string {
   ];
   for (const f of plan.outputs) lines.push(`  ${f.name}  ${formatBytes(f.size)}  ${f.tensors} tensors`);
   if (plan.index !== null) lines.push('  model.safetensors.index.json');
-  for (const f of plan.copyFiles) lines.push(`  ${f.split('/').pop()} (copied from the newest checkpoint)`);
+  for (const f of plan.copyFiles) lines.push(`  ${f.to} (copied from the newest checkpoint)`);
   lines.push('  pma.json');
   lines.push(
     `work: ${plan.totals.merged} tensors averaged, ${plan.totals.copied} copied, in ${plan.chunks.length} chunk(s)`,
@@ -192,7 +192,6 @@ export const mergeCommand: Command = {
     const opts = { ...options, inputs: positionals } as unknown as MergeOptions;
     if (flags['dry-run']) {
       const { plan, skipped } = await planMerge(opts);
-      refuseUnwritable(plan);
       if (flags.json) {
         io.err(describeWarnings(plan));
         io.out(`${JSON.stringify(plan, null, 2)}\n`);

@@ -17,8 +17,16 @@ export interface ChunkPayload {
   /** Absolute offset of the chunk's first element in the .distcp file. */
   offset: number;
   bytes: number;
-  /** The storage member holding them: its offset, size and recorded CRC-32 (a writer that replaces them rewrites it). */
-  member: { offset: number; size: number; crc32: number };
+  /** The storage member holding them: its bytes, and where its CRC-32 is recorded (a writer that replaces them rewrites it). */
+  member: StorageMember;
+}
+
+/** A zip member holding a tensor's storage: [offset, offset + size) of its file, and its CRC-32 fields. */
+export interface StorageMember {
+  offset: number;
+  size: number;
+  crc32: number;
+  crcFields: number[];
 }
 
 const PAYLOAD_GLOBALS: ReadonlySet<string> = new Set([
@@ -90,7 +98,7 @@ export async function locateChunk(fh: FileHandle, chunk: DcpChunk, fqn: string, 
   return {
     offset: data.dataOffset + storageOffset * width,
     bytes: elements * width,
-    member: { offset: data.dataOffset, size: data.size, crc32: data.crc32 },
+    member: { offset: data.dataOffset, size: data.size, crc32: data.crc32, crcFields: data.crcFields },
   };
 }
 

@@ -35,16 +35,28 @@ function tensorPickle(dtype: DType, sizes: number[]): Buffer {
 }
 
 const DATA_ALIGN = 64;
+// General purpose flags: names in UTF-8, and (bit 3) the CRC-32 and sizes in a data descriptor.
+const UTF8 = 0x800;
+const DESCRIPTOR = 0x8;
 
 /**
- * A zip record of `length` bytes: its signature, version 2.0, then the CRC-32, the two sizes (a
- * stored member: equal) and the name's length from byte `at` (14 in a local header, 16 in the
- * central directory).
+ * A zip record of `length` bytes: its signature, version 2.0, the flags, then the CRC-32, the two
+ * sizes (a stored member: equal) and the name's length from byte `at` (14 in a local header, 16
+ * in the central directory).
  */
-function zipRecord(length: number, signature: number, at: number, crc: number, size: number, nameLength: number) {
+function zipRecord(
+  length: number,
+  signature: number,
+  at: number,
+  flags: number,
+  crc: number,
+  size: number,
+  nameLength: number,
+) {
   const b = Buffer.alloc(length);
   b.writeUInt32LE(signature, 0);
   b.writeUInt16LE(20, 4);
+  b.writeUInt16LE(flags, at - 8);
   b.writeUInt32LE(crc >>> 0, at);
   b.writeUInt32LE(size, at + 4);
   b.writeUInt32LE(size, at + 8);
@@ -52,15 +64,21 @@ function zipRecord(length: number, signature: number, at: number, crc: number, s
   return b;
 }
 
+/** Where an archive records its members' CRC-32s besides the central directory. */
+export type CrcPlacement = 'descriptor' | 'local-header';
+
 /**
  * A torch.save archive of one tensor chunk, as three parts: the bytes before its elements, where
  * the elements go, and the bytes after them (so a large payload need not be copied into it).
- * Members are stored, with their CRC-32s; the elements start 64-byte aligned, as torch aligns them.
+ * Members are stored; the elements start 64-byte aligned, as torch aligns them. As torch does
+ * ('descriptor'), each member's CRC-32 and sizes follow it in a data descriptor and the local
+ * header leaves them 0; 'local-header' puts them there instead (as other zip writers do).
  */
 export function tensorArchive(
   dtype: DType,
   sizes: number[],
   payload: Uint8Array,
+  crcAt: CrcPlacement = 'descriptor',
 ): { head: Buffer; tail: Buffer; length: number } {
   const want = (sizes.reduce((a, b) => a * b, 1) * DTYPE_BITS[dtype]) / 8;
   if (payload.length !== want)
@@ -73,6 +91,8 @@ export function tensorArchive(
     { name: 'archive/data/0', data: payload },
     { name: 'archive/version', data: Buffer.from('3\n') as Uint8Array },
   ];
+  const descriptor = crcAt === 'descriptor';
+  const flags = UTF8 | (descriptor ? DESCRIPTOR : 0);
   const parts: Buffer[] = [];
   const central: Buffer[] = [];
   let at = 0;
@@ -87,19 +107,35 @@ export function tensorArchive(
       extra.writeUInt16LE(pad, 2);
     }
     const crc = crc32(m.data);
-    const local = zipRecord(30, 0x04034b50, 14, crc, m.data.length, name.length);
+    const local = zipRecord(
+      30,
+      0x04034b50,
+      14,
+      flags,
+      descriptor ? 0 : crc,
+      descriptor ? 0 : m.data.length,
+      name.length,
+    );
     local.writeUInt16LE(extra.length, 28);
-    const c = zipRecord(46, 0x02014b50, 16, crc, m.data.length, name.length);
+    const c = zipRecord(46, 0x02014b50, 16, flags, crc, m.data.length, name.length);
     c.writeUInt16LE(20, 6); // version needed, after "made by"
     c.writeUInt32LE(at, 42); // where the local header is
     central.push(c, name);
+    const after = Buffer.alloc(descriptor ? 16 : 0);
+    if (descriptor) {
+      after.writeUInt32LE(0x08074b50, 0);
+      after.writeUInt32LE(crc >>> 0, 4);
+      after.writeUInt32LE(m.data.length, 8);
+      after.writeUInt32LE(m.data.length, 12);
+    }
     parts.push(local, name, extra);
     if (m.data === payload) {
       head = Buffer.concat(parts.splice(0));
-      at = head.length + payload.length;
+      parts.push(after);
+      at = head.length + payload.length + after.length;
     } else {
-      parts.push(Buffer.from(m.data));
-      at += 30 + name.length + extra.length + m.data.length;
+      parts.push(Buffer.from(m.data), after);
+      at += 30 + name.length + extra.length + m.data.length + after.length;
     }
   }
   const dir = Buffer.concat(central);

@@ -14,6 +14,12 @@ export interface ZipMember {
   size: number;
   /** Absolute offset of the member's bytes in the file. */
   dataOffset: number;
+  /**
+   * Absolute offsets of every field that holds the member's CRC-32: in the central directory, in
+   * the data descriptor after the bytes (torch writes one) and in the local header when it is
+   * filled in there. A writer that replaces the bytes rewrites all of them.
+   */
+  crcFields: number[];
 }
 
 const EOCD = 0x06054b50;
@@ -21,6 +27,9 @@ const ZIP64_LOCATOR = 0x07064b50;
 const ZIP64_EOCD = 0x06064b50;
 const CENTRAL = 0x02014b50;
 const LOCAL = 0x04034b50;
+const DESCRIPTOR = 0x08074b50;
+// General purpose flag bit 3: the CRC-32 and sizes follow the member's bytes, in a data descriptor.
+const HAS_DESCRIPTOR = 0x8;
 const U32_MAX = 0xffffffff;
 // The end record is 22 bytes plus a comment of up to 65535; torch writes none.
 const TAIL = 22 + 0xffff + 20;
@@ -160,7 +169,18 @@ export async function readZip(bytes: ArchiveBytes, base: number, length: number,
     if (head.readUInt32LE(0) !== LOCAL) bad(`has no local header for ${name}`);
     const dataStart = local + 30 + head.readUInt16LE(26) + head.readUInt16LE(28);
     if (dataStart + size > length) bad(`has ${name} (${size} bytes) running past its end`);
-    members.push({ name, crc32, size, dataOffset: base + dataStart });
+    const crcFields = [base + dirOffset + p + 16];
+    const descriptor = (head.readUInt16LE(6) & HAS_DESCRIPTOR) !== 0;
+    if (!descriptor || head.readUInt32LE(14) !== 0) crcFields.push(base + local + 14);
+    if (descriptor) {
+      // The descriptor: an optional signature, then the CRC-32. Readers go by the directory; one
+      // that does not repeat its CRC-32 is left as it is.
+      const end = dataStart + size;
+      const d = end + 8 <= length ? await bytes.read(base + end, 8) : null;
+      const at = d?.readUInt32LE(0) === DESCRIPTOR ? end + 4 : end;
+      if (d && d.readUInt32LE(at - end) === crc32) crcFields.push(base + at);
+    }
+    members.push({ name, crc32, size, dataOffset: base + dataStart, crcFields: crcFields.sort((a, b) => a - b) });
     p += 46 + nameLen + extraLen + commentLen;
   }
   return members;

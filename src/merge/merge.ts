@@ -55,20 +55,6 @@ export async function plan(options: PlanOptions): Promise<MergePlan> {
 const aborted = () => new PmaError('E_ABORTED', 'the merge was aborted');
 
 /**
- * Refuses a plan whose output pma cannot write yet: a PyTorch DCP checkpoint (the averaged model
- * tensors go out as safetensors with --format safetensors).
- */
-export function refuseUnwritable(plan: MergePlan): void {
-  if (plan.format !== 'dcp') return;
-  const first = plan.checkpoints[0]?.path ?? '';
-  throw new PmaError(
-    'E_UNSUPPORTED',
-    `writing the merge as a PyTorch Distributed Checkpoint (the default for DCP inputs such as ${first}) is not built yet: pass --format safetensors for the averaged model tensors as a safetensors checkpoint`,
-    { file: first },
-  );
-}
-
-/**
  * Merges checkpoints into `out`: plans, writes into `<out>.partial/` with the native engine on a
  * worker pool, and renames it into place when complete. Throws PmaError and leaves nothing at
  * `out` on failure or abort; what was written stays in `<out>.partial/` for `resume`.
@@ -144,7 +130,6 @@ async function attempt(
   const asked = planOptions.chunkSize ?? chunkSizeFor(plan.totals.inputBytes + plan.totals.outputBytes);
   if (resumed !== null && resumed !== asked)
     plan.notes.push(`chunks of ${resumed} bytes, as in the partial merge taken up`);
-  refuseUnwritable(plan);
   const target = await checkTarget(plan, o.out, o.force);
   options.onPlan?.(plan, skipped);
   if (options.signal?.aborted) throw aborted();

@@ -1,11 +1,11 @@
 import { copyFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { fsError } from '../errors.js';
 import type { MergePlan } from '../plan/types.js';
 import { PMA_RECORD } from '../checkpoints/pma-output.js';
 import { INDEX_NAME } from '../safetensors/shard-index.js';
-import { exists, fsyncPath } from '../util/fs.js';
+import { exists, fsyncPath, makeDirs } from '../util/fs.js';
 
 /**
  * Writes the index, companion files and pma.json (with the SHA-256 of every other file: the
@@ -24,11 +24,21 @@ export async function finishOutput(
   try {
     if (plan.index !== null) await writeFile(join(dir, INDEX_NAME), plan.index);
     for (const f of plan.copyFiles) {
-      const text = plan.rewrittenFiles[basename(f)];
-      if (text === undefined) await copyFile(f, join(dir, basename(f)));
-      else await writeFile(join(dir, basename(f)), text);
+      if (plan.writtenFiles[f.to] !== undefined) continue;
+      await makeDirs(dirname(join(dir, f.to)));
+      await copyFile(f.from, join(dir, f.to));
     }
-    const small = [...(plan.index !== null ? [INDEX_NAME] : []), ...plan.copyFiles.map((f) => basename(f))];
+    for (const [name, text] of Object.entries(plan.writtenFiles)) {
+      await makeDirs(dirname(join(dir, name)));
+      await writeFile(join(dir, name), text);
+    }
+    const small = [
+      ...new Set([
+        ...(plan.index !== null ? [INDEX_NAME] : []),
+        ...plan.copyFiles.map((f) => f.to),
+        ...Object.keys(plan.writtenFiles),
+      ]),
+    ];
     const smallSums = await Promise.all(small.map((n) => hash(join(dir, n))));
     const sha256: Record<string, string> = {
       ...outputSums,
@@ -41,6 +51,7 @@ export async function finishOutput(
     );
     await Promise.all(names.map((n) => fsyncPath(join(dir, n))));
     await fsyncPath(join(dir, PMA_RECORD));
+    for (const sub of new Set(names.map((n) => dirname(n)).filter((d) => d !== '.'))) await fsyncPath(join(dir, sub));
     await fsyncPath(dir);
     if (force && (await exists(target))) {
       const old = `${dir}.old`;

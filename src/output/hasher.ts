@@ -1,12 +1,21 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 
 import { PmaError, fsError } from '../errors.js';
 import { native } from '../native.js';
-import { opOutputBytes, type MergePlan, type PlanChunk } from '../plan/types.js';
+import { opOutputBytes, type MergePlan, type PlanChunk, type PlanCrcPatch } from '../plan/types.js';
 
 const READ_BLOCK = 8 * 2 ** 20;
+
+/** A zip member whose CRC-32 is rewritten: its running CRC, and how many of its bytes are still to be written. */
+interface CrcState extends PlanCrcPatch {
+  crc: number;
+  /** The CRC-32 of [start, end) is complete. */
+  known: boolean;
+  unwritten: number;
+}
 
 interface FileState {
   path: string;
@@ -18,12 +27,25 @@ interface FileState {
   ready: Map<number, number>;
   pump: Promise<void> | null;
   fh: FileHandle | null;
+  /** By start: the members whose CRC-32 this file's ranges feed. */
+  crcs: CrcState[];
+  /** CRC-32 field offset -> its member, and the offsets in order (the pass meets them in turn). */
+  fieldOf: Map<number, CrcState>;
+  fields: number[];
+  nextField: number;
+  /** The member whose bytes the pass waits for (at one of its CRC-32 fields), until they are all written. */
+  waiting: CrcState | null;
 }
 
 /**
  * SHA-256 of every output file, computed while the merge runs: as chunks finish, the finished
  * prefix of each file is read back (from the page cache, usually) and hashed, so that at the end
  * little is left to hash. Hashing is sequential per file; this keeps it off the critical path.
+ *
+ * A DCP output's zip members whose bytes were averaged get their CRC-32 in the same pass: the
+ * bytes are run through CRC-32 as they are hashed, and each CRC field is written before the pass
+ * reaches it. A field that comes before its member's bytes (a local header that records the
+ * CRC-32) waits for the member to be written, whose bytes are then read once more.
  */
 export class OutputHasher {
   private readonly files = new Map<string, FileState>();
@@ -37,16 +59,25 @@ export class OutputHasher {
     private readonly dropCache: boolean,
   ) {
     for (const f of plan.outputs) {
-      const head = 8 + Buffer.byteLength(f.header, 'utf8');
-      // The 8-byte length and the header were written when the file was created.
+      const crcs = f.crcs
+        .map((c) => ({ ...c, crc: 0, known: false, unwritten: c.end - c.start }))
+        .sort((a, b) => a.start - b.start);
+      const fieldOf = new Map(crcs.flatMap((c) => c.fields.map((at) => [at, c] as const)));
+      // The 8-byte length and the header of a safetensors file were written when it was created.
+      const head = f.header === null ? 0 : 8 + Buffer.byteLength(f.header, 'utf8');
       this.files.set(f.name, {
         path: join(dir, f.name),
         size: f.size,
         hash: createHash('sha256'),
         pos: 0,
-        ready: new Map([[0, head]]),
+        ready: new Map(head > 0 ? [[0, head]] : []),
         pump: null,
         fh: null,
+        crcs,
+        fieldOf,
+        fields: [...fieldOf.keys()].sort((a, b) => a - b),
+        nextField: 0,
+        waiting: null,
       });
     }
   }
@@ -58,12 +89,14 @@ export class OutputHasher {
       const f = this.files.get(chunk.outputs[op.outFile] as string);
       if (!f || n === 0) continue;
       f.ready.set(op.outOffset, op.outOffset + n);
+      if (f.crcs.length > 0) written(f.crcs, op.outOffset, op.outOffset + n);
       this.kick(f);
     }
   }
 
   private kick(f: FileState): void {
     if (f.pump || !f.ready.has(f.pos) || this.failure || this.closed) return;
+    if (f.waiting && f.waiting.unwritten > 0) return;
     f.pump = this.advance(f)
       .catch((e: unknown) => {
         this.failure ??= fsError(e, 'cannot hash the output', f.path);
@@ -76,7 +109,7 @@ export class OutputHasher {
 
   /** Hashes forward while the range at the frontier is ready. */
   private async advance(f: FileState, untilEnd = false): Promise<void> {
-    f.fh ??= await open(f.path, 'r');
+    f.fh ??= await open(f.path, f.crcs.length > 0 ? 'r+' : 'r');
     const buf = Buffer.allocUnsafe(READ_BLOCK);
     for (;;) {
       let end = f.ready.get(f.pos);
@@ -93,7 +126,26 @@ export class OutputHasher {
       }
       const start = f.pos;
       while (f.pos < end) {
-        const want = Math.min(READ_BLOCK, end - f.pos);
+        const field = f.fields[f.nextField];
+        if (field === f.pos) {
+          const c = f.fieldOf.get(field) as CrcState;
+          if (!c.known) {
+            if (c.unwritten > 0 && !untilEnd) {
+              f.ready.set(f.pos, end); // taken up again once the member is written
+              f.waiting = c;
+              break;
+            }
+            f.waiting = null;
+            await this.crcOf(f, c, buf);
+          }
+          const v = Buffer.alloc(4);
+          v.writeUInt32LE(c.crc >>> 0, 0);
+          await f.fh.write(v, 0, 4, field);
+          f.nextField++;
+          continue; // the next field may lie within this block
+        }
+        const upTo = field !== undefined && field > f.pos ? Math.min(end, field) : end;
+        const want = Math.min(READ_BLOCK, upTo - f.pos);
         const { bytesRead } = await f.fh.read(buf, 0, want, f.pos);
         if (bytesRead <= 0)
           throw new PmaError(
@@ -101,11 +153,29 @@ export class OutputHasher {
             `cannot hash the output ${f.path}: it ends at ${f.pos}, expected ${f.size} bytes`,
             { file: f.path },
           );
-        f.hash.update(buf.subarray(0, bytesRead));
+        const got = buf.subarray(0, bytesRead);
+        f.hash.update(got);
+        if (f.crcs.length > 0) passed(f.crcs, f.pos, got);
         f.pos += bytesRead;
       }
-      if (this.dropCache && end > start) native().dropCache(f.path, start, end - start);
+      if (this.dropCache && f.pos > start) native().dropCache(f.path, start, f.pos - start);
+      if (f.pos < end) return; // waiting for a member's bytes
     }
+  }
+
+  /** The CRC-32 of a member the pass has not reached yet: its bytes, read once more. */
+  private async crcOf(f: FileState, c: CrcState, buf: Buffer): Promise<void> {
+    const fh = f.fh as FileHandle;
+    let crc = 0;
+    for (let at = c.start; at < c.end;) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(READ_BLOCK, c.end - at), at);
+      if (bytesRead <= 0)
+        throw new PmaError('E_IO', `cannot read back the output ${f.path}: it ends at ${at}`, { file: f.path });
+      crc = crc32(buf.subarray(0, bytesRead), crc);
+      at += bytesRead;
+    }
+    c.crc = crc;
+    c.known = true;
   }
 
   /** Once every chunk is done: finishes each file's hash; name -> hex digest. */
@@ -131,5 +201,38 @@ export class OutputHasher {
       await f.fh?.close().catch(() => {});
       f.fh = null;
     }
+  }
+}
+
+/** The first member (by start) that ends after `at`. */
+function firstEndingAfter(crcs: CrcState[], at: number): number {
+  let lo = 0;
+  let hi = crcs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((crcs[mid] as CrcState).end <= at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** [a, b) is written: fewer bytes of the members it overlaps remain. */
+function written(crcs: CrcState[], a: number, b: number): void {
+  for (let i = firstEndingAfter(crcs, a); i < crcs.length; i++) {
+    const c = crcs[i] as CrcState;
+    if (c.start >= b) break;
+    c.unwritten -= Math.min(b, c.end) - Math.max(a, c.start);
+  }
+}
+
+/** The pass read `bytes` at `at`: they feed the CRC-32 of the members they overlap, in order. */
+function passed(crcs: CrcState[], at: number, bytes: Buffer): void {
+  const b = at + bytes.length;
+  for (let i = firstEndingAfter(crcs, at); i < crcs.length; i++) {
+    const c = crcs[i] as CrcState;
+    if (c.start >= b) break;
+    if (c.known) continue;
+    c.crc = crc32(bytes.subarray(Math.max(c.start, at) - at, Math.min(c.end, b) - at), c.crc);
+    if (b >= c.end) c.known = true;
   }
 }

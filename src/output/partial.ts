@@ -54,14 +54,20 @@ async function removeAbandoned(dir: string): Promise<void> {
   }
 }
 
-/** Creates one output file: its 8-byte header length and header, then a hole of the data's size. */
+/**
+ * Creates one output file: a safetensors file's 8-byte header length and header, then a hole of
+ * the data's size; a file the ops write whole (DCP) is all hole.
+ */
 async function createOutputFile(path: string, f: MergePlan['outputs'][number]): Promise<void> {
-  const body = Buffer.from(f.header, 'utf8');
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(body.length), 0);
+  await makeDirs(dirname(path));
   const fh = await open(path, 'wx');
   try {
-    await fh.write(Buffer.concat([head, body]), 0, 8 + body.length, 0);
+    if (f.header !== null) {
+      const body = Buffer.from(f.header, 'utf8');
+      const head = Buffer.alloc(8);
+      head.writeBigUInt64LE(BigInt(body.length), 0);
+      await fh.write(Buffer.concat([head, body]), 0, 8 + body.length, 0);
+    }
     await fh.truncate(f.size);
     await fh.sync();
   } finally {
@@ -162,6 +168,8 @@ export class PartialOutput {
       await makeDirs(join(tmp, META_DIR));
       await acquireLock(metaPath(tmp, 'lock'), token, tmp, 'pma merge');
       for (const f of plan.outputs) await createOutputFile(join(tmp, f.name), f);
+      for (const sub of new Set(plan.outputs.map((f) => dirname(f.name)).filter((d) => d !== '.')))
+        await fsyncPath(join(tmp, sub));
       await writeState(metaPath(tmp, 'state.json'), newState(plan, stamps));
       await fsyncPath(join(tmp, META_DIR));
       await fsyncPath(tmp);

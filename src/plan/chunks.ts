@@ -8,7 +8,8 @@ export interface TensorSources {
   sources: { file: string; offset: number }[];
   /**
    * A tensor stored in pieces (DCP chunks): its contiguous runs, in place of `sources`. Element
-   * `run.element` of the tensor is written at `tensor.offset + run.element * output width`.
+   * `run.element` of the tensor is written at `tensor.offset + run.element * output width`, or
+   * at `run.out` where the run says.
    */
   runs?: Run[];
 }
@@ -89,7 +90,7 @@ export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
     const perUnit = inSize * reads + outSize;
     // Units are elements for a merge, bytes for a copy; a tensor in pieces is cut piece by piece.
     const unitsPerElement = merge ? 1 : t.bytes / t.shape.reduce((a, c) => a * c, 1);
-    const pieces = runs ?? [{ element: 0, count: t.bytes / outSize / unitsPerElement, sources }];
+    const pieces: Run[] = runs ?? [{ element: 0, count: t.bytes / outSize / unitsPerElement, sources }];
     for (const piece of pieces) {
       const start = piece.element * unitsPerElement;
       const units = piece.count * unitsPerElement;
@@ -99,8 +100,8 @@ export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
           file: b.input(s.file),
           offset: s.offset + done * inSize,
         }));
-        const outFile = b.output(t.file);
-        const outOffset = t.offset + (start + done) * outSize;
+        const outFile = b.output(piece.out?.file ?? t.file);
+        const outOffset = piece.out ? piece.out.offset + done * outSize : t.offset + (start + done) * outSize;
         if (merge) {
           b.add(
             {

@@ -1,3 +1,5 @@
+import { basename } from 'node:path';
+
 import { companionFiles } from '../checkpoints/companions.js';
 import {
   ABSENT,
@@ -25,6 +27,7 @@ import { DTYPE_BITS, isAveraged, outputDtypeFor, type DType } from '../dtypes.js
 import { PmaError } from '../errors.js';
 import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSpec } from '../safetensors/writer.js';
 import { cutChunks, type TensorSources } from './chunks.js';
+import { layoutDcpOutput } from './dcp-output.js';
 import { chunkSizeFor, resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from './options.js';
 import type { MergePlan, PlanOutputFile, PlanTensor } from './types.js';
 import { tensorRuns } from './runs.js';
@@ -152,15 +155,21 @@ function leaveOut(
 
 type Spec = OutputTensorSpec & { action: 'merge' | 'copy'; inDtype: DType };
 
+/** Which tensors are averaged: floating point ones, as --average and --exclude choose. */
+function averagedBy(o: ResolvedPlanOptions): (t: LayoutTensor) => boolean {
+  const averaged = o.average === null ? () => true : globMatcher(o.average);
+  const excluded = globMatcher(o.exclude);
+  return (t) => isAveraged(t.dtype) && averaged(t.name) && !excluded(t.name);
+}
+
 /** The output files: the newest checkpoint's tensors (averaged ones in the output dtype), sharded and laid out. */
 function layoutOutput(
   newest: LoadedCheckpoint,
   o: ResolvedPlanOptions,
 ): Pick<MergePlan, 'outputs' | 'tensors' | 'index'> {
-  const averaged = o.average === null ? () => true : globMatcher(o.average);
-  const excluded = globMatcher(o.exclude);
+  const averaged = averagedBy(o);
   const specs: Spec[] = newest.contents.tensors.map((t) => {
-    const merge = isAveraged(t.dtype) && averaged(t.name) && !excluded(t.name);
+    const merge = averaged(t);
     const outDtype = merge ? outputDtypeFor(t.dtype as never, o.dtype) : t.dtype;
     const bytes = merge ? (elementCount(t.shape) * DTYPE_BITS[outDtype]) / 8 : t.bytes;
     return { name: t.name, dtype: outDtype, inDtype: t.dtype, shape: t.shape, bytes, action: merge ? 'merge' : 'copy' };
@@ -178,6 +187,7 @@ function layoutOutput(
       size: layout.size,
       header: layout.header.subarray(8).toString('utf8'),
       tensors: group.length,
+      crcs: [],
     });
     const byName = new Map(group.map((s) => [s.name, s]));
     for (const tname of layout.order) {
@@ -231,18 +241,64 @@ export async function planResolved(
     ...(o.schedule ? { schedule: o.schedule } : {}),
   });
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
-  const { outputs, tensors, index } = layoutOutput(newest, o);
-
+  const format = o.format ?? (cks.some((c) => c.layout.kind === 'dcp') ? 'dcp' : 'safetensors');
   if (cks.length === 1) {
     warnings.push(
       `only one checkpoint is selected (${newest.name}): the output is a copy of it${o.dtype === 'keep' ? '' : ` in ${o.dtype}`}, not an average`,
     );
   }
-  const rewrittenFiles = await rewrittenConfig(newest, o, warnings);
-  const merged = tensors.filter((t) => t.action === 'merge');
-  const copied = tensors.filter((t) => t.action === 'copy');
   const notes: string[] = [...selected.notes];
   warnings.unshift(...[...exclude].map(([path, why]) => `left out ${path}: ${why}`));
+  const parts = format === 'dcp' ? await dcpParts(cks, o, notes) : await safetensorsParts(cks, o, notes, warnings);
+  const chunkSize = o.chunkSize ?? chunkSizeFor(parts.totals.inputBytes + parts.totals.outputBytes);
+  const chunks = cutChunks(parts.items, chunkSize);
+
+  const plan: MergePlan = {
+    version: 1,
+    format,
+    method: o.method,
+    alpha: o.method === 'ema' ? o.alpha : null,
+    schedule: o.schedule,
+    accumulate: o.accumulate,
+    dtype: o.dtype,
+    checkpoints: cks.map((c) => ({
+      path: c.path,
+      name: c.name,
+      step: c.step,
+      tokens: selected.tokens.get(c.path) ?? null,
+    })),
+    weights,
+    outputs: parts.outputs,
+    index: parts.index,
+    tensors: parts.tensors,
+    chunkSize,
+    chunks,
+    copyFiles: parts.copyFiles,
+    writtenFiles: parts.writtenFiles,
+    totals: parts.totals,
+    notes,
+    warnings,
+  };
+  return { plan, skipped: selected.skipped };
+}
+
+/** What a format's layout contributes to the plan; `items` are cut into its chunks. */
+type Parts = Pick<MergePlan, 'outputs' | 'index' | 'tensors' | 'copyFiles' | 'writtenFiles' | 'totals'> & {
+  items: TensorSources[];
+};
+
+/** A safetensors output: the newest checkpoint's tensors, averaged or copied, laid out afresh. */
+async function safetensorsParts(
+  cks: LoadedCheckpoint[],
+  o: ResolvedPlanOptions,
+  notes: string[],
+  warnings: string[],
+): Promise<Parts> {
+  const newest = cks[cks.length - 1] as LoadedCheckpoint;
+  const { outputs, tensors, index } = layoutOutput(newest, o);
+  const writtenFiles = await rewrittenConfig(newest, o, warnings);
+  const merged = tensors.filter((t) => t.action === 'merge');
+  const copied = tensors.filter((t) => t.action === 'copy');
   if (copied.length > 0) {
     const kinds = [...new Set(copied.map((t) => t.inDtype))].join(', ');
     notes.push(
@@ -279,34 +335,45 @@ export async function planResolved(
     );
     return { tensor: t, sources: [], runs: tensorRuns(t.shape, pieces, DTYPE_BITS[t.inDtype] / 8) };
   });
-  const chunkSize = o.chunkSize ?? chunkSizeFor(inputBytes + outputBytes);
-  const chunks = cutChunks(items, chunkSize);
-
-  const plan: MergePlan = {
-    version: 1,
-    format: o.format ?? (cks.some((c) => c.layout.kind === 'dcp') ? 'dcp' : 'safetensors'),
-    method: o.method,
-    alpha: o.method === 'ema' ? o.alpha : null,
-    schedule: o.schedule,
-    accumulate: o.accumulate,
-    dtype: o.dtype,
-    checkpoints: cks.map((c) => ({
-      path: c.path,
-      name: c.name,
-      step: c.step,
-      tokens: selected.tokens.get(c.path) ?? null,
-    })),
-    weights,
+  return {
     outputs,
     index,
     tensors,
-    chunkSize,
-    chunks,
-    copyFiles: await companionFiles(newest.dir),
-    rewrittenFiles,
+    items,
+    copyFiles: (await companionFiles(newest.dir)).map((from) => ({ from, to: basename(from) })),
+    writtenFiles,
     totals: { inputBytes, outputBytes, tensors: tensors.length, merged: merged.length, copied: copied.length },
-    notes,
-    warnings,
   };
-  return { plan, skipped: selected.skipped };
+}
+
+/** A DCP output: the newest checkpoint's files with the averages written in (src/plan/dcp-output.ts). */
+async function dcpParts(cks: LoadedCheckpoint[], o: ResolvedPlanOptions, notes: string[]): Promise<Parts> {
+  const newest = cks[cks.length - 1] as LoadedCheckpoint;
+  const d = await layoutDcpOutput(cks, o, averagedBy(o));
+  const averaged = new Set(d.tensors.map((t) => t.name));
+  const copied = [
+    ...newest.contents.tensors.filter((t) => !averaged.has(t.name)).map((t) => t.name),
+    ...newest.others.map((x) => x.fqn),
+  ];
+  if (copied.length > 0)
+    notes.push(
+      `${d.copiedItems} item(s) are not averaged: copied unchanged from the newest checkpoint (${newest.name}): ${someNames(copied)}`,
+    );
+  notes.push(...d.notes);
+  const mergedBytes = d.tensors.reduce((s, t) => s + t.bytes, 0);
+  return {
+    outputs: d.outputs,
+    index: null,
+    tensors: d.tensors,
+    items: d.items,
+    copyFiles: d.copyFiles,
+    writtenFiles: d.writtenFiles,
+    totals: {
+      inputBytes: mergedBytes * cks.length + d.copiedBytes,
+      outputBytes: d.outputBytes,
+      tensors: d.tensors.length + d.copiedItems,
+      merged: d.tensors.length,
+      copied: d.copiedItems,
+    },
+  };
 }

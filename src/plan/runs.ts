@@ -8,6 +8,11 @@ export interface Run {
   element: number;
   count: number;
   sources: { file: string; offset: number }[];
+  /**
+   * Where the run goes in the output, when not at its element of one contiguous output tensor: a
+   * DCP output writes each run over the newest checkpoint's copy of it (file relative to the output).
+   */
+  out?: { file: string; offset: number };
 }
 
 const volume = (s: number[]) => s.reduce((a, b) => a * b, 1);

@@ -68,11 +68,34 @@ export interface PlanTensor {
 }
 
 export interface PlanOutputFile {
+  /** Relative to the output directory (a Megatron output puts its files under iter_NNNNNNN/). */
   name: string;
   size: number;
-  /** The padded JSON header; the file is its 8-byte length, this, then the data. */
-  header: string;
+  /**
+   * A safetensors file's padded JSON header: the file is its 8-byte length, this, then the data.
+   * Null for a file the ops write whole (a DCP .distcp file: copied ranges and averaged ones).
+   */
+  header: string | null;
   tensors: number;
+  /** Zip members whose bytes the merge replaces (DCP): their CRC-32 fields are rewritten. */
+  crcs: PlanCrcPatch[];
+}
+
+/**
+ * A zip member of an output file whose bytes are averaged: once [start, end) is written, its
+ * CRC-32 is computed from the output and written at each of `fields` (4 bytes, little-endian)
+ * before the file is hashed, so that torch's reader, which checks it, accepts the archive.
+ */
+export interface PlanCrcPatch {
+  start: number;
+  end: number;
+  fields: number[];
+}
+
+/** A file of the newest checkpoint copied into the output: absolute source, name in the output. */
+export interface PlanCopyFile {
+  from: string;
+  to: string;
 }
 
 /** A bounded unit of work: executed by one native call in one worker. */
@@ -105,13 +128,14 @@ export interface MergePlan {
   /** The work unit the chunks were cut at (bytes read plus written); never changes the bytes. */
   chunkSize: number;
   chunks: PlanChunk[];
-  /** Model-description files of the newest checkpoint to copy (absolute paths). */
-  copyFiles: string[];
+  /** Files of the newest checkpoint copied as they are (model description; DCP: .metadata, common.pt ...). */
+  copyFiles: PlanCopyFile[];
   /**
-   * Companion files written with this text instead of copied, by name: config.json with its
-   * torch_dtype set to the output's dtype when --dtype changes it.
+   * Files written with this text, by name in the output (in place of a copy of the same name):
+   * config.json with its torch_dtype set to the output's dtype when --dtype changes it; Megatron's
+   * latest_checkpointed_iteration.txt.
    */
-  rewrittenFiles: Record<string, string>;
+  writtenFiles: Record<string, string>;
   totals: { inputBytes: number; outputBytes: number; tensors: number; merged: number; copied: number };
   notes: string[];
   /** What the user must hear even with --quiet: fewer checkpoints than asked, differing configs. */

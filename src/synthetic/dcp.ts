@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { DTYPE_BITS } from '../dtypes.js';
 import { METADATA_NAME } from '../dcp/metadata.js';
-import { metadataPickle, tensorArchive, type MetadataItem } from '../dcp/writer.js';
+import { metadataPickle, tensorArchive, type CrcPlacement, type MetadataItem } from '../dcp/writer.js';
 import type { SyntheticTensor } from './writer.js';
 
 /**
@@ -20,6 +20,8 @@ export interface SyntheticDcp {
   ranks?: number;
   /** Byte blobs (training state), by fqn: stored raw by rank 0. */
   bytes?: Record<string, Uint8Array>;
+  /** Where the archives record CRC-32s besides their directory: torch's data descriptors by default. */
+  crcAt?: CrcPlacement;
 }
 
 export function writeSyntheticDcp(dir: string, c: SyntheticDcp): void {
@@ -40,7 +42,7 @@ export function writeSyntheticDcp(dir: string, c: SyntheticDcp): void {
         const to = Math.floor((rows * (r + 1)) / parts);
         const sizes = t.shape.length === 0 ? [] : [to - from, ...t.shape.slice(1)];
         const payload = t.shape.length === 0 ? all : all.subarray(from * rowBytes, to * rowBytes);
-        const a = tensorArchive(t.dtype, sizes, payload);
+        const a = tensorArchive(t.dtype, sizes, payload, c.crcAt);
         const f = files[r] as (typeof files)[number];
         for (const b of [a.head, payload, a.tail]) writeSync(f.fd, b);
         chunks.push({

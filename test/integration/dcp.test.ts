@@ -101,19 +101,17 @@ describe('merging DCP checkpoints into safetensors', () => {
     }
   });
 
-  it('through the CLI; without --format it is refused (exit 2) and nothing is written', () => {
+  it('through the CLI with --format safetensors (without it, the output is DCP)', () => {
     const o = out();
     const r = pma(['merge', RESHARDED, '--format', 'safetensors', '--out', o, '--json']);
     expect(r.status, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { checkpoints: { step: number }[] }).checkpoints.map((c) => c.step)).toEqual([
       100, 200, 300,
     ]);
-    for (const args of [['--out', out()], ['--dry-run']]) {
-      const refused = pma(['merge', RESHARDED, ...args]);
-      expect(refused.status).toBe(2);
-      expect(refused.stderr).toContain('[E_UNSUPPORTED]');
-      expect(refused.stderr).toContain('pass --format safetensors');
-    }
+    expect(existsSync(join(o, 'model.safetensors'))).toBe(true);
+    const dcp = out();
+    expect(pma(['merge', RESHARDED, '--out', dcp]).status).toBe(0);
+    expect(existsSync(join(dcp, '.metadata'))).toBe(true);
   });
 
   it('--average and --exclude choose the tensors; the plan says what is copied and what is left out', async () => {

@@ -1,0 +1,203 @@
+import { readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, relative } from 'node:path';
+
+import { MEGATRON_LATEST } from '../checkpoints/discover.js';
+import { locate, type LayoutTensor, type LoadedCheckpoint, type LocatedChunk } from '../checkpoints/load.js';
+import { PMA_RECORD } from '../checkpoints/pma-output.js';
+import { DTYPE_BITS, outputDtypeFor, type FloatDType } from '../dtypes.js';
+import { PmaError, fsError } from '../errors.js';
+import type { TensorSources } from './chunks.js';
+import type { ResolvedPlanOptions } from './options.js';
+import { tensorRuns } from './runs.js';
+import type { PlanCopyFile, PlanCrcPatch, PlanOutputFile, PlanTensor } from './types.js';
+
+/**
+ * A merge written as a PyTorch Distributed Checkpoint, for a trainer to resume from (PMA-init):
+ * the newest checkpoint's files, byte for byte, with the elements of the averaged tensors
+ * replaced. Its .metadata, optimizer state, byte blobs, integer tensors, common.pt and
+ * metadata.json are the newest's, so the trainer loads it as one of its own; each zip member whose
+ * elements are replaced gets its CRC-32 rewritten (torch's reader checks it). The window may mix
+ * layouts (a job restarted on another node count): every run of every averaged tensor is written
+ * where the newest checkpoint keeps it.
+ */
+export interface DcpOutput {
+  outputs: PlanOutputFile[];
+  /** The averaged tensors (where each starts: its first chunk). */
+  tensors: PlanTensor[];
+  /** The averaged tensors' runs, then the byte ranges copied from the newest checkpoint. */
+  items: TensorSources[];
+  copyFiles: PlanCopyFile[];
+  writtenFiles: Record<string, string>;
+  /** Items of the newest checkpoint copied unchanged: tensors not averaged, training state, byte blobs. */
+  copiedItems: number;
+  copiedBytes: number;
+  outputBytes: number;
+  notes: string[];
+}
+
+const ITER_DIR = /^iter_\d+$/;
+
+/**
+ * Whether `ck` is a checkpoint of a Megatron-LM or NeMo run: `iter_NNNNNNN/` whose run names its
+ * newest checkpoint in latest_checkpointed_iteration.txt, or holds torch_dist's metadata.json.
+ */
+async function isMegatron(ck: LoadedCheckpoint): Promise<boolean> {
+  if (!ITER_DIR.test(basename(ck.dir))) return false;
+  const found = await Promise.all(
+    [join(dirname(ck.dir), MEGATRON_LATEST), join(ck.dir, 'metadata.json')].map((p) => stat(p).catch(() => null)),
+  );
+  return found.some((s) => s?.isFile());
+}
+
+/** [start, end) ranges of [0, size) that `taken` (sorted, disjoint) leaves. */
+function gaps(size: number, taken: [number, number][]): [number, number][] {
+  const out: [number, number][] = [];
+  let at = 0;
+  for (const [a, b] of taken) {
+    if (a > at) out.push([at, a]);
+    at = Math.max(at, b);
+  }
+  if (at < size) out.push([at, size]);
+  return out;
+}
+
+/**
+ * Lays out a DCP output over the newest checkpoint: `merged` says which of its tensors are
+ * averaged. Refuses what a DCP output cannot be: from a newest checkpoint that is not DCP, or in
+ * another dtype.
+ */
+export async function layoutDcpOutput(
+  cks: LoadedCheckpoint[],
+  o: ResolvedPlanOptions,
+  merged: (t: LayoutTensor) => boolean,
+): Promise<DcpOutput> {
+  const newest = cks[cks.length - 1] as LoadedCheckpoint;
+  if (newest.layout.kind !== 'dcp')
+    throw new PmaError(
+      'E_USAGE',
+      `a DCP output is the newest checkpoint's DCP files with the averages written in, but ${newest.path} is not a DCP checkpoint: pass --format safetensors`,
+      { option: 'format', file: newest.path },
+    );
+  const megatron = await isMegatron(newest);
+  // A Megatron output is a run of one checkpoint, which `--load <out>` resumes from.
+  const prefix = megatron ? `${basename(newest.dir)}/` : '';
+  const outName = (file: string) => prefix + relative(newest.dir, file);
+
+  const taken = new Map<string, [number, number][]>(newest.files.map((f) => [f.path, []]));
+  const crcs = new Map<string, PlanCrcPatch[]>(newest.files.map((f) => [f.path, []]));
+  const perFile = new Map<string, Set<string>>(newest.files.map((f) => [f.path, new Set()]));
+  const tensors: PlanTensor[] = [];
+  const items: TensorSources[] = [];
+  let copiedItems = newest.others.length;
+  for (const t of newest.contents.tensors) {
+    if (!merged(t)) {
+      copiedItems++;
+      continue;
+    }
+    if (outputDtypeFor(t.dtype as FloatDType, o.dtype) !== t.dtype)
+      throw new PmaError(
+        'E_USAGE',
+        `a DCP output keeps every tensor as the newest checkpoint stores it (${t.name}: ${t.dtype}), so it cannot be written in ${o.dtype}: pass --format safetensors for the average in another dtype`,
+        { option: 'dtype', file: newest.path, tensor: t.name },
+      );
+    const layouts = cks.map((c) => c.contents.byName.get(t.name) as LayoutTensor);
+    const pieces = layouts.map(
+      (l, i): LocatedChunk[] =>
+        l.chunks ?? [{ offsets: t.shape.map(() => 0), sizes: t.shape, ...locate(cks[i] as LoadedCheckpoint, l) }],
+    );
+    const width = DTYPE_BITS[t.dtype] / 8;
+    const runs = tensorRuns(t.shape, pieces, width);
+    for (const r of runs) {
+      // The newest checkpoint's copy of the run is where it goes.
+      const at = r.sources[r.sources.length - 1] as { file: string; offset: number };
+      r.out = { file: outName(at.file), offset: at.offset };
+      taken.get(at.file)?.push([at.offset, at.offset + r.count * width]);
+      perFile.get(at.file)?.add(t.name);
+    }
+    for (const c of t.chunks ?? []) {
+      if (c.member)
+        crcs
+          .get(c.file)
+          ?.push({ start: c.member.offset, end: c.member.offset + c.member.size, fields: c.member.crcFields });
+    }
+    const first = runs.find((r) => r.element === 0)?.out ?? { file: '', offset: 0 };
+    tensors.push({
+      name: t.name,
+      action: 'merge',
+      inDtype: t.dtype,
+      outDtype: t.dtype,
+      shape: t.shape,
+      file: first.file,
+      offset: first.offset,
+      bytes: t.bytes,
+    });
+    items.push({ tensor: tensors[tensors.length - 1] as PlanTensor, sources: [], runs });
+  }
+
+  // Everything else in the newest's data files is copied: zip records, training state, the rest.
+  const outputs: PlanOutputFile[] = [];
+  let copiedBytes = 0;
+  for (const f of newest.files) {
+    const name = outName(f.path);
+    const ranges = (taken.get(f.path) ?? []).sort((a, b) => a[0] - b[0]);
+    for (const [a, b] of gaps(f.size, ranges)) {
+      copiedBytes += b - a;
+      items.push({
+        tensor: {
+          name: `${name} [${a}, ${b})`,
+          action: 'copy',
+          inDtype: 'U8',
+          outDtype: 'U8',
+          shape: [b - a],
+          file: name,
+          offset: a,
+          bytes: b - a,
+        },
+        sources: [{ file: f.path, offset: a }],
+      });
+    }
+    outputs.push({
+      name,
+      size: f.size,
+      header: null,
+      tensors: perFile.get(f.path)?.size ?? 0,
+      crcs: (crcs.get(f.path) ?? []).sort((a, b) => a.start - b.start),
+    });
+  }
+
+  // The checkpoint's other files (.metadata, common.pt, metadata.json, ...) are copied as they are.
+  const data = new Set(newest.files.map((f) => f.path));
+  let entries;
+  try {
+    entries = await readdir(newest.dir, { withFileTypes: true });
+  } catch (e) {
+    throw fsError(e, 'cannot list', newest.dir);
+  }
+  const copyFiles = entries
+    .filter((e) => e.isFile() && e.name !== PMA_RECORD && !data.has(join(newest.dir, e.name)))
+    .map((e) => ({ from: join(newest.dir, e.name), to: prefix + e.name }))
+    .sort((a, b) => a.to.localeCompare(b.to));
+  const notes: string[] = [];
+  const dirs = entries.filter((e) => e.isDirectory()).map((e) => e.name);
+  if (dirs.length > 0)
+    notes.push(`subdirectories of ${newest.name} are not copied into the DCP output: ${dirs.sort().join(', ')}`);
+  const writtenFiles: Record<string, string> = {};
+  if (megatron) {
+    // Megatron writes the iteration alone, with no newline.
+    writtenFiles[MEGATRON_LATEST] = String(newest.step ?? Number(basename(newest.dir).slice(5)));
+    notes.push(
+      `a Megatron-LM run of one checkpoint: ${prefix} with ${MEGATRON_LATEST} naming it, which --load <out> resumes from`,
+    );
+  }
+  return {
+    outputs,
+    tensors,
+    items,
+    copyFiles,
+    writtenFiles,
+    copiedItems,
+    copiedBytes,
+    outputBytes: newest.files.reduce((s, f) => s + f.size, 0),
+    notes,
+  };
+}
