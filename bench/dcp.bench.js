@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Merging a PyTorch DCP series (into safetensors) against merging the same tensors saved as
-// safetensors, with this machine's read floor (`cat` of the safetensors inputs) in the same
-// interleaved rounds, so the ratios hold on a noisy machine.
+// Merging a PyTorch DCP series (into safetensors, and into DCP: the default, the newest
+// checkpoint's files with the averages written in and their CRC-32s rewritten) against merging
+// the same tensors saved as safetensors, with this machine's read floor (`cat` of the safetensors
+// inputs) in the same interleaved rounds, so the ratios hold on a noisy machine.
 //
 //   node bench/dcp.bench.js [--checkpoints 5] [--size 1GB] [--ranks 4] [--runs 5] [--threads 2]
 //
@@ -50,21 +51,23 @@ if (!existsSync(join(dir, 'done'))) {
 }
 const files = [...new Set((await plan({ inputs: join(dir, 'safetensors') })).chunks.flatMap((c) => c.inputs))].sort();
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const times = { cat: [], safetensors: [], dcp: [] };
+const times = { cat: [], safetensors: [], dcp: [], 'dcp-dcp': [] };
 const out = join(dir, 'out');
 for (let r = 0; r < Number(values.runs); r++) {
   let t = performance.now();
   execFileSync('sh', ['-c', `cat ${files.map((f) => `'${f}'`).join(' ')} > /dev/null`]);
   times.cat.push((performance.now() - t) / 1000);
-  // Alternate which goes first, so that neither always follows the other's writeback.
-  const pair = [
-    ['safetensors', {}],
-    ['dcp', { format: 'safetensors' }],
+  // Rotate which goes first, so that none always follows another's writeback.
+  const kinds = [
+    ['safetensors', 'safetensors', {}],
+    ['dcp', 'dcp', { format: 'safetensors' }],
+    ['dcp-dcp', 'dcp', {}],
   ];
-  for (const [name, extra] of r % 2 === 0 ? pair : pair.reverse()) {
+  for (let k = 0; k < kinds.length; k++) {
+    const [name, inputs, extra] = kinds[(k + r) % kinds.length];
     rmSync(out, { recursive: true, force: true });
     t = performance.now();
-    await merge({ inputs: join(dir, name), out, threads: Number(values.threads), ...extra });
+    await merge({ inputs: join(dir, inputs), out, threads: Number(values.threads), ...extra });
     times[name].push((performance.now() - t) / 1000);
   }
 }
@@ -79,6 +82,7 @@ for (const [name, label] of [
   ['cat', 'cat the safetensors inputs (floor)'],
   ['safetensors', 'pma merge, safetensors inputs'],
   ['dcp', 'pma merge --format safetensors, DCP inputs'],
+  ['dcp-dcp', 'pma merge, DCP inputs into DCP'],
 ]) {
   const xs = times[name];
   console.log(
@@ -86,5 +90,5 @@ for (const [name, label] of [
   );
 }
 console.log(
-  `\nDCP / safetensors: ${(median(times.dcp) / median(times.safetensors)).toFixed(3)}x; safetensors / cat: ${(median(times.safetensors) / median(times.cat)).toFixed(2)}x`,
+  `\nDCP / safetensors: ${(median(times.dcp) / median(times.safetensors)).toFixed(3)}x; DCP into DCP / safetensors: ${(median(times['dcp-dcp']) / median(times.safetensors)).toFixed(3)}x; safetensors / cat: ${(median(times.safetensors) / median(times.cat)).toFixed(2)}x`,
 );

@@ -106,8 +106,9 @@ export const FORMAT_FLAG: Flag = {
   option: 'format',
   value: 'F',
   help: [
-    "safetensors or dcp (default: the inputs' format); PyTorch DCP inputs",
-    'merge into safetensors (the averaged model tensors) for now',
+    "safetensors or dcp (default: the inputs' format). dcp: the newest",
+    'checkpoint with the averages written in, for the trainer to resume',
+    'from; safetensors: the averaged model tensors alone, for evaluation',
   ],
 };
 

@@ -174,7 +174,7 @@ export function describeWarnings(plan: MergePlan): string {
 
 function describeOutputs(plan: MergePlan): string {
   const lines = [
-    `output: ${plan.outputs.length} file(s), ${formatBytes(plan.totals.outputBytes)} of tensors; reads ${formatBytes(plan.totals.inputBytes)}`,
+    `output (${plan.format === 'dcp' ? 'PyTorch DCP' : 'safetensors'}): ${plan.outputs.length} file(s), ${formatBytes(plan.totals.outputBytes)} of ${plan.format === 'dcp' ? 'data' : 'tensors'}; reads ${formatBytes(plan.totals.inputBytes)}`,
   ];
   for (const f of plan.outputs) lines.push(`  ${f.name}  ${formatBytes(f.size)}  ${f.tensors} tensors`);
   if (plan.index !== null) lines.push('  model.safetensors.index.json');

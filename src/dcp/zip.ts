@@ -173,12 +173,12 @@ export async function readZip(bytes: ArchiveBytes, base: number, length: number,
     const descriptor = (head.readUInt16LE(6) & HAS_DESCRIPTOR) !== 0;
     if (!descriptor || head.readUInt32LE(14) !== 0) crcFields.push(base + local + 14);
     if (descriptor) {
-      // The descriptor: an optional signature, then the CRC-32. Readers go by the directory; one
-      // that does not repeat its CRC-32 is left as it is.
+      // The descriptor: an optional signature (torch writes it), then the CRC-32. Without the
+      // signature, only a CRC-32 that repeats the directory's shows where it is.
       const end = dataStart + size;
       const d = end + 8 <= length ? await bytes.read(base + end, 8) : null;
-      const at = d?.readUInt32LE(0) === DESCRIPTOR ? end + 4 : end;
-      if (d && d.readUInt32LE(at - end) === crc32) crcFields.push(base + at);
+      if (d?.readUInt32LE(0) === DESCRIPTOR) crcFields.push(base + end + 4);
+      else if (d?.readUInt32LE(0) === crc32) crcFields.push(base + end);
     }
     members.push({ name, crc32, size, dataOffset: base + dataStart, crcFields: crcFields.sort((a, b) => a - b) });
     p += 46 + nameLen + extraLen + commentLen;

@@ -62,6 +62,29 @@ function gaps(size: number, taken: [number, number][]): [number, number][] {
 }
 
 /**
+ * The members whose CRC-32 is rewritten, by start, checked: no two share a byte, and no CRC-32
+ * field lies inside a member's bytes (a damaged archive could claim either; writing the CRC-32
+ * would then change bytes the merge wrote).
+ */
+function disjoint(file: string, patches: PlanCrcPatch[]): PlanCrcPatch[] {
+  const unique = [...new Map(patches.map((p) => [`${p.start} ${p.end}`, p])).values()];
+  const spans = [
+    ...unique.map((p) => [p.start, p.end] as const),
+    ...unique.flatMap((p) => p.fields.map((f) => [f, f + 4] as const)),
+  ].sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) {
+    const [a, b] = [spans[i - 1], spans[i]] as [readonly [number, number], readonly [number, number]];
+    if (b[0] < a[1])
+      throw new PmaError(
+        'E_INPUT',
+        `${file}: its zip records overlap (bytes ${a[0]}-${a[1]} and ${b[0]}-${b[1]}): the archives are damaged`,
+        { file },
+      );
+  }
+  return unique.sort((a, b) => a.start - b.start);
+}
+
+/**
  * Lays out a DCP output over the newest checkpoint: `merged` says which of its tensors are
  * averaged. Refuses what a DCP output cannot be: from a newest checkpoint that is not DCP, or in
  * another dtype.
@@ -161,7 +184,7 @@ export async function layoutDcpOutput(
       size: f.size,
       header: null,
       tensors: perFile.get(f.path)?.size ?? 0,
-      crcs: (crcs.get(f.path) ?? []).sort((a, b) => a.start - b.start),
+      crcs: disjoint(f.path, crcs.get(f.path) ?? []),
     });
   }
 

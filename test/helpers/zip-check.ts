@@ -65,7 +65,13 @@ export function zipMembers(a: Buffer): Member[] {
 /** What is wrong with the CRC-32s of the zip archive `a` (empty: every member checks out). */
 export function archiveProblems(a: Buffer, what: string): string[] {
   const problems: string[] = [];
-  for (const m of zipMembers(a)) {
+  let members: Member[];
+  try {
+    members = zipMembers(a);
+  } catch (e) {
+    return [`${what}: not a readable zip archive (${(e as Error).message})`];
+  }
+  for (const m of members) {
     const actual = crc32(m.data) >>> 0;
     for (const r of m.recorded)
       if (r.crc !== actual)

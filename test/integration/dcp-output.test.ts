@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { readDcpMetadata, type DcpItem } from '../../src/dcp/metadata.js';
-import { merge, verify, type MergePlan } from '../../src/index.js';
+import { PmaError, merge, verify, type MergePlan } from '../../src/index.js';
 import { writeSyntheticDcp } from '../../src/synthetic/dcp.js';
 import { encode } from '../../src/synthetic/values.js';
 import { writeSyntheticCheckpoint, type SyntheticTensor } from '../../src/synthetic/writer.js';
@@ -13,7 +13,7 @@ import { pma } from '../helpers/cli.js';
 import { DCP_FIXTURES } from '../helpers/dcp.js';
 import { rejected } from '../helpers/errors.js';
 import { itNeeds } from '../helpers/requires.js';
-import { readSafetensors, SIZE } from '../helpers/safetensors.js';
+import { readSafetensors, rng, SIZE } from '../helpers/safetensors.js';
 import { scratch } from '../helpers/scratch.js';
 import { dcpCrcProblems, zipMembers } from '../helpers/zip-check.js';
 
@@ -150,6 +150,46 @@ describe('a DCP merge written as DCP', () => {
     for (const [name, bytes] of got) expect(loaded[name], name).toBe(bytes.toString('hex'));
     const want = safetensorsOf((await merge({ inputs: AS_SAFETENSORS, out: out() })).out);
     for (const [name, bytes] of want) expect(loaded[name], name).toBe(bytes.toString('hex'));
+  });
+});
+
+describe('DCP windows and damage', () => {
+  it('a token window (--tokens-per-step, --window) selects DCP checkpoints as it does safetensors', async () => {
+    const r = await merge({ inputs: RESHARDED, out: out(), tokensPerStep: '1M', window: '150M' });
+    expect(r.plan.checkpoints.map((c) => [c.step, c.tokens])).toEqual([
+      [200, 200e6],
+      [300, 300e6],
+    ]);
+    expect(r.plan.format).toBe('dcp');
+    expect(await dcpCrcProblems(r.out)).toEqual([]);
+  });
+
+  it('survives random damage to the archives of the newest checkpoint: a merge or a PmaError, never a crash or a hang', async () => {
+    const run = join(tmp, 'fuzz');
+    cpSync(ONE_RANK, run, { recursive: true });
+    const file = join(run, 'step-300', '__0_0.distcp');
+    const original = readFileSync(file);
+    const rand = rng(29);
+    let refused = 0;
+    for (let trial = 0; trial < 80; trial++) {
+      const b = Buffer.from(original);
+      for (let k = 0; k < 1 + Math.floor(rand() * 3); k++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+      writeFileSync(file, b);
+      let merged: string | null = null;
+      try {
+        merged = (await merge({ inputs: run, out: out(), threads: 1 })).out;
+      } catch (e) {
+        expect(e).toBeInstanceOf(PmaError);
+        expect((e as PmaError).code, (e as Error).message).toMatch(/^E_(INPUT|NONFINITE)$/);
+        refused++;
+      }
+      // A merge that went through: every member it rewrote is whole; the rest are as the input's.
+      if (merged) {
+        const before = await dcpCrcProblems(join(run, 'step-300'));
+        for (const p of await dcpCrcProblems(merged)) expect(before, `trial ${trial}`).toContain(p);
+      }
+    }
+    expect(refused).toBeGreaterThan(10);
   });
 });
 
