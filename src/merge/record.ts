@@ -8,6 +8,7 @@ export function provenance(p: MergePlan, engine: Engine, commandLine: string[] |
     tool: 'pma',
     version: VERSION,
     createdAt: new Date().toISOString(),
+    format: p.format,
     method: p.method,
     alpha: p.alpha,
     schedule: p.schedule,

@@ -49,18 +49,6 @@ async function isMegatron(ck: LoadedCheckpoint): Promise<boolean> {
   return found.some((s) => s?.isFile());
 }
 
-/** [start, end) ranges of [0, size) that `taken` (sorted, disjoint) leaves. */
-function gaps(size: number, taken: [number, number][]): [number, number][] {
-  const out: [number, number][] = [];
-  let at = 0;
-  for (const [a, b] of taken) {
-    if (a > at) out.push([at, a]);
-    at = Math.max(at, b);
-  }
-  if (at < size) out.push([at, size]);
-  return out;
-}
-
 /**
  * The members whose CRC-32 is rewritten, by start, checked: no two share a byte, and no CRC-32
  * field lies inside a member's bytes (a damaged archive could claim either; writing the CRC-32
@@ -106,11 +94,12 @@ export async function layoutDcpOutput(
   const prefix = megatron ? `${basename(newest.dir)}/` : '';
   const outName = (file: string) => prefix + relative(newest.dir, file);
 
-  const taken = new Map<string, [number, number][]>(newest.files.map((f) => [f.path, []]));
+  // [start, end, index of the averaged tensor] of each run, by file.
+  const taken = new Map<string, [number, number, number][]>(newest.files.map((f) => [f.path, []]));
   const crcs = new Map<string, PlanCrcPatch[]>(newest.files.map((f) => [f.path, []]));
   const perFile = new Map<string, Set<string>>(newest.files.map((f) => [f.path, new Set()]));
   const tensors: PlanTensor[] = [];
-  const items: TensorSources[] = [];
+  const averaged: TensorSources[] = [];
   let copiedItems = newest.others.length;
   for (const t of newest.contents.tensors) {
     if (!merged(t)) {
@@ -134,7 +123,7 @@ export async function layoutDcpOutput(
       // The newest checkpoint's copy of the run is where it goes.
       const at = r.sources[r.sources.length - 1] as { file: string; offset: number };
       r.out = { file: outName(at.file), offset: at.offset };
-      taken.get(at.file)?.push([at.offset, at.offset + r.count * width]);
+      taken.get(at.file)?.push([at.offset, at.offset + r.count * width, tensors.length]);
       perFile.get(at.file)?.add(t.name);
     }
     for (const c of t.chunks ?? []) {
@@ -154,18 +143,23 @@ export async function layoutDcpOutput(
       offset: first.offset,
       bytes: t.bytes,
     });
-    items.push({ tensor: tensors[tensors.length - 1] as PlanTensor, sources: [], runs });
+    averaged.push({ tensor: tensors[tensors.length - 1] as PlanTensor, sources: [], runs });
   }
 
   // Everything else in the newest's data files is copied: zip records, training state, the rest.
+  // Each range goes with the averaged tensor whose run follows it (or, at a file's end, precedes
+  // it), so that the files are finished front to back as the merge goes and the hashing pass
+  // keeps up with it, rather than waiting for copies cut last.
+  const before = averaged.map((): TensorSources[] => []);
+  const after = averaged.map((): TensorSources[] => []);
+  const rest: TensorSources[] = [];
   const outputs: PlanOutputFile[] = [];
   let copiedBytes = 0;
   for (const f of newest.files) {
     const name = outName(f.path);
-    const ranges = (taken.get(f.path) ?? []).sort((a, b) => a[0] - b[0]);
-    for (const [a, b] of gaps(f.size, ranges)) {
+    const copy = (a: number, b: number): TensorSources => {
       copiedBytes += b - a;
-      items.push({
+      return {
         tensor: {
           name: `${name} [${a}, ${b})`,
           action: 'copy',
@@ -177,8 +171,16 @@ export async function layoutDcpOutput(
           bytes: b - a,
         },
         sources: [{ file: f.path, offset: a }],
-      });
+      };
+    };
+    let at = 0;
+    let last: number | null = null;
+    for (const [a, b, owner] of (taken.get(f.path) ?? []).sort((x, y) => x[0] - y[0])) {
+      if (a > at) before[owner]?.push(copy(at, a));
+      at = Math.max(at, b);
+      last = owner;
     }
+    if (at < f.size) (last === null ? rest : (after[last] as TensorSources[])).push(copy(at, f.size));
     outputs.push({
       name,
       size: f.size,
@@ -187,6 +189,7 @@ export async function layoutDcpOutput(
       crcs: disjoint(f.path, crcs.get(f.path) ?? []),
     });
   }
+  const items = [...averaged.flatMap((t, i) => [...(before[i] ?? []), t, ...(after[i] ?? [])]), ...rest];
 
   // The checkpoint's other files (.metadata, common.pt, metadata.json, ...) are copied as they are.
   const data = new Set(newest.files.map((f) => f.path));

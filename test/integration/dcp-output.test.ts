@@ -1,10 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { readDcpMetadata, type DcpItem } from '../../src/dcp/metadata.js';
+import { metadataPickle, type MetadataItem } from '../../src/dcp/writer.js';
+import type { DType } from '../../src/dtypes.js';
 import { PmaError, merge, verify, type MergePlan } from '../../src/index.js';
 import { writeSyntheticDcp } from '../../src/synthetic/dcp.js';
 import { encode } from '../../src/synthetic/values.js';
@@ -162,6 +164,31 @@ describe('DCP windows and damage', () => {
     ]);
     expect(r.plan.format).toBe('dcp');
     expect(await dcpCrcProblems(r.out)).toEqual([]);
+  });
+
+  it('torch 2.x metadata in the newest checkpoint: kept as it is, byte for byte', async () => {
+    const run = join(tmp, 'two-x');
+    cpSync(RESHARDED, run, { recursive: true });
+    const newest = join(run, 'step-300');
+    const m = await readDcpMetadata(newest);
+    const items: MetadataItem[] = m.items.map((i) =>
+      i.kind === 'bytes'
+        ? { ...i, file: basename(i.file) }
+        : {
+            kind: 'tensor',
+            fqn: i.fqn,
+            dtype: i.dtype as DType,
+            shape: i.shape,
+            chunks: i.chunks.map((c) => ({ ...c, file: basename(c.file) })),
+          },
+    );
+    writeFileSync(join(newest, '.metadata'), metadataPickle(items, 'torch 2.x'));
+    const r = await merge({ inputs: run, out: out() });
+    expect((await readDcpMetadata(r.out)).writer).toBe('torch 2.x');
+    expect(readFileSync(join(r.out, '.metadata')).equals(readFileSync(join(newest, '.metadata')))).toBe(true);
+    const want = safetensorsOf((await merge({ inputs: AS_SAFETENSORS, out: out() })).out);
+    const got = await dcpTensors(r.out);
+    for (const [name, bytes] of want) expect(got.get(name)?.equals(bytes), name).toBe(true);
   });
 
   it('survives random damage to the archives of the newest checkpoint: a merge or a PmaError, never a crash or a hang', async () => {
