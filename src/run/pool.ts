@@ -11,13 +11,13 @@ import type { WorkerReply } from './worker.js';
 /**
  * Worker threads run compiled JavaScript. When pma itself runs from TypeScript sources (the test
  * runner), the workers use the build in dist/, which the tests' global setup compiles first when
- * it is older than src/.
+ * it is older than src/. The file piscina loads is the CommonJS entry (worker-entry.cts says why).
  */
 function workerFile(): string {
   const here = import.meta.url;
   return here.endsWith('.ts')
-    ? join(PACKAGE_ROOT, 'dist', 'run', 'worker.js')
-    : fileURLToPath(new URL('./worker.js', here));
+    ? join(PACKAGE_ROOT, 'dist', 'run', 'worker-entry.cjs')
+    : fileURLToPath(new URL('./worker-entry.cjs', here));
 }
 
 /** The worker threads: each loads the addon once and runs one native call per task. */
