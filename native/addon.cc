@@ -13,6 +13,7 @@
 #include "engine/file_io.h"
 #include "engine/fp_env.h"
 #include "errors.h"
+#include "kernels/crc32.h"
 #include "kernels/kernels.h"
 
 namespace {
@@ -204,6 +205,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
                              Exported<&PmaAddon::MergeBuffers>("mergeBuffers"),
                              Exported<&PmaAddon::CudaInfo>("cudaInfo"),
                              Exported<&PmaAddon::DropCache>("dropCache"),
+                             Exported<&PmaAddon::Crc32>("crc32"),
                              Exported<&PmaAddon::CudaBench>("cudaBench"),
                          });
     exports.Set("cuda", Napi::Boolean::New(env, pma::cuda_built()));
@@ -335,6 +337,17 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
     const pma::File f(as_string(info[0], "path"), false);
     f.drop(as_u64(info[1], "offset"), as_u64(info[2], "length"));
     return info.Env().Undefined();
+  }
+
+  // CRC-32 (zip's, as zlib computes it) of a Uint8Array, continuing from a CRC-32 (0 to start).
+  Napi::Value Crc32(const Napi::CallbackInfo& info) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      bad_arg("bytes", "a Uint8Array");
+    }
+    const Napi::Uint8Array b = info[0].As<Napi::Uint8Array>();
+    const uint64_t crc = as_u64(info[1], "crc");
+    if (crc > 0xffffffffu) bad_arg("crc", "a CRC-32 (0 to 2^32 - 1)");
+    return Napi::Number::New(info.Env(), pma::crc32(uint32_t(crc), b.Data(), b.ElementLength()));
   }
 
   Napi::Value CudaInfo(const Napi::CallbackInfo& info) {

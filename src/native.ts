@@ -144,6 +144,7 @@ interface RawAddon {
   cudaInfo(): CudaInfo;
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
   dropCache(path: string, offset: number, length: number): void;
+  crc32(bytes: Uint8Array, crc: number): number;
 }
 
 export interface Native {
@@ -159,6 +160,8 @@ export interface Native {
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
   /** Drops a byte range of a file from the page cache (a hint). */
   dropCache(path: string, offset: number, length: number): void;
+  /** zip's CRC-32 of `bytes` (zlib's value), continuing from `crc` (0 to start): a DCP output's rewritten members. */
+  crc32(bytes: Uint8Array, crc: number): number;
 }
 
 /** The addon built here (build/), else the prebuild shipped in the npm tarball (found without the install script). */
@@ -233,6 +236,7 @@ export function native(): Native {
     cudaInfo: guarded(() => raw.cudaInfo()),
     cudaBench: guarded((a: CudaBenchArgs) => raw.cudaBench(a)),
     dropCache: guarded((p: string, off: number, len: number) => raw.dropCache(p, off, len)),
+    crc32: guarded((b: Uint8Array, crc: number) => raw.crc32(b, crc)),
   };
   return loaded;
 }

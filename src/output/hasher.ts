@@ -1,7 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
 
 import { PmaError, fsError } from '../errors.js';
 import { native } from '../native.js';
@@ -171,7 +170,7 @@ export class OutputHasher {
       const { bytesRead } = await fh.read(buf, 0, Math.min(READ_BLOCK, c.end - at), at);
       if (bytesRead <= 0)
         throw new PmaError('E_IO', `cannot read back the output ${f.path}: it ends at ${at}`, { file: f.path });
-      crc = crc32(buf.subarray(0, bytesRead), crc);
+      crc = native().crc32(buf.subarray(0, bytesRead), crc);
       at += bytesRead;
     }
     c.crc = crc;
@@ -232,7 +231,7 @@ function passed(crcs: CrcState[], at: number, bytes: Buffer): void {
     const c = crcs[i] as CrcState;
     if (c.start >= b) break;
     if (c.known) continue;
-    c.crc = crc32(bytes.subarray(Math.max(c.start, at) - at, Math.min(c.end, b) - at), c.crc);
+    c.crc = native().crc32(bytes.subarray(Math.max(c.start, at) - at, Math.min(c.end, b) - at), c.crc);
     if (b >= c.end) c.known = true;
   }
 }
