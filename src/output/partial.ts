@@ -81,6 +81,7 @@ async function createOutputFile(path: string, f: MergePlan['outputs'][number]): 
  */
 export class PartialOutput {
   private closed = false;
+  private indexOf: Map<string, number> | null = null;
 
   private constructor(
     readonly dir: string,
@@ -89,6 +90,9 @@ export class PartialOutput {
     private readonly journal: Journal,
     private readonly outputs: FileHandle[],
     private readonly token: string,
+    private readonly plan: MergePlan,
+    /** Output files (by index) written since the journal's last flush. */
+    private readonly dirty: Set<number>,
   ) {}
 
   /**
@@ -227,10 +231,21 @@ export class PartialOutput {
     try {
       const failed = opened.find((r) => r.status === 'rejected');
       if (failed) throw fsError(failed.reason, 'cannot open the output in', dir);
+      // Before each batch of journal lines: fdatasync of the files its chunks wrote, one at a time,
+      // so that a merge writing many files does not hold every libuv thread (the hashing pass
+      // reads through them) with fdatasync at once.
+      const dirty = new Set<number>();
       const journal = await Journal.open(metaPath(dir, 'journal'), dir, async () => {
-        await Promise.all(outputs.map((fh) => fh.datasync()));
+        const files = [...dirty];
+        dirty.clear();
+        try {
+          for (const i of files) await (outputs[i] as FileHandle).datasync();
+        } catch (e) {
+          for (const i of files) dirty.add(i);
+          throw e;
+        }
       });
-      return new PartialOutput(dir, done, journal, outputs, token);
+      return new PartialOutput(dir, done, journal, outputs, token, plan, dirty);
     } catch (e) {
       await Promise.all(outputs.map((fh) => fh.close().catch(() => {})));
       throw e;
@@ -239,7 +254,16 @@ export class PartialOutput {
 
   /** Records chunk i as written; made durable by the next flush (a quarter of a second later at most). */
   chunkDone(i: number, nonfinite: NonFiniteCounts): void {
+    for (const name of this.plan.chunks[i]?.outputs ?? []) {
+      const k = this.outputIndex(name);
+      if (k >= 0) this.dirty.add(k);
+    }
     this.journal.record(i, nonfinite);
+  }
+
+  private outputIndex(name: string): number {
+    this.indexOf ??= new Map(this.plan.outputs.map((f, k) => [f.name, k]));
+    return this.indexOf.get(name) ?? -1;
   }
 
   /**
