@@ -7,6 +7,10 @@ import { native } from '../native.js';
 import { opOutputBytes, type MergePlan, type PlanChunk, type PlanCrcPatch } from '../plan/types.js';
 
 const READ_BLOCK = 8 * 2 ** 20;
+// Files hashed at once: one. Each pass keeps a read in flight in libuv's four threads, which the
+// journal's fdatasync and the final stat of the inputs share; a DCP output of four files hashed
+// at once was measurably slower (docs/performance.md), and one pass keeps up with the merge.
+const MAX_PASSES = 1;
 
 /** A zip member whose CRC-32 is rewritten: its running CRC, and how many of its bytes are still to be written. */
 interface CrcState extends PlanCrcPatch {
@@ -53,6 +57,7 @@ export class OutputHasher {
   private closed = false;
   // Read buffers not in use: at most one per file being hashed at once.
   private readonly spare: Buffer[] = [];
+  private active = 0;
 
   constructor(
     dir: string,
@@ -98,13 +103,17 @@ export class OutputHasher {
   private kick(f: FileState): void {
     if (f.pump || !f.ready.has(f.pos) || this.failure || this.closed) return;
     if (f.waiting && f.waiting.unwritten > 0) return;
+    if (this.active >= MAX_PASSES) return;
+    this.active++;
     f.pump = this.advance(f)
       .catch((e: unknown) => {
         this.failure ??= fsError(e, 'cannot hash the output', f.path);
       })
       .finally(() => {
         f.pump = null;
+        this.active--;
         this.kick(f);
+        for (const g of this.files.values()) this.kick(g);
       });
   }
 
