@@ -254,7 +254,7 @@ export async function planResolved(
   const chunks = cutChunks(parts.items, chunkSize);
 
   const plan: MergePlan = {
-    version: 1,
+    version: 2,
     format,
     method: o.method,
     alpha: o.method === 'ema' ? o.alpha : null,

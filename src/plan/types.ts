@@ -110,7 +110,8 @@ export interface PlanChunk {
 }
 
 export interface MergePlan {
-  version: 1;
+  /** 2: output files may be written whole by the ops (DCP: `header` null, `crcs`), copies name their destination. */
+  version: 2;
   /** The output's format: what --format asked for, else the inputs' (DCP when any input is). */
   format: OutputFormat;
   method: Method;
