@@ -324,8 +324,9 @@ export function unpickle(buf: Uint8Array, o: UnpickleOptions): PyValue {
         push(s, at);
         break;
       }
-      case 0x90: {
-        // ADDITEMS
+      case 0x90: // ADDITEMS
+      case 0x65: {
+        // APPENDS
         const items = popMark(at);
         appendItems(top(at), items, at);
         break;
@@ -334,12 +335,6 @@ export function unpickle(buf: Uint8Array, o: UnpickleOptions): PyValue {
         // APPEND
         const v = pop(at);
         appendItems(top(at), [v], at);
-        break;
-      }
-      case 0x65: {
-        // APPENDS
-        const items = popMark(at);
-        appendItems(top(at), items, at);
         break;
       }
       case 0x73: {

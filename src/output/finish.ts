@@ -5,7 +5,7 @@ import { fsError } from '../errors.js';
 import type { MergePlan } from '../plan/types.js';
 import { PMA_RECORD } from '../checkpoints/pma-output.js';
 import { INDEX_NAME } from '../safetensors/shard-index.js';
-import { exists, fsyncPath, makeDirs } from '../util/fs.js';
+import { exists, fsyncPath, fsyncSubdirs, makeDirs } from '../util/fs.js';
 
 /**
  * Writes the index, companion files and pma.json (with the SHA-256 of every other file: the
@@ -51,7 +51,7 @@ export async function finishOutput(
     );
     await Promise.all(names.map((n) => fsyncPath(join(dir, n))));
     await fsyncPath(join(dir, PMA_RECORD));
-    for (const sub of new Set(names.map((n) => dirname(n)).filter((d) => d !== '.'))) await fsyncPath(join(dir, sub));
+    await fsyncSubdirs(dir, names);
     await fsyncPath(dir);
     if (force && (await exists(target))) {
       const old = `${dir}.old`;

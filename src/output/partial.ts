@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
 import type { MergePlan } from '../plan/types.js';
-import { exists, fsyncPath, makeDirs } from '../util/fs.js';
+import { exists, fsyncPath, fsyncSubdirs, makeDirs } from '../util/fs.js';
 import { acquireLock, isAlive, lockHeldLive, lockToken, releaseLock } from '../util/lock.js';
 import { Journal, type NonFiniteCounts } from './journal.js';
 import type { InputStamp } from './stamps.js';
@@ -81,7 +81,6 @@ async function createOutputFile(path: string, f: MergePlan['outputs'][number]): 
  */
 export class PartialOutput {
   private closed = false;
-  private indexOf: Map<string, number> | null = null;
 
   private constructor(
     readonly dir: string,
@@ -91,6 +90,8 @@ export class PartialOutput {
     private readonly outputs: FileHandle[],
     private readonly token: string,
     private readonly plan: MergePlan,
+    /** Output file name -> its index in plan.outputs (and in `outputs`). */
+    private readonly outputIndex: ReadonlyMap<string, number>,
     /** Output files (by index) written since the journal's last flush. */
     private readonly dirty: Set<number>,
   ) {}
@@ -172,8 +173,10 @@ export class PartialOutput {
       await makeDirs(join(tmp, META_DIR));
       await acquireLock(metaPath(tmp, 'lock'), token, tmp, 'pma merge');
       for (const f of plan.outputs) await createOutputFile(join(tmp, f.name), f);
-      for (const sub of new Set(plan.outputs.map((f) => dirname(f.name)).filter((d) => d !== '.')))
-        await fsyncPath(join(tmp, sub));
+      await fsyncSubdirs(
+        tmp,
+        plan.outputs.map((f) => f.name),
+      );
       await writeState(metaPath(tmp, 'state.json'), newState(plan, stamps));
       await fsyncPath(join(tmp, META_DIR));
       await fsyncPath(tmp);
@@ -245,7 +248,8 @@ export class PartialOutput {
           throw e;
         }
       });
-      return new PartialOutput(dir, done, journal, outputs, token, plan, dirty);
+      const index = new Map(plan.outputs.map((f, k) => [f.name, k]));
+      return new PartialOutput(dir, done, journal, outputs, token, plan, index, dirty);
     } catch (e) {
       await Promise.all(outputs.map((fh) => fh.close().catch(() => {})));
       throw e;
@@ -255,15 +259,10 @@ export class PartialOutput {
   /** Records chunk i as written; made durable by the next flush (a quarter of a second later at most). */
   chunkDone(i: number, nonfinite: NonFiniteCounts): void {
     for (const name of this.plan.chunks[i]?.outputs ?? []) {
-      const k = this.outputIndex(name);
-      if (k >= 0) this.dirty.add(k);
+      const k = this.outputIndex.get(name);
+      if (k !== undefined) this.dirty.add(k);
     }
     this.journal.record(i, nonfinite);
-  }
-
-  private outputIndex(name: string): number {
-    this.indexOf ??= new Map(this.plan.outputs.map((f, k) => [f.name, k]));
-    return this.indexOf.get(name) ?? -1;
   }
 
   /**

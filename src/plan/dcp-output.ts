@@ -2,13 +2,13 @@ import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
 
 import { MEGATRON_LATEST } from '../checkpoints/discover.js';
-import { locate, type LayoutTensor, type LoadedCheckpoint, type LocatedChunk } from '../checkpoints/load.js';
+import type { LayoutTensor, LoadedCheckpoint } from '../checkpoints/load.js';
 import { PMA_RECORD } from '../checkpoints/pma-output.js';
 import { DTYPE_BITS, outputDtypeFor, type FloatDType } from '../dtypes.js';
 import { PmaError, fsError } from '../errors.js';
 import type { TensorSources } from './chunks.js';
 import type { ResolvedPlanOptions } from './options.js';
-import { tensorRuns } from './runs.js';
+import { runsAcross } from './runs.js';
 import type { PlanCopyFile, PlanCrcPatch, PlanOutputFile, PlanTensor } from './types.js';
 
 /**
@@ -97,7 +97,6 @@ export async function layoutDcpOutput(
   // [start, end, index of the averaged tensor] of each run, by file.
   const taken = new Map<string, [number, number, number][]>(newest.files.map((f) => [f.path, []]));
   const crcs = new Map<string, PlanCrcPatch[]>(newest.files.map((f) => [f.path, []]));
-  const perFile = new Map<string, Set<string>>(newest.files.map((f) => [f.path, new Set()]));
   const tensors: PlanTensor[] = [];
   const averaged: TensorSources[] = [];
   let copiedItems = newest.others.length;
@@ -112,19 +111,13 @@ export async function layoutDcpOutput(
         `a DCP output keeps every tensor as the newest checkpoint stores it (${t.name}: ${t.dtype}), so it cannot be written in ${o.dtype}: pass --format safetensors for the average in another dtype`,
         { option: 'dtype', file: newest.path, tensor: t.name },
       );
-    const layouts = cks.map((c) => c.contents.byName.get(t.name) as LayoutTensor);
-    const pieces = layouts.map(
-      (l, i): LocatedChunk[] =>
-        l.chunks ?? [{ offsets: t.shape.map(() => 0), sizes: t.shape, ...locate(cks[i] as LoadedCheckpoint, l) }],
-    );
     const width = DTYPE_BITS[t.dtype] / 8;
-    const runs = tensorRuns(t.shape, pieces, width);
+    const runs = runsAcross(t.name, t.shape, t.dtype, cks);
     for (const r of runs) {
       // The newest checkpoint's copy of the run is where it goes.
       const at = r.sources[r.sources.length - 1] as { file: string; offset: number };
       r.out = { file: outName(at.file), offset: at.offset };
       taken.get(at.file)?.push([at.offset, at.offset + r.count * width, tensors.length]);
-      perFile.get(at.file)?.add(t.name);
     }
     for (const c of t.chunks ?? []) {
       if (c.member)
@@ -185,7 +178,7 @@ export async function layoutDcpOutput(
       name,
       size: f.size,
       header: null,
-      tensors: perFile.get(f.path)?.size ?? 0,
+      tensors: new Set((taken.get(f.path) ?? []).map((r) => r[2])).size,
       crcs: disjoint(f.path, crcs.get(f.path) ?? []),
     });
   }

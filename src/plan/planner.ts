@@ -30,7 +30,7 @@ import { cutChunks, type TensorSources } from './chunks.js';
 import { layoutDcpOutput } from './dcp-output.js';
 import { chunkSizeFor, resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from './options.js';
 import type { MergePlan, PlanOutputFile, PlanTensor } from './types.js';
-import { tensorRuns } from './runs.js';
+import { runsAcross } from './runs.js';
 import { computeWeights } from './weights.js';
 
 export interface PlanResult {
@@ -329,11 +329,7 @@ async function safetensorsParts(
       };
     }
     // A tensor in DCP chunks (in any checkpoint): mapped onto runs across every layout.
-    const pieces = layouts.map(
-      (l, i) =>
-        l.chunks ?? [{ offsets: t.shape.map(() => 0), sizes: t.shape, ...locate(inputs[i] as LoadedCheckpoint, l) }],
-    );
-    return { tensor: t, sources: [], runs: tensorRuns(t.shape, pieces, DTYPE_BITS[t.inDtype] / 8) };
+    return { tensor: t, sources: [], runs: runsAcross(t.name, t.shape, t.inDtype, inputs) };
   });
   return {
     outputs,

@@ -1,4 +1,6 @@
 import type { LocatedChunk } from '../checkpoints/contents.js';
+import { locate, type LayoutTensor, type LoadedCheckpoint } from '../checkpoints/load.js';
+import { DTYPE_BITS, type DType } from '../dtypes.js';
 
 /**
  * A stretch of a tensor that is contiguous everywhere it lives: `count` elements from element
@@ -118,4 +120,16 @@ export function tensorRuns(shape: number[], perCheckpoint: LocatedChunk[][], wid
     else joined.push({ ...r, sources: [...r.sources] });
   }
   return joined;
+}
+
+/**
+ * The runs of tensor `name` across `cks` (oldest first), where at least one stores it in DCP
+ * chunks; a checkpoint that stores it whole counts as one chunk of the whole tensor.
+ */
+export function runsAcross(name: string, shape: number[], dtype: DType, cks: LoadedCheckpoint[]): Run[] {
+  const pieces = cks.map((c): LocatedChunk[] => {
+    const l = c.contents.byName.get(name) as LayoutTensor;
+    return l.chunks ?? [{ offsets: shape.map(() => 0), sizes: shape, ...locate(c, l) }];
+  });
+  return tensorRuns(shape, pieces, DTYPE_BITS[dtype] / 8);
 }

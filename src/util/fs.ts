@@ -19,6 +19,11 @@ export async function fsyncPath(p: string): Promise<void> {
   }
 }
 
+/** fsync of every subdirectory of `dir` that `names` (paths relative to it) lie in, so that their entries last. */
+export async function fsyncSubdirs(dir: string, names: string[]): Promise<void> {
+  for (const sub of new Set(names.map((n) => dirname(n)).filter((d) => d !== '.'))) await fsyncPath(join(dir, sub));
+}
+
 /** The real path of p, resolving symlinks in whatever part of it exists. */
 export async function realish(p: string): Promise<string> {
   const abs = resolve(p);
