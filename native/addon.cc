@@ -98,30 +98,74 @@ void read_weights(const Napi::Object& o, std::vector<float>& w32, std::vector<do
   }
 }
 
+pma::Fp8 parse_fp8(const std::string& s) {
+  if (s == "F8_E4M3") return pma::Fp8::E4M3;
+  if (s == "F8_E5M2") return pma::Fp8::E5M2;
+  throw pma::EngineError(pma::kCodeInternal, "native: no FP8 arithmetic for dtype " + s);
+}
+
+std::vector<pma::InputRange> parse_ranges(const Napi::Object& o, const char* key) {
+  const Napi::Array a = get_array(o, key);
+  std::vector<pma::InputRange> out(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    const Napi::Object r = as_object(a.Get(k), key);
+    out[k].file = uint32_t(get_u64(r, "file"));
+    out[k].offset = get_u64(r, "offset");
+  }
+  return out;
+}
+
+// The band of an 'fp8' op (src/plan/types.ts PlanFp8Op).
+void parse_fp8_band(const Napi::Object& o, pma::Op& op) {
+  pma::Fp8Band& b = op.fp8;
+  b.in = parse_fp8(get_string(o, "inDtype"));
+  const std::string out = get_string(o, "outDtype");
+  b.requantise = out.rfind("F8_", 0) == 0;
+  if (b.requantise && parse_fp8(out) != b.in) bad_arg("outDtype", "the input's FP8 format or a float dtype");
+  if (!b.requantise) op.out = parse_dtype(out);
+  b.rows = get_u64(o, "rows");
+  b.cols = get_u64(o, "cols");
+  b.row0 = get_u64(o, "row0");
+  b.block_rows = get_u64(o, "blockRows");
+  b.block_cols = get_u64(o, "blockCols");
+  const Napi::Value scale = o.Get("scale");
+  b.scaled = !scale.IsNull();
+  if (!b.scaled) return;
+  const Napi::Object sc = as_object(scale, "scale");
+  b.scale = parse_dtype(get_string(sc, "dtype"));
+  b.scales = parse_ranges(sc, "inputs");
+  const Napi::Value at = sc.Get("out");
+  if (b.requantise) {
+    const Napi::Object dst = as_object(at, "scale.out");
+    b.scale_out_file = uint32_t(get_u64(dst, "file"));
+    b.scale_out_offset = get_u64(dst, "offset");
+  }
+}
+
 std::vector<pma::Op> parse_ops(const Napi::Object& t) {
   const Napi::Array ops = get_array(t, "ops");
   std::vector<pma::Op> out(ops.Length());
   for (uint32_t i = 0; i < ops.Length(); ++i) {
     const Napi::Object o = as_object(ops.Get(i), "ops");
     pma::Op& op = out[i];
-    op.copy = get_string(o, "kind") == "copy";
+    const std::string kind = get_string(o, "kind");
     op.tensor = get_string(o, "tensor");
     op.out_file = uint32_t(get_u64(o, "outFile"));
     op.out_offset = get_u64(o, "outOffset");
-    if (op.copy) {
+    if (kind == "copy") {
+      op.kind = pma::OpKind::Copy;
       op.bytes = get_u64(o, "bytes");
-    } else {
+    } else if (kind == "fp8") {
+      op.kind = pma::OpKind::Fp8;
+      parse_fp8_band(o, op);
+    } else if (kind == "merge") {
       op.in = parse_dtype(get_string(o, "inDtype"));
       op.out = parse_dtype(get_string(o, "outDtype"));
       op.count = get_u64(o, "count");
+    } else {
+      bad_arg("kind", "'merge', 'copy' or 'fp8'");
     }
-    const Napi::Array ins = get_array(o, "inputs");
-    op.inputs.resize(ins.Length());
-    for (uint32_t k = 0; k < ins.Length(); ++k) {
-      const Napi::Object r = as_object(ins.Get(k), "inputs");
-      op.inputs[k].file = uint32_t(get_u64(r, "file"));
-      op.inputs[k].offset = get_u64(r, "offset");
-    }
+    op.inputs = parse_ranges(o, "inputs");
   }
   return out;
 }

@@ -24,7 +24,7 @@ npx tsc -p tsconfig.json
 node dist/cli/main.js devices
 
 step "GPU tests (and the CPU kernel and device tests beside them)"
-npx vitest run test/gpu test/native test/integration/devices.test.ts --reporter=verbose 2>&1 | grep -v '^\s*$' | tail -60
+npx vitest run test/gpu test/native test/integration/devices.test.ts test/integration/fp8-golden.test.ts --reporter=verbose 2>&1 | grep -v '^\s*$' | tail -60
 node -e 'const g=require("./build/Release/pma.node").cudaInfo().devices.filter(d=>d.usable); if(!g.length){console.error("no usable GPU: the GPU tests above were skipped"); process.exit(3)}'
 
 step "benchmark"

@@ -4,7 +4,7 @@
 export { merge, plan, type MergeResult } from './merge/merge.js';
 export type { MergeOptions } from './merge/options.js';
 export { NONFINITE_MODES, type NonFiniteFinding, type NonFiniteMode } from './merge/nonfinite.js';
-export { inspect, type InspectResult, type InspectedCheckpoint } from './inspect.js';
+export { inspect, type InspectResult, type InspectedCheckpoint, type InspectedQuantization } from './inspect.js';
 export { verify, type VerifyResult, type VerifiedFile } from './verify.js';
 export {
   PmaError,
@@ -23,14 +23,17 @@ export type {
   PlanChunk,
   PlanCheckpoint,
   PlanCopyOp,
+  PlanFp8Op,
   PlanInputRange,
   PlanMergeOp,
   PlanOp,
   PlanCopyFile,
   PlanCrcPatch,
   PlanOutputFile,
+  PlanQuantization,
   PlanTensor,
 } from './plan/types.js';
+export { FP8_DTYPES, type Fp8DType, type Fp8Scaling } from './checkpoints/quantization.js';
 export {
   computeWeights,
   decayCurve,

@@ -1,5 +1,6 @@
 import { discover } from './checkpoints/discover.js';
 import { LoadCache, checkConsistent, loadCheckpoint } from './checkpoints/load.js';
+import { readQuantization, type Fp8Scaling } from './checkpoints/quantization.js';
 import type { DType } from './dtypes.js';
 import { PmaError } from './errors.js';
 import { stringList } from './validate.js';
@@ -29,8 +30,29 @@ export interface InspectResult {
   tensors: { name: string; dtype: DType; shape: number[]; bytes: number }[];
   /** null when every checkpoint holds the same tensors; otherwise the first disagreement. */
   mismatch: string | null;
-  /** No checkpoint has a problem and they all agree: what a merge of them needs. */
+  /** The newest checkpoint's quantization; null when it is not quantized. */
+  quantization: InspectedQuantization | null;
+  /**
+   * No checkpoint has a problem, they all agree, and no quantization pma cannot average is found:
+   * what a merge of them needs (without --copy-quantized).
+   */
   ok: boolean;
+}
+
+export interface InspectedQuantization {
+  /** config.json's quantization_config.quant_method, or null. */
+  method: string | null;
+  /** FP8 tensors pma averages, with the scale tensor each is paired with and its block. */
+  fp8: {
+    name: string;
+    dtype: string;
+    scale: string | null;
+    scaleDtype: string | null;
+    scaling: Fp8Scaling;
+    block: [number, number];
+  }[];
+  /** A scheme pma cannot average: a merge is refused unless --copy-quantized. */
+  unknown: { scheme: string; why: string; tensors: string[] } | null;
 }
 
 // Codes of a checkpoint whose headers cannot be read: reported on it, the others still listed.
@@ -73,11 +95,28 @@ export async function inspect(paths: string | string[]): Promise<InspectResult> 
   }
   const newest = loaded[loaded.length - 1];
   const byPath = new Map(loaded.map((c) => [c.path, c]));
+  const q = newest ? await readQuantization(newest) : null;
+  const quantization: InspectedQuantization | null =
+    q && (q.method !== null || q.fp8.size > 0 || q.unknown)
+      ? {
+          method: q.method,
+          fp8: [...q.fp8.values()].map((f) => ({
+            name: f.name,
+            dtype: f.dtype,
+            scale: f.scale,
+            scaleDtype: f.scaleDtype,
+            scaling: f.scaling,
+            block: [f.blockRows, f.blockCols],
+          })),
+          unknown: q.unknown,
+        }
+      : null;
   return {
     source: found.source,
     skipped: found.skipped,
     mismatch,
-    ok: mismatch === null && problems.size === 0,
+    quantization,
+    ok: mismatch === null && problems.size === 0 && !quantization?.unknown,
     checkpoints: found.checkpoints.map((ref) => {
       const c = byPath.get(ref.path);
       const dtypes: Partial<Record<DType, number>> = {};

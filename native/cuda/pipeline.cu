@@ -128,9 +128,10 @@ std::vector<Piece> cut_pieces(const ChunkSpec& spec, size_t slot_bytes) {
   std::vector<Piece> pieces;
   for (size_t i = 0; i < spec.ops.size(); ++i) {
     const Op& op = spec.ops[i];
-    const uint64_t total = op.copy ? op.bytes : op.count;
-    const uint64_t step = op.copy ? slot_bytes : piece_elems(op, slot_bytes);
-    if (step < (op.copy ? 1 : kMinElems) && total > step) {
+    if (op.kind == OpKind::Fp8) continue;  // run on the host (run_chunk_cuda)
+    const uint64_t total = op.copy() ? op.bytes : op.count;
+    const uint64_t step = op.copy() ? slot_bytes : piece_elems(op, slot_bytes);
+    if (step < (op.copy() ? 1 : kMinElems) && total > step) {
       const size_t need = kSlots * (kMinElems * (op.inputs.size() * dtype_size(op.in) + dtype_size(op.out)) +
                                     (op.inputs.size() + 1) * kAlign);
       throw EngineError(kCodeNoMem,
@@ -223,8 +224,8 @@ void write_pieces(const ChunkSpec& spec, Ring& ring, Handoff& h, AlignedBuffer& 
     while (h.pop(q)) {
       const Op& op = spec.ops[q.piece.op];
       const Slot& s = ring.slots[q.slot];
-      if (!op.copy) cuda_check(cudaEventSynchronize(s.done), ring.device, "merging", op.tensor);
-      const size_t os = op.copy ? 1 : dtype_size(op.out);
+      if (!op.copy()) cuda_check(cudaEventSynchronize(s.done), ring.device, "merging", op.tensor);
+      const size_t os = op.copy() ? 1 : dtype_size(op.out);
       writer.write(op.out_file, op.out_offset + q.piece.first * os, s.host + q.out_at, size_t(q.piece.count * os),
                    op.tensor);
       if (q.piece.last) writer.completed(op.out_file, op.out_offset, out_bytes(op), op.tensor);
@@ -232,7 +233,9 @@ void write_pieces(const ChunkSpec& spec, Ring& ring, Handoff& h, AlignedBuffer& 
     }
     writer.flush();
     if (spec.drop_cache) {
-      for (const Op& op : spec.ops) out.get(op.out_file).flush_and_drop(op.out_offset, out_bytes(op), op.tensor);
+      for (const Op& op : spec.ops) {
+        if (op.kind != OpKind::Fp8) out.get(op.out_file).flush_and_drop(op.out_offset, out_bytes(op), op.tensor);
+      }
     }
   } catch (...) {
     h.fail(std::current_exception());
@@ -245,7 +248,7 @@ uint64_t stage_piece(const ChunkSpec& spec, Ring& ring, FileTable& in, int s, co
   const Op& op = spec.ops[p.op];
   Slot& slot = ring.slots[s];
   q = Queued{s, p, 0};
-  if (op.copy) {
+  if (op.copy()) {
     in.get(op.inputs[0].file).read_at(slot.host, size_t(p.count), op.inputs[0].offset + p.first, op.tensor);
     return p.count;
   }
@@ -285,6 +288,7 @@ uint64_t stage_piece(const ChunkSpec& spec, Ring& ring, FileTable& in, int s, co
 struct GpuState {
   std::vector<std::unique_ptr<Ring>> rings;
   AlignedBuffer direct;
+  Scratch host;  // the CPU engine's buffers, for the FP8 bands
 
   Ring& ring(int device) {
     for (auto& r : rings) {
@@ -312,6 +316,10 @@ ChunkStats run_chunk_cuda(const ChunkSpec& spec, GpuState& state) {
   const std::vector<Piece> pieces = cut_pieces(spec, slot_bytes);
 
   ChunkStats st;
+  // FP8 bands run on the host with the CPU engine's code (docs/gpu.md): the same bytes as every
+  // CPU kernel, before the GPU pieces, which write other ranges.
+  run_ops_on_cpu(
+      spec, state.host, [](const Op& op) { return op.kind == OpKind::Fp8; }, st);
   Handoff h;
   std::thread writer(write_pieces, std::cref(spec), std::ref(ring), std::ref(h), std::ref(state.direct));
   std::exception_ptr reader_error;
@@ -325,7 +333,7 @@ ChunkStats run_chunk_cuda(const ChunkSpec& spec, GpuState& state) {
       st.bytes_read += stage_piece(spec, ring, in, s, pieces[i], q, st);
       h.push(q);
       const Op& op = spec.ops[pieces[i].op];
-      st.bytes_written += pieces[i].count * (op.copy ? 1 : dtype_size(op.out));
+      st.bytes_written += pieces[i].count * (op.copy() ? 1 : dtype_size(op.out));
       if (spec.drop_cache && pieces[i].last) {
         for (const InputRange& r : op.inputs) in.get(r.file).drop(r.offset, in_bytes(op));
       }

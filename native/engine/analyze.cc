@@ -57,6 +57,8 @@ inline void widen(const uint8_t* raw, size_t m, const double* minus, double* out
 // Block buffers of one chunk, reused from op to op.
 struct Buffers {
   std::vector<uint8_t> raw;
+  std::vector<float> f32;                  // an FP8 block, dequantised
+  std::vector<std::vector<float>> scales;  // an FP8 band's scales, per checkpoint
   std::vector<double> x0, xn;
   std::vector<std::vector<double>> e;
 };
@@ -67,7 +69,7 @@ void check_analyze_ops(const ChunkReads& chunk) {
   size_t checkpoints = 0;
   for (const Op& op : chunk.ops) {
     const size_t n = op.inputs.size();
-    if (op.copy) {
+    if (op.copy()) {
       if (n != 1) {
         throw EngineError(kCodeInternal, "tensor " + op.tensor + ": a copy needs exactly one input", {}, op.tensor);
       }
@@ -95,26 +97,54 @@ EngineError out_of_memory_analysing(const Op& op) {
                      op.tensor);
 }
 
+// The FP8 band's scales of every checkpoint, read once per op.
+void load_scales(const Op& op, ReadAhead& in, Buffers& b) {
+  if (b.scales.size() < op.inputs.size()) b.scales.resize(op.inputs.size());
+  for (size_t k = 0; k < op.inputs.size(); ++k) {
+    b.scales[k].resize(op.fp8.scaled ? size_t(op.fp8.scale_count()) : 1);
+    fp8_load_scales(op, k, in, b.raw, b.scales[k].data());
+  }
+}
+
+// Elements [done, done + m) of checkpoint k as float64, less `minus` when given: FP8 dequantised
+// with its block scales, as the merge averages it.
+void read_f64(const Op& op, size_t k, uint64_t done, size_t m, ReadAhead& in, Buffers& b, const double* minus,
+              double* out) {
+  if (op.kind != OpKind::Fp8) {
+    const size_t is = dtype_size(op.in);
+    in.read(op.inputs[k].file, b.raw.data(), m * is, op.inputs[k].offset + done * is, op.tensor);
+    return to_f64(b.raw.data(), op.in, m, minus, out);
+  }
+  in.read(op.inputs[k].file, b.raw.data(), m, op.inputs[k].offset + done, op.tensor);
+  fp8_dequantise_block(op, done, m, b.scales[k].data(), b.raw.data(), b.f32.data());
+  to_f64(reinterpret_cast<const uint8_t*>(b.f32.data()), DType::F32, m, minus, out);
+}
+
 void analyze_op(const int32_t* cancel, const Op& op, ReadAhead& in, Buffers& b, OpMoments& r) {
   const size_t n = op.inputs.size();  // >= 2 (check_analyze_ops)
-  const size_t is = dtype_size(op.in);
+  const uint64_t count = op.kind == OpKind::Fp8 ? op.fp8.elements() : op.count;
   r.gram.assign((n - 1) * n / 2, 0.0);
   r.cross.assign(n - 1, 0.0);
-  r.count = op.count;
+  r.count = count;
   maybe_fail_alloc(op.tensor);
+  if (op.kind == OpKind::Fp8) load_scales(op, in, b);
   if (b.raw.size() < kBlock * 8) b.raw.resize(kBlock * 8);
+  b.f32.resize(kBlock);
   b.x0.resize(kBlock);
   b.xn.resize(kBlock);
   if (b.e.size() < n) b.e.resize(n);
   for (size_t k = 1; k < n; ++k) b.e[k].resize(kBlock);
-  for (uint64_t done = 0; done < op.count;) {
+  for (uint64_t done = 0; done < count;) {
     check_cancel(cancel, op);
-    const size_t m = size_t(std::min<uint64_t>(kBlock, op.count - done));
+    const size_t m = size_t(std::min<uint64_t>(kBlock, count - done));
     for (size_t k = 0; k < n; ++k) {
-      in.read(op.inputs[k].file, b.raw.data(), m * is, op.inputs[k].offset + done * is, op.tensor);
-      if (k == 0) to_f64(b.raw.data(), op.in, m, nullptr, b.x0.data());
-      else to_f64(b.raw.data(), op.in, m, b.x0.data(), b.e[k].data());
-      if (k == n - 1) to_f64(b.raw.data(), op.in, m, nullptr, b.xn.data());
+      read_f64(op, k, done, m, in, b, k == 0 ? nullptr : b.x0.data(), k == 0 ? b.x0.data() : b.e[k].data());
+      // The newest, whole, from the block just read (FP8: as dequantised).
+      if (k == n - 1) {
+        if (op.kind == OpKind::Fp8)
+          to_f64(reinterpret_cast<const uint8_t*>(b.f32.data()), DType::F32, m, nullptr, b.xn.data());
+        else to_f64(b.raw.data(), op.in, m, nullptr, b.xn.data());
+      }
     }
     r.newest_sq += dot(b.xn.data(), b.xn.data(), m);
     size_t at = 0;
@@ -136,7 +166,7 @@ std::vector<OpMoments> analyze_chunk(const ChunkReads& chunk) {
   std::vector<OpMoments> out(chunk.ops.size());
   for (size_t i = 0; i < chunk.ops.size(); ++i) {
     const Op& op = chunk.ops[i];
-    if (op.copy) continue;
+    if (op.copy()) continue;
     try {
       analyze_op(chunk.cancel, op, in, buffers, out[i]);
     } catch (const std::bad_alloc&) {

@@ -188,6 +188,18 @@ uint64_t scan(const uint8_t* p, size_t n, U mask) {
   return scan_base(p, n, mask);
 }
 
+// An FP8 band the engine can run: a planner bug otherwise, never user input.
+void check_fp8(const ChunkSpec& spec, const Op& op) {
+  const Fp8Band& b = op.fp8;
+  const char* why = nullptr;
+  if (b.cols == 0 || b.block_rows == 0 || b.block_cols == 0) why = "an FP8 band needs columns and a block size";
+  else if (b.scaled && b.scales.size() != op.inputs.size()) why = "an FP8 band needs one scale range per input";
+  else if (b.requantise && b.scaled && (b.row0 % b.block_rows != 0))
+    why = "a requantised FP8 band must start on a block row";
+  else if (spec.acc_f64) why = "FP8 bands accumulate in f32 only";
+  if (why != nullptr) throw EngineError(kCodeInternal, "tensor " + op.tensor + ": " + why, {}, op.tensor);
+}
+
 }  // namespace
 
 uint64_t count_nonfinite(const uint8_t* p, DType t, size_t n) {
@@ -226,35 +238,37 @@ EngineError out_of_memory(const ChunkSpec& spec, const Op& op) {
 
 void check_ops(const ChunkSpec& spec) {
   for (const Op& op : spec.ops) {
-    if (!op.copy && op.inputs.size() != spec.w32.size()) {
+    if (!op.copy() && op.inputs.size() != spec.w32.size()) {
       throw EngineError(kCodeInternal,
                         "tensor " + op.tensor + ": " + std::to_string(op.inputs.size()) + " inputs for " +
                             std::to_string(spec.w32.size()) + " weights",
                         {}, op.tensor);
     }
-    if (op.copy && op.inputs.size() != 1) {
+    if (op.copy() && op.inputs.size() != 1) {
       throw EngineError(kCodeInternal, "tensor " + op.tensor + ": a copy needs exactly one input", {}, op.tensor);
     }
+    if (op.kind == OpKind::Fp8) check_fp8(spec, op);
   }
 }
 
-ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
+void run_ops_on_cpu(const ChunkSpec& spec, Scratch& scratch, bool (*pick)(const Op&), ChunkStats& st) {
   FpEnvGuard fp;
   FileTable in(spec.inputs, false);
   ReadAhead reader(in);
   FileTable out(spec.outputs, true);
   OutputWriter writer(out, spec.direct_write, scratch.direct);
-  ChunkStats st;
   check_ops(spec);
   for (uint32_t i = 0; i < spec.ops.size(); ++i) {
     const Op& op = spec.ops[i];
+    if (!pick(op)) continue;
     try {
-      if (op.copy) {
-        copy_op(spec, op, reader, writer, scratch, st);
-      } else if (spec.io == IoMode::Mmap) {
-        merge_mmap(spec, i, op, in, writer, scratch, st);
-      } else {
-        merge_pread(spec, i, op, reader, writer, scratch, st);
+      switch (op.kind) {
+        case OpKind::Copy: copy_op(spec, op, reader, writer, scratch, st); break;
+        case OpKind::Fp8: fp8_op(spec, i, op, reader, writer, scratch, st); break;
+        case OpKind::Merge:
+          if (spec.io == IoMode::Mmap) merge_mmap(spec, i, op, in, writer, scratch, st);
+          else merge_pread(spec, i, op, reader, writer, scratch, st);
+          break;
       }
     } catch (const std::bad_alloc&) {
       throw out_of_memory(spec, op);
@@ -269,9 +283,19 @@ ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
   // wait is short and the disk stayed busy while the chunk computed.
   if (spec.drop_cache) {
     for (const Op& op : spec.ops) {
+      if (!pick(op)) continue;
       out.get(op.out_file).flush_and_drop(op.out_offset, out_bytes(op), op.tensor);
+      if (fp8_scale_out_bytes(op) > 0) {
+        out.get(op.fp8.scale_out_file).flush_and_drop(op.fp8.scale_out_offset, fp8_scale_out_bytes(op), op.tensor);
+      }
     }
   }
+}
+
+ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch) {
+  ChunkStats st;
+  run_ops_on_cpu(
+      spec, scratch, [](const Op&) { return true; }, st);
   return st;
 }
 

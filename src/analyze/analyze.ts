@@ -70,7 +70,7 @@ export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
         run: (c, _, cancel) => pool.analyze({ inputs: c.inputs, ops: c.ops, cancel }),
         done: (i, moments) => {
           for (const [k, op] of (plan.chunks[i] as (typeof plan.chunks)[number]).ops.entries()) {
-            if (op.kind !== 'merge') continue;
+            if (op.kind === 'copy') continue;
             let t = byTensor.get(op.tensor);
             if (!t) byTensor.set(op.tensor, (t = emptyMoments(n)));
             addMoments(t, moments[k] as NonNullable<(typeof moments)[number]>);

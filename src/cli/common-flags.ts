@@ -66,6 +66,17 @@ export const SELECTION_FLAGS: Flag[] = [
       '(model_type, architectures); other differences only warn',
     ],
   },
+  {
+    name: 'copy-quantized',
+    type: 'boolean',
+    option: 'copyQuantized',
+    help: [
+      'checkpoints quantized with a scheme pma cannot average (GPTQ,',
+      'AWQ, bitsandbytes, ...) are refused; this copies their quantized',
+      'tensors from the newest and averages the rest (FP8 with block,',
+      'channel or tensor scales is averaged)',
+    ],
+  },
 ];
 
 export const SELECTION_TITLE = 'Selection (applied in this order: steps, tokens, --every, --last)';
@@ -118,7 +129,10 @@ export const DTYPE_FLAGS: Flag[] = [
     type: 'string',
     option: 'dtype',
     value: 'D',
-    help: 'dtype of averaged tensors: keep (default), bf16, f16, f32',
+    help: [
+      'dtype of averaged tensors: keep (default), bf16, f16, f32; FP8',
+      'kept is requantised with new block scales, else dequantised',
+    ],
   },
   {
     name: 'accumulate',

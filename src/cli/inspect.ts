@@ -1,4 +1,4 @@
-import { inspect, type InspectedCheckpoint } from '../inspect.js';
+import { inspect, type InspectResult, type InspectedCheckpoint } from '../inspect.js';
 import type { Command } from './command.js';
 import { JSON_FLAG } from './common-flags.js';
 import type { CommandSpec } from './flags.js';
@@ -30,6 +30,33 @@ refuse them).`,
 
 const files = (c: InspectedCheckpoint) =>
   c.layout === 'dcp' ? `DCP, ${c.files} file(s)` : c.layout === 'sharded' ? `${c.files} shards` : '1 file';
+
+type Fp8Entry = NonNullable<InspectResult['quantization']>['fp8'][number];
+
+/** "scale x_scale_inv F32, 128x128 blocks": how an FP8 tensor is scaled. */
+function fp8Pairing(f: Fp8Entry): string {
+  if (f.scale === null) return 'no scale (scale 1)';
+  const how =
+    f.scaling === 'block' ? `${f.block[0]}x${f.block[1]} blocks` : f.scaling === 'channel' ? 'per row' : 'per tensor';
+  return `scale ${f.scale} ${f.scaleDtype}, ${how}`;
+}
+
+/** The quantization summary: FP8 tensors by how they are scaled, or the scheme a merge refuses. */
+function quantizationLines(q: NonNullable<InspectResult['quantization']>): string[] {
+  const lines = [`quantization: ${q.method ?? 'none declared in config.json'}`];
+  const kinds = new Map<string, number>();
+  for (const f of q.fp8) {
+    const k = `${f.dtype}, ${fp8Pairing(f).replace(/^scale \S+ /, '')}`;
+    kinds.set(k, (kinds.get(k) ?? 0) + 1);
+  }
+  for (const [k, n] of kinds) lines.push(`  ${n} FP8 tensor(s) averaged: ${k}`);
+  if (q.unknown) {
+    lines.push(
+      `QUANTIZED with ${q.unknown.scheme} (${q.unknown.why}): ${q.unknown.tensors.length} tensor(s) pma cannot average; a merge is refused unless --copy-quantized`,
+    );
+  }
+  return lines;
+}
 
 export const inspectCommand: Command = {
   spec: INSPECT_SPEC,
@@ -66,10 +93,17 @@ export const inspectCommand: Command = {
           : `the ${r.checkpoints.length - unreadable} readable checkpoint(s) hold the same tensors, shapes and dtypes`,
       );
     if (unreadable > 0) lines.push(`${unreadable} checkpoint(s) cannot be read: a merge of them would fail`);
+    const q = r.quantization;
+    const fp8 = new Map((q?.fp8 ?? []).map((f) => [f.name, f]));
+    if (q) lines.push(...quantizationLines(q));
     if (flags.tensors) {
       lines.push('tensors of the newest checkpoint:');
-      for (const t of r.tensors)
-        lines.push(`  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]  ${formatBytes(t.bytes)}`);
+      for (const t of r.tensors) {
+        const f = fp8.get(t.name);
+        lines.push(
+          `  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]  ${formatBytes(t.bytes)}${f ? `  ${fp8Pairing(f)}` : ''}`,
+        );
+      }
     }
     io.out(`${lines.join('\n')}\n`);
     return status;

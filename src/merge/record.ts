@@ -25,6 +25,7 @@ export function provenance(p: MergePlan, engine: Engine, commandLine: string[] |
     outputDtypes: countBy(p.tensors.map((t) => t.outDtype)),
     outputs: p.outputs.map((f) => ({ name: f.name, size: f.size })),
     tensors: { merged: p.totals.merged, copied: p.totals.copied },
+    ...(p.quantization ? { quantization: p.quantization } : {}),
     device: engine.deviceName,
     commandLine: commandLine ?? null,
   };

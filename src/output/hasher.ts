@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
 import { native } from '../native.js';
-import { opOutputBytes, type MergePlan, type PlanChunk, type PlanCrcPatch } from '../plan/types.js';
+import { opWrites, type MergePlan, type PlanChunk, type PlanCrcPatch } from '../plan/types.js';
 
 const READ_BLOCK = 8 * 2 ** 20;
 // Files hashed at once: one. Each pass keeps a read in flight in libuv's four threads, which the
@@ -90,12 +90,11 @@ export class OutputHasher {
 
   /** The chunk's output ranges are on disk (written, or found done by a resume). */
   chunkDone(chunk: PlanChunk): void {
-    for (const op of chunk.ops) {
-      const n = opOutputBytes(op);
-      const f = this.files.get(chunk.outputs[op.outFile] as string);
-      if (!f || n === 0) continue;
-      f.ready.set(op.outOffset, op.outOffset + n);
-      if (f.crcs.length > 0) written(f.crcs, op.outOffset, op.outOffset + n);
+    for (const w of chunk.ops.flatMap(opWrites)) {
+      const f = this.files.get(chunk.outputs[w.file] as string);
+      if (!f || w.bytes === 0) continue;
+      f.ready.set(w.offset, w.offset + w.bytes);
+      if (f.crcs.length > 0) written(f.crcs, w.offset, w.offset + w.bytes);
       this.kick(f);
     }
   }

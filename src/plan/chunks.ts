@@ -1,6 +1,7 @@
+import { isFp8, type Fp8Tensor } from '../checkpoints/quantization.js';
 import { floatSize, type FloatDType } from '../dtypes.js';
 import type { Run } from './runs.js';
-import type { PlanChunk, PlanInputRange, PlanOp, PlanTensor } from './types.js';
+import type { PlanChunk, PlanFp8Op, PlanInputRange, PlanOp, PlanTensor } from './types.js';
 
 export interface TensorSources {
   tensor: PlanTensor;
@@ -12,6 +13,12 @@ export interface TensorSources {
    * at `run.out` where the run says.
    */
   runs?: Run[];
+  /** An FP8 tensor: how it is scaled, where each checkpoint's scales are, and where new ones go (requantised). */
+  fp8?: {
+    info: Fp8Tensor;
+    scaleSources: { file: string; offset: number }[];
+    scaleOut: { file: string; offset: number } | null;
+  };
 }
 
 /**
@@ -81,8 +88,12 @@ class ChunkBuilder {
  */
 export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
   const b = new ChunkBuilder(limit);
-  for (const { tensor: t, sources, runs } of items) {
+  for (const { tensor: t, sources, runs, fp8 } of items) {
     if (t.bytes === 0) continue;
+    if (fp8) {
+      cutFp8(b, t, sources, fp8);
+      continue;
+    }
     const merge = t.action === 'merge';
     const inSize = merge ? floatSize(t.inDtype as FloatDType) : 1;
     const outSize = merge ? floatSize(t.outDtype as FloatDType) : 1;
@@ -128,4 +139,54 @@ export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
   }
   b.flush();
   return b.chunks;
+}
+
+/**
+ * An FP8 tensor in bands of whole rows; a requantised one in bands of one block row, since its
+ * new scales need every value of a block (a per-tensor scale: the whole tensor in one op).
+ */
+function cutFp8(
+  b: ChunkBuilder,
+  t: PlanTensor,
+  sources: { file: string; offset: number }[],
+  fp8: NonNullable<TensorSources['fp8']>,
+): void {
+  const { info: f, scaleSources, scaleOut } = fp8;
+  const requantise = isFp8(t.outDtype);
+  const outSize = requantise ? 1 : floatSize(t.outDtype as FloatDType);
+  const scaleSize = f.scaleDtype ? floatSize(f.scaleDtype) : 0;
+  const scaleCols = Math.ceil(f.cols / f.blockCols);
+  const unitRows = requantise && f.scale ? f.blockRows : 1;
+  const perUnit = unitRows * f.cols * (sources.length + outSize) + scaleCols * scaleSize * (sources.length + 1);
+  for (let row = 0; row < f.rows;) {
+    // A requantised band is one block row: the engine holds its accumulators whole, and one
+    // block row of them stays in the CPU's cache where a chunk's worth would not.
+    const fit = b.fit(perUnit);
+    const rows = Math.min(f.rows - row, (requantise && f.scale ? 1 : fit) * unitRows);
+    const scaleAt = Math.floor(row / f.blockRows) * scaleCols * scaleSize;
+    const op: PlanFp8Op = {
+      kind: 'fp8',
+      tensor: t.name,
+      outFile: b.output(t.file),
+      outOffset: t.offset + row * f.cols * outSize,
+      inDtype: f.dtype,
+      outDtype: t.outDtype as PlanFp8Op['outDtype'],
+      rows,
+      cols: f.cols,
+      row0: row,
+      blockRows: f.blockRows,
+      blockCols: f.blockCols,
+      inputs: sources.map((s) => ({ file: b.input(s.file), offset: s.offset + row * f.cols })),
+      scale:
+        f.scaleDtype === null
+          ? null
+          : {
+              dtype: f.scaleDtype,
+              inputs: scaleSources.map((s) => ({ file: b.input(s.file), offset: s.offset + scaleAt })),
+              out: requantise && scaleOut ? { file: b.output(scaleOut.file), offset: scaleOut.offset + scaleAt } : null,
+            },
+    };
+    b.add(op, Math.ceil(rows / unitRows) * perUnit);
+    row += rows;
+  }
 }

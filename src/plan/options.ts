@@ -61,6 +61,12 @@ export interface PlanOptions extends SelectionOptions {
    * or 'dcp'. Default: the inputs' format.
    */
   format?: OutputFormat;
+  /**
+   * A checkpoint quantized with a scheme pma cannot average (GPTQ, AWQ, bitsandbytes, FP8 with an
+   * unknown scale layout, ...) is refused; this copies its quantized tensors from the newest
+   * checkpoint instead, averages the rest, and records it in pma.json.
+   */
+  copyQuantized?: boolean;
 }
 
 export interface ResolvedPlanOptions {
@@ -84,6 +90,7 @@ export interface ResolvedPlanOptions {
   exclude: string[];
   /** null: the inputs' format. */
   format: OutputFormat | null;
+  copyQuantized: boolean;
 }
 
 /**
@@ -159,5 +166,6 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
     format: o.format === undefined ? null : v.oneOf('format', o.format, OUTPUT_FORMATS),
     average: o.average === undefined ? null : v.stringList('average', o.average, 'name globs'),
     exclude: o.exclude === undefined ? [] : v.stringList('exclude', o.exclude, 'name globs'),
+    copyQuantized: o.copyQuantized === undefined ? false : v.boolean('copyQuantized', o.copyQuantized),
   };
 }

@@ -20,6 +20,7 @@ import {
   type LoadedCheckpoint,
 } from '../checkpoints/load.js';
 import { globMatcher } from '../checkpoints/globs.js';
+import { QUANTIZATION_KEY, isFp8, readQuantization, type Quantization } from '../checkpoints/quantization.js';
 import { selectCheckpoints } from '../checkpoints/select.js';
 import { isTrainingState } from '../dcp/items.js';
 import { selectByTokens } from '../checkpoints/tokens.js';
@@ -29,7 +30,7 @@ import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSp
 import { cutChunks, type TensorSources } from './chunks.js';
 import { layoutDcpOutput } from './dcp-output.js';
 import { chunkSizeFor, resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from './options.js';
-import type { MergePlan, PlanOutputFile, PlanTensor } from './types.js';
+import type { MergePlan, PlanOutputFile, PlanQuantization, PlanTensor } from './types.js';
 import { runsAcross } from './runs.js';
 import { computeWeights } from './weights.js';
 
@@ -96,9 +97,11 @@ async function checkConfigs(cks: LoadedCheckpoint[], allowMismatch: boolean): Pr
   const diffs = configDifferences(parsed);
   // A config that does not say (a key absent) is no evidence of another model; two that say
   // different things are.
+  // Checkpoints quantized differently hold different numbers under the same names.
   const identity = diffs.filter(
     (d) =>
-      (IDENTITY_KEYS as readonly string[]).includes(d.key) && d.values.filter((v) => v.value !== ABSENT).length > 1,
+      ([...IDENTITY_KEYS, QUANTIZATION_KEY] as string[]).includes(d.key) &&
+      d.values.filter((v) => v.value !== ABSENT).length > 1,
   );
   const first = identity[0];
   if (first && !allowMismatch) {
@@ -118,8 +121,17 @@ async function checkConfigs(cks: LoadedCheckpoint[], allowMismatch: boolean): Pr
   return warnings;
 }
 
-/** config.json of the output when --dtype changes the weights' dtype: its torch_dtype set to match. */
-async function rewrittenConfig(newest: LoadedCheckpoint, o: ResolvedPlanOptions, warnings: string[]) {
+/**
+ * config.json of the output when --dtype changes the weights' dtype: its torch_dtype set to match,
+ * and, when FP8 weights are written dequantised, without its quantization_config (so that the
+ * output loads as the plain model it now is).
+ */
+async function rewrittenConfig(
+  newest: LoadedCheckpoint,
+  o: ResolvedPlanOptions,
+  dequantised: boolean,
+  warnings: string[],
+) {
   const files: Record<string, string> = {};
   if (o.dtype === 'keep') return files;
   const cfg = await readConfig(newest.dir);
@@ -128,8 +140,51 @@ async function rewrittenConfig(newest: LoadedCheckpoint, o: ResolvedPlanOptions,
     warnings.push(`${cfg.problem}: copied unchanged, its torch_dtype not set to ${o.dtype}`);
     return files;
   }
-  files[CONFIG_NAME] = `${JSON.stringify(withDtype(cfg.json, o.dtype), null, 2)}\n`;
+  const json = withDtype(cfg.json, o.dtype);
+  if (dequantised) delete json[QUANTIZATION_KEY];
+  files[CONFIG_NAME] = `${JSON.stringify(json, null, 2)}\n`;
   return files;
+}
+
+/**
+ * The newest checkpoint's quantization. A scheme pma cannot average is refused (E_QUANTIZED)
+ * before anything is written, unless --copy-quantized copies its tensors from the newest.
+ */
+async function quantizationOf(newest: LoadedCheckpoint, o: ResolvedPlanOptions): Promise<Quantization> {
+  const quant = await readQuantization(newest);
+  if (quant.unknown && !o.copyQuantized) {
+    const u = quant.unknown;
+    const names = u.tensors.length > 0 ? `: ${someNames(u.tensors, 4)}` : '';
+    throw new PmaError(
+      'E_QUANTIZED',
+      `${newest.name} is quantized (${u.scheme}; ${u.why}) and pma cannot average its quantized tensors${names}. Averaging the rest and copying these would make a model that is neither input; pass --copy-quantized to do exactly that, copying them from the newest checkpoint`,
+      {
+        file: quant.configPath ?? newest.path,
+        ...(u.tensors[0] === undefined ? {} : { tensor: u.tensors[0] }),
+      },
+    );
+  }
+  if (quant.fp8.size > 0 && o.accumulate === 'f64') {
+    throw new PmaError(
+      'E_USAGE',
+      `--accumulate f64 is not available for FP8 tensors (${someNames([...quant.fp8.keys()])}): they accumulate in f32`,
+      { option: 'accumulate' },
+    );
+  }
+  return quant;
+}
+
+/** What pma.json records of the quantization; null when the inputs are not quantized. */
+function planQuantization(quant: Quantization, o: ResolvedPlanOptions): PlanQuantization | null {
+  if (quant.method === null && quant.fp8.size === 0 && !quant.unknown) return null;
+  return {
+    method: quant.method,
+    fp8:
+      quant.fp8.size === 0
+        ? null
+        : { tensors: quant.fp8.size, output: o.dtype === 'keep' ? 'requantised' : 'dequantised' },
+    copied: quant.unknown ? { scheme: quant.unknown.scheme, tensors: quant.unknown.tensors } : null,
+  };
 }
 
 /**
@@ -153,27 +208,49 @@ function leaveOut(
   return { chosen, weights };
 }
 
-type Spec = OutputTensorSpec & { action: 'merge' | 'copy'; inDtype: DType };
+type Spec = OutputTensorSpec & { action: PlanTensor['action']; inDtype: DType };
 
-/** Which tensors are averaged: floating point ones, as --average and --exclude choose. */
-function averagedBy(o: ResolvedPlanOptions): (t: LayoutTensor) => boolean {
+/**
+ * Which tensors are averaged: floating point ones and understood FP8 ones, as --average and
+ * --exclude choose; never a tensor of a quantization scheme pma cannot average.
+ */
+function averagedBy(o: ResolvedPlanOptions, quant?: Quantization): (t: LayoutTensor) => boolean {
   const averaged = o.average === null ? () => true : globMatcher(o.average);
   const excluded = globMatcher(o.exclude);
-  return (t) => isAveraged(t.dtype) && averaged(t.name) && !excluded(t.name);
+  const unknown = new Set(quant?.unknown?.tensors ?? []);
+  return (t) =>
+    (isAveraged(t.dtype) || quant?.fp8.has(t.name) === true) &&
+    !unknown.has(t.name) &&
+    !quant?.scales.has(t.name) &&
+    averaged(t.name) &&
+    !excluded(t.name);
 }
 
 /** The output files: the newest checkpoint's tensors (averaged ones in the output dtype), sharded and laid out. */
 function layoutOutput(
   newest: LoadedCheckpoint,
   o: ResolvedPlanOptions,
+  quant: Quantization,
 ): Pick<MergePlan, 'outputs' | 'tensors' | 'index'> {
-  const averaged = averagedBy(o);
-  const specs: Spec[] = newest.contents.tensors.map((t) => {
+  const averaged = averagedBy(o, quant);
+  const specs: Spec[] = [];
+  for (const t of newest.contents.tensors) {
     const merge = averaged(t);
-    const outDtype = merge ? outputDtypeFor(t.dtype as never, o.dtype) : t.dtype;
+    // An FP8 tensor's scales are written by its ops when it is requantised, dropped when it is
+    // written dequantised, and copied with it when it is copied.
+    const scaled = quant.scales.get(t.name);
+    const weight = scaled && newest.contents.byName.get(scaled.name);
+    const scaleOf = weight && averaged(weight) ? (o.dtype === 'keep' ? 'scale' : 'drop') : null;
+    if (scaleOf === 'drop') continue;
+    const outDtype = merge
+      ? isFp8(t.dtype) && o.dtype === 'keep'
+        ? t.dtype
+        : outputDtypeFor(t.dtype as never, o.dtype)
+      : t.dtype;
     const bytes = merge ? (elementCount(t.shape) * DTYPE_BITS[outDtype]) / 8 : t.bytes;
-    return { name: t.name, dtype: outDtype, inDtype: t.dtype, shape: t.shape, bytes, action: merge ? 'merge' : 'copy' };
-  });
+    const action = merge ? 'merge' : (scaleOf ?? 'copy');
+    specs.push({ name: t.name, dtype: outDtype, inDtype: t.dtype, shape: t.shape, bytes, action });
+  }
   const groups = splitShards(specs, o.maxShardSize);
   const sharded = groups.length > 1;
   const outputs: PlanOutputFile[] = [];
@@ -241,6 +318,7 @@ export async function planResolved(
     ...(o.schedule ? { schedule: o.schedule } : {}),
   });
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
+  const quant = await quantizationOf(newest, o);
   const format = o.format ?? (cks.some((c) => c.layout.kind === 'dcp') ? 'dcp' : 'safetensors');
   if (cks.length === 1) {
     warnings.push(
@@ -249,7 +327,13 @@ export async function planResolved(
   }
   const notes: string[] = [...selected.notes];
   warnings.unshift(...[...exclude].map(([path, why]) => `left out ${path}: ${why}`));
-  const parts = format === 'dcp' ? await dcpParts(cks, o, notes) : await safetensorsParts(cks, o, notes, warnings);
+  if (quant.unknown) {
+    warnings.push(
+      `--copy-quantized: ${quant.unknown.tensors.length} tensor(s) quantized with ${quant.unknown.scheme} are copied from the newest checkpoint (${newest.name}) unchanged, not averaged: ${someNames(quant.unknown.tensors)}`,
+    );
+  }
+  const parts =
+    format === 'dcp' ? await dcpParts(cks, o, quant, notes) : await safetensorsParts(cks, o, quant, notes, warnings);
   const chunkSize = o.chunkSize ?? chunkSizeFor(parts.totals.inputBytes + parts.totals.outputBytes);
   const chunks = cutChunks(parts.items, chunkSize);
 
@@ -276,6 +360,7 @@ export async function planResolved(
     copyFiles: parts.copyFiles,
     writtenFiles: parts.writtenFiles,
     totals: parts.totals,
+    quantization: planQuantization(quant, o),
     notes,
     warnings,
   };
@@ -291,12 +376,22 @@ type Parts = Pick<MergePlan, 'outputs' | 'index' | 'tensors' | 'copyFiles' | 'wr
 async function safetensorsParts(
   cks: LoadedCheckpoint[],
   o: ResolvedPlanOptions,
+  quant: Quantization,
   notes: string[],
   warnings: string[],
 ): Promise<Parts> {
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
-  const { outputs, tensors, index } = layoutOutput(newest, o);
-  const writtenFiles = await rewrittenConfig(newest, o, warnings);
+  const { outputs, tensors, index } = layoutOutput(newest, o, quant);
+  const fp8Merged = tensors.filter((t) => t.action === 'merge' && quant.fp8.has(t.name));
+  const writtenFiles = await rewrittenConfig(newest, o, fp8Merged.length > 0 && !quant.unknown, warnings);
+  if (fp8Merged.length > 0) {
+    const how =
+      o.dtype === 'keep'
+        ? "requantised with new scales (amax / the format's largest, per block)"
+        : `written dequantised as ${o.dtype.toUpperCase()}, their scales and config.json's quantization_config dropped`;
+    const kinds = [...new Set(fp8Merged.map((t) => describeFp8(quant, t.name)))].join(', ');
+    notes.push(`${fp8Merged.length} FP8 tensor(s) (${kinds}) are dequantised, averaged and ${how}`);
+  }
   const merged = tensors.filter((t) => t.action === 'merge');
   const copied = tensors.filter((t) => t.action === 'copy');
   if (copied.length > 0) {
@@ -311,25 +406,51 @@ async function safetensorsParts(
     );
   }
   const outputBytes = tensors.reduce((s, t) => s + t.bytes, 0);
+  const scaleBytes = (name: string) => {
+    const scale = quant.fp8.get(name)?.scale;
+    return scale ? (newest.contents.byName.get(scale) as LayoutTensor).bytes : 0;
+  };
   const inputBytes =
-    merged.reduce((s, t) => s + ((elementCount(t.shape) * DTYPE_BITS[t.inDtype]) / 8) * cks.length, 0) +
-    copied.reduce((s, t) => s + t.bytes, 0);
+    merged.reduce(
+      (s, t) => s + ((elementCount(t.shape) * DTYPE_BITS[t.inDtype]) / 8 + scaleBytes(t.name)) * cks.length,
+      0,
+    ) + copied.reduce((s, t) => s + t.bytes, 0);
 
   // Sources are looked up as the chunks are cut, not kept for every tensor at once: on a
   // 36k-tensor x 10-checkpoint plan that is a third of a million short-lived objects fewer.
-  const items: TensorSources[] = tensors.map((t) => {
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  const items: TensorSources[] = tensors.flatMap((t): TensorSources[] => {
+    if (t.action === 'scale') return []; // written by its FP8 tensor's ops
+    const fp8 = t.action === 'merge' ? quant.fp8.get(t.name) : undefined;
+    if (fp8) {
+      const at = (name: string) => cks.map((c) => locate(c, c.contents.byName.get(name) as LayoutTensor));
+      const out = fp8.scale === null ? undefined : byName.get(fp8.scale);
+      return [
+        {
+          tensor: t,
+          sources: at(t.name),
+          fp8: {
+            info: fp8,
+            scaleSources: fp8.scale === null ? [] : at(fp8.scale),
+            scaleOut: out ? { file: out.file, offset: out.offset } : null,
+          },
+        },
+      ];
+    }
     const inputs = t.action === 'merge' ? cks : [newest];
     const layouts = inputs.map((c) => c.contents.byName.get(t.name) as LayoutTensor);
     if (!layouts.some((l) => l.chunks)) {
-      return {
-        tensor: t,
-        get sources() {
-          return cks.map((c) => locate(c, c.contents.byName.get(t.name) as LayoutTensor));
+      return [
+        {
+          tensor: t,
+          get sources() {
+            return cks.map((c) => locate(c, c.contents.byName.get(t.name) as LayoutTensor));
+          },
         },
-      };
+      ];
     }
     // A tensor in DCP chunks (in any checkpoint): mapped onto runs across every layout.
-    return { tensor: t, sources: [], runs: runsAcross(t.name, t.shape, t.inDtype, inputs) };
+    return [{ tensor: t, sources: [], runs: runsAcross(t.name, t.shape, t.inDtype, inputs) }];
   });
   return {
     outputs,
@@ -343,9 +464,14 @@ async function safetensorsParts(
 }
 
 /** A DCP output: the newest checkpoint's files with the averages written in (src/plan/dcp-output.ts). */
-async function dcpParts(cks: LoadedCheckpoint[], o: ResolvedPlanOptions, notes: string[]): Promise<Parts> {
+async function dcpParts(
+  cks: LoadedCheckpoint[],
+  o: ResolvedPlanOptions,
+  quant: Quantization,
+  notes: string[],
+): Promise<Parts> {
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
-  const d = await layoutDcpOutput(cks, o, averagedBy(o));
+  const d = await layoutDcpOutput(cks, o, averagedBy(o, quant));
   const averaged = new Set(d.tensors.map((t) => t.name));
   const copied = [
     ...newest.contents.tensors.filter((t) => !averaged.has(t.name)).map((t) => t.name),
@@ -372,4 +498,17 @@ async function dcpParts(cks: LoadedCheckpoint[], o: ResolvedPlanOptions, notes: 
       copied: d.copiedItems,
     },
   };
+}
+
+/** "block 128x128, F8_E4M3 with F32 scales": how an FP8 tensor is scaled, for the plan's notes. */
+function describeFp8(quant: Quantization, name: string): string {
+  const f = quant.fp8.get(name);
+  if (!f) return name;
+  const how =
+    f.scaling === 'block'
+      ? `${f.blockRows}x${f.blockCols} blocks`
+      : f.scaling === 'none'
+        ? 'no scale'
+        : `per ${f.scaling}`;
+  return f.scaleDtype ? `${f.dtype}, ${how} of ${f.scaleDtype} scales` : `${f.dtype}, ${how}`;
 }

@@ -1,3 +1,4 @@
+import type { Fp8DType } from '../checkpoints/quantization.js';
 import { floatSize, type DType, type FloatDType, type OutputDTypeOption } from '../dtypes.js';
 import type { Method, Schedule } from './weights.js';
 
@@ -45,7 +46,32 @@ export interface PlanCopyOp {
   inputs: [PlanInputRange];
 }
 
-export type PlanOp = PlanMergeOp | PlanCopyOp;
+/**
+ * A band of rows [row0, row0 + rows) of a block-scaled FP8 tensor viewed as [rows of the tensor,
+ * cols]: every checkpoint's codes dequantised with their scales and averaged (docs/contract.md,
+ * "FP8"). A requantised band spans whole block rows, since its new scales need whole blocks.
+ */
+export interface PlanFp8Op {
+  kind: 'fp8';
+  tensor: string;
+  /** Where the band's codes (or dequantised values) go. */
+  outFile: number;
+  outOffset: number;
+  inDtype: Fp8DType;
+  /** The input's own FP8 dtype: requantised with new block scales. A float dtype: dequantised. */
+  outDtype: Fp8DType | FloatDType;
+  rows: number;
+  cols: number;
+  row0: number;
+  blockRows: number;
+  blockCols: number;
+  /** The band's first byte in each checkpoint, oldest first. */
+  inputs: PlanInputRange[];
+  /** The scale tensor: each checkpoint's first scale of the band, and where new scales go (requantised). Null: no scales. */
+  scale: { dtype: FloatDType; inputs: PlanInputRange[]; out: { file: number; offset: number } | null } | null;
+}
+
+export type PlanOp = PlanMergeOp | PlanCopyOp | PlanFp8Op;
 
 export interface PlanCheckpoint {
   path: string;
@@ -57,7 +83,8 @@ export interface PlanCheckpoint {
 
 export interface PlanTensor {
   name: string;
-  action: 'merge' | 'copy';
+  /** 'scale': an FP8 tensor's scales, written by that tensor's ops (requantised output). */
+  action: 'merge' | 'copy' | 'scale';
   inDtype: DType;
   outDtype: DType;
   shape: number[];
@@ -138,14 +165,45 @@ export interface MergePlan {
    */
   writtenFiles: Record<string, string>;
   totals: { inputBytes: number; outputBytes: number; tensors: number; merged: number; copied: number };
+  /** The inputs' quantization: FP8 averaged, or another scheme's tensors copied; null when not quantized. */
+  quantization: PlanQuantization | null;
   notes: string[];
   /** What the user must hear even with --quiet: fewer checkpoints than asked, differing configs. */
   warnings: string[];
 }
 
+/** What pma.json records of the inputs' quantization (src/checkpoints/quantization.ts). */
+export interface PlanQuantization {
+  /** quantization_config.quant_method of the newest config.json, or null. */
+  method: string | null;
+  /** FP8 tensors averaged; `output` says how they are written. */
+  fp8: { tensors: number; output: 'requantised' | 'dequantised' } | null;
+  /** Tensors of a scheme pma cannot average, copied from the newest checkpoint (--copy-quantized). */
+  copied: { scheme: string; tensors: string[] } | null;
+}
+
+/** The byte ranges an op writes: its own, and an FP8 band's new scales. */
+export function opWrites(op: PlanOp): { file: number; offset: number; bytes: number }[] {
+  switch (op.kind) {
+    case 'copy':
+      return [{ file: op.outFile, offset: op.outOffset, bytes: op.bytes }];
+    case 'merge':
+      return [{ file: op.outFile, offset: op.outOffset, bytes: op.count * floatSize(op.outDtype) }];
+    case 'fp8': {
+      const out = op.outDtype === op.inDtype ? 1 : floatSize(op.outDtype as FloatDType);
+      const main = { file: op.outFile, offset: op.outOffset, bytes: op.rows * op.cols * out };
+      if (!op.scale?.out) return [main];
+      const scaleRows =
+        op.rows === 0 ? 0 : Math.floor((op.row0 + op.rows - 1) / op.blockRows) - Math.floor(op.row0 / op.blockRows) + 1;
+      const bytes = scaleRows * Math.ceil(op.cols / op.blockCols) * floatSize(op.scale.dtype);
+      return [main, { file: op.scale.out.file, offset: op.scale.out.offset, bytes }];
+    }
+  }
+}
+
 /** Bytes an op writes. */
 export function opOutputBytes(op: PlanOp): number {
-  return op.kind === 'copy' ? op.bytes : op.count * floatSize(op.outDtype);
+  return opWrites(op).reduce((s, w) => s + w.bytes, 0);
 }
 
 /** Bytes a chunk writes. */

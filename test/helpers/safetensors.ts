@@ -14,6 +14,8 @@ export { randomData, rng };
 export const SIZE: Record<string, number> = {
   BOOL: 1,
   U8: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
   I8: 1,
   I16: 2,
   U16: 2,

@@ -54,6 +54,7 @@ describe('PmaError', () => {
       'E_SAFETENSORS',
       'E_MISMATCH',
       'E_NONFINITE',
+      'E_QUANTIZED',
       'E_NO_CHECKPOINTS',
       'E_OUTPUT',
       'E_CORRUPT',

@@ -152,6 +152,7 @@ describe('resolvePlanOptions', () => {
       format: null,
       average: null,
       exclude: [],
+      copyQuantized: false,
     });
     expect(DEFAULT_MAX_SHARD_SIZE).toBe(5e9);
   });
@@ -229,6 +230,7 @@ describe('resolvePlanOptions', () => {
       'invalid method: expected one of sma, ema, wma, decay, weights, got "median"',
     ],
     ['accumulate: "f16"', { accumulate: 'f16' }, 'invalid accumulate: expected one of f32, f64, got "f16"'],
+    ['copyQuantized: "yes"', { copyQuantized: 'yes' }, 'invalid copyQuantized: expected true or false, got "yes"'],
     ['weights: [-1]', { weights: [-1] }, 'invalid weights[0]: expected a finite number >= 0, got -1'],
     [
       'weights: [1, Infinity]',
