@@ -181,7 +181,7 @@ function describeOutputs(plan: MergePlan): string {
   for (const f of plan.copyFiles) lines.push(`  ${f.to} (copied from the newest checkpoint)`);
   lines.push('  pma.json');
   lines.push(
-    `work: ${plan.totals.merged} tensors averaged, ${plan.totals.copied} copied, in ${plan.chunks.length} chunk(s)`,
+    `work: ${plan.totals.merged} tensors averaged, ${plan.totals.copied} copied${scalesLine(plan)}, in ${plan.chunks.length} chunk(s)`,
   );
   return `${lines.join('\n')}\n`;
 }
@@ -260,3 +260,9 @@ export const mergeCommand: Command = {
     return 0;
   },
 };
+
+/** ", 34 FP8 scale tensors written anew": the scales a requantised FP8 merge writes, if any. */
+function scalesLine(plan: MergePlan): string {
+  const n = plan.tensors.filter((t) => t.action === 'scale').length;
+  return n === 0 ? '' : `, ${n} FP8 scale tensor(s) written anew`;
+}

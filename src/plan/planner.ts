@@ -394,10 +394,13 @@ async function safetensorsParts(
   }
   const merged = tensors.filter((t) => t.action === 'merge');
   const copied = tensors.filter((t) => t.action === 'copy');
-  if (copied.length > 0) {
-    const kinds = [...new Set(copied.map((t) => t.inDtype))].join(', ');
+  // --copy-quantized's copies have a warning of their own.
+  const quantized = new Set(quant.unknown?.tensors ?? []);
+  const plainCopies = copied.filter((t) => !quantized.has(t.name));
+  if (plainCopies.length > 0) {
+    const kinds = [...new Set(plainCopies.map((t) => t.inDtype))].join(', ');
     notes.push(
-      `${copied.length} tensor(s) (${kinds}; ${someNames(copied.map((t) => t.name))}) are not averaged: copied from the newest checkpoint (${newest.name})`,
+      `${plainCopies.length} tensor(s) (${kinds}; ${someNames(plainCopies.map((t) => t.name))}) are not averaged: copied from the newest checkpoint (${newest.name})`,
     );
   }
   if (newest.others.length > 0) {

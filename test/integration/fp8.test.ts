@@ -276,6 +276,12 @@ describe('block-scaled FP8 (DeepSeek-V3 layout)', () => {
     expect(r.tensors.some((t) => t.name === scaleName(s))).toBe(false);
   });
 
+  it('pma merge --dry-run counts the scale tensors the FP8 ops write', () => {
+    const r = pma(['merge', run, '--out', out(), '--dry-run']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('work: 9 tensors averaged, 0 copied, 5 FP8 scale tensor(s) written anew, in ');
+  });
+
   it('pma inspect shows each FP8 tensor with its scale and block', () => {
     const r = pma(['inspect', run, '--tensors']);
     expect(r.status).toBe(0);
@@ -450,6 +456,7 @@ describe('quantization pma cannot average: refused, or copied on request', () =>
     const cli = pma(['merge', gptq, '--out', o, '--copy-quantized']);
     expect(cli.status, cli.stderr).toBe(0);
     expect(cli.stderr + cli.stdout).toContain('--copy-quantized: 4 tensor(s) quantized with gptq are copied');
+    expect(cli.stderr + cli.stdout).not.toContain('are not averaged'); // said once, by the warning
     const newest = [...readSafetensors(join(gptq, 'checkpoint-200', 'model.safetensors')).tensors.values()];
     const oldest = [...readSafetensors(join(gptq, 'checkpoint-100', 'model.safetensors')).tensors.values()];
     const got = readSafetensors(join(o, 'model.safetensors')).tensors;
