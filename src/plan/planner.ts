@@ -208,7 +208,7 @@ function leaveOut(
   return { chosen, weights };
 }
 
-type Spec = OutputTensorSpec & { action: PlanTensor['action']; inDtype: DType };
+type Spec = OutputTensorSpec & { action: PlanTensor['action']; inDtype: DType; withPrevious?: boolean };
 
 /**
  * Which tensors are averaged: floating point ones and understood FP8 ones, as --average and
@@ -236,20 +236,39 @@ function layoutOutput(
   const specs: Spec[] = [];
   for (const t of newest.contents.tensors) {
     const merge = averaged(t);
-    // An FP8 tensor's scales are written by its ops when it is requantised, dropped when it is
-    // written dequantised, and copied with it when it is copied.
+    // An FP8 tensor's scales are written by its ops when it is requantised (placed after it,
+    // below), dropped when it is written dequantised, and copied with it when it is copied.
     const scaled = quant.scales.get(t.name);
     const weight = scaled && newest.contents.byName.get(scaled.name);
-    const scaleOf = weight && averaged(weight) ? (o.dtype === 'keep' ? 'scale' : 'drop') : null;
-    if (scaleOf === 'drop') continue;
+    if (weight && averaged(weight)) continue;
     const outDtype = merge
       ? isFp8(t.dtype) && o.dtype === 'keep'
         ? t.dtype
         : outputDtypeFor(t.dtype as never, o.dtype)
       : t.dtype;
     const bytes = merge ? (elementCount(t.shape) * DTYPE_BITS[outDtype]) / 8 : t.bytes;
-    const action = merge ? 'merge' : (scaleOf ?? 'copy');
-    specs.push({ name: t.name, dtype: outDtype, inDtype: t.dtype, shape: t.shape, bytes, action });
+    specs.push({
+      name: t.name,
+      dtype: outDtype,
+      inDtype: t.dtype,
+      shape: t.shape,
+      bytes,
+      action: merge ? 'merge' : 'copy',
+    });
+    // A requantised FP8 weight's new scales go into the weight's shard: its ops then write one file.
+    const f = merge ? quant.fp8.get(t.name) : undefined;
+    const scale = f?.scale && o.dtype === 'keep' ? newest.contents.byName.get(f.scale) : undefined;
+    if (scale) {
+      specs.push({
+        name: scale.name,
+        dtype: scale.dtype,
+        inDtype: scale.dtype,
+        shape: scale.shape,
+        bytes: scale.bytes,
+        action: 'scale',
+        withPrevious: true,
+      });
+    }
   }
   const groups = splitShards(specs, o.maxShardSize);
   const sharded = groups.length > 1;

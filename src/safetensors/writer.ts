@@ -60,12 +60,16 @@ export function shardName(i: number, n: number): string {
  * Splits tensors, in order, into shards of at most maxBytes of tensor data (a tensor larger than
  * maxBytes gets a shard of its own), as Hugging Face's save_pretrained does.
  */
-export function splitShards<T extends { bytes: number }>(tensors: T[], maxBytes: number): T[][] {
+export function splitShards<T extends { bytes: number; withPrevious?: boolean }>(
+  tensors: T[],
+  maxBytes: number,
+): T[][] {
   const shards: T[][] = [];
   let cur: T[] = [];
   let size = 0;
   for (const t of tensors) {
-    if (cur.length > 0 && size + t.bytes > maxBytes) {
+    // A tensor `withPrevious` (an FP8 weight's scales) stays in its predecessor's shard.
+    if (cur.length > 0 && size + t.bytes > maxBytes && t.withPrevious !== true) {
       shards.push(cur);
       cur = [];
       size = 0;

@@ -242,6 +242,14 @@ describe('block-scaled FP8 (DeepSeek-V3 layout)', () => {
       const r = await merge(opts);
       if (opts.chunkSize) expect(r.plan.chunks.length).toBeGreaterThan(5);
       const got = outputTensors(opts.out);
+      if (opts.maxShardSize) {
+        // Sharded: each weight's new scales are written into the weight's own shard.
+        const index = JSON.parse(readFileSync(join(opts.out, 'model.safetensors.index.json'), 'utf8')) as {
+          weight_map: Record<string, string>;
+        };
+        expect(new Set(Object.values(index.weight_map)).size).toBeGreaterThan(3);
+        for (const spec of DEEPSEEK) expect(index.weight_map[scaleName(spec)]).toBe(index.weight_map[spec.name]);
+      }
       for (const [name, t] of base)
         expect(hex((got.get(name) as RawTensor).data), `${name} ${JSON.stringify(opts)}`).toBe(hex(t.data));
     }
