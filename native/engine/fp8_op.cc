@@ -99,13 +99,16 @@ struct Group {
   const float* scales[kGroup] = {};
   float w[kGroup] = {};
   uint64_t nonfinite[kGroup] = {};
+  // The pass need not count: every scale is finite and small enough that only a NaN or infinite
+  // code dequantises to a non-finite value, and the caller counts those codes in the bytes.
+  bool codes_tell = false;
 };
 
 // acc[j] = fma(w_k, dequantise(q_k[j]), acc[j]) for the group's checkpoints in order, over
 // elements [first, first + m) of the band (acc and the codes start at `first`). `fresh`: the
 // group holds the oldest checkpoint, and the accumulators start at +0 instead of being read.
 struct Accumulate {
-  template <Fp8 F, size_t G, bool Fresh>
+  template <Fp8 F, size_t G, bool Fresh, bool Count>
   [[gnu::always_inline]] static inline void pass(const Fp8Band* b, uint64_t first, size_t m, Group* g, float* acc) {
     for_blocks(*b, first, m, [b, g, acc](size_t at, size_t n, size_t i) {
       float s[G], w[G];
@@ -122,7 +125,7 @@ struct Accumulate {
         float a = Fresh ? 0.0f : dst[j];
         for (size_t k = 0; k < G; ++k) {
           const float x = fp8_dequantise(src[k][j], F, s[k]);
-          c[k] += nonfinite_bits(x);
+          if (Count) c[k] += nonfinite_bits(x);
           a = fma32(w[k], x, a);
         }
         dst[j] = a;
@@ -134,17 +137,21 @@ struct Accumulate {
   template <Fp8 F>
   [[gnu::always_inline]] static inline void run(const Fp8Band* b, uint64_t first, size_t m, Group* g, float* acc,
                                                 bool fresh) {
-    if (fresh) return run_n<F, true>(b, first, m, g, acc);
-    run_n<F, false>(b, first, m, g, acc);
+    if (g->codes_tell) {
+      if (fresh) return run_n<F, true, false>(b, first, m, g, acc);
+      return run_n<F, false, false>(b, first, m, g, acc);
+    }
+    if (fresh) return run_n<F, true, true>(b, first, m, g, acc);
+    run_n<F, false, true>(b, first, m, g, acc);
   }
 
-  template <Fp8 F, bool Fresh>
+  template <Fp8 F, bool Fresh, bool Count>
   [[gnu::always_inline]] static inline void run_n(const Fp8Band* b, uint64_t first, size_t m, Group* g, float* acc) {
     switch (g->count) {
-      case 1: return pass<F, 1, Fresh>(b, first, m, g, acc);
-      case 2: return pass<F, 2, Fresh>(b, first, m, g, acc);
-      case 3: return pass<F, 3, Fresh>(b, first, m, g, acc);
-      default: return pass<F, 4, Fresh>(b, first, m, g, acc);
+      case 1: return pass<F, 1, Fresh, Count>(b, first, m, g, acc);
+      case 2: return pass<F, 2, Fresh, Count>(b, first, m, g, acc);
+      case 3: return pass<F, 3, Fresh, Count>(b, first, m, g, acc);
+      default: return pass<F, 4, Fresh, Count>(b, first, m, g, acc);
     }
   }
 };
@@ -219,6 +226,27 @@ struct Store {
   }
 };
 
+// NaN and infinite codes among m bytes (m < 2^32): E4M3 S.1111.111, E5M2 S.11111.xx.
+struct SpecialCodes {
+  template <Fp8 F>
+  [[gnu::always_inline]] static inline void run(const uint8_t* __restrict q, size_t m, uint64_t* count) {
+    constexpr uint8_t mask = F == Fp8::E4M3 ? 0x7F : 0x7C;
+    uint32_t c = 0;
+    for (size_t j = 0; j < m; ++j) c += (q[j] & mask) == mask;
+    *count = c;
+  }
+};
+
+// Whether a checkpoint's scales let the codes tell which values are non-finite: every scale
+// finite, and |scale| * the format's largest still finite (so a finite code's value is).
+bool codes_tell(const float* scales, size_t n, Fp8 f) {
+  const float limit = 3.40282347e38f / fp8_max(f);
+  for (size_t i = 0; i < n; ++i) {
+    if (!(scales[i] <= limit && scales[i] >= -limit)) return false;  // NaN fails both
+  }
+  return true;
+}
+
 }  // namespace
 
 void fp8_load_scales(const Op& op, size_t k, ReadAhead& in, std::vector<uint8_t>& raw, float* out) {
@@ -254,6 +282,8 @@ void fp8_op(const ChunkSpec& spec, uint32_t op_index, const Op& op, ReadAhead& i
   maybe_fail_alloc(op.tensor);
   s.scales.resize(n * per);
   for (size_t k = 0; k < n; ++k) fp8_load_scales(op, k, in, s.out, s.scales.data() + k * per);
+  std::vector<bool> tame(n);
+  for (size_t k = 0; k < n; ++k) tame[k] = codes_tell(s.scales.data() + k * per, per, b.in);
   // New block scales need every value of a block first: the band is accumulated whole (it spans
   // whole block rows), otherwise block by block.
   const bool whole = b.requantise && b.scaled;
@@ -270,14 +300,20 @@ void fp8_op(const ChunkSpec& spec, uint32_t op_index, const Op& op, ReadAhead& i
     for (size_t k0 = 0; k0 < n; k0 += kGroup) {
       Group g;
       g.count = std::min(kGroup, n - k0);
+      g.codes_tell = true;
       for (size_t k = 0; k < g.count; ++k) {
         in.read(op.inputs[k0 + k].file, s.in[k0 + k].data(), m, op.inputs[k0 + k].offset + done, op.tensor);
         g.q[k] = s.in[k0 + k].data();
         g.scales[k] = s.scales.data() + (k0 + k) * per;
         g.w[k] = spec.w32[k0 + k];
+        g.codes_tell = g.codes_tell && tame[k0 + k];
       }
       on_kernel<Accumulate>(spec.kernel, b.in, &b, done, m, &g, acc, k0 == 0);
-      for (size_t k = 0; k < g.count; ++k) note_nonfinite(st, op_index, uint32_t(k0 + k), g.nonfinite[k]);
+      for (size_t k = 0; k < g.count; ++k) {
+        uint64_t nf = g.nonfinite[k];
+        if (g.codes_tell) on_kernel<SpecialCodes>(spec.kernel, b.in, g.q[k], m, &nf);
+        note_nonfinite(st, op_index, uint32_t(k0 + k), nf);
+      }
     }
     if (!whole) {
       on_kernel<Store>(spec.kernel, b.in, b.requantise, op.out, static_cast<const float*>(acc), m, s.out.data());

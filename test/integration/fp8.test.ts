@@ -357,6 +357,34 @@ describe('other FP8 layouts', () => {
     expect(hex((got.get('c.weight_scale_inv') as RawTensor).data)).toBe(hex(want.scales as Uint8Array));
   });
 
+  it('NaN/Inf are counted on the dequantised values: NaN codes, and a scale that is infinite or overflows a finite code', async () => {
+    const dir = join(tmp, 'scales');
+    const spec = SPECS[0] as Fp8Spec; // a.weight, one F32 scale for the tensor
+    const cases: [string, number, (t: Map<string, RawTensor>) => void][] = [
+      ['a NaN code', 1, (t) => void ((t.get('a.weight') as RawTensor).data[3] = 0x7f)],
+      ['an infinite scale', 70 * 33, (t) => setScale(t, Infinity)],
+      ['a scale that overflows the largest codes', -1, (t) => setScale(t, 1e37)],
+    ];
+    function setScale(t: Map<string, RawTensor>, value: number): void {
+      (t.get('a.weight_scale') as RawTensor).data.set(scaleBytes('F32', [value]));
+    }
+    for (const [what, expected, poison] of cases) {
+      const run = join(dir, what.replace(/ /g, '-'));
+      const two = [0, 1].map((i) =>
+        writeQuantized(join(run, `step-${i + 1}`), [spec], 90 + i, null, [], i === 1 ? poison : undefined),
+      );
+      const t = fp8Of(spec, two);
+      const bad = dequantise(t, 1).filter((x) => !Number.isFinite(x)).length;
+      if (expected >= 0) expect(bad, what).toBe(expected);
+      else expect(bad, what).toBeGreaterThan(0);
+      const r = await merge({ inputs: run, out: out(), onNonfinite: 'warn' });
+      expect(
+        r.nonfinite.map((f) => [f.tensor, f.checkpoint, f.count]),
+        what,
+      ).toEqual([['a.weight', join(run, 'step-2'), bad]]);
+    }
+  });
+
   it('six checkpoints (the engine takes them four at a time): the reference bytes; a NaN is charged to its own checkpoint', async () => {
     const dir = join(tmp, 'six');
     const nan = (t: Map<string, RawTensor>) => {
