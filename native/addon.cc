@@ -134,9 +134,8 @@ void parse_fp8_band(const Napi::Object& o, pma::Op& op) {
   const Napi::Object sc = as_object(scale, "scale");
   b.scale = parse_dtype(get_string(sc, "dtype"));
   b.scales = parse_ranges(sc, "inputs");
-  const Napi::Value at = sc.Get("out");
   if (b.requantise) {
-    const Napi::Object dst = as_object(at, "scale.out");
+    const Napi::Object dst = as_object(sc.Get("out"), "scale.out");
     b.scale_out_file = uint32_t(get_u64(dst, "file"));
     b.scale_out_offset = get_u64(dst, "offset");
   }

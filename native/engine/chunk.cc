@@ -20,11 +20,6 @@ namespace {
 constexpr size_t kBlockElems = size_t(1) << 15;
 constexpr size_t kCopyBytes = size_t(1) << 20;
 
-void grow(std::vector<uint8_t>& v, size_t n, const std::string& tensor) {
-  maybe_fail_alloc(tensor);
-  if (v.size() < n) v.resize(n);
-}
-
 MergeArgs base_args(const ChunkSpec& spec, const Op& op) {
   MergeArgs a{};
   a.n = int(op.inputs.size());
@@ -201,6 +196,11 @@ void check_fp8(const ChunkSpec& spec, const Op& op) {
 }
 
 }  // namespace
+
+void grow(std::vector<uint8_t>& v, size_t n, const std::string& tensor) {
+  maybe_fail_alloc(tensor);
+  if (v.size() < n) v.resize(n);
+}
 
 uint64_t count_nonfinite(const uint8_t* p, DType t, size_t n) {
   switch (t) {

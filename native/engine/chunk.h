@@ -124,6 +124,10 @@ struct Scratch {
   AlignedBuffer direct;
 };
 
+// Grows a scratch buffer to at least n bytes (an allocation the fault injection can fail, for
+// `tensor`); never shrinks it.
+void grow(std::vector<uint8_t>& v, size_t n, const std::string& tensor);
+
 ChunkStats run_chunk(const ChunkSpec& spec, Scratch& scratch);
 // Runs the ops of `spec` that `pick` accepts on the CPU, adding to `st`: run_chunk runs all of
 // them; the CUDA engine hands its FP8 ops here (docs/gpu.md).

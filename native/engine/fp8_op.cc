@@ -4,7 +4,7 @@
 // kernels/fp8.h; the loops here are compiled for the baseline, AVX2 and AVX-512 and chosen by the
 // chunk's kernel, so every kernel runs the same operations in the same order.
 #include <algorithm>
-#include <cstring>
+#include <limits>
 
 #include "engine/chunk.h"
 #include "engine/faults.h"
@@ -17,11 +17,6 @@ namespace pma {
 namespace {
 
 constexpr size_t kBlockElems = size_t(1) << 16;
-
-void grow(std::vector<uint8_t>& v, size_t n, const std::string& tensor) {
-  maybe_fail_alloc(tensor);
-  if (v.size() < n) v.resize(n);
-}
 
 // Calls f(offset, count, block) for the spans of elements [first, first + m) of the band that
 // share one block: each ends at a row's end or a block column's. `block` indexes the band's scale
@@ -199,8 +194,14 @@ struct Requantise {
   }
 };
 
-// A block of a band written without new scales: in a float dtype, or as FP8 codes (a tensor
-// without scales).
+// A block of a band written without new scales: in a float dtype (the contract's store_f32,
+// with the dtype fixed for each loop so that it vectorises), or as FP8 codes (a tensor without
+// scales).
+template <DType T>
+[[gnu::always_inline]] inline void store_as_dtype(const float* __restrict acc, size_t m, uint8_t* __restrict out) {
+  for (size_t j = 0; j < m; ++j) store_f32(out, T, j, acc[j]);
+}
+
 struct Store {
   template <Fp8 F>
   [[gnu::always_inline]] static inline void run(bool codes, DType t, const float* __restrict acc, size_t m,
@@ -210,18 +211,10 @@ struct Store {
       return;
     }
     switch (t) {
-      case DType::BF16:
-        for (size_t j = 0; j < m; ++j) store_as<uint16_t>(out + 2 * j, f32_to_bf16(acc[j]));
-        return;
-      case DType::F16:
-        for (size_t j = 0; j < m; ++j) store_as<uint16_t>(out + 2 * j, f32_to_f16(acc[j]));
-        return;
-      case DType::F32:
-        for (size_t j = 0; j < m; ++j) store_as<uint32_t>(out + 4 * j, f32_out(acc[j]));
-        return;
-      case DType::F64:
-        for (size_t j = 0; j < m; ++j) store_as<uint64_t>(out + 8 * j, f64_out(double(acc[j])));
-        return;
+      case DType::BF16: return store_as_dtype<DType::BF16>(acc, m, out);
+      case DType::F16: return store_as_dtype<DType::F16>(acc, m, out);
+      case DType::F32: return store_as_dtype<DType::F32>(acc, m, out);
+      case DType::F64: return store_as_dtype<DType::F64>(acc, m, out);
     }
   }
 };
@@ -240,7 +233,7 @@ struct SpecialCodes {
 // Whether a checkpoint's scales let the codes tell which values are non-finite: every scale
 // finite, and |scale| * the format's largest still finite (so a finite code's value is).
 bool codes_tell(const float* scales, size_t n, Fp8 f) {
-  const float limit = 3.40282347e38f / fp8_max(f);
+  const float limit = std::numeric_limits<float>::max() / fp8_max(f);
   for (size_t i = 0; i < n; ++i) {
     if (!(scales[i] <= limit && scales[i] >= -limit)) return false;  // NaN fails both
   }

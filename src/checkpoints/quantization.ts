@@ -70,6 +70,12 @@ const MICROSCALING: ReadonlySet<DType> = new Set<DType>(['F4', 'F6_E2M3', 'F6_E3
 const SCALE_SUFFIXES = ['_scale_inv', '_scale'] as const;
 const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
+/** A tensor viewed as [rows, cols], its last dimension the columns (a 0-D one as [1, 1]). */
+function asMatrix(shape: number[]): { rows: number; cols: number } {
+  const cols = shape.length === 0 ? 1 : (shape[shape.length - 1] as number);
+  return { rows: cols === 0 ? 0 : numel(shape) / cols, cols };
+}
+
 /** `weight_block_size` of a quantization_config: [rows, cols] of positive integers, else null. */
 function blockSizeOf(cfg: Record<string, unknown> | null): [number, number] | null {
   const b = cfg?.['weight_block_size'];
@@ -87,8 +93,7 @@ function scalingOf(
   scale: LayoutTensor,
   block: [number, number] | null,
 ): Pick<Fp8Tensor, 'scaling' | 'rows' | 'cols' | 'blockRows' | 'blockCols'> | string {
-  const cols = weight.shape.length === 0 ? 1 : (weight.shape[weight.shape.length - 1] as number);
-  const rows = cols === 0 ? 0 : numel(weight.shape) / cols;
+  const { rows, cols } = asMatrix(weight.shape);
   if (!isAveraged(scale.dtype)) return `its scale ${scale.name} is ${scale.dtype}, not a float`;
   // A 2-D grid that fits the blocks is one (a [1, 1] grid of a small tensor too), before a scalar.
   const [br, bc] = block ?? DEFAULT_BLOCK;
@@ -175,8 +180,7 @@ export function detectQuantization(
         );
         continue;
       }
-      const cols = t.shape.length === 0 ? 1 : (t.shape[t.shape.length - 1] as number);
-      const rows = cols === 0 ? 0 : numel(t.shape) / cols;
+      const { rows, cols } = asMatrix(t.shape);
       const plain: Fp8Tensor = {
         name: t.name,
         dtype: t.dtype,

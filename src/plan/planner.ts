@@ -96,8 +96,8 @@ async function checkConfigs(cks: LoadedCheckpoint[], allowMismatch: boolean): Pr
   if (distinct.size < 2) return warnings;
   const diffs = configDifferences(parsed);
   // A config that does not say (a key absent) is no evidence of another model; two that say
-  // different things are.
-  // Checkpoints quantized differently hold different numbers under the same names.
+  // different things are. Checkpoints quantized differently are different models too: the same
+  // names hold differently encoded numbers.
   const identity = diffs.filter(
     (d) =>
       ([...IDENTITY_KEYS, QUANTIZATION_KEY] as string[]).includes(d.key) &&
