@@ -5,7 +5,7 @@ const BASE = '^src/(errors|dtypes|validate)[.]ts$|^src/util/';
 const FORMATS = '^src/(safetensors|dcp|checkpoints|synthetic)/';
 const PLAN = '^src/plan/';
 const RUN = '^src/native[.]ts$|^src/(run|output)/';
-const LIBRARY = '^src/(merge|analyze|bench)/|^src/(index|watch|inspect|verify|recommend)[.]ts$';
+const LIBRARY = '^src/(merge|analyze|bench)/|^src/(index|watch|inspect|verify|parts|recommend)[.]ts$';
 const CLI = '^src/cli/';
 
 const layer = (name, from, allowed) => ({

@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   E_NOMEM: 'out of memory',
   E_DEVICE: 'the GPU or its driver failed during the merge',
   E_ABORTED: 'the merge was aborted',
+  E_INCOMPLETE: 'a merge in parts cannot be finalized: parts are missing, running or failed',
   E_INTERNAL: 'a bug in pma',
 } as const;
 

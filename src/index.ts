@@ -6,6 +6,11 @@ export type { MergeOptions } from './merge/options.js';
 export { NONFINITE_MODES, type NonFiniteFinding, type NonFiniteMode } from './merge/nonfinite.js';
 export { inspect, type InspectResult, type InspectedCheckpoint, type InspectedQuantization } from './inspect.js';
 export { verify, type VerifyResult, type VerifiedFile } from './verify.js';
+export { finalize, partsStatus, type FinalizeResult, type PartState, type PartsStatus } from './parts.js';
+export type { PartResult } from './merge/part.js';
+export type { PartRecord } from './output/parts.js';
+export type { LeaseHolder } from './util/lease.js';
+export type { PartSpec } from './plan/parts.js';
 export {
   PmaError,
   ERROR_CODES,
@@ -30,6 +35,7 @@ export type {
   PlanCopyFile,
   PlanCrcPatch,
   PlanOutputFile,
+  PlanParts,
   PlanQuantization,
   PlanTensor,
 } from './plan/types.js';

@@ -8,11 +8,13 @@ import { analyzeCommand } from './analyze.js';
 import { benchCommand } from './bench.js';
 import { runCommand, type Command } from './command.js';
 import { demoCommand } from './demo.js';
+import { finalizeCommand } from './finalize.js';
 import { devicesCommand } from './devices.js';
 import { inspectCommand } from './inspect.js';
 import { processIo, type Io } from './io.js';
 import { mergeCommand } from './merge.js';
 import { recommendCommand } from './recommend.js';
+import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
 import { watchCommand } from './watch.js';
 
@@ -24,6 +26,8 @@ export const COMMANDS: readonly Command[] = [
   analyzeCommand,
   benchCommand,
   verifyCommand,
+  finalizeCommand,
+  statusCommand,
   devicesCommand,
   recommendCommand,
   demoCommand,

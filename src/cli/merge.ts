@@ -1,6 +1,7 @@
 import { formatTokens } from '../checkpoints/tokens.js';
 import { PmaError } from '../errors.js';
-import { merge } from '../merge/merge.js';
+import { merge, type MergeResult } from '../merge/merge.js';
+import type { PartResult } from '../merge/part.js';
 import type { MergeOptions } from '../merge/options.js';
 import { planMerge } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
@@ -18,6 +19,7 @@ import {
 import type { CommandSpec } from './flags.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { progressBar } from './progress.js';
+import type { Io } from './io.js';
 import { untilStopped } from './stop.js';
 
 export const MERGE_SPEC: CommandSpec = {
@@ -66,6 +68,34 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           option: 'maxShardSize',
           value: 'SIZE',
           help: 'shard the output above SIZE (default 5GB; 5GB = 5e9, 5GiB = 5*2^30)',
+        },
+      ],
+    },
+    {
+      title: 'Parts (one merge across processes or machines: docs/parts.md)',
+      flags: [
+        {
+          name: 'part',
+          type: 'string',
+          option: 'part',
+          value: 'I/N|auto',
+          help: [
+            'merge part I (0-based) of N into the shared <out>.partial/: each part',
+            'writes its share of the output files; the last one to finish (or',
+            "'pma finalize') puts <out> in place. auto: the scheduler's",
+            'environment (Slurm array or srun tasks, Kubernetes Indexed Job,',
+            'torchrun). A part that fails is rerun with the same command',
+          ],
+        },
+        {
+          name: 'parts',
+          type: 'string',
+          option: 'parts',
+          value: 'N',
+          help: [
+            'the number of parts, for --part auto in a Kubernetes Indexed Job',
+            '(its completions: Kubernetes does not export the count)',
+          ],
         },
       ],
     },
@@ -134,6 +164,7 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
     'pma merge runs/exp7 --last 10 --dry-run',
     'pma merge runs/exp7 --last 8 --device cuda:all --out merged/',
     'pma merge runs/exp7 --last 8 --out merged/ --resume   # after an interruption',
+    'pma merge runs/exp7 --last 8 --out /shared/m --part auto   # in each task of a Slurm job array',
   ],
   footer: `A run directory's checkpoints are its step-named subdirectories: a final model saved at its top
 level, and merges pma wrote into it (they have a pma.json), are listed as skipped and left out.
@@ -219,6 +250,7 @@ export const mergeCommand: Command = {
     for (const f of result.nonfinite)
       io.err(`warning: ${f.count} NaN/Inf in ${f.tensor} of ${f.checkpoint} (merged anyway: --on-nonfinite warn)\n`);
     const p = result.plan;
+    if (result.part) return reportPart(result, flags.json === true, quiet, io);
     if (flags.json) {
       io.out(
         `${JSON.stringify(
@@ -260,6 +292,57 @@ export const mergeCommand: Command = {
     return 0;
   },
 };
+
+/** What a part of a merge in parts says when it ends: its files, and the finalize or what it waits for. */
+function reportPart(result: MergeResult, json: boolean, quiet: boolean, io: Io): number {
+  const part = result.part as PartResult;
+  if (json) {
+    io.out(
+      `${JSON.stringify(
+        {
+          out: result.out,
+          part: part.index,
+          parts: part.count,
+          source: part.source,
+          status: part.status,
+          files: part.files,
+          bytes: part.bytes,
+          resumedChunks: result.resumedChunks,
+          nonfinite: result.nonfinite,
+          finalized: part.finalized,
+          waiting: part.waiting,
+          device: result.device,
+          threads: result.threads,
+          bytesRead: result.bytesRead,
+          bytesWritten: result.bytesWritten,
+          seconds: result.elapsedMs / 1000,
+          gbPerSecond: result.bytesPerSecond / 1e9,
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    return 0;
+  }
+  const what = `part ${part.index}/${part.count}`;
+  if (part.status === 'finalized-before') {
+    io.out(`${what}: the merge is already finalized in ${result.out}\n`);
+    return 0;
+  }
+  if (result.resumedChunks > 0 && !quiet)
+    io.err(`resumed: ${result.resumedChunks} of the part's chunks were already done\n`);
+  const done =
+    part.status === 'complete'
+      ? `${what} was already complete`
+      : `merged ${what}: ${part.files.length} file(s), ${formatBytes(part.bytes)} in ${formatDuration(result.elapsedMs)} (${formatRate(result.bytesRead / Math.max(result.elapsedMs / 1000, 1e-9))} read)`;
+  const then = part.finalized
+    ? `; every part is done: finalized -> ${part.finalized.out}`
+    : part.waiting.length > 0
+      ? `; the last part to finish finalizes the merge: ${part.waiting.length} part(s) to come (pma status ${result.out})`
+      : '; another process is finalizing the merge';
+  io.out(`${done}${then}\n`);
+  return 0;
+}
 
 /** ", 34 FP8 scale tensors written anew": the scales a requantised FP8 merge writes, if any. */
 function scalesLine(plan: MergePlan): string {

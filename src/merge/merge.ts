@@ -1,4 +1,4 @@
-import { PmaError, isAbort } from '../errors.js';
+import { PmaError } from '../errors.js';
 import type { KernelName } from '../native.js';
 import { checkTarget, MergeOutput } from '../output/output.js';
 import { resumedChunkSize } from '../output/partial.js';
@@ -6,11 +6,13 @@ import { chunkSizeFor, resolvePlanOptions, type PlanOptions, type ResolvedPlanOp
 import { planMerge, planResolved, type PlanResult } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
 import { Engine } from '../run/engine.js';
-import { runChunks } from '../run/run-chunks.js';
 import { realish } from '../util/fs.js';
-import { NonFiniteLog, type NonFiniteFinding } from './nonfinite.js';
+import * as v from '../validate.js';
+import type { NonFiniteFinding } from './nonfinite.js';
 import { resolveMergeOptions, type MergeOptions, type ResolvedMergeOptions } from './options.js';
+import { attemptPart, type PartResult } from './part.js';
 import { provenance } from './record.js';
+import { writeChunks } from './write-chunks.js';
 
 export interface MergeResult {
   out: string;
@@ -36,6 +38,8 @@ export interface MergeResult {
   elapsedMs: number;
   /** Input bytes per second of the whole merge, planning and finishing included. */
   bytesPerSecond: number;
+  /** One part of a merge in parts (`part`): what it wrote, and whether it finalized the merge. */
+  part?: PartResult;
 }
 
 /**
@@ -70,13 +74,23 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
   const started = performance.now();
   const o = resolveMergeOptions(options);
   const planOptions = resolvePlanOptions(options); // every option is checked before the addon loads
+  if (planOptions.part && o.onNonfinite === 'skip-checkpoint') {
+    // Leaving a checkpoint out changes every part's plan: the parts cannot agree on it.
+    throw v.invalid(
+      'onNonfinite',
+      '"error" or "warn" in a merge in parts (every part would have to leave the same checkpoint out)',
+      o.onNonfinite,
+    );
+  }
   const engine = Engine.start(o.engine); // the workers load while the headers are read
   try {
     // Checkpoints left out for NaN/Inf (--on-nonfinite skip-checkpoint), path -> why: each finding
     // plans the merge again without them.
     const leftOut = new Map<string, string>();
     for (;;) {
-      const done = await attempt(planOptions, leftOut, engine, o, options);
+      const done = planOptions.part
+        ? { ...(await attemptPart(planOptions, planOptions.part, engine, o, options)), leftOut: [] }
+        : await attempt(planOptions, leftOut, engine, o, options);
       if ('leaveOut' in done) {
         for (const [path, why] of done.leaveOut) leftOut.set(path, why);
         continue;
@@ -169,59 +183,4 @@ async function attempt(
   } catch (e) {
     throw await output.fail(e);
   }
-}
-
-interface Written {
-  bytesRead: number;
-  bytesWritten: number;
-  nonfinite: NonFiniteLog;
-  /** With --on-nonfinite skip-checkpoint: the checkpoints to leave out of a new plan, with why. */
-  leaveOut: Map<string, string> | null;
-}
-
-/**
- * Runs the chunks the output lacks, journaling each as its bytes land. NaN or Inf in an input stops
- * the run at once unless they are only to be reported (--on-nonfinite warn).
- */
-async function writeChunks(
-  plan: MergePlan,
-  output: MergeOutput,
-  engine: Engine,
-  dropCache: boolean,
-  o: ResolvedMergeOptions,
-  options: MergeOptions,
-): Promise<Written> {
-  const w: Written = { bytesRead: 0, bytesWritten: 0, nonfinite: new NonFiniteLog(plan), leaveOut: null };
-  for (const [i, found] of output.done) w.nonfinite.add(i, found);
-  const stopForNonfinite = new AbortController();
-  if (w.nonfinite.any && o.onNonfinite !== 'warn') stopForNonfinite.abort();
-  const signal = options.signal ? AbortSignal.any([options.signal, stopForNonfinite.signal]) : stopForNonfinite.signal;
-  try {
-    await runChunks(
-      plan.chunks,
-      engine.pool,
-      {
-        run: (_, i, cancel) => engine.pool.merge(engine.mergeChunk(plan, i, output.dir, cancel, dropCache)),
-        done: (i, s) => {
-          w.bytesRead += s.bytesRead;
-          w.bytesWritten += s.bytesWritten;
-          output.chunkDone(i, s.nonfinite);
-          if (s.nonfinite.length === 0) return;
-          w.nonfinite.add(i, s.nonfinite);
-          if (o.onNonfinite !== 'warn') stopForNonfinite.abort();
-        },
-      },
-      { signal, skip: output.done, ...(options.onProgress ? { onProgress: options.onProgress } : {}) },
-    );
-  } catch (e) {
-    // Stopped for NaN/Inf, not by the caller: decided below.
-    if (!(stopForNonfinite.signal.aborted && !options.signal?.aborted && isAbort(e))) throw e;
-  }
-  if (options.signal?.aborted) throw aborted();
-  if (stopForNonfinite.signal.aborted) {
-    if (o.onNonfinite === 'error') throw w.nonfinite.error();
-    // skip-checkpoint: this plan's output is of no use; merge again without the culprits.
-    w.leaveOut = w.nonfinite.byCheckpoint();
-  }
-  return w;
 }

@@ -15,7 +15,7 @@ import { exists, fsyncPath, fsyncSubdirs, makeDirs } from '../util/fs.js';
 export async function finishOutput(
   dir: string,
   target: string,
-  plan: MergePlan,
+  plan: Pick<MergePlan, 'index' | 'copyFiles' | 'writtenFiles'>,
   record: Record<string, unknown>,
   force: boolean,
   outputSums: Record<string, string>,

@@ -59,12 +59,15 @@ export class OutputHasher {
   private readonly spare: Buffer[] = [];
   private active = 0;
 
+  /** `only`: the files to hash (a part's), else every output file. */
   constructor(
     dir: string,
     plan: MergePlan,
     private readonly dropCache: boolean,
+    only?: ReadonlySet<string>,
   ) {
     for (const f of plan.outputs) {
+      if (only && !only.has(f.name)) continue;
       const crcs = f.crcs
         .map((c) => ({ ...c, crc: 0, known: false, unwritten: c.end - c.start }))
         .sort((a, b) => a.start - b.start);

@@ -16,15 +16,27 @@ import { checkResumable, newState, readState, writeState } from './state.js';
  * with the same arguments and unchanged inputs runs only the chunks the journal lacks.
  */
 export const PARTIAL_SUFFIX = '.partial';
-const META_DIR = '.pma-resume';
+export const META_DIR = '.pma-resume';
 
 export const partialPath = (target: string) => join(dirname(target), basename(target) + PARTIAL_SUFFIX);
-const metaPath = (dir: string, name: 'lock' | 'state.json' | 'journal' | 'stopped-nonfinite') =>
-  join(dir, META_DIR, name);
+/** A file of the resume data: in `<partial>/.pma-resume/`, or in a part's directory there (`meta`). */
+export type MetaName = 'lock' | 'state.json' | 'journal' | 'stopped-nonfinite';
+const metaPath = (dir: string, name: MetaName) => join(dir, META_DIR, name);
 // Resume data moved out of a partial that is being renamed into place.
-const finishingPath = (dir: string) => `${dir}.finishing`;
+export const finishingPath = (dir: string) => `${dir}.finishing`;
 // A partial being created: `<out>.partial.creating-<pid>-<random>`, renamed once complete.
-const CREATING = '.creating-';
+export const CREATING = '.creating-';
+
+/**
+ * Resume data left beside the partial by a finish cut short: put back into the partial, or, when
+ * the partial was already renamed into place, dropped.
+ */
+export async function recoverFinishing(dir: string): Promise<void> {
+  const finishing = finishingPath(dir);
+  if (!(await exists(finishing))) return;
+  if (await exists(dir)) await rename(finishing, join(dir, META_DIR));
+  else await rm(finishing, { recursive: true, force: true });
+}
 
 /** Whether the partial `dir` is held by a merge that is still running (or by another host). */
 export function partialHeldLive(dir: string): Promise<boolean> {
@@ -43,7 +55,7 @@ export async function resumedChunkSize(target: string, resume: boolean): Promise
 }
 
 /** Removes partials whose creation was cut short (their creator, on this host, is gone). */
-async function removeAbandoned(dir: string): Promise<void> {
+export async function removeAbandoned(dir: string): Promise<void> {
   const prefix = basename(dir) + CREATING;
   const names = await readdir(dirname(dir)).catch(() => [] as string[]);
   for (const name of names) {
@@ -58,7 +70,7 @@ async function removeAbandoned(dir: string): Promise<void> {
  * Creates one output file: a safetensors file's 8-byte header length and header, then a hole of
  * the data's size; a file the ops write whole (DCP) is all hole.
  */
-async function createOutputFile(path: string, f: MergePlan['outputs'][number]): Promise<void> {
+export async function createOutputFile(path: string, f: MergePlan['outputs'][number]): Promise<void> {
   await makeDirs(dirname(path));
   const fh = await open(path, 'wx');
   try {
@@ -84,13 +96,16 @@ export class PartialOutput {
 
   private constructor(
     readonly dir: string,
+    /** Where the lock and journal are: `<partial>/.pma-resume`, or a part's directory in it. */
+    private readonly meta: string,
     /** Chunks on disk, with the NaN/Inf counts each found in its inputs. */
     readonly done: ReadonlyMap<number, NonFiniteCounts>,
     private readonly journal: Journal,
     private readonly outputs: FileHandle[],
-    private readonly token: string,
+    /** Releases the lock. */
+    private readonly unlock: () => Promise<void>,
     private readonly plan: MergePlan,
-    /** Output file name -> its index in plan.outputs (and in `outputs`). */
+    /** Output file name -> its index in `outputs`. */
     private readonly outputIndex: ReadonlyMap<string, number>,
     /** Output files (by index) written since the journal's last flush. */
     private readonly dirty: Set<number>,
@@ -109,13 +124,7 @@ export class PartialOutput {
   ): Promise<PartialOutput> {
     const dir = partialPath(target);
     const token = lockToken();
-    const finishing = finishingPath(dir);
-    if (await exists(finishing)) {
-      // A merge killed while finishing: its resume data goes back into the partial, or, when the
-      // partial was already renamed into place, is dropped.
-      if (await exists(dir)) await rename(finishing, join(dir, META_DIR));
-      else await rm(finishing, { recursive: true, force: true });
-    }
+    await recoverFinishing(dir); // a merge killed while finishing
     if (!(await exists(dir))) return PartialOutput.create(dir, plan, stamps, token);
     if (!(await exists(join(dir, META_DIR))) && (await readdir(dir).catch(() => [])).length > 0) {
       throw new PmaError(
@@ -199,7 +208,7 @@ export class PartialOutput {
       throw fsError(e, 'cannot create output in', dirname(dir));
     }
     await fsyncPath(dirname(dir));
-    return PartialOutput.attach(dir, plan, new Map(), token);
+    return PartialOutput.attachWhole(dir, plan, new Map(), token);
   }
 
   private static async resume(
@@ -220,16 +229,33 @@ export class PartialOutput {
         );
       }
     }
-    return PartialOutput.attach(dir, plan, await Journal.read(metaPath(dir, 'journal')), token);
+    return PartialOutput.attachWhole(dir, plan, await Journal.read(metaPath(dir, 'journal')), token);
   }
 
-  private static async attach(
+  private static attachWhole(
     dir: string,
     plan: MergePlan,
     done: Map<number, NonFiniteCounts>,
     token: string,
   ): Promise<PartialOutput> {
-    const opened = await Promise.allSettled(plan.outputs.map((f) => open(join(dir, f.name), 'r')));
+    const meta = join(dir, META_DIR);
+    const files = plan.outputs.map((f) => f.name);
+    return PartialOutput.attach(dir, meta, plan, files, done, () => releaseLock(join(meta, 'lock'), token));
+  }
+
+  /**
+   * Opens the output `files` of the partial `dir` (all of them, or a part's), with the journal in
+   * `meta`: the lock there is held, and `unlock` releases it.
+   */
+  static async attach(
+    dir: string,
+    meta: string,
+    plan: MergePlan,
+    files: readonly string[],
+    done: Map<number, NonFiniteCounts>,
+    unlock: () => Promise<void>,
+  ): Promise<PartialOutput> {
+    const opened = await Promise.allSettled(files.map((name) => open(join(dir, name), 'r')));
     const outputs = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     try {
       const failed = opened.find((r) => r.status === 'rejected');
@@ -238,7 +264,7 @@ export class PartialOutput {
       // so that a merge writing many files does not hold every libuv thread (the hashing pass
       // reads through them) with fdatasync at once.
       const dirty = new Set<number>();
-      const journal = await Journal.open(metaPath(dir, 'journal'), dir, async () => {
+      const journal = await Journal.open(join(meta, 'journal'), dir, async () => {
         const files = [...dirty];
         dirty.clear();
         try {
@@ -248,8 +274,8 @@ export class PartialOutput {
           throw e;
         }
       });
-      const index = new Map(plan.outputs.map((f, k) => [f.name, k]));
-      return new PartialOutput(dir, done, journal, outputs, token, plan, index, dirty);
+      const index = new Map(files.map((name, k) => [name, k]));
+      return new PartialOutput(dir, meta, done, journal, outputs, unlock, plan, index, dirty);
     } catch (e) {
       await Promise.all(outputs.map((fh) => fh.close().catch(() => {})));
       throw e;
@@ -272,11 +298,22 @@ export class PartialOutput {
   async suspend(nonfinite = false): Promise<void> {
     try {
       await this.journal.flush();
-      if (nonfinite) await writeFile(metaPath(this.dir, 'stopped-nonfinite'), `${new Date().toISOString()}\n`);
+      if (nonfinite) await writeFile(join(this.meta, 'stopped-nonfinite'), `${new Date().toISOString()}\n`);
     } finally {
       await this.close();
-      await releaseLock(metaPath(this.dir, 'lock'), this.token);
+      await this.unlock();
     }
+  }
+
+  /** Every chunk is written: makes the journal durable and closes the files (the lock stays held). */
+  async flushAndClose(): Promise<void> {
+    await this.journal.flush();
+    await this.close();
+  }
+
+  /** Releases the lock (after flushAndClose, when the part's record is written). */
+  async release(): Promise<void> {
+    await this.unlock();
   }
 
   /**
@@ -285,8 +322,7 @@ export class PartialOutput {
    * crash in between leaves the resume data beside the partial, and open() puts it back.
    */
   async complete(): Promise<void> {
-    await this.journal.flush();
-    await this.close();
+    await this.flushAndClose();
     await rename(join(this.dir, META_DIR), finishingPath(this.dir));
     await fsyncPath(dirname(this.dir));
   }

@@ -37,6 +37,7 @@ function mergeArgs(plan: MergePlan): MergeArgs {
     '--dtype': plan.dtype,
     '--accumulate': plan.accumulate,
     [OUTPUT_FILES]: plan.outputs.map((f) => `${f.name} ${f.size}`).join(', '),
+    ...(plan.parts ? { '--part (the number of parts)': String(plan.parts.count) } : {}),
   };
 }
 
@@ -84,18 +85,22 @@ export async function writeState(path: string, state: PartialState): Promise<voi
   }
 }
 
-/** Refuses to resume the partial `dir` unless its state names this plan and unchanged inputs. */
+/**
+ * Refuses to resume the partial `dir` unless its state names this plan and unchanged inputs;
+ * `startOver` is the advice that ends a refusal.
+ */
 export async function checkResumable(
   dir: string,
   statePath: string,
   plan: MergePlan,
   stamps: InputStamp[],
+  startOver = 'pass --force to start over',
 ): Promise<void> {
   const state = await readState(statePath);
   if (!state) {
     throw new PmaError(
       'E_OUTPUT',
-      `${dir} has no readable resume state (it was not made by this version of pma, or its creation was cut short); remove it or pass --force to start over`,
+      `${dir} has no readable resume state (it was not made by this version of pma, or its creation was cut short); ${startOver === 'pass --force to start over' ? 'remove it or pass --force to start over' : startOver}`,
       { file: dir },
     );
   }
@@ -108,7 +113,7 @@ export async function checkResumable(
     const what = changed.length > 0 ? `different arguments: ${changed.join('; ')}` : 'different input headers';
     throw new PmaError(
       'E_OUTPUT',
-      `the partial merge in ${dir} was started with ${what}; resume it with the original arguments, or pass --force to start over`,
+      `the partial merge in ${dir} was started with ${what}; resume it with the original arguments, or ${startOver}`,
       { file: dir },
     );
   }
@@ -118,7 +123,7 @@ export async function checkResumable(
     if (what)
       throw new PmaError(
         'E_INPUT',
-        `cannot resume ${dir}: input ${s.path} ${what} since the merge began; pass --force to start over`,
+        `cannot resume ${dir}: input ${s.path} ${what} since the merge began; ${startOver}`,
         { file: s.path },
       );
   }

@@ -10,7 +10,11 @@ import { exists, realish, within } from '../util/fs.js';
  * Refuses an output that would hide in, replace or contain an input checkpoint, and an existing
  * output unless `force`. Returns the output's real path.
  */
-export async function checkOutputPath(out: string, plan: MergePlan, force: boolean): Promise<string> {
+export async function checkOutputPath(
+  out: string,
+  plan: Pick<MergePlan, 'checkpoints'>,
+  force: boolean,
+): Promise<string> {
   const target = await realish(out);
   for (const c of plan.checkpoints) {
     const ck = await realish(c.path);

@@ -33,6 +33,8 @@ class ChunkBuilder {
   private cur: PlanChunk = ChunkBuilder.empty();
   private inIdx = new Map<string, number>();
   private outIdx = new Map<string, number>();
+  /** The output file the open chunk writes: a chunk never writes two (see cutChunks). */
+  private file: string | null = null;
 
   constructor(private readonly limit: number) {}
 
@@ -40,12 +42,17 @@ class ChunkBuilder {
     return { inputs: [], outputs: [], ops: [], bytes: 0 };
   }
 
-  /** Whole units of `perUnit` bytes that fit in the open chunk; flushes it when none fit. */
-  fit(perUnit: number): number {
-    if (this.cur.ops.length >= MAX_OPS_PER_CHUNK) this.flush();
+  /**
+   * Whole units of `perUnit` bytes for output file `file` that fit in the open chunk; flushes it
+   * when none fit, or when it writes another file.
+   */
+  fit(perUnit: number, file: string): number {
+    if (this.cur.ops.length >= MAX_OPS_PER_CHUNK || (this.file !== null && this.file !== file)) this.flush();
+    this.file = file;
     const n = Math.floor((this.limit - this.cur.bytes) / perUnit);
     if (n > 0 || this.cur.ops.length === 0) return Math.max(1, n);
     this.flush();
+    this.file = file;
     return Math.max(1, Math.floor(this.limit / perUnit));
   }
 
@@ -78,13 +85,16 @@ class ChunkBuilder {
     this.cur = ChunkBuilder.empty();
     this.inIdx = new Map();
     this.outIdx = new Map();
+    this.file = null;
   }
 }
 
 /**
  * Cuts the work into chunks of about `limit` bytes (read + written) and at most MAX_OPS_PER_CHUNK
  * ops. Large tensors are split on element boundaries, small ones share a chunk, so memory and
- * latency stay bounded whatever the model's size and the pool stays busy. Chunk boundaries never change the result bytes.
+ * latency stay bounded whatever the model's size and the pool stays busy. Chunk boundaries never
+ * change the result bytes. A chunk writes one output file (an FP8 weight's new scales are in its
+ * shard): the parts of a merge split across machines own whole files, so each runs whole chunks.
  */
 export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
   const b = new ChunkBuilder(limit);
@@ -106,7 +116,7 @@ export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
       const start = piece.element * unitsPerElement;
       const units = piece.count * unitsPerElement;
       for (let done = 0; done < units;) {
-        const n = Math.min(units - done, b.fit(perUnit));
+        const n = Math.min(units - done, b.fit(perUnit, piece.out?.file ?? t.file));
         const inputs = (merge ? piece.sources : piece.sources.slice(-1)).map((s) => ({
           file: b.input(s.file),
           offset: s.offset + done * inSize,
@@ -161,7 +171,7 @@ function cutFp8(
   for (let row = 0; row < f.rows;) {
     // A requantised band is one block row: the engine holds its accumulators whole, and one
     // block row of them stays in the CPU's cache where a chunk's worth would not.
-    const fit = b.fit(perUnit);
+    const fit = b.fit(perUnit, t.file);
     const rows = Math.min(f.rows - row, (requantise && f.scale ? 1 : fit) * unitRows);
     const scaleAt = Math.floor(row / f.blockRows) * scaleCols * scaleSize;
     const op: PlanFp8Op = {

@@ -1,6 +1,7 @@
 import type { TokenSelection } from '../checkpoints/tokens.js';
 import { OUTPUT_DTYPES, type OutputDTypeOption } from '../dtypes.js';
 import * as v from '../validate.js';
+import { resolvePart, type PartSpec } from './parts.js';
 import { OUTPUT_FORMATS, type Accumulate, type OutputFormat } from './types.js';
 import { METHODS, SCHEDULES, type Method, type Schedule } from './weights.js';
 
@@ -67,6 +68,14 @@ export interface PlanOptions extends SelectionOptions {
    * checkpoint instead, averages the rest, and records it in pma.json.
    */
   copyQuantized?: boolean;
+  /**
+   * One part of a merge split across processes or machines (docs/parts.md): "I/N" (I 0-based), or
+   * "auto" for the scheduler's environment (a Slurm job array or srun tasks, a Kubernetes Indexed
+   * Job, torchrun). Every part makes the same plan and writes its share of the output files.
+   */
+  part?: string;
+  /** The number of parts, for `part: 'auto'` under a Kubernetes Indexed Job (its completions). */
+  parts?: number | string;
 }
 
 export interface ResolvedPlanOptions {
@@ -82,6 +91,8 @@ export interface ResolvedPlanOptions {
   dtype: OutputDTypeOption;
   accumulate: Accumulate;
   maxShardSize: number;
+  /** Whether maxShardSize was asked for: otherwise a merge in parts may shard finer, so every part has files. */
+  maxShardSizeSet: boolean;
   /** null: chosen from the merge's size by chunkSizeFor(). */
   chunkSize: number | null;
   allowConfigMismatch: boolean;
@@ -91,6 +102,8 @@ export interface ResolvedPlanOptions {
   /** null: the inputs' format. */
   format: OutputFormat | null;
   copyQuantized: boolean;
+  /** Which part of a merge in parts this process is; null: the whole merge. */
+  part: PartSpec | null;
 }
 
 /**
@@ -160,6 +173,7 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
     dtype: o.dtype === undefined ? 'keep' : v.oneOf('dtype', o.dtype, OUTPUT_DTYPES),
     accumulate: o.accumulate === undefined ? 'f32' : v.oneOf('accumulate', o.accumulate, ['f32', 'f64'] as const),
     maxShardSize: o.maxShardSize === undefined ? DEFAULT_MAX_SHARD_SIZE : v.byteSize('maxShardSize', o.maxShardSize),
+    maxShardSizeSet: o.maxShardSize !== undefined,
     chunkSize: o.chunkSize === undefined ? null : v.byteSize('chunkSize', o.chunkSize),
     allowConfigMismatch:
       o.allowConfigMismatch === undefined ? false : v.boolean('allowConfigMismatch', o.allowConfigMismatch),
@@ -167,5 +181,14 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
     average: o.average === undefined ? null : v.stringList('average', o.average, 'name globs'),
     exclude: o.exclude === undefined ? [] : v.stringList('exclude', o.exclude, 'name globs'),
     copyQuantized: o.copyQuantized === undefined ? false : v.boolean('copyQuantized', o.copyQuantized),
+    part: resolvePartOption(o),
   };
+}
+
+function resolvePartOption(o: PlanOptions): PartSpec | null {
+  if (o.part === undefined) {
+    if (o.parts !== undefined) throw v.invalid('part', '"auto" or I/N when parts is given', undefined);
+    return null;
+  }
+  return resolvePart(o.part, process.env, o.parts);
 }

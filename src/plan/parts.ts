@@ -1,9 +1,9 @@
 import { PmaError } from '../errors.js';
 import * as v from '../validate.js';
+import type { MergePlan } from './types.js';
 
 /**
- * One merge split into N parts, each a plain pma process on its own machine (issue 15, in
- * progress: the parts are not yet executed). Which part a process is comes from `--part I/N` or
+ * One merge split into N parts, each a plain pma process on its own machine (docs/parts.md). Which part a process is comes from `--part I/N` or
  * from the scheduler that started it; which output files a part writes is decided here, the same
  * way by every part, from the plan alone.
  */
@@ -132,4 +132,14 @@ export function imbalance(sizes: readonly number[], part: readonly number[], cou
   part.forEach((p, f) => (load[p] = (load[p] as number) + (sizes[f] as number)));
   const total = load.reduce((a, b) => a + b, 0);
   return total === 0 ? 1 : Math.max(...load) / (total / count);
+}
+
+/** "part 1 of 4 (--part 1/4): 3 of 12 output files, 1.2e9 of 4.8e9 bytes; the largest part 1.02x the mean". */
+export function describePart(plan: MergePlan, part: PartSpec): string {
+  const files = plan.parts?.files ?? [];
+  const sizes = plan.outputs.map((f) => f.size);
+  const mine = plan.outputs.filter((_, i) => files[i] === part.index);
+  const bytes = mine.reduce((s, f) => s + f.size, 0);
+  const total = sizes.reduce((s, b) => s + b, 0);
+  return `part ${part.index} of ${part.count} (${part.source}): ${mine.length} of ${plan.outputs.length} output file(s), ${bytes} of ${total} bytes; the largest part writes ${imbalance(sizes, files, part.count).toFixed(2)}x the mean`;
 }

@@ -28,6 +28,7 @@ import { DTYPE_BITS, isAveraged, outputDtypeFor, type DType } from '../dtypes.js
 import { PmaError } from '../errors.js';
 import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSpec } from '../safetensors/writer.js';
 import { cutChunks, type TensorSources } from './chunks.js';
+import { assignFiles, describePart } from './parts.js';
 import { layoutDcpOutput } from './dcp-output.js';
 import { chunkSizeFor, resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from './options.js';
 import type { MergePlan, PlanOutputFile, PlanQuantization, PlanTensor } from './types.js';
@@ -231,6 +232,7 @@ function layoutOutput(
   newest: LoadedCheckpoint,
   o: ResolvedPlanOptions,
   quant: Quantization,
+  notes: string[],
 ): Pick<MergePlan, 'outputs' | 'tensors' | 'index'> {
   const averaged = averagedBy(o, quant);
   const specs: Spec[] = [];
@@ -270,7 +272,7 @@ function layoutOutput(
       });
     }
   }
-  const groups = splitShards(specs, o.maxShardSize);
+  const groups = shardsFor(specs, o, notes);
   const sharded = groups.length > 1;
   const outputs: PlanOutputFile[] = [];
   const tensors: PlanTensor[] = [];
@@ -303,6 +305,29 @@ function layoutOutput(
   }
   const outputBytes = tensors.reduce((s, t) => s + t.bytes, 0);
   return { outputs, tensors, index: sharded ? shardIndexJson(outputBytes, weightMap) : null };
+}
+
+/**
+ * The output's shards: at most --max-shard-size each. A merge in N parts with fewer shards than
+ * parts, and no --max-shard-size asked for, is cut into shards of about 1/N of the output, so that
+ * no part is left without files (a single-machine merge with that size writes the same bytes).
+ */
+function shardsFor(specs: Spec[], o: ResolvedPlanOptions, notes: string[]): Spec[][] {
+  const groups = splitShards(specs, o.maxShardSize);
+  const n = o.part?.count ?? 1;
+  if (n <= groups.length) return groups;
+  if (o.maxShardSizeSet) {
+    notes.push(
+      `the output has ${groups.length} file(s) for ${n} parts (--max-shard-size ${o.maxShardSize}): ${n - groups.length} part(s) have nothing to write`,
+    );
+    return groups;
+  }
+  const size = Math.ceil(specs.reduce((s, t) => s + t.bytes, 0) / n);
+  const finer = splitShards(specs, size);
+  notes.push(
+    `the output is cut into ${finer.length} shards of at most ${size} bytes (--max-shard-size ${size}) so that each of the ${n} parts writes some${finer.length < n ? ` (tensors too large to share leave ${n - finer.length} part(s) without files)` : ''}`,
+  );
+  return finer;
 }
 
 /** Plans a merge from options as the library takes them (validated here). */
@@ -351,10 +376,10 @@ export async function planResolved(
       `--copy-quantized: ${quant.unknown.tensors.length} tensor(s) quantized with ${quant.unknown.scheme} are copied from the newest checkpoint (${newest.name}) unchanged, not averaged: ${someNames(quant.unknown.tensors)}`,
     );
   }
-  const parts =
+  const layout =
     format === 'dcp' ? await dcpParts(cks, o, quant, notes) : await safetensorsParts(cks, o, quant, notes, warnings);
-  const chunkSize = o.chunkSize ?? chunkSizeFor(parts.totals.inputBytes + parts.totals.outputBytes);
-  const chunks = cutChunks(parts.items, chunkSize);
+  const chunkSize = o.chunkSize ?? chunkSizeFor(layout.totals.inputBytes + layout.totals.outputBytes);
+  const chunks = cutChunks(layout.items, chunkSize);
 
   const plan: MergePlan = {
     version: 2,
@@ -371,18 +396,28 @@ export async function planResolved(
       tokens: selected.tokens.get(c.path) ?? null,
     })),
     weights,
-    outputs: parts.outputs,
-    index: parts.index,
-    tensors: parts.tensors,
+    outputs: layout.outputs,
+    index: layout.index,
+    tensors: layout.tensors,
     chunkSize,
     chunks,
-    copyFiles: parts.copyFiles,
-    writtenFiles: parts.writtenFiles,
-    totals: parts.totals,
+    copyFiles: layout.copyFiles,
+    writtenFiles: layout.writtenFiles,
+    totals: layout.totals,
     quantization: planQuantization(quant, o),
+    parts: o.part
+      ? {
+          count: o.part.count,
+          files: assignFiles(
+            layout.outputs.map((f) => f.size),
+            o.part.count,
+          ),
+        }
+      : null,
     notes,
     warnings,
   };
+  if (o.part) notes.push(describePart(plan, o.part));
   return { plan, skipped: selected.skipped };
 }
 
@@ -400,7 +435,7 @@ async function safetensorsParts(
   warnings: string[],
 ): Promise<Parts> {
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
-  const { outputs, tensors, index } = layoutOutput(newest, o, quant);
+  const { outputs, tensors, index } = layoutOutput(newest, o, quant, notes);
   const fp8Merged = tensors.filter((t) => t.action === 'merge' && quant.fp8.has(t.name));
   const writtenFiles = await rewrittenConfig(newest, o, fp8Merged.length > 0 && !quant.unknown, warnings);
   if (fp8Merged.length > 0) {

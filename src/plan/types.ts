@@ -167,9 +167,29 @@ export interface MergePlan {
   totals: { inputBytes: number; outputBytes: number; tensors: number; merged: number; copied: number };
   /** The inputs' quantization: FP8 averaged, or another scheme's tensors copied; null when not quantized. */
   quantization: PlanQuantization | null;
+  /** A merge split into parts: which part writes each output file. Null: one process writes all. */
+  parts: PlanParts | null;
   notes: string[];
   /** What the user must hear even with --quiet: fewer checkpoints than asked, differing configs. */
   warnings: string[];
+}
+
+/**
+ * The output files shared among the parts of a merge, the same for every part (the process's own
+ * index is not in the plan). A chunk writes one file, so it belongs to that file's part.
+ */
+export interface PlanParts {
+  count: number;
+  /** The part that writes each output file, in the order of MergePlan.outputs. */
+  files: number[];
+}
+
+/** The chunks part `index` runs, by index (every chunk without parts): those writing its files. */
+export function chunksOfPart(plan: MergePlan, index: number): number[] {
+  const parts = plan.parts;
+  if (parts === null) return plan.chunks.map((_, i) => i);
+  const owner = new Map(plan.outputs.map((f, i) => [f.name, parts.files[i]]));
+  return plan.chunks.flatMap((c, i) => (owner.get(c.outputs[0] as string) === index ? [i] : []));
 }
 
 /** What pma.json records of the inputs' quantization (src/checkpoints/quantization.ts). */

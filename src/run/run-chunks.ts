@@ -24,6 +24,8 @@ export interface RunChunksOptions {
   signal?: AbortSignal;
   /** Chunks already done (a resumed merge): not run, counted as done. */
   skip?: { has(i: number): boolean };
+  /** The chunks this run is for (one part of a merge in parts), by index; the others are neither run nor counted. Default: all. */
+  only?: readonly number[];
   onProgress?: (p: Progress) => void;
   /** What an abort is called in the error ("the merge", "the analysis"). */
   what?: string;
@@ -45,11 +47,13 @@ export async function runChunks<R>(
   const start = performance.now();
   const aborted = () => new PmaError('E_ABORTED', `${o.what ?? 'the merge'} was aborted`);
   if (o.signal?.aborted) throw aborted();
-  const total = chunks.reduce((s, c) => s + c.bytes, 0);
-  const todo = chunks.map((_, i) => i).filter((i) => !o.skip?.has(i));
+  const mine = o.only ?? chunks.map((_, i) => i);
+  const bytesOf = (i: number) => (chunks[i] as PlanChunk).bytes;
+  const total = mine.reduce((s, i) => s + bytesOf(i), 0);
+  const todo = mine.filter((i) => !o.skip?.has(i));
   let next = 0;
-  let done = chunks.length - todo.length;
-  let bytesDone = chunks.reduce((s, c, i) => s + (o.skip?.has(i) ? c.bytes : 0), 0);
+  let done = mine.length - todo.length;
+  let bytesDone = mine.reduce((s, i) => s + (o.skip?.has(i) ? bytesOf(i) : 0), 0);
   let failure: unknown;
   const cancel = new Int32Array(new SharedArrayBuffer(4));
   const stop = (): void => void Atomics.store(cancel, 0, 1);
@@ -71,7 +75,7 @@ export async function runChunks<R>(
           bytesDone,
           bytesTotal: total,
           chunksDone: done,
-          chunksTotal: chunks.length,
+          chunksTotal: mine.length,
           elapsedMs: performance.now() - start,
         });
       } catch (e) {

@@ -147,12 +147,14 @@ describe('resolvePlanOptions', () => {
       dtype: 'keep',
       accumulate: 'f32',
       maxShardSize: DEFAULT_MAX_SHARD_SIZE,
+      maxShardSizeSet: false,
       chunkSize: null,
       allowConfigMismatch: false,
       format: null,
       average: null,
       exclude: [],
       copyQuantized: false,
+      part: null,
     });
     expect(DEFAULT_MAX_SHARD_SIZE).toBe(5e9);
   });

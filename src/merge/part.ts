@@ -1,0 +1,158 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { PMA_RECORD } from '../checkpoints/pma-output.js';
+import { PmaError } from '../errors.js';
+import { finalizeParts, partsOf, type FinalizeResult } from '../output/finalize.js';
+import { checkTarget } from '../output/output.js';
+import { partialPath, resumedChunkSize } from '../output/partial.js';
+import { PartOutput } from '../output/part-output.js';
+import { describePartState, partsInfo, type PartRecord } from '../output/parts.js';
+import { planFingerprint } from '../output/state.js';
+import type { PartSpec } from '../plan/parts.js';
+import { planResolved, type PlanResult } from '../plan/planner.js';
+import type { ResolvedPlanOptions } from '../plan/options.js';
+import type { MergePlan } from '../plan/types.js';
+import type { Engine } from '../run/engine.js';
+import { realish } from '../util/fs.js';
+import type { MergeOptions, ResolvedMergeOptions } from './options.js';
+import { provenance } from './record.js';
+import { writeChunks } from './write-chunks.js';
+import type { NonFiniteFinding } from './nonfinite.js';
+
+/** What one part of a merge in parts did (MergeResult.part). */
+export interface PartResult {
+  index: number;
+  count: number;
+  /** Where the part came from: "--part 1/4", "SLURM_ARRAY_TASK_ID=1, ...". */
+  source: string;
+  /**
+   * 'merged': this run wrote the part's files; 'complete': they were already complete (a rerun);
+   * 'finalized-before': the whole merge is already in place.
+   */
+  status: 'merged' | 'complete' | 'finalized-before';
+  files: string[];
+  bytes: number;
+  /** Set when this part finalized the merge (it completed last). */
+  finalized: FinalizeResult | null;
+  /** Why it did not: the parts not complete yet, a line each; empty when it did or another process does. */
+  waiting: string[];
+}
+
+export interface PartAttempt {
+  out: string;
+  plan: MergePlan;
+  skipped: PlanResult['skipped'];
+  resumedChunks: number;
+  nonfinite: NonFiniteFinding[];
+  droppedCache: boolean;
+  bytesRead: number;
+  bytesWritten: number;
+  part: PartResult;
+}
+
+/** Whether `target` holds this merge's output already, finalized by a part or by `pma finalize`. */
+async function finalizedAs(target: string, plan: MergePlan): Promise<boolean> {
+  try {
+    const r = JSON.parse(await readFile(join(target, PMA_RECORD), 'utf8')) as { parts?: { fingerprint?: string } };
+    return r.parts?.fingerprint === planFingerprint(plan);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * One part of a merge in parts: the same plan as every other part, this part's chunks only, into
+ * the shared `<out>.partial/`; then, if every part is complete, the finalize.
+ */
+export async function attemptPart(
+  planOptions: ResolvedPlanOptions,
+  spec: PartSpec,
+  engine: Engine,
+  o: ResolvedMergeOptions,
+  options: MergeOptions,
+): Promise<PartAttempt> {
+  // Every part cuts the plan as the partial they share was cut, whatever --chunk-size says now.
+  const resumed = await resumedChunkSize(await realish(o.out), true);
+  const { plan, skipped } = await planResolved(resumed === null ? planOptions : { ...planOptions, chunkSize: resumed });
+  const mine = plan.outputs.filter((_, i) => plan.parts?.files[i] === spec.index);
+  const base = {
+    plan,
+    skipped,
+    resumedChunks: 0,
+    nonfinite: [],
+    droppedCache: false,
+    bytesRead: 0,
+    bytesWritten: 0,
+  };
+  const part = (status: PartResult['status'], finalized: FinalizeResult | null, waiting: string[]) => ({
+    ...spec,
+    status,
+    files: mine.map((f) => f.name),
+    bytes: mine.reduce((s, f) => s + f.size, 0),
+    finalized,
+    waiting,
+  });
+  const path = await realish(o.out);
+  if (await finalizedAs(path, plan)) {
+    options.onPlan?.(plan, skipped);
+    return { ...base, out: path, part: part('finalized-before', null, []) };
+  }
+  const target = await checkTarget(plan, o.out, o.force);
+  options.onPlan?.(plan, skipped);
+  if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
+  const dropCache = engine.dropsCache(plan);
+  const info = partsInfo(plan, provenance(plan, engine, options.commandLine), o.force);
+  const output = await PartOutput.open(plan, target, spec, info, dropCache);
+  const hash = (f: string) => engine.pool.hash(f);
+  if (!(output instanceof PartOutput)) {
+    const fin = await finalizeIfLast(target.path, hash);
+    return { ...base, out: target.path, part: part('complete', fin.finalized, fin.waiting) };
+  }
+  let record: PartRecord;
+  let ran: Awaited<ReturnType<typeof writeChunks>>;
+  try {
+    await output.checkSpace();
+    ran = await writeChunks(plan, output, engine, dropCache, o, options, output.chunks);
+    record = await output.finish({
+      device: engine.deviceName,
+      threads: engine.threads,
+      bytesRead: ran.bytesRead,
+      bytesWritten: ran.bytesWritten,
+      resumedChunks: output.done.size,
+      nonfinite: ran.nonfinite.findings(),
+      commandLine: options.commandLine ?? null,
+    });
+  } catch (e) {
+    throw await output.fail(e);
+  }
+  const fin = await finalizeIfLast(target.path, hash);
+  return {
+    ...base,
+    out: target.path,
+    resumedChunks: record.resumedChunks,
+    nonfinite: ran.nonfinite.findings(),
+    droppedCache: dropCache,
+    bytesRead: ran.bytesRead,
+    bytesWritten: ran.bytesWritten,
+    part: part('merged', fin.finalized, fin.waiting),
+  };
+}
+
+/** Finalizes the merge if every part is complete now; else says which parts it waits for. */
+async function finalizeIfLast(
+  target: string,
+  hash: (path: string) => Promise<string>,
+): Promise<{ finalized: FinalizeResult | null; waiting: string[] }> {
+  try {
+    return { finalized: await finalizeParts(target, hash, { auto: true }), waiting: [] };
+  } catch (e) {
+    if (!(e instanceof PmaError && e.code === 'E_INCOMPLETE')) throw e;
+    // The parts not done, unless the last of them finalized the merge in the meantime.
+    const parts = await partsOf(partialPath(target)).then(
+      (s) => s.parts,
+      () => [],
+    );
+    return { finalized: null, waiting: parts.filter((p) => p.state !== 'done').map(describePartState) };
+  }
+}
