@@ -38,6 +38,8 @@ interface FileState {
   nextField: number;
   /** The member whose bytes the pass waits for (at one of its CRC-32 fields), until they are all written. */
   waiting: CrcState | null;
+  /** The pass waits at a CRC-32 field whose last bytes are not written yet. */
+  splitField: boolean;
 }
 
 /**
@@ -87,6 +89,7 @@ export class OutputHasher {
         fields: [...fieldOf.keys()].sort((a, b) => a - b),
         nextField: 0,
         waiting: null,
+        splitField: false,
       });
     }
   }
@@ -97,6 +100,7 @@ export class OutputHasher {
       const f = this.files.get(chunk.outputs[w.file] as string);
       if (!f || w.bytes === 0) continue;
       f.ready.set(w.offset, w.offset + w.bytes);
+      f.splitField = false;
       if (f.crcs.length > 0) written(f.crcs, w.offset, w.offset + w.bytes);
       this.kick(f);
     }
@@ -104,7 +108,7 @@ export class OutputHasher {
 
   private kick(f: FileState): void {
     if (f.pump || !f.ready.has(f.pos) || this.failure || this.closed) return;
-    if (f.waiting && f.waiting.unwritten > 0) return;
+    if ((f.waiting && f.waiting.unwritten > 0) || f.splitField) return;
     if (this.active >= MAX_PASSES) return;
     this.active++;
     f.pump = this.advance(f)
@@ -152,6 +156,13 @@ export class OutputHasher {
       while (f.pos < end) {
         const field = f.fields[f.nextField];
         if (field === f.pos) {
+          // The field's 4 bytes may belong to two chunks: it is written once both are, or a later
+          // copy of the original bytes would land over part of it.
+          if (end < field + 4 && !untilEnd) {
+            f.ready.set(f.pos, end);
+            f.splitField = true; // taken up again when the next range is written
+            break;
+          }
           const c = f.fieldOf.get(field) as CrcState;
           if (!c.known) {
             if (c.unwritten > 0 && !untilEnd) {

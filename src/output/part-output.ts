@@ -50,6 +50,7 @@ export class PartOutput {
     private readonly files: readonly string[],
     private readonly partial: PartialOutput,
     private readonly hasher: OutputHasher,
+    private readonly lease: Lease,
   ) {
     this.written = partial.done.size;
   }
@@ -100,7 +101,7 @@ export class PartOutput {
       const hasher = new OutputHasher(dir, plan, dropCache, new Set(files));
       for (const i of done.keys()) hasher.chunkDone(plan.chunks[i] as MergePlan['chunks'][number]);
       const chunks = chunksOfPart(plan, part.index);
-      return new PartOutput(plan, target, part, info.fingerprint, dir, chunks, files, partial, hasher);
+      return new PartOutput(plan, target, part, info.fingerprint, dir, chunks, files, partial, hasher, lease);
     } catch (e) {
       await lease.release();
       throw e;
@@ -143,6 +144,8 @@ export class PartOutput {
     }
     const sums = await this.hasher.digests();
     await this.partial.flushAndClose();
+    // Another process took the part over (this one stopped beating for too long): it is its to record.
+    if (this.lease.lostTo) throw this.lease.lostTo;
     const files: PartRecord['files'] = {};
     for (const name of this.files) {
       const s = await stat(join(this.dir, name));

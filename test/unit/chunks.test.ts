@@ -202,6 +202,13 @@ describe('cutChunks', () => {
     }
   });
 
+  it('never writes two output files in one chunk, whatever the limit (a part owns whole files)', () => {
+    const rand = rng(9);
+    for (let i = 0; i < 40; i++) {
+      for (const c of cutChunks(items, 1 + Math.floor(rand() * 4000))) expect(c.outputs).toHaveLength(1);
+    }
+  });
+
   it('copy ops read only from the newest source', () => {
     const chunks = cutChunks(items, 13);
     const copies = chunks.flatMap((c) => c.ops.filter((o) => o.kind === 'copy').map((o) => c.inputs[o.inputs[0].file]));
