@@ -57,7 +57,9 @@ describe('Lease', () => {
     const e = await rejected(Lease.acquire(path, 'part 3 of /x.partial', 'pma merge part'));
     clearInterval(beating);
     expect(e.code).toBe('E_OUTPUT');
-    expect(e.message).toContain('part 3 of /x.partial is being written by another pma merge part (pid 4242 on host node-elsewhere');
+    expect(e.message).toContain(
+      'part 3 of /x.partial is being written by another pma merge part (pid 4242 on host node-elsewhere',
+    );
     const lease = await Lease.acquire(path, 'part 3', 'pma merge part');
     expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ pid: process.pid });
     await lease.release();
