@@ -270,11 +270,7 @@ export const mergeCommand: Command = {
             nonfinite: result.nonfinite,
             leftOut: result.leftOut,
             warnings: p.warnings,
-            threads: result.threads,
-            bytesRead: result.bytesRead,
-            bytesWritten: result.bytesWritten,
-            seconds: result.elapsedMs / 1000,
-            gbPerSecond: result.bytesPerSecond / 1e9,
+            ...runFigures(result),
           },
           null,
           2,
@@ -292,6 +288,17 @@ export const mergeCommand: Command = {
     return 0;
   },
 };
+
+/** What --json reports of how a merge (or a part) ran. */
+function runFigures(result: MergeResult) {
+  return {
+    threads: result.threads,
+    bytesRead: result.bytesRead,
+    bytesWritten: result.bytesWritten,
+    seconds: result.elapsedMs / 1000,
+    gbPerSecond: result.bytesPerSecond / 1e9,
+  };
+}
 
 /** What a part of a merge in parts says when it ends: its files, and the finalize or what it waits for. */
 function reportPart(result: MergeResult, json: boolean, quiet: boolean, io: Io): number {
@@ -312,11 +319,7 @@ function reportPart(result: MergeResult, json: boolean, quiet: boolean, io: Io):
           finalized: part.finalized,
           waiting: part.waiting,
           device: result.device,
-          threads: result.threads,
-          bytesRead: result.bytesRead,
-          bytesWritten: result.bytesWritten,
-          seconds: result.elapsedMs / 1000,
-          gbPerSecond: result.bytesPerSecond / 1e9,
+          ...runFigures(result),
         },
         null,
         2,

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { merge } from '../../src/index.js';
 import { writeSyntheticDcp } from '../../src/synthetic/dcp.js';
 import { CLI, pma } from '../helpers/cli.js';
 import { randomData, rng, writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
+import { expectSameOutput } from '../helpers/outputs.js';
 import { scratch } from '../helpers/scratch.js';
 import type { DType } from '../../src/dtypes.js';
 
@@ -23,22 +24,6 @@ const SPECS: TensorSpec[] = Array.from({ length: 20 }, (_, i) => ({
 }));
 const run = join(tmp, 'run');
 const dcpRun = join(tmp, 'dcp-run');
-
-/** Every file of an output (recursively) except pma.json: name -> bytes. */
-function contents(dir: string): Map<string, Buffer> {
-  const files = readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile() && e.name !== 'pma.json')
-    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
-    .sort();
-  return new Map(files.map((f) => [f, readFileSync(join(dir, f))]));
-}
-
-function expectSame(a: string, b: string): void {
-  const x = contents(a);
-  const y = contents(b);
-  expect([...y.keys()]).toEqual([...x.keys()]);
-  for (const [f, buf] of x) if (!buf.equals(y.get(f) as Buffer)) expect.fail(`${f} differs between ${a} and ${b}`);
-}
 
 interface Ran {
   status: number | null;
@@ -116,7 +101,7 @@ describe('a merge in N parts, each a process', () => {
       const files = answers.flatMap((a) => a.files);
       expect(new Set(files).size).toBe(files.length);
       if (n > 2) expect(answers.every((a) => a.files.length > 0)).toBe(true);
-      expectSame(single, o);
+      expectSameOutput(single, o);
       expect(existsSync(`${o}.partial`)).toBe(false);
       expect(pma(['verify', o]).status).toBe(0);
       const record = JSON.parse(readFileSync(join(o, 'pma.json'), 'utf8')) as {
@@ -138,7 +123,7 @@ describe('a merge in N parts, each a process', () => {
       '__2_0.distcp',
       '__3_0.distcp',
     ]);
-    expectSame(single, o);
+    expectSameOutput(single, o);
     expect(pma(['verify', o]).status).toBe(0);
   }, 120_000);
 });
@@ -246,7 +231,7 @@ describe('parts that fail, finish early or disagree', () => {
       expect(answer.finalized).not.toBeNull();
       expect(answer.resumedChunks).toBeGreaterThan(0);
       console.log(`part 0 rerun after SIGKILL found ${answer.resumedChunks} chunk(s) done (attempt ${attempt + 1})`);
-      expectSame(single, o);
+      expectSameOutput(single, o);
       return;
     }
   }, 120_000);

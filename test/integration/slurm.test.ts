@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CLI, pma, ROOT } from '../helpers/cli.js';
 import { describeNeeds } from '../helpers/requires.js';
 import { writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
+import { expectSameOutput } from '../helpers/outputs.js';
 import { scratch } from '../helpers/scratch.js';
 import { noSlurm, startSlurm, type SlurmCluster } from '../helpers/slurm.js';
 
@@ -26,20 +27,6 @@ let slurm: SlurmCluster;
 // The merge options every part gets (after RUN_DIR and OUT), and the single-process reference.
 const OPTS = ['--threads', '1', '--chunk-size', '1MB', '--kernel', 'scalar'];
 let reference = '';
-
-function contents(dir: string): Map<string, Buffer> {
-  const files = readdirSync(dir)
-    .filter((f) => f !== 'pma.json')
-    .sort();
-  return new Map(files.map((f) => [f, readFileSync(join(dir, f))]));
-}
-
-function expectSame(a: string, b: string): void {
-  const x = contents(a);
-  const y = contents(b);
-  expect([...y.keys()]).toEqual([...x.keys()]);
-  for (const [f, buf] of x) if (!buf.equals(y.get(f) as Buffer)) expect.fail(`${f} differs between ${a} and ${b}`);
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -85,7 +72,7 @@ describeNeeds(noSlurm, 'a merge split across a Slurm job array (the docs/example
     const fin = finalizeAfter(jid, o);
     expect(fin).toContain('already finalized'); // the last part did it
     for (let t = 0; t < 4; t++) expect(slurm.state(`${jid}_${t}`)).toBe('COMPLETED');
-    expectSame(reference, o);
+    expectSameOutput(reference, o);
     expect(existsSync(`${o}.partial`)).toBe(false);
     expect(pma(['verify', o]).status).toBe(0);
     const record = JSON.parse(readFileSync(join(o, 'pma.json'), 'utf8')) as {
@@ -114,7 +101,7 @@ describeNeeds(noSlurm, 'a merge split across a Slurm job array (the docs/example
     console.log(`array task 1 was ${killed} when requeued`);
     expect(killed).toBe('CANCELLED');
     expect(logs()).toMatch(/part 1\/4/);
-    expectSame(reference, o);
+    expectSameOutput(reference, o);
     expect(pma(['verify', o]).status).toBe(0);
   }, 300_000);
 });
