@@ -29,9 +29,12 @@ async function targetOf(path: string): Promise<string> {
  *
  * @example
  * ```ts
- * import { finalize } from 'pma';
- * const r = await finalize('/shared/merged');
- * console.log(`${r.out}: ${r.status}, ${r.parts} parts, ${r.files} files`);
+ * import { finalize, merge } from 'pma';
+ * // Two parts (on two machines, normally); the second to complete finalizes, finalize() checks.
+ * await merge({ inputs: 'runs/exp7', last: 4, out: 'merged', part: '0/2' });
+ * await merge({ inputs: 'runs/exp7', last: 4, out: 'merged', part: '1/2' });
+ * const r = await finalize('merged');
+ * console.log(`${r.out}: ${r.status}`);
  * ```
  */
 export async function finalize(out: string): Promise<FinalizeResult> {
@@ -62,8 +65,9 @@ export interface PartsStatus {
  *
  * @example
  * ```ts
- * import { partsStatus } from 'pma';
- * const s = await partsStatus('/shared/merged');
+ * import { merge, partsStatus } from 'pma';
+ * await merge({ inputs: 'runs/exp7', last: 4, out: 'merged', part: '0/2' });
+ * const s = await partsStatus('merged'); // part 0: done, part 1: not started
  * for (const line of s.lines) console.log(line);
  * ```
  */

@@ -1,9 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-
-import { PMA_RECORD } from '../checkpoints/pma-output.js';
 import { PmaError } from '../errors.js';
-import { finalizeParts, partsOf, type FinalizeResult } from '../output/finalize.js';
+import { finalizedFingerprint, finalizeParts, partsOf, type FinalizeResult } from '../output/finalize.js';
 import { checkTarget } from '../output/output.js';
 import { partialPath, resumedChunkSize } from '../output/partial.js';
 import { PartOutput } from '../output/part-output.js';
@@ -51,16 +47,6 @@ export interface PartAttempt {
   part: PartResult;
 }
 
-/** Whether `target` holds this merge's output already, finalized by a part or by `pma finalize`. */
-async function finalizedAs(target: string, plan: MergePlan): Promise<boolean> {
-  try {
-    const r = JSON.parse(await readFile(join(target, PMA_RECORD), 'utf8')) as { parts?: { fingerprint?: string } };
-    return r.parts?.fingerprint === planFingerprint(plan);
-  } catch {
-    return false;
-  }
-}
-
 /**
  * One part of a merge in parts: the same plan as every other part, this part's chunks only, into
  * the shared `<out>.partial/`; then, if every part is complete, the finalize.
@@ -94,7 +80,8 @@ export async function attemptPart(
     waiting,
   });
   const path = await realish(o.out);
-  if (await finalizedAs(path, plan)) {
+  // Already in place, finalized by a part or by `pma finalize`: a scheduler's late rerun.
+  if ((await finalizedFingerprint(path)) === planFingerprint(plan)) {
     options.onPlan?.(plan, skipped);
     return { ...base, out: path, part: part('finalized-before', null, []) };
   }

@@ -39,13 +39,13 @@ export interface FinalizeResult {
   elapsedMs: number;
 }
 
-/** A merge in parts whose output is already in place: its pma.json has `parts`. */
-async function finalizedBefore(target: string): Promise<boolean> {
+/** The plan fingerprint of the merge in parts whose output is in place at `target` (its pma.json's `parts`), or null. */
+export async function finalizedFingerprint(target: string): Promise<string | null> {
   try {
-    const r = JSON.parse(await readFile(join(target, PMA_RECORD), 'utf8')) as { parts?: unknown };
-    return r.parts !== undefined;
+    const r = JSON.parse(await readFile(join(target, PMA_RECORD), 'utf8')) as { parts?: { fingerprint?: string } };
+    return r.parts?.fingerprint ?? null;
   } catch {
-    return false;
+    return null;
   }
 }
 
@@ -79,7 +79,8 @@ export async function finalizeParts(
   const dir = partialPath(target);
   await recoverFinishing(dir);
   if (!(await exists(dir))) {
-    if (await finalizedBefore(target)) return { ...empty(target), elapsedMs: performance.now() - started };
+    if ((await finalizedFingerprint(target)) !== null)
+      return { ...empty(target), elapsedMs: performance.now() - started };
     throw new PmaError('E_INCOMPLETE', `no merge in parts to finalize: ${dir} does not exist`, { file: dir });
   }
   const info = await readPartsInfo(dir);

@@ -1,4 +1,5 @@
 import { rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 import { PmaError } from '../errors.js';
@@ -15,7 +16,6 @@ import {
   partDir,
   readPartRecord,
   recordProblem,
-  thisHost,
   writePartRecord,
   type PartRecord,
   type PartsInfo,
@@ -71,7 +71,8 @@ export class PartOutput {
     await makeDirs(pdir);
     const lease = await Lease.acquire(join(pdir, 'lock'), `part ${part.index} of ${dir}`, 'pma merge part');
     try {
-      const files = info.files.filter((f) => f.part === part.index).map((f) => f.name);
+      const mine = plan.outputs.filter((_, i) => info.files[i]?.part === part.index);
+      const files = mine.map((f) => f.name);
       const record = await readPartRecord(dir, part.index);
       if (record) {
         if ((await recordProblem(dir, info, part.index, record)) === null) {
@@ -83,16 +84,15 @@ export class PartOutput {
         await rm(join(pdir, 'journal'), { force: true });
       }
       let done = await Journal.read(join(pdir, 'journal'));
-      for (const name of files) {
-        const s = await stat(join(dir, name)).catch(() => null);
-        const size = info.files.find((f) => f.name === name)?.size;
-        if (!s || s.size !== size) done = new Map(); // a file lost: the part starts over
+      for (const f of mine) {
+        const s = await stat(join(dir, f.name)).catch(() => null);
+        if (!s || s.size !== f.size) done = new Map(); // a file lost: the part starts over
       }
       if (done.size === 0) {
         await rm(join(pdir, 'journal'), { force: true });
-        for (const name of files) {
-          await rm(join(dir, name), { force: true });
-          await createOutputFile(join(dir, name), plan.outputs.find((f) => f.name === name) as MergePlan['outputs'][0]);
+        for (const f of mine) {
+          await rm(join(dir, f.name), { force: true });
+          await createOutputFile(join(dir, f.name), f);
         }
         await fsyncSubdirs(dir, files);
       }
@@ -158,7 +158,7 @@ export class PartOutput {
       part: this.part.index,
       count: this.part.count,
       source: this.part.source,
-      host: thisHost(),
+      host: hostname(),
       pid: process.pid,
       startedAt: this.startedAt.toISOString(),
       finishedAt: finishedAt.toISOString(),

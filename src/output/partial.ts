@@ -19,13 +19,13 @@ export const PARTIAL_SUFFIX = '.partial';
 export const META_DIR = '.pma-resume';
 
 export const partialPath = (target: string) => join(dirname(target), basename(target) + PARTIAL_SUFFIX);
-/** A file of the resume data: in `<partial>/.pma-resume/`, or in a part's directory there (`meta`). */
-export type MetaName = 'lock' | 'state.json' | 'journal' | 'stopped-nonfinite';
+/** A file of the resume data in `<partial>/.pma-resume/`. */
+type MetaName = 'lock' | 'state.json' | 'journal' | 'stopped-nonfinite';
 const metaPath = (dir: string, name: MetaName) => join(dir, META_DIR, name);
 // Resume data moved out of a partial that is being renamed into place.
 export const finishingPath = (dir: string) => `${dir}.finishing`;
 // A partial being created: `<out>.partial.creating-<pid>-<random>`, renamed once complete.
-export const CREATING = '.creating-';
+const CREATING = '.creating-';
 
 /**
  * Resume data left beside the partial by a finish cut short: put back into the partial, or, when
@@ -54,8 +54,42 @@ export async function resumedChunkSize(target: string, resume: boolean): Promise
   return (await readState(metaPath(dir, 'state.json')))?.chunkSize ?? null;
 }
 
+/**
+ * Creates the partial `dir` whole or not at all: `fill` writes its contents into a temporary
+ * directory (with its .pma-resume/), which is flushed and renamed into place. Returns false when
+ * another process created `dir` at the same moment (the temporary one is removed).
+ */
+export async function createPartialDir(
+  dir: string,
+  token: string,
+  fill: (tmp: string) => Promise<void>,
+): Promise<boolean> {
+  const tmp = `${dir}${CREATING}${token}`;
+  try {
+    await makeDirs(dirname(dir));
+    await removeAbandoned(dir);
+    await makeDirs(join(tmp, META_DIR));
+    await fill(tmp);
+    await fsyncPath(join(tmp, META_DIR));
+    await fsyncPath(tmp);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw fsError(e, 'cannot create output in', dirname(dir));
+  }
+  try {
+    await rename(tmp, dir);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return false;
+    throw fsError(e, 'cannot create output in', dirname(dir));
+  }
+  await fsyncPath(dirname(dir));
+  return true;
+}
+
 /** Removes partials whose creation was cut short (their creator, on this host, is gone). */
-export async function removeAbandoned(dir: string): Promise<void> {
+async function removeAbandoned(dir: string): Promise<void> {
   const prefix = basename(dir) + CREATING;
   const names = await readdir(dirname(dir)).catch(() => [] as string[]);
   for (const name of names) {
@@ -175,11 +209,7 @@ export class PartialOutput {
     stamps: InputStamp[],
     token: string,
   ): Promise<PartialOutput> {
-    const tmp = `${dir}${CREATING}${token}`;
-    try {
-      await makeDirs(dirname(dir));
-      await removeAbandoned(dir);
-      await makeDirs(join(tmp, META_DIR));
+    const created = await createPartialDir(dir, token, async (tmp) => {
       await acquireLock(metaPath(tmp, 'lock'), token, tmp, 'pma merge');
       for (const f of plan.outputs) await createOutputFile(join(tmp, f.name), f);
       await fsyncSubdirs(
@@ -187,27 +217,14 @@ export class PartialOutput {
         plan.outputs.map((f) => f.name),
       );
       await writeState(metaPath(tmp, 'state.json'), newState(plan, stamps));
-      await fsyncPath(join(tmp, META_DIR));
-      await fsyncPath(tmp);
-    } catch (e) {
-      await rm(tmp, { recursive: true, force: true });
-      throw fsError(e, 'cannot create output in', dirname(dir));
+    });
+    if (!created) {
+      throw new PmaError(
+        'E_OUTPUT',
+        `${dir} was created by another pma merge at the same moment; wait for it to finish, or stop it`,
+        { file: dir },
+      );
     }
-    try {
-      await rename(tmp, dir);
-    } catch (e) {
-      await rm(tmp, { recursive: true, force: true });
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOTEMPTY' || code === 'EEXIST') {
-        throw new PmaError(
-          'E_OUTPUT',
-          `${dir} was created by another pma merge at the same moment; wait for it to finish, or stop it`,
-          { file: dir },
-        );
-      }
-      throw fsError(e, 'cannot create output in', dirname(dir));
-    }
-    await fsyncPath(dirname(dir));
     return PartialOutput.attachWhole(dir, plan, new Map(), token);
   }
 

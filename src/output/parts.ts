@@ -1,15 +1,14 @@
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { open, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
 import type { MergePlan, PlanCopyFile } from '../plan/types.js';
 import { chunksOfPart } from '../plan/types.js';
-import { exists, fsyncPath, makeDirs } from '../util/fs.js';
+import { exists, fsyncPath } from '../util/fs.js';
 import { lockToken } from '../util/lock.js';
 import { readLease, type LeaseHolder } from '../util/lease.js';
 import { Journal } from './journal.js';
-import { CREATING, META_DIR, partialPath, recoverFinishing, removeAbandoned } from './partial.js';
+import { createPartialDir, META_DIR, partialPath, recoverFinishing } from './partial.js';
 import type { InputStamp } from './stamps.js';
 import { checkResumable, newState, planFingerprint, readState, writeState } from './state.js';
 
@@ -156,27 +155,12 @@ export async function joinPartial(target: string, plan: MergePlan, stamps: Input
   return dir;
 }
 
+/** Creates the shared partial with its state and parts.json; joined as any other when another part was first. */
 async function createShared(dir: string, plan: MergePlan, stamps: InputStamp[], info: PartsInfo): Promise<void> {
-  const tmp = `${dir}${CREATING}${lockToken()}`;
-  try {
-    await makeDirs(join(tmp, META_DIR));
-    await removeAbandoned(dir);
+  await createPartialDir(dir, lockToken(), async (tmp) => {
     await writeState(join(tmp, META_DIR, 'state.json'), newState(plan, stamps));
     await writeDurably(join(tmp, META_DIR, 'parts.json'), `${JSON.stringify(info, null, 2)}\n`);
-    await fsyncPath(join(tmp, META_DIR));
-    await fsyncPath(tmp);
-  } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
-    throw fsError(e, 'cannot create output in', dir);
-  }
-  try {
-    await rename(tmp, dir);
-  } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
-    const code = (e as NodeJS.ErrnoException).code;
-    // Another part created it at the same moment: joined as any other.
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw fsError(e, 'cannot create output in', dir);
-  }
+  });
 }
 
 /** Where one part stands, as `pma status` and `pma finalize` see it. */
@@ -273,6 +257,3 @@ export function describePartState(p: PartState): string {
       return `part ${p.index}: ${p.problem ?? 'invalid'}: rerun it`;
   }
 }
-
-/** This host's name, recorded with a part. */
-export const thisHost = () => hostname();
