@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
@@ -24,9 +24,13 @@ export const noSlurm: string | null =
 export interface SlurmCluster {
   /** The environment for sbatch, squeue, scontrol: SLURM_CONF. */
   env: NodeJS.ProcessEnv;
-  run(cmd: string, args: string[], cwd?: string): { status: number; stdout: string; stderr: string };
+  /**
+   * Runs a Slurm command without blocking the test's thread (`sbatch --wait` takes as long as the
+   * job: the test runner's worker must keep answering meanwhile).
+   */
+  run(cmd: string, args: string[], cwd?: string): Promise<{ status: number; stdout: string; stderr: string }>;
   /** The state of job (or array task) `id`: RUNNING, PENDING, COMPLETED, CANCELLED, ... or '' when unknown. */
-  state(id: string): string;
+  state(id: string): Promise<string>;
   stop(): void;
 }
 
@@ -79,10 +83,19 @@ export function startSlurm(dir: string): SlurmCluster {
     ].join('\n'),
   );
   const env = { ...process.env, SLURM_CONF: conf };
-  const run = (cmd: string, args: string[], cwd?: string) => {
-    const r = spawnSync(cmd, args, { env, encoding: 'utf8', cwd: cwd ?? dir, timeout: 300_000 });
+  const runSync = (cmd: string, args: string[]) => {
+    const r = spawnSync(cmd, args, { env, encoding: 'utf8', cwd: dir, timeout: 60_000 });
     return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   };
+  const run = (cmd: string, args: string[], cwd?: string) =>
+    new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(cmd, args, { env, cwd: cwd ?? dir, timeout: 300_000 });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr }));
+    });
   // Each daemon by its pid file, waited for (up to 10 s): the test's directory is removed next.
   const stop = () => {
     for (const file of [pids.d, pids.ctld, pids.munged]) {
@@ -102,7 +115,7 @@ export function startSlurm(dir: string): SlurmCluster {
     }
   };
   const started = [
-    run('munged', [
+    runSync('munged', [
       '--force',
       `--socket=${socket}`,
       `--key-file=${key}`,
@@ -110,16 +123,16 @@ export function startSlurm(dir: string): SlurmCluster {
       `--log-file=${join(dir, 'munge', 'munged.log')}`,
       `--seed-file=${join(dir, 'munge', 'munged.seed')}`,
     ]),
-    run('slurmctld', ['-f', conf]),
-    run('slurmd', ['-f', conf]),
+    runSync('slurmctld', ['-f', conf]),
+    runSync('slurmd', ['-f', conf]),
   ];
   const failed = started.find((r) => r.status !== 0);
   // The node registers within seconds: wait until it takes jobs.
   for (let t = 0; t < 100 && !failed; t++) {
-    if (run('sinfo', ['-h', '-o', '%t']).stdout.trim() === 'idle') break;
+    if (runSync('sinfo', ['-h', '-o', '%t']).stdout.trim() === 'idle') break;
     sleepSync(200);
   }
-  if (failed || run('sinfo', ['-h', '-o', '%t']).stdout.trim() !== 'idle') {
+  if (failed || runSync('sinfo', ['-h', '-o', '%t']).stdout.trim() !== 'idle') {
     stop();
     const log = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').slice(-2000) : '');
     throw new Error(
@@ -129,7 +142,7 @@ export function startSlurm(dir: string): SlurmCluster {
   return {
     env,
     run,
-    state: (id) => run('squeue', ['-h', '-t', 'all', '-j', id, '-o', '%T']).stdout.trim(),
+    state: async (id) => (await run('squeue', ['-h', '-t', 'all', '-j', id, '-o', '%T'])).stdout.trim(),
     stop,
   };
 }

@@ -31,15 +31,23 @@ let reference = '';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Submits the docs' array script: 4 parts, one CPU each (the test machine has few). */
-function submitArray(o: string): string {
-  const r = slurm.run('sbatch', ['--parsable', '--array=0-3', '--cpus-per-task=1', MERGE_SBATCH, run, o, ...OPTS], tmp);
+async function submitArray(o: string): Promise<string> {
+  const r = await slurm.run(
+    'sbatch',
+    ['--parsable', '--array=0-3', '--cpus-per-task=1', MERGE_SBATCH, run, o, ...OPTS],
+    tmp,
+  );
   expect(r.status, r.stderr).toBe(0);
   return r.stdout.trim().split(';')[0] as string;
 }
 
 /** Submits the docs' finalize script after the array, and waits for it; returns its output. */
-function finalizeAfter(jid: string, o: string): string {
-  const r = slurm.run('sbatch', ['--parsable', '--wait', `--dependency=afterany:${jid}`, FINALIZE_SBATCH, o], tmp);
+async function finalizeAfter(jid: string, o: string): Promise<string> {
+  const r = await slurm.run(
+    'sbatch',
+    ['--parsable', '--wait', `--dependency=afterany:${jid}`, FINALIZE_SBATCH, o],
+    tmp,
+  );
   expect(r.status, `${r.stderr}\n${logs()}`).toBe(0);
   return readFileSync(join(tmp, `pma-finalize-${r.stdout.trim().split(';')[0]}.out`), 'utf8');
 }
@@ -66,12 +74,12 @@ describeNeeds(noSlurm, 'a merge split across a Slurm job array (the docs/example
   }, 120_000);
   afterAll(() => slurm?.stop());
 
-  it('sbatch --array=0-3 and the dependent finalize job: the single-process bytes', () => {
+  it('sbatch --array=0-3 and the dependent finalize job: the single-process bytes', async () => {
     const o = out();
-    const jid = submitArray(o);
-    const fin = finalizeAfter(jid, o);
+    const jid = await submitArray(o);
+    const fin = await finalizeAfter(jid, o);
     expect(fin).toContain('already finalized'); // the last part did it
-    for (let t = 0; t < 4; t++) expect(slurm.state(`${jid}_${t}`)).toBe('COMPLETED');
+    for (let t = 0; t < 4; t++) expect(await slurm.state(`${jid}_${t}`)).toBe('COMPLETED');
     expectSameOutput(reference, o);
     expect(existsSync(`${o}.partial`)).toBe(false);
     expect(pma(['verify', o]).status).toBe(0);
@@ -85,19 +93,22 @@ describeNeeds(noSlurm, 'a merge split across a Slurm job array (the docs/example
 
   it('an array task cancelled mid-merge (scancel) and requeued finishes its part: the same bytes', async () => {
     const o = out();
-    const jid = submitArray(o);
+    const jid = await submitArray(o);
     const task = `${jid}_1`;
     // Cancelled once its part has begun writing: its lock is taken, its files are created.
     const lock = join(`${o}.partial`, '.pma-resume', 'part-1', 'lock');
     for (let t = 0; t < 3000 && !existsSync(lock); t++) await sleep(10);
-    expect(slurm.run('scancel', [task]).status).toBe(0);
-    for (let t = 0; t < 300 && !['CANCELLED', 'COMPLETED', 'FAILED'].includes(slurm.state(task)); t++) await sleep(100);
-    const killed = slurm.state(task);
+    expect((await slurm.run('scancel', [task])).status).toBe(0);
+    let killed = '';
+    for (let t = 0; t < 300 && !['CANCELLED', 'COMPLETED', 'FAILED'].includes(killed); t++) {
+      killed = await slurm.state(task);
+      await sleep(100);
+    }
     // Slurm requeues it as it would after a node failure; the rerun resumes the part.
-    expect(slurm.run('scontrol', ['requeue', task]).status).toBe(0);
-    expect(slurm.run('scontrol', ['update', `jobid=${task}`, 'StartTime=now']).status).toBe(0);
-    finalizeAfter(jid, o);
-    expect(slurm.state(task), logs()).toBe('COMPLETED');
+    expect((await slurm.run('scontrol', ['requeue', task])).status).toBe(0);
+    expect((await slurm.run('scontrol', ['update', `jobid=${task}`, 'StartTime=now'])).status).toBe(0);
+    await finalizeAfter(jid, o);
+    expect(await slurm.state(task), logs()).toBe('COMPLETED');
     console.log(`array task 1 was ${killed} when requeued`);
     expect(killed).toBe('CANCELLED');
     expect(logs()).toMatch(/part 1\/4/);
