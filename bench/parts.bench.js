@@ -97,6 +97,13 @@ const cases = [
     `pma merge, one process, ${threads} threads`,
     () => pma(['merge', runDir, '--out', out, '--threads', String(threads)]),
   ],
+  [
+    // A part that has nothing to write (one output file, two parts): what every part process
+    // costs before and after its share of the work (Node, the workers, the plan, the record).
+    'empty',
+    'pma merge --part 1/2 of a 1-file output: a part with nothing to write',
+    () => pma(['merge', runDir, '--out', out, '--part', '1/2', '--max-shard-size', '1000GB', '--threads', '1']),
+  ],
   ...counts.map((n) => [
     `parts-${n}`,
     `pma merge --part I/${n}: ${n} processes, ${Math.max(1, Math.floor(threads / n))} thread(s) each`,
@@ -147,9 +154,16 @@ for (const [key, label] of cases) {
   );
 }
 console.log('');
+const fixed = median(cpus.empty);
+console.log(
+  `a part process's fixed cost: ${median(times.empty).toFixed(3)} s, ${fixed.toFixed(2)} CPU s (a part with nothing to write)`,
+);
 for (const n of counts) {
   const e = extra[n];
+  // On a machine whose cores one merge already keeps busy, each extra process's fixed CPU time
+  // adds to the wall time, shared by the cores.
+  const least = ((n - 1) * fixed) / availableParallelism() / median(times.single);
   console.log(
-    `${n} parts: balance ${e.balance.toFixed(3)} (largest part / mean), finalize median ${median(e.finalize).toFixed(3)} s, a part's read rate median ${median(e.rates).toFixed(2)} GB/s; splitting costs ${((median(times[`parts-${n}`]) / median(times.single) - 1) * 100).toFixed(1)}% of the single-process time and ${(median(cpus[`parts-${n}`]) - median(cpus.single)).toFixed(2)} CPU s more`,
+    `${n} parts: balance ${e.balance.toFixed(3)} (largest part / mean), finalize median ${median(e.finalize).toFixed(3)} s, a part's read rate median ${median(e.rates).toFixed(2)} GB/s; splitting costs ${((median(times[`parts-${n}`]) / median(times.single) - 1) * 100).toFixed(1)}% of the single-process time and ${(median(cpus[`parts-${n}`]) - median(cpus.single)).toFixed(2)} CPU s more (the fixed cost of the extra processes, shared by these ${availableParallelism()} cores, comes to ${(least * 100).toFixed(1)}%)`,
   );
 }
