@@ -12,6 +12,7 @@
 #include "engine/chunk.h"
 #include "engine/file_io.h"
 #include "engine/fp_env.h"
+#include "engine/stopwatch.h"
 #include "errors.h"
 #include "kernels/crc32.h"
 #include "kernels/kernels.h"
@@ -288,10 +289,18 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
   Napi::Value RunChunk(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const pma::ChunkSpec spec = parse_chunk(as_object(info[0], "chunk"));
+    const uint64_t t0 = pma::now_ns();
     const pma::ChunkStats st = spec.device >= 0 ? pma::run_chunk_cuda(spec, gpu()) : pma::run_chunk(spec, scratch_);
+    const uint64_t engine_ns = pma::now_ns() - t0;
     Napi::Object o = Napi::Object::New(env);
     o.Set("bytesRead", double(st.bytes_read));
     o.Set("bytesWritten", double(st.bytes_written));
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("engine", double(engine_ns) / 1e9);
+    t.Set("read", double(st.read_ns) / 1e9);
+    t.Set("scan", double(st.scan_ns) / 1e9);
+    t.Set("write", double(st.write_ns) / 1e9);
+    o.Set("seconds", t);
     Napi::Array nf = Napi::Array::New(env, st.nonfinite.size());
     for (size_t i = 0; i < st.nonfinite.size(); ++i) {
       Napi::Array x = Napi::Array::New(env, 3);

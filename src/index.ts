@@ -79,15 +79,18 @@ export {
   type NativeChunk,
   type NativeReads,
   type ChunkStats,
+  type EngineSeconds,
   type OpMoments,
   type MergeBuffersArgs,
   type CudaBenchArgs,
   type CudaBenchResult,
 } from './native.js';
 export { devices, type DeviceOption, type DevicesReport } from './run/devices.js';
+export type { MergeBreakdown } from './run/breakdown.js';
 export {
   runBench,
   formatBenchReport,
+  type BenchReportOptions,
   type BenchOptions,
   type BenchResult,
   type CaseData,

@@ -52,6 +52,20 @@ export interface ChunkStats {
   bytesWritten: number;
   /** NaN/Inf counts in the inputs: [op index in the chunk, input (checkpoint) index, count]. */
   nonfinite: [number, number, number][];
+  /** Seconds of the chunk's thread: in all (`engine`), and in reading, scanning, writing. */
+  seconds: EngineSeconds;
+}
+
+/**
+ * Seconds of the engine's threads, summed over them: `engine` in all, of which reading the inputs,
+ * scanning them for NaN/Inf and writing the output (waits for writeback included); the rest is
+ * arithmetic. On a GPU only `engine` is measured (the others are 0).
+ */
+export interface EngineSeconds {
+  engine: number;
+  read: number;
+  scan: number;
+  write: number;
 }
 
 /**

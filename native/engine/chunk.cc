@@ -11,6 +11,7 @@
 #include "engine/output_writer.h"
 #include "engine/read_ahead.h"
 #include "engine/sigbus_guard.h"
+#include "engine/stopwatch.h"
 #include "errors.h"
 
 namespace pma {
@@ -50,6 +51,7 @@ void merge_pread(const ChunkSpec& spec, uint32_t op_index, const Op& op, ReadAhe
     const size_t m = size_t(std::min<uint64_t>(kBlockElems, op.count - done));
     for (size_t k = 0; k < n; ++k) {
       in.read(op.inputs[k].file, s.in[k].data(), m * is, op.inputs[k].offset + done * is, op.tensor);
+      Timed t(st.scan_ns);
       note_nonfinite(st, op_index, uint32_t(k), count_nonfinite(s.in[k].data(), op.in, m));
     }
     a.count = m;
@@ -69,6 +71,7 @@ struct MappedBlock {
   const uint8_t** ptrs;
   uint8_t* dst;
   uint64_t* counts;
+  uint64_t* scan_ns;
   size_t done;
   size_t m;
 };
@@ -77,7 +80,11 @@ void merge_mapped_block(void* ctx) {
   auto& b = *static_cast<MappedBlock*>(ctx);
   MergeArgs x = advance(*b.args, b.done, b.m, b.ptrs);
   x.dst = b.dst;
+  // Plain clock reads, no guard object: a fault abandons this function without unwinding it. Through
+  // a mapping the scan is the first touch of the input pages, so its time includes reading them.
+  const uint64_t t0 = now_ns();
   for (int k = 0; k < x.n; ++k) b.counts[k] = count_nonfinite(x.src[k], x.in, b.m);
+  *b.scan_ns += now_ns() - t0;
   merge(b.spec->kernel, x);
 }
 
@@ -111,7 +118,7 @@ void merge_mmap(const ChunkSpec& spec, uint32_t op_index, const Op& op, FileTabl
   a.src = base.data();
   a.dst = s.out.data();
   std::vector<uint64_t> counts(n);
-  MappedBlock blk{&spec, &a, s.ptrs.data(), s.out.data(), counts.data(), 0, 0};
+  MappedBlock blk{&spec, &a, s.ptrs.data(), s.out.data(), counts.data(), &st.scan_ns, 0, 0};
   for (uint64_t done = 0; done < op.count;) {
     check_cancel(spec.cancel, op);
     const size_t m = size_t(std::min<uint64_t>(kBlockElems, op.count - done));
@@ -279,9 +286,12 @@ void run_ops_on_cpu(const ChunkSpec& spec, Scratch& scratch, bool (*pick)(const 
     }
   }
   writer.flush();
+  st.read_ns += reader.ns;
+  st.write_ns += writer.ns;
   // Output pages are dropped last: by now most of the chunk's writeback has completed, so the
   // wait is short and the disk stayed busy while the chunk computed.
   if (spec.drop_cache) {
+    Timed t(st.write_ns);
     for (const Op& op : spec.ops) {
       if (!pick(op)) continue;
       out.get(op.out_file).flush_and_drop(op.out_offset, out_bytes(op), op.tensor);

@@ -105,6 +105,11 @@ struct ChunkStats {
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
   std::vector<NonFinite> nonfinite;
+  // Nanoseconds of this thread in reading the inputs, scanning them for NaN/Inf, and writing the
+  // output (writeback waits included); the rest of the chunk's time is arithmetic.
+  uint64_t read_ns = 0;
+  uint64_t scan_ns = 0;
+  uint64_t write_ns = 0;
 };
 
 // Counts NaN and infinity among n elements of dtype t: one pass over data the merge has just

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <new>
 
+#include "engine/stopwatch.h"
+
 namespace pma {
 namespace {
 
@@ -33,6 +35,7 @@ void OutputWriter::buffered(uint64_t off, const uint8_t* data, size_t n) const {
 
 void OutputWriter::write(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor) {
   if (n == 0) return;
+  Timed t(ns);
   if (!direct_ || files_.direct(file) == nullptr) {
     if (n < kSmallWrite) {
       gather(file, off, data, n, tensor);
@@ -110,6 +113,7 @@ void OutputWriter::flush_gathered() {
 
 void OutputWriter::completed(uint32_t file, uint64_t off, uint64_t n, const std::string& tensor) {
   if (n == 0) return;
+  Timed t(ns);
   if (wb_end_ > wb_start_ && (file != wb_file_ || off != wb_end_)) start_writeback();
   if (wb_end_ == wb_start_) {
     wb_file_ = file;
@@ -128,6 +132,7 @@ void OutputWriter::start_writeback() {
 }
 
 void OutputWriter::flush() {
+  Timed t(ns);
   flush_gathered();
   if (pending_) write_aligned(true);
   start_writeback();

@@ -27,6 +27,9 @@ struct AlignedBuffer {
 
 class OutputWriter {
  public:
+  // Nanoseconds spent in write(), completed() and flush().
+  uint64_t ns = 0;
+
   OutputWriter(FileTable& files, bool direct, AlignedBuffer& buf) : files_(files), direct_(direct), buf_(buf) {}
   void write(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor);
   // An op's output range [off, off+n) is complete: starts its writeback, once enough has

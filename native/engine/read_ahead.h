@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/file_table.h"
+#include "engine/stopwatch.h"
 
 namespace pma {
 
@@ -24,7 +25,11 @@ class ReadAhead {
  public:
   explicit ReadAhead(FileTable& files) : files_(files) {}
 
+  // Nanoseconds spent in read().
+  uint64_t ns = 0;
+
   void read(uint32_t file, uint8_t* dst, size_t n, uint64_t off, const std::string& tensor) {
+    Timed t(ns);
     const File& f = files_.get(file);
     if (n >= kSmallRead) return f.read_at(dst, n, off, tensor);
     Window& w = window(file);

@@ -1,6 +1,7 @@
 /**
  * What this machine can do at best, measured the plain way: read files with `cat` into /dev/null,
- * write a file with write() and fsync it. Plus a description of the machine for the report.
+ * write a file with `dd oflag=direct conv=fdatasync` (the disk's own rate), and with write() and
+ * fsync. Plus a description of the machine for the report.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';
@@ -89,6 +90,26 @@ export function timedWrite(path: string, bytes: number, buf: Uint8Array, fsync: 
   const t2 = performance.now();
   rmSync(path, { force: true });
   return { ms: t2 - t0, writeMs: t1 - t0, fsyncMs: t2 - t1 };
+}
+
+const DD_BLOCK = 4 * 2 ** 20;
+
+/**
+ * Writes an output-sized file (`bytes`, rounded up to 4 MiB) of zeros from /dev/zero with O_DIRECT
+ * and one fdatasync at the end (`dd bs=4M oflag=direct conv=fdatasync`), then deletes it; returns
+ * the milliseconds, or null where the filesystem refuses O_DIRECT (tmpfs) or dd is missing. This
+ * measures the disk: a buffered write without sync measures the page cache, which on some VMs is
+ * slower to allocate than the disk is to write.
+ */
+export function timedDirectWrite(path: string, bytes: number): number | null {
+  rmSync(path, { force: true });
+  const count = Math.max(1, Math.ceil(bytes / DD_BLOCK));
+  const args = ['if=/dev/zero', `of=${path}`, `bs=${DD_BLOCK}`, `count=${count}`, 'oflag=direct', 'conv=fdatasync'];
+  const t0 = performance.now();
+  const r = spawnSync('dd', [...args, 'status=none'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = performance.now() - t0;
+  rmSync(path, { force: true });
+  return r.status === 0 ? ms : null;
 }
 
 /** Bytes free for an unprivileged user in the filesystem of `dir`; null when unknown. */

@@ -4,6 +4,7 @@ export {
   runSuite,
   formatBenchReport,
   formatSuiteReport,
+  type BenchReportOptions,
   type BenchResult,
   type SuiteResult,
   type SuiteCase,

@@ -8,6 +8,7 @@ import { rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { join, sep } from 'node:path';
 
+import type { MergeBreakdown } from '../run/breakdown.js';
 import { parseDevice, resolveDevice } from '../run/devices.js';
 import type { OutputDTypeOption } from '../dtypes.js';
 import { PmaError } from '../errors.js';
@@ -21,6 +22,7 @@ import {
   freeBytes,
   machineInfo,
   syncAll,
+  timedDirectWrite,
   timedWrite,
   type MachineInfo,
   type WriteTiming,
@@ -57,8 +59,17 @@ export interface CeilingsResult {
   };
   /** The same write without fsync (page cache only), for reference. */
   writePageCache: { seconds: number; bytes: number; gbPerSecond: number; runsMs: number[] };
-  /** read + writeFsync: the machine's time to read the inputs once and then write the output once. */
+  /**
+   * An output-sized file written with O_DIRECT and fdatasync'ed (`dd oflag=direct conv=fdatasync`):
+   * the disk's write rate; null where the filesystem refuses O_DIRECT.
+   */
+  writeDirect: { seconds: number; bytes: number; gbPerSecond: number; runsMs: number[] } | null;
+  /** The write the floor counts: the faster of writeDirect and writeFsync. */
+  floorWrite: 'direct' | 'fsync';
+  /** read + that write: the machine's time to read the inputs once and then write the output once. */
   floorSeconds: number;
+  /** The larger of the two: what a merge that overlaps its reads and writes perfectly could take. */
+  maxSeconds: number;
 }
 
 export interface MergeRow {
@@ -75,6 +86,11 @@ export interface MergeRow {
   inputGBps: number;
   /** median / floor. */
   ratioToFloor: number;
+  /** median / the larger of reading and writing. */
+  ratioToMax: number;
+  /** Where the time went, every run (MergeResult.breakdown), and the median of each figure. */
+  breakdowns: MergeBreakdown[];
+  breakdown: MergeBreakdown;
   /** Wall time around merge(), every run. */
   wallMs: number[];
   /** The library's own elapsedMs, every run. */
@@ -313,6 +329,7 @@ async function measureCase(
           libraryElapsedMs: [] as number[],
           kernel: '',
           droppedCache: null as boolean | null,
+          breakdowns: [] as MergeBreakdown[],
         })),
       ),
     );
@@ -321,10 +338,12 @@ async function measureCase(
     const readMs: number[] = [];
     const writeFsync: WriteTiming[] = [];
     const writeCache: WriteTiming[] = [];
+    const writeDirect: number[] = [];
+    let direct = true;
     const loadBefore = loadavg();
     log(
       `measuring ${params.runs} round(s) of: cat ${inputPaths.length} files (${(inputFileBytes / GB).toFixed(2)} GB) > /dev/null; ` +
-        `write ${(outputFileBytes / GB).toFixed(2)} GB + fsync; the same write without fsync; ` +
+        `write ${(outputFileBytes / GB).toFixed(2)} GB with O_DIRECT + fdatasync (dd), and + fsync; the same write without fsync; ` +
         `merge with ${combos.map(label).join(', ')} ...`,
     );
     for (let round = 0; round < params.runs; round++) {
@@ -339,6 +358,12 @@ async function measureCase(
       syncAll();
       writeFsync.push(timedWrite(scratch, outputFileBytes, buf, true));
       syncAll();
+      if (direct) {
+        const ms = timedDirectWrite(scratch, outputFileBytes);
+        if (ms === null) direct = false;
+        else writeDirect.push(ms);
+        syncAll();
+      }
       for (const c of combos) {
         aborted(ctx.signal);
         await rm(outDir, { recursive: true, force: true });
@@ -355,6 +380,7 @@ async function measureCase(
         });
         c.wallMs.push(performance.now() - t0);
         c.libraryElapsedMs.push(r.elapsedMs);
+        c.breakdowns.push(r.breakdown);
         c.kernel = r.device === 'cpu' ? r.kernel : r.device;
         const dropped = (r as { droppedCache?: unknown }).droppedCache;
         if (typeof dropped === 'boolean') c.droppedCache = dropped;
@@ -376,7 +402,18 @@ async function measureCase(
     const readS = secs(median(readMs));
     const writeS = secs(median(writeFsync.map((x) => x.ms)));
     const writeCacheS = secs(median(writeCache.map((x) => x.ms)));
-    const floorS = readS + writeS;
+    // dd writes whole 4 MiB blocks: its rate is of the bytes it wrote.
+    const ddBytes = Math.max(1, Math.ceil(outputFileBytes / 2 ** 22)) * 2 ** 22;
+    const directS = direct && writeDirect.length > 0 ? secs(median(writeDirect)) : null;
+    // The floor's write is the machine's faster way to put an output-sized file on its disk: the
+    // O_DIRECT write measures the disk without the page cache, which some VMs are slow to
+    // allocate; the write + fsync lets the kernel keep several writes in flight.
+    const directOfOutput = directS === null ? null : (directS * outputFileBytes) / ddBytes;
+    const floorWrite = directOfOutput !== null && directOfOutput < writeS ? 'direct' : 'fsync';
+    const floorWriteS = floorWrite === 'direct' ? (directOfOutput as number) : writeS;
+    const floorS = readS + floorWriteS;
+    const maxS = Math.max(readS, floorWriteS);
+    if (directS === null) notes.push('O_DIRECT is refused in the work directory: the floor counts write + fsync');
     const ceilings: CeilingsResult = {
       read: { seconds: readS, bytes: inputFileBytes, gbPerSecond: inputFileBytes / GB / readS, runsMs: readMs },
       writeFsync: {
@@ -393,7 +430,13 @@ async function measureCase(
         gbPerSecond: outputFileBytes / GB / writeCacheS,
         runsMs: writeCache.map((x) => x.ms),
       },
+      writeDirect:
+        directS === null
+          ? null
+          : { seconds: directS, bytes: ddBytes, gbPerSecond: ddBytes / GB / directS, runsMs: writeDirect },
+      floorWrite,
       floorSeconds: floorS,
+      maxSeconds: maxS,
     };
     const merges: MergeRow[] = combos.map((c) => {
       const s = secs(median(c.wallMs));
@@ -407,6 +450,9 @@ async function measureCase(
         maxSeconds: secs(Math.max(...c.wallMs)),
         inputGBps: inputBytes / GB / s,
         ratioToFloor: s / floorS,
+        ratioToMax: s / maxS,
+        breakdowns: c.breakdowns,
+        breakdown: medianBreakdown(c.breakdowns),
         wallMs: c.wallMs,
         libraryElapsedMs: c.libraryElapsedMs,
         droppedCache: c.droppedCache,
@@ -439,6 +485,26 @@ async function measureCase(
     await rm(outDir, { recursive: true, force: true }).catch(() => {});
     await rm(scratch, { force: true }).catch(() => {});
   }
+}
+
+/** The median of every figure of the runs' breakdowns, figure by figure. */
+function medianBreakdown(bs: MergeBreakdown[]): MergeBreakdown {
+  const m = (f: (b: MergeBreakdown) => number) => median(bs.map(f));
+  return {
+    wall: m((b) => b.wall),
+    plan: m((b) => b.plan),
+    run: m((b) => b.run),
+    finish: m((b) => b.finish),
+    engine: {
+      total: m((b) => b.engine.total),
+      read: m((b) => b.engine.read),
+      scan: m((b) => b.engine.scan),
+      compute: m((b) => b.engine.compute),
+      write: m((b) => b.engine.write),
+    },
+    hash: { update: m((b) => b.hash.update), read: m((b) => b.hash.read), wait: m((b) => b.hash.wait) },
+    fsync: m((b) => b.fsync),
+  };
 }
 
 function checkKernel(cpu: CpuInfo, kernel: KernelChoice): void {
@@ -638,8 +704,36 @@ function ceilingsLine(c: CeilingsResult): string {
     `write + fsync ${f3(c.writeFsync.seconds)} s = ${f2(c.writeFsync.gbPerSecond)} GB/s ` +
     `(write ${f3(secs(median(c.writeFsync.writePartMs)))} s + fsync ${f3(secs(median(c.writeFsync.fsyncPartMs)))} s; ` +
     `page cache only, no fsync: ${f3(c.writePageCache.seconds)} s = ${f2(c.writePageCache.gbPerSecond)} GB/s); ` +
-    `floor = read + write+fsync = ${f3(c.floorSeconds)} s`
+    (c.writeDirect
+      ? `O_DIRECT write + fdatasync (dd) ${f3(c.writeDirect.seconds)} s = ${f2(c.writeDirect.gbPerSecond)} GB/s; `
+      : 'O_DIRECT refused here; ') +
+    `floor = read + ${floorWriteName(c)} = ${f3(c.floorSeconds)} s, the larger of the two ${f3(c.maxSeconds)} s`
   );
+}
+
+function floorWriteName(c: CeilingsResult): string {
+  return c.floorWrite === 'direct' ? 'O_DIRECT write' : 'write+fsync';
+}
+
+/**
+ * Where the merges' time went (medians of the runs): the phases' wall seconds, and the seconds
+ * of the threads' work, which run side by side.
+ */
+function breakdownTable(merges: MergeRow[]): string[] {
+  const L = [
+    '| threads | io | wall s | plan s | run s | finish s | engine s (threads) | read | scan | compute | write | hash s (main thread) | hash read-back | hash wait | fsync s |',
+    '|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+  ];
+  for (const x of merges) {
+    const b = x.breakdown;
+    const e = b.engine;
+    L.push(
+      `| ${x.threads} | ${x.io} | ${f3(b.wall)} | ${f3(b.plan)} | ${f3(b.run)} | ${f3(b.finish)} | ${f3(e.total)} | ` +
+        `${f3(e.read)} | ${f3(e.scan)} | ${f3(e.compute)} | ${f3(e.write)} | ${f3(b.hash.update)} | ${f3(b.hash.read)} | ` +
+        `${f3(b.hash.wait)} | ${f3(b.fsync)} |`,
+    );
+  }
+  return L;
 }
 
 function inputsLine(r: CaseResult): string {
@@ -656,6 +750,12 @@ function inputsLine(r: CaseResult): string {
   );
 }
 
+/** What a report shows besides the table. */
+export interface BenchReportOptions {
+  /** Where the merges' time went (`pma bench --breakdown`). */
+  breakdown?: boolean;
+}
+
 /** The report of one `pma bench` run. *
  * @example
  * ```ts
@@ -663,7 +763,7 @@ function inputsLine(r: CaseResult): string {
  * console.log(formatBenchReport(await runBench({ size: '4MB', inputs: 2, runs: 1, threads: '1', dir: 'pma-bench' })));
  * ```
  */
-export function formatBenchReport(r: BenchResult): string {
+export function formatBenchReport(r: BenchResult, options: BenchReportOptions = {}): string {
   const c = r.ceilings;
   const d = r.data;
   const L: string[] = [];
@@ -679,17 +779,23 @@ export function formatBenchReport(r: BenchResult): string {
   L.push('');
   L.push(ceilingsLine(c));
   L.push('');
-  L.push('| threads | io | engine | median s | min s | max s | input GB/s | x floor |');
-  L.push('|--:|:--|:--|--:|--:|--:|--:|--:|');
+  L.push('| threads | io | engine | median s | min s | max s | input GB/s | x floor | x max(read, write) |');
+  L.push('|--:|:--|:--|--:|--:|--:|--:|--:|--:|');
   for (const x of r.merges) {
     L.push(
-      `| ${x.threads} | ${x.io} | ${x.kernel} | ${f3(x.medianSeconds)} | ${f3(x.minSeconds)} | ${f3(x.maxSeconds)} | ${f2(x.inputGBps)} | ${f2(x.ratioToFloor)} |`,
+      `| ${x.threads} | ${x.io} | ${x.kernel} | ${f3(x.medianSeconds)} | ${f3(x.minSeconds)} | ${f3(x.maxSeconds)} | ${f2(x.inputGBps)} | ${f2(x.ratioToFloor)} | ${f2(x.ratioToMax)} |`,
     );
   }
   L.push(
-    `| - | floor (read + write+fsync) | - | ${f3(c.floorSeconds)} | | | ${f2(d.inputTensorBytes / GB / c.floorSeconds)} | 1.00 |`,
+    `| - | floor (read + ${floorWriteName(c)}) | - | ${f3(c.floorSeconds)} | | | ${f2(d.inputTensorBytes / GB / c.floorSeconds)} | 1.00 | |`,
   );
   L.push('');
+  if (options.breakdown) {
+    L.push('where the time went (medians; engine and hash figures are thread seconds, the rest wall seconds):');
+    L.push('');
+    L.push(...breakdownTable(r.merges));
+    L.push('');
+  }
   for (const x of r.ioComparison)
     L.push(`io at ${x.threads} thread(s): ${x.faster} faster by ${x.percent.toFixed(1)}% (median)`);
   for (const n of r.notes) L.push(`note: ${n}`);
@@ -714,14 +820,14 @@ export function formatSuiteReport(r: SuiteResult): string {
     'inputs: generated MoE-shaped checkpoints, 4 shards + index each, in ' +
       `${r.dir}; ` +
       'every row has its own inputs and its own floor, measured in the same rounds as its merges: ' +
-      'read ceiling = cat of the same files > /dev/null, write ceiling = write + fsync of an output-sized file in the same filesystem, ' +
+      'read ceiling = cat of the same files > /dev/null, write ceiling = an output-sized file written with O_DIRECT and fdatasync (dd) in the same filesystem, ' +
       'floor = read + write; median of the runs; warm page cache',
   );
   L.push('');
   L.push(
-    '| inputs | output | threads | io | engine | runs | median s | input GB/s | read s | write+fsync s | floor s | x floor |',
+    '| inputs | output | threads | io | engine | runs | median s | input GB/s | read s | write s | floor s | x floor | x max(read, write) |',
   );
-  L.push('|:--|:--|--:|:--|:--|--:|--:|--:|--:|--:|--:|--:|');
+  L.push('|:--|:--|--:|:--|:--|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const c of r.cases) {
     const d = c.data;
     const inputs = d.series ? d.series.description : `${d.checkpoints.length} checkpoints`;
@@ -729,7 +835,7 @@ export function formatSuiteReport(r: SuiteResult): string {
     for (const x of c.merges) {
       L.push(
         `| ${inputs} | ${out} | ${x.threads} | ${x.io} | ${x.kernel} | ${c.params.runs} | ${f3(x.medianSeconds)} | ${f2(x.inputGBps)} | ` +
-          `${f3(c.ceilings.read.seconds)} | ${f3(c.ceilings.writeFsync.seconds)} | ${f3(c.ceilings.floorSeconds)} | ${f2(x.ratioToFloor)} |`,
+          `${f3(c.ceilings.read.seconds)} | ${f3(c.ceilings.floorSeconds - c.ceilings.read.seconds)} | ${f3(c.ceilings.floorSeconds)} | ${f2(x.ratioToFloor)} | ${f2(x.ratioToMax)} |`,
       );
     }
   }

@@ -9,10 +9,11 @@ export const BENCH_SPEC: CommandSpec = {
   usage: '[--size 1GB --inputs 5 --dtype bf16 | <run-dir | checkpoint...>] [options]',
   summary: "measure merge speed against this machine's read + write floor",
   about: `Measures how fast pma merges on this machine, against what the machine can do at best in the same
-run: read the inputs once (cat of the same files into /dev/null) and write the output once (write
-+ fsync of an output-sized file in the same filesystem). Prints the machine, the parameters and,
-for every thread count x io mode, the median merge time, the input GB/s and the ratio to that
-floor (read + write). Without inputs it generates a series of MoE-shaped checkpoints (4 shards +
+run: read the inputs once (cat of the same files into /dev/null) and write the output once (an
+output-sized file in the same filesystem, the faster of an O_DIRECT write with fdatasync (dd) and
+a write + fsync). Prints the machine, the parameters and, for every thread count x io mode, the
+median merge time, the input GB/s and the ratios to that floor (read + write) and to the larger
+of the two. Without inputs it generates a series of MoE-shaped checkpoints (4 shards +
 index each); with inputs it merges those, writing only into --dir, never beside them.`,
   positionals: { min: 0, max: Infinity, wrong: '' },
   groups: [
@@ -124,6 +125,14 @@ index each); with inputs it merges those, writing only into --dir, never beside 
       title: 'Reporting',
       flags: [
         { name: 'json', type: 'boolean', help: "print the result object (every run's time) instead of the report" },
+        {
+          name: 'breakdown',
+          type: 'boolean',
+          help: [
+            'also print where the time went: planning, running, finishing; the',
+            "engine's reading, NaN/Inf scan, arithmetic and writing; hashing; fsync",
+          ],
+        },
         { name: 'quiet', type: 'boolean', short: 'q', help: 'no progress messages on stderr' },
       ],
     },
@@ -134,6 +143,7 @@ index each); with inputs it merges those, writing only into --dir, never beside 
     'pma bench --size 5GB --inputs 5 --threads 1,2,4 --io pread,mmap --dir /scratch/pma-bench',
     'pma bench --size 1GB --inputs 5 --threads 8 --device cpu,cuda   # CPU against GPU, same files',
     'pma bench --dtype f32 --out-dtype bf16 --json > bench.json',
+    'pma bench --threads 2 --breakdown                # where the time goes',
     'pma bench runs/exp7 --last 4 --runs 3 --dir /scratch/bench-out   # your own checkpoints',
   ],
   footer: `The full table of the repository's benchmark (several input counts and dtypes): npm run bench.
@@ -152,7 +162,11 @@ export const benchCommand: Command = {
     };
     // Ctrl-C or SIGTERM: stop after the step in progress and delete what the benchmark wrote.
     const result = await untilStopped((signal) => runBench({ ...opts, signal }));
-    io.out(flags.json ? `${JSON.stringify(result, null, 2)}\n` : formatBenchReport(result));
+    io.out(
+      flags.json
+        ? `${JSON.stringify(result, null, 2)}\n`
+        : formatBenchReport(result, { breakdown: flags.breakdown === true }),
+    );
     return 0;
   },
 };

@@ -234,6 +234,8 @@ export const mergeCommand: Command = {
     if (options.out === undefined) throw new PmaError('E_USAGE', 'pma merge needs --out <dir> (or --dry-run)');
     const quiet = flags.quiet === true;
     const bar = !quiet && io.stderrIsTTY ? progressBar(process.stderr) : null;
+    // Seconds since the process started (Node, the modules, the arguments): --json's breakdown.
+    const startup = performance.now() / 1000;
     // Ctrl-C or a scheduler's SIGTERM: stop the chunks in flight between two blocks, record the
     // finished ones, and leave <out>.partial/ for --resume, rather than dying mid-write.
     const result = await untilStopped((signal) =>
@@ -250,7 +252,7 @@ export const mergeCommand: Command = {
     for (const f of result.nonfinite)
       io.err(`warning: ${f.count} NaN/Inf in ${f.tensor} of ${f.checkpoint} (merged anyway: --on-nonfinite warn)\n`);
     const p = result.plan;
-    if (result.part) return reportPart(result, flags.json === true, quiet, io);
+    if (result.part) return reportPart(result, flags.json === true, quiet, io, startup);
     if (flags.json) {
       io.out(
         `${JSON.stringify(
@@ -270,7 +272,7 @@ export const mergeCommand: Command = {
             nonfinite: result.nonfinite,
             leftOut: result.leftOut,
             warnings: p.warnings,
-            ...runFigures(result),
+            ...runFigures(result, startup),
           },
           null,
           2,
@@ -289,19 +291,23 @@ export const mergeCommand: Command = {
   },
 };
 
-/** What --json reports of how a merge (or a part) ran. */
-function runFigures(result: MergeResult) {
+/**
+ * What --json reports of how a merge (or a part) ran; the breakdown begins with the seconds from
+ * the process's start to the merge's (`startup`).
+ */
+function runFigures(result: MergeResult, startup: number) {
   return {
     threads: result.threads,
     bytesRead: result.bytesRead,
     bytesWritten: result.bytesWritten,
     seconds: result.elapsedMs / 1000,
     gbPerSecond: result.bytesPerSecond / 1e9,
+    breakdown: { startup: Math.round(startup * 1e6) / 1e6, ...result.breakdown },
   };
 }
 
 /** What a part of a merge in parts says when it ends: its files, and the finalize or what it waits for. */
-function reportPart(result: MergeResult, json: boolean, quiet: boolean, io: Io): number {
+function reportPart(result: MergeResult, json: boolean, quiet: boolean, io: Io, startup: number): number {
   const part = result.part as PartResult;
   if (json) {
     io.out(
@@ -319,7 +325,7 @@ function reportPart(result: MergeResult, json: boolean, quiet: boolean, io: Io):
           finalized: part.finalized,
           waiting: part.waiting,
           device: result.device,
-          ...runFigures(result),
+          ...runFigures(result, startup),
         },
         null,
         2,

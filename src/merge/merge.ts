@@ -5,6 +5,7 @@ import { resumedChunkSize } from '../output/partial.js';
 import { chunkSizeFor, resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from '../plan/options.js';
 import { planMerge, planResolved, type PlanResult } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
+import { rounded, type MergeBreakdown, type PhaseTimes } from '../run/breakdown.js';
 import { Engine } from '../run/engine.js';
 import { realish } from '../util/fs.js';
 import * as v from '../validate.js';
@@ -40,6 +41,8 @@ export interface MergeResult {
   bytesPerSecond: number;
   /** One part of a merge in parts (`part`): what it wrote, and whether it finalized the merge. */
   part?: PartResult;
+  /** Where the time went: the phases' wall seconds, and the seconds of the threads' work. */
+  breakdown: MergeBreakdown;
 }
 
 /**
@@ -96,14 +99,16 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
         continue;
       }
       const elapsedMs = performance.now() - started;
+      const { times, ...rest } = done;
       return {
-        ...done,
+        ...rest,
         kernel: engine.kernel,
         device: engine.deviceName,
         ...(engine.deviceNote ? { deviceNote: engine.deviceNote } : {}),
         threads: engine.threads,
         elapsedMs,
         bytesPerSecond: done.plan.totals.inputBytes / Math.max(elapsedMs / 1000, 1e-9),
+        breakdown: rounded({ ...times, wall: elapsedMs / 1000 }),
       };
     }
   } finally {
@@ -112,7 +117,7 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
 }
 
 type Attempt =
-  | Pick<
+  | (Pick<
       MergeResult,
       | 'out'
       | 'plan'
@@ -123,7 +128,7 @@ type Attempt =
       | 'droppedCache'
       | 'bytesRead'
       | 'bytesWritten'
-    >
+    > & { times: PhaseTimes })
   | { leaveOut: Map<string, string> };
 
 /** One merge: plan, open the output, run the chunks, finish; or the checkpoints to leave out and plan again. */
@@ -135,6 +140,7 @@ async function attempt(
   options: MergeOptions,
 ): Promise<Attempt> {
   // 1. Plan: headers only, nothing is written yet. A partial output taken up sets the work unit.
+  const t0 = performance.now();
   const resumed =
     o.force && !o.resume ? null : await resumedChunkSize(await realish(o.out), o.resume || leftOut.size > 0);
   const { plan, skipped } = await planResolved(
@@ -159,7 +165,9 @@ async function attempt(
   try {
     await output.checkSpace();
     // 3. Run the chunks the output lacks.
+    const t1 = performance.now();
     const ran = await writeChunks(plan, output, engine, dropCache, o, options);
+    const t2 = performance.now();
     if (ran.leaveOut) {
       await output.discard();
       return { leaveOut: ran.leaveOut };
@@ -168,7 +176,14 @@ async function attempt(
     const nonfinite = ran.nonfinite.findings();
     const leftOutList = [...leftOut].map(([path, reason]) => ({ path, reason }));
     const record = { ...provenance(plan, engine, options.commandLine), nonfinite, leftOut: leftOutList };
-    await output.finish(record, o.force, (f) => engine.pool.hash(f));
+    const finished = await output.finish(record, o.force, (f) => engine.pool.hash(f));
+    const times: PhaseTimes = {
+      plan: (t1 - t0) / 1000,
+      run: (t2 - t1) / 1000,
+      finish: (performance.now() - t2) / 1000,
+      engine: ran.engine.breakdown,
+      ...finished,
+    };
     return {
       out: target.path,
       plan,
@@ -179,6 +194,7 @@ async function attempt(
       droppedCache: dropCache,
       bytesRead: ran.bytesRead,
       bytesWritten: ran.bytesWritten,
+      times,
     };
   } catch (e) {
     throw await output.fail(e);

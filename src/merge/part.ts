@@ -1,3 +1,4 @@
+import { planOnly, type PhaseTimes } from '../run/breakdown.js';
 import { PmaError } from '../errors.js';
 import { finalizedFingerprint, finalizeParts, partsOf, type FinalizeResult } from '../output/finalize.js';
 import { checkTarget } from '../output/output.js';
@@ -45,6 +46,7 @@ export interface PartAttempt {
   bytesRead: number;
   bytesWritten: number;
   part: PartResult;
+  times: PhaseTimes;
 }
 
 /**
@@ -59,6 +61,7 @@ export async function attemptPart(
   options: MergeOptions,
 ): Promise<PartAttempt> {
   // Every part cuts the plan as the partial they share was cut, whatever --chunk-size says now.
+  const t0 = performance.now();
   const resumed = await resumedChunkSize(await realish(o.out), true);
   const { plan, skipped } = await planResolved(resumed === null ? planOptions : { ...planOptions, chunkSize: resumed });
   const mine = plan.outputs.filter((_, i) => plan.parts?.files[i] === spec.index);
@@ -83,7 +86,12 @@ export async function attemptPart(
   // Already in place, finalized by a part or by `pma finalize`: a scheduler's late rerun.
   if ((await finalizedFingerprint(path)) === planFingerprint(plan)) {
     options.onPlan?.(plan, skipped);
-    return { ...base, out: path, part: part('finalized-before', null, []) };
+    return {
+      ...base,
+      out: path,
+      part: part('finalized-before', null, []),
+      times: planOnly((performance.now() - t0) / 1000),
+    };
   }
   const target = await checkTarget(plan, o.out, o.force);
   options.onPlan?.(plan, skipped);
@@ -93,14 +101,20 @@ export async function attemptPart(
   const output = await PartOutput.open(plan, target, spec, info, dropCache);
   const hash = (f: string) => engine.pool.hash(f);
   if (!(output instanceof PartOutput)) {
+    const t1 = performance.now();
     const fin = await finalizeIfLast(target.path, hash);
-    return { ...base, out: target.path, part: part('complete', fin.finalized, fin.waiting) };
+    const times = { ...planOnly((t1 - t0) / 1000), finish: (performance.now() - t1) / 1000 };
+    return { ...base, out: target.path, part: part('complete', fin.finalized, fin.waiting), times };
   }
   let record: PartRecord;
   let ran: Awaited<ReturnType<typeof writeChunks>>;
+  let t1 = 0;
+  let t2 = 0;
   try {
     await output.checkSpace();
+    t1 = performance.now();
     ran = await writeChunks(plan, output, engine, dropCache, o, options, output.chunks);
+    t2 = performance.now();
     record = await output.finish({
       device: engine.deviceName,
       threads: engine.threads,
@@ -123,6 +137,13 @@ export async function attemptPart(
     bytesRead: ran.bytesRead,
     bytesWritten: ran.bytesWritten,
     part: part('merged', fin.finalized, fin.waiting),
+    times: {
+      plan: (t1 - t0) / 1000,
+      run: (t2 - t1) / 1000,
+      finish: (performance.now() - t2) / 1000,
+      engine: ran.engine.breakdown,
+      ...output.times,
+    },
   };
 }
 

@@ -3,6 +3,7 @@ import type { NonFiniteCounts } from '../output/journal.js';
 import type { MergePlan } from '../plan/types.js';
 import type { Engine } from '../run/engine.js';
 import { runChunks } from '../run/run-chunks.js';
+import { EngineClock } from '../run/breakdown.js';
 import { NonFiniteLog } from './nonfinite.js';
 import type { MergeOptions, ResolvedMergeOptions } from './options.js';
 
@@ -12,6 +13,8 @@ export interface Written {
   bytesRead: number;
   bytesWritten: number;
   nonfinite: NonFiniteLog;
+  /** The engine's seconds, summed over the chunks run. */
+  engine: EngineClock;
   /** With --on-nonfinite skip-checkpoint: the checkpoints to leave out of a new plan, with why. */
   leaveOut: Map<string, string> | null;
 }
@@ -37,7 +40,13 @@ export async function writeChunks(
   options: MergeOptions,
   only?: readonly number[],
 ): Promise<Written> {
-  const w: Written = { bytesRead: 0, bytesWritten: 0, nonfinite: new NonFiniteLog(plan), leaveOut: null };
+  const w: Written = {
+    bytesRead: 0,
+    bytesWritten: 0,
+    nonfinite: new NonFiniteLog(plan),
+    engine: new EngineClock(),
+    leaveOut: null,
+  };
   for (const [i, found] of output.done) w.nonfinite.add(i, found);
   const stopForNonfinite = new AbortController();
   if (w.nonfinite.any && o.onNonfinite !== 'warn') stopForNonfinite.abort();
@@ -51,6 +60,7 @@ export async function writeChunks(
         done: (i, s) => {
           w.bytesRead += s.bytesRead;
           w.bytesWritten += s.bytesWritten;
+          w.engine.add(s.seconds);
           output.chunkDone(i, s.nonfinite);
           if (s.nonfinite.length === 0) return;
           w.nonfinite.add(i, s.nonfinite);

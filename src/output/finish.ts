@@ -10,7 +10,8 @@ import { exists, fsyncPath, fsyncSubdirs, makeDirs } from '../util/fs.js';
 /**
  * Writes the index, companion files and pma.json (with the SHA-256 of every other file: the
  * safetensors sums come from the OutputHasher) into the partial directory, flushes everything,
- * and renames it into place (replacing what is there with `force`).
+ * and renames it into place (replacing what is there with `force`). Returns the seconds spent in
+ * fsync.
  */
 export async function finishOutput(
   dir: string,
@@ -20,7 +21,7 @@ export async function finishOutput(
   force: boolean,
   outputSums: Record<string, string>,
   hash: (path: string) => Promise<string>,
-): Promise<void> {
+): Promise<number> {
   try {
     if (plan.index !== null) await writeFile(join(dir, INDEX_NAME), plan.index);
     for (const f of plan.copyFiles) {
@@ -49,10 +50,12 @@ export async function finishOutput(
       join(dir, PMA_RECORD),
       `${JSON.stringify({ ...record, sha256: Object.fromEntries(names.map((n) => [n, sha256[n]])) }, null, 2)}\n`,
     );
+    const synced = performance.now();
     await Promise.all(names.map((n) => fsyncPath(join(dir, n))));
     await fsyncPath(join(dir, PMA_RECORD));
     await fsyncSubdirs(dir, names);
     await fsyncPath(dir);
+    const fsyncSeconds = (performance.now() - synced) / 1000;
     if (force && (await exists(target))) {
       const old = `${dir}.old`;
       await rename(target, old);
@@ -62,6 +65,7 @@ export async function finishOutput(
       await rename(dir, target);
     }
     await fsyncPath(dirname(target));
+    return fsyncSeconds;
   } catch (e) {
     throw fsError(e, 'cannot finish output', target);
   }

@@ -60,6 +60,8 @@ export class OutputHasher {
   // Read buffers not in use: at most one per file being hashed at once.
   private readonly spare: Buffer[] = [];
   private active = 0;
+  /** Seconds spent hashing, and waiting for reads of the output (the merge's breakdown). */
+  readonly seconds = { update: 0, read: 0 };
 
   /** `only`: the files to hash (a part's), else every output file. */
   constructor(
@@ -181,7 +183,10 @@ export class OutputHasher {
         }
         const upTo = field !== undefined && field > f.pos ? Math.min(end, field) : end;
         const want = Math.min(READ_BLOCK, upTo - f.pos);
+        const t0 = performance.now();
         const { bytesRead } = await fh.read(buf, 0, want, f.pos);
+        const t1 = performance.now();
+        this.seconds.read += (t1 - t0) / 1000;
         if (bytesRead <= 0)
           throw new PmaError(
             'E_IO',
@@ -191,6 +196,7 @@ export class OutputHasher {
         const got = buf.subarray(0, bytesRead);
         f.hash.update(got);
         if (f.crcs.length > 0) passed(f.crcs, f.pos, got);
+        this.seconds.update += (performance.now() - t1) / 1000;
         f.pos += bytesRead;
       }
       if (this.dropCache && f.pos > start) native().dropCache(f.path, start, f.pos - start);

@@ -1,4 +1,5 @@
 import { PmaError } from '../errors.js';
+import type { MergeBreakdown } from '../run/breakdown.js';
 import { chunkOutputBytes, type MergePlan } from '../plan/types.js';
 import { finishOutput } from './finish.js';
 import { OutputHasher } from './hasher.js';
@@ -89,13 +90,13 @@ export class MergeOutput {
   /**
    * Every chunk is written: checks that no input changed under the merge (else discards it), then
    * writes the index, companion files and pma.json (`record` plus the checksums), and renames the
-   * output into place.
+   * output into place. Returns the seconds spent hashing and in fsync.
    */
   async finish(
     record: Record<string, unknown>,
     force: boolean,
     hash: (path: string) => Promise<string>,
-  ): Promise<void> {
+  ): Promise<Pick<MergeBreakdown, 'hash' | 'fsync'>> {
     const changed = await changedInput(this.target.stamps);
     if (changed) {
       await this.discard();
@@ -105,12 +106,15 @@ export class MergeOutput {
         { file: changed.path },
       );
     }
+    const t = performance.now();
     const sums = await this.hasher.digests();
+    const wait = (performance.now() - t) / 1000;
     await this.partial.complete();
     // A failure from here on leaves the resume data beside the partial; a resume puts it back.
-    await finishOutput(this.partial.dir, this.target.path, this.plan, record, force, sums, hash);
+    const fsync = await finishOutput(this.partial.dir, this.target.path, this.plan, record, force, sums, hash);
     this.ended = true;
     await this.partial.finished();
+    return { hash: { ...this.hasher.seconds, wait }, fsync };
   }
 
   /** Removes the partial output. */

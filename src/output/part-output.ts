@@ -1,3 +1,4 @@
+import type { MergeBreakdown } from '../run/breakdown.js';
 import { rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +36,8 @@ export type PartRun = Pick<
  * command); a part found complete is not run again.
  */
 export class PartOutput {
+  /** After finish(): the seconds spent hashing and in fsync. */
+  times: Pick<MergeBreakdown, 'hash' | 'fsync'> = { hash: { update: 0, read: 0, wait: 0 }, fsync: 0 };
   private written: number;
   private ended = false;
   private readonly startedAt = new Date();
@@ -142,8 +145,11 @@ export class PartOutput {
         { file: changed.path },
       );
     }
+    const t = performance.now();
     const sums = await this.hasher.digests();
+    const t1 = performance.now();
     await this.partial.flushAndClose();
+    this.times = { hash: { ...this.hasher.seconds, wait: (t1 - t) / 1000 }, fsync: (performance.now() - t1) / 1000 };
     // Another process took the part over (this one stopped beating for too long): it is its to record.
     if (this.lease.lostTo) throw this.lease.lostTo;
     const files: PartRecord['files'] = {};

@@ -21,7 +21,19 @@ interface Row {
   medianSeconds: number;
   inputGBps: number;
   ratioToFloor: number;
+  ratioToMax: number;
   wallMs: number[];
+  breakdowns: Breakdown[];
+  breakdown: Breakdown;
+}
+interface Breakdown {
+  wall: number;
+  plan: number;
+  run: number;
+  finish: number;
+  engine: { total: number; read: number; scan: number; compute: number; write: number };
+  hash: { update: number; read: number; wait: number };
+  fsync: number;
 }
 interface Result {
   tool: string;
@@ -47,7 +59,10 @@ interface Result {
   ceilings: {
     read: { seconds: number; gbPerSecond: number };
     writeFsync: { seconds: number; gbPerSecond: number };
+    writeDirect: { seconds: number; gbPerSecond: number; bytes: number } | null;
+    floorWrite: 'direct' | 'fsync';
     floorSeconds: number;
+    maxSeconds: number;
   };
   merges: Row[];
   keptInputs: boolean;
@@ -67,13 +82,25 @@ function checkMeasurements(r: Result): void {
     expect(c.seconds).toBeGreaterThan(0);
     expect(c.gbPerSecond).toBeGreaterThan(0);
   }
-  expect(r.ceilings.floorSeconds).toBeCloseTo(r.ceilings.read.seconds + r.ceilings.writeFsync.seconds, 9);
+  // The floor's write is the faster of the O_DIRECT write (of whole 4 MiB blocks, scaled to the
+  // output's bytes) and the write + fsync.
+  const c = r.ceilings;
+  const direct = c.writeDirect ? (c.writeDirect.seconds * r.data.outputFileBytes) / c.writeDirect.bytes : Infinity;
+  expect(c.floorWrite).toBe(direct < c.writeFsync.seconds ? 'direct' : 'fsync');
+  const write = Math.min(direct, c.writeFsync.seconds);
+  expect(c.floorSeconds).toBeCloseTo(c.read.seconds + write, 9);
+  expect(c.maxSeconds).toBeCloseTo(Math.max(c.read.seconds, write), 9);
   expect(r.merges.length).toBe(r.params.threads.length * r.params.io.length);
   for (const m of r.merges) {
     expect(m.medianSeconds).toBeGreaterThan(0);
     expect(m.inputGBps).toBeGreaterThan(0);
     expect(m.ratioToFloor).toBeCloseTo(m.medianSeconds / r.ceilings.floorSeconds, 9);
+    expect(m.ratioToMax).toBeCloseTo(m.medianSeconds / r.ceilings.maxSeconds, 9);
     expect(m.wallMs.length).toBe(r.params.runs);
+    expect(m.breakdowns.length).toBe(r.params.runs);
+    // The merge's own wall time, within the bench's around it.
+    expect(m.breakdown.wall * 1000).toBeLessThanOrEqual(Math.max(...m.wallMs) + 1);
+    expect(m.breakdown.engine.total).toBeGreaterThan(0);
     expect(r.machine.pmaKernels).toContain(m.kernel);
   }
 }
@@ -133,10 +160,31 @@ describe('pma bench', () => {
       /^machine: .*\d+ cores, .* GiB RAM, avx2 (yes|no), avx512f (yes|no) \(pma kernels: .*\); work dir on \S+/m,
     );
     expect(r.stdout).toMatch(/^ceilings: read \(cat > \/dev\/null\) [\d.]+ s = [\d.]+ GB\/s; write \+ fsync [\d.]+ s/m);
-    expect(r.stdout).toContain('| threads | io | engine | median s | min s | max s | input GB/s | x floor |');
+    expect(r.stdout).toMatch(
+      /; floor = read \+ (O_DIRECT write|write\+fsync) = [\d.]+ s, the larger of the two [\d.]+ s$/m,
+    );
+    expect(r.stdout).toContain(
+      '| threads | io | engine | median s | min s | max s | input GB/s | x floor | x max(read, write) |',
+    );
+    // Without --breakdown, no breakdown table.
+    expect(r.stdout).not.toContain('where the time went');
     expect(r.stdout).toMatch(/^\| 1 \| pread \| \w+ \| [\d.]+ \|/m);
     expect(r.stdout).toMatch(/^\| 1 \| mmap \| \w+ \| [\d.]+ \|/m);
     expect(r.stdout).toContain('output dtype f32');
+  });
+
+  it('prints where the time went with --breakdown', () => {
+    const dir = join(tmp, 'gen'); // the cached series of the first test, when it ran
+    const args = ['bench', '--size', '8MB', '--inputs', '3', '--runs', '1', '--threads', '1', '--breakdown', '-q'];
+    const r = pma([...args, '--dir', dir]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('where the time went');
+    expect(r.stdout).toContain('| threads | io | wall s | plan s | run s | finish s | engine s (threads) | read |');
+    const row = /^\| 1 \| pread \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|/m.exec(r.stdout);
+    expect(row, r.stdout).not.toBeNull();
+    const [wall, plan, run, finish, engine] = row!.slice(1).map(Number) as [number, number, number, number, number];
+    expect(plan + run + finish).toBeLessThanOrEqual(wall + 0.003); // rounding of each to 1 ms
+    expect(engine).toBeGreaterThan(0);
   });
 
   it('benchmarks given checkpoints without writing beside them', () => {

@@ -1,0 +1,84 @@
+import type { EngineSeconds } from '../native.js';
+
+/**
+ * Where a merge's time went, in seconds: the wall time of its phases, and what its threads did.
+ * The engine's threads run side by side, so their seconds add up to more than the run's wall
+ * time when there are several; the main thread hashes the output while they run.
+ */
+export interface MergeBreakdown {
+  /** The whole merge() call. */
+  wall: number;
+  /** Reading the headers, planning, opening the output. */
+  plan: number;
+  /** Running the chunks. */
+  run: number;
+  /** After the last chunk: the rest of the hashing, the index and pma.json, fsync, rename. */
+  finish: number;
+  /** The engine's threads, summed: reading, scanning for NaN/Inf, arithmetic, writing. */
+  engine: { total: number; read: number; scan: number; compute: number; write: number };
+  /**
+   * SHA-256 of the output on the main thread: hashing, waiting for its reads of the output, and
+   * the part of `finish` spent waiting for it to catch up.
+   */
+  hash: { update: number; read: number; wait: number };
+  /** Waiting for the output's fsync, in `finish`. */
+  fsync: number;
+}
+
+/** What a merge measures of its time before it knows its wall time. */
+export type PhaseTimes = Omit<MergeBreakdown, 'wall'>;
+
+/** The times of a merge that ran nothing after planning for `plan` seconds (a part found complete). */
+export function planOnly(plan: number): PhaseTimes {
+  return {
+    plan,
+    run: 0,
+    finish: 0,
+    engine: { total: 0, read: 0, scan: 0, compute: 0, write: 0 },
+    hash: { update: 0, read: 0, wait: 0 },
+    fsync: 0,
+  };
+}
+
+/** The engine's seconds of every chunk, added up. */
+export class EngineClock {
+  readonly total: EngineSeconds = { engine: 0, read: 0, scan: 0, write: 0 };
+
+  add(s: EngineSeconds): void {
+    this.total.engine += s.engine;
+    this.total.read += s.read;
+    this.total.scan += s.scan;
+    this.total.write += s.write;
+  }
+
+  get breakdown(): MergeBreakdown['engine'] {
+    const t = this.total;
+    return {
+      total: t.engine,
+      read: t.read,
+      scan: t.scan,
+      write: t.write,
+      compute: Math.max(0, t.engine - t.read - t.scan - t.write),
+    };
+  }
+}
+
+/** Rounds every figure to the microsecond, for JSON that stays readable. */
+export function rounded(b: MergeBreakdown): MergeBreakdown {
+  const r = (x: number) => Math.round(x * 1e6) / 1e6;
+  return {
+    wall: r(b.wall),
+    plan: r(b.plan),
+    run: r(b.run),
+    finish: r(b.finish),
+    engine: {
+      total: r(b.engine.total),
+      read: r(b.engine.read),
+      scan: r(b.engine.scan),
+      compute: r(b.engine.compute),
+      write: r(b.engine.write),
+    },
+    hash: { update: r(b.hash.update), read: r(b.hash.read), wait: r(b.hash.wait) },
+    fsync: r(b.fsync),
+  };
+}
