@@ -152,11 +152,25 @@ void copy_op(const ChunkSpec& spec, const Op& op, ReadAhead& in, OutputWriter& o
   }
 }
 
-// The exponent field all ones: infinity or NaN. A plain loop over integers that g++ vectorises;
+// The exponent field all ones: infinity or NaN. Plain loops over integers that g++ vectorises;
 // compiled three times, for the baseline and for AVX2 and AVX-512 (chosen at run time), since
 // the scan reads every input byte the merge reads.
+//
+// Almost every block has none, so a first pass only finds the largest magnitude (sign bit
+// cleared): x is NaN or Inf exactly when |x| as an integer is at least the exponent mask. That
+// pass is a max over the block's own integer width, which vectorises without widening; the count,
+// which widens every element to a 64-bit sum, runs only for a block that has some.
 template <typename U>
 [[gnu::always_inline]] inline uint64_t count_exp_all_ones(const uint8_t* p, size_t n, U mask) {
+  const U magnitude = U(~U(0)) >> 1;
+  U largest = 0;
+  for (size_t j = 0; j < n; ++j) {
+    U v;
+    std::memcpy(&v, p + j * sizeof(U), sizeof(U));
+    const U m = v & magnitude;
+    largest = m > largest ? m : largest;
+  }
+  if (largest < mask) return 0;
   uint64_t c = 0;
   for (size_t j = 0; j < n; ++j) {
     U v;

@@ -141,6 +141,46 @@ describe('--on-nonfinite', () => {
     expect(got.sort(order)).toEqual(expected.sort(order));
   });
 
+  it('counts exactly where most blocks are finite up to the largest finite value', async () => {
+    // The scan skips a block whose largest magnitude is finite: here blocks full of the largest
+    // finite values (either sign) around a few NaN and Inf of either sign, at block edges too.
+    const kinds = [
+      ['BF16', 2, [0x7f7fn, 0xff7fn], [0x7f80n, 0xff80n, 0x7fc1n, 0xffffn]],
+      ['F16', 2, [0x7bffn, 0xfbffn], [0x7c00n, 0xfc00n, 0x7e00n, 0x7c01n]],
+      ['F32', 4, [0x7f7fffffn, 0xff7fffffn], [0x7f800000n, 0xff800000n, 0x7fc00000n, 0xffffffffn]],
+      [
+        'F64',
+        8,
+        [0x7fefffffffffffffn, 0xffefffffffffffffn],
+        [0x7ff0000000000000n, 0xfff0000000000000n, 0x7ff8000000000001n],
+      ],
+    ] as const;
+    const count = 3 * 32768 + 17; // past three of the engine's blocks
+    const dir = join(tmp, 'edge-bits');
+    const expected: [string, string, number][] = [];
+    for (const step of [1, 2]) {
+      const tensors = kinds.map(([dtype, size, finite, bad], t) => {
+        const data = new Uint8Array(count * size);
+        const put = (i: number, bits: bigint) => {
+          for (let b = 0; b < size; b++) data[i * size + b] = Number((bits >> BigInt(8 * b)) & 0xffn);
+        };
+        for (let i = 0; i < count; i++) put(i, finite[i % 2] as bigint);
+        // Checkpoint 1: none in the first block, one at the end of the second, several in the last.
+        const at = step === 1 ? [2 * 32768 - 1, count - 1, count - 5] : [0, 32768, 40_000 + t];
+        at.forEach((i, k) => put(i, bad[k % bad.length] as bigint));
+        expected.push([`t${t}.${dtype}`, join(dir, `step-${step}`), at.length]);
+        return { name: `t${t}.${dtype}`, dtype, shape: [count], data };
+      });
+      writeSafetensors(join(dir, `step-${step}`, 'model.safetensors'), tensors);
+    }
+    const order = (a: (string | number)[], b: (string | number)[]) => String(a).localeCompare(String(b));
+    for (const io of ['pread', 'mmap'] as const) {
+      const r = await merge({ inputs: dir, out: out(), onNonfinite: 'warn', io });
+      const got = r.nonfinite.map((f) => [f.tensor, f.checkpoint, f.count]);
+      expect(got.sort(order)).toEqual(expected.sort(order));
+    }
+  });
+
   it('a resumed merge keeps what the interrupted one found', async () => {
     const o = out();
     const ac = new AbortController();
