@@ -129,8 +129,9 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           name: 'breakdown',
           type: 'boolean',
           help: [
-            'also print where the time went: planning, running, finishing; the',
-            "engine's reading, NaN/Inf scan, arithmetic and writing; hashing; fsync",
+            'also print where the time went: planning, running, finishing;',
+            "the engine's reading, NaN/Inf scan, arithmetic, writing; hashing;",
+            'fsync',
           ],
         },
         { name: 'quiet', type: 'boolean', short: 'q', help: 'no progress messages on stderr' },

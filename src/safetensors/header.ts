@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import { DTYPE_BITS, type DType, isDType } from '../dtypes.js';
 import { PmaError, fsError } from '../errors.js';
 import { formatError } from './format-error.js';
-import { duplicateKey } from './json-keys.js';
+import { bytesKey, duplicateKeyOf } from './json-keys.js';
 
 /** The reference reader's limit on the JSON header. */
 export const MAX_HEADER_LENGTH = 100_000_000;
@@ -93,8 +93,9 @@ export interface HeaderBody {
 }
 
 /**
- * Header bodies by their text. The shards of one run usually have identical headers from one
- * checkpoint to the next, so a run of N checkpoints is parsed about once, not N times.
+ * Header bodies by the SHA-256 of their bytes (bytesKey). The shards of one run usually have
+ * identical headers from one checkpoint to the next, so a run of N checkpoints is parsed about
+ * once, not N times, and the others are not even decoded.
  */
 export type HeaderCache = Map<string, HeaderBody>;
 
@@ -106,7 +107,7 @@ function parseBody(path: string, text: string): HeaderBody {
     throw bad(path, `header is not valid JSON (${(e as Error).message})`);
   }
   if (typeof root !== 'object' || root === null || Array.isArray(root)) throw bad(path, 'header is not a JSON object');
-  const dup = duplicateKey(text);
+  const dup = duplicateKeyOf(text, root);
   if (dup)
     throw bad(
       path,
@@ -176,16 +177,17 @@ function parseBody(path: string, text: string): HeaderBody {
  * ```
  */
 export function parseHeader(path: string, json: Uint8Array, fileSize: number, cache?: HeaderCache): SafetensorsHeader {
-  let text: string;
-  try {
-    text = utf8.decode(json);
-  } catch {
-    throw bad(path, 'header is not valid UTF-8');
-  }
-  let body = cache?.get(text);
+  const key = cache ? bytesKey(json) : '';
+  let body = cache?.get(key);
   if (!body) {
+    let text: string;
+    try {
+      text = utf8.decode(json);
+    } catch {
+      throw bad(path, 'header is not valid UTF-8');
+    }
     body = parseBody(path, text);
-    cache?.set(text, body);
+    cache?.set(key, body);
   }
   const dataStart = 8 + json.length;
   const dataEnd = dataStart + body.dataLength;

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 
 import { fsError } from '../errors.js';
 import { formatError } from './format-error.js';
-import { duplicateKey } from './json-keys.js';
+import { bytesKey, duplicateKeyOf } from './json-keys.js';
 
 export const INDEX_NAME = 'model.safetensors.index.json';
 
@@ -19,21 +19,24 @@ const bad = formatError;
 
 /** Reads a model.safetensors.index.json; checking it against the shards is done by the loader. */
 export async function readShardIndex(path: string, cache?: Map<string, Omit<ShardIndex, 'path'>>): Promise<ShardIndex> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(path, 'utf8');
+    bytes = await readFile(path);
   } catch (e) {
     throw fsError(e, 'cannot read shard index', path);
   }
-  const known = cache?.get(text);
+  // Keyed by the bytes' hash: the indexes of a run's checkpoints are usually the same bytes.
+  const key = cache ? bytesKey(bytes) : '';
+  const known = cache?.get(key);
   if (known) return { path, ...known };
+  const text = bytes.toString('utf8');
   let root: unknown;
   try {
     root = JSON.parse(text);
   } catch (e) {
     throw bad(path, `not valid JSON (${(e as Error).message})`);
   }
-  const dup = duplicateKey(text);
+  const dup = duplicateKeyOf(text, root);
   if (dup)
     throw bad(
       path,
@@ -58,7 +61,7 @@ export async function readShardIndex(path: string, cache?: Map<string, Omit<Shar
     weightMap.set(name, file);
   }
   const shards = [...new Set(weightMap.values())].sort();
-  cache?.set(text, { weightMap, shards });
+  cache?.set(key, { weightMap, shards });
   return { path, weightMap, shards };
 }
 

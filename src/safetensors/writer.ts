@@ -1,5 +1,7 @@
 import { DTYPE_BITS, type DType } from '../dtypes.js';
 
+const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/;
+
 export interface OutputTensorSpec {
   name: string;
   dtype: DType;
@@ -31,15 +33,23 @@ export function layoutFile(
     .map((t, i) => ({ t, i }))
     .sort((a, b) => DTYPE_BITS[b.t.dtype] - DTYPE_BITS[a.t.dtype] || a.i - b.i)
     .map(({ t }) => t);
-  const entries: Record<string, unknown> = { __metadata__: metadata };
   const rel = new Map<string, number>();
+  const entries: string[] = [];
+  const indexNamed: [number, string][] = [];
   let pos = 0;
   for (const t of order) {
-    entries[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [pos, pos + t.bytes] };
+    const entry = `${JSON.stringify(t.name)}:{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${pos},${pos + t.bytes}]}`;
+    if (ARRAY_INDEX.test(t.name) && Number(t.name) < 2 ** 32 - 1) indexNamed.push([Number(t.name), entry]);
+    else entries.push(entry);
     rel.set(t.name, pos);
     pos += t.bytes;
   }
-  let json = JSON.stringify(entries);
+  // The text JSON.stringify gives for an object of these entries, without building an object of a
+  // million keys: its keys in insertion order, except that names which are array indices ("0",
+  // "17") come first in numeric order, as in any JavaScript object.
+  indexNamed.sort((x, y) => x[0] - y[0]);
+  const all = [...indexNamed.map(([, e]) => e), `"__metadata__":${JSON.stringify(metadata)}`, ...entries];
+  let json = `{${all.join(',')}}`;
   const jsonBytes = Buffer.byteLength(json);
   json += ' '.repeat((8 - (jsonBytes % 8)) % 8);
   const body = Buffer.from(json, 'utf8');

@@ -293,6 +293,19 @@ describe('parseHeader: offsets and sizes', () => {
     await expectBad(path, /header names key in __metadata__ "format" twice/);
   });
 
+  it('finds a name given twice whatever the spacing, and none where a name holds an escaped quote and colon', async () => {
+    // The check counts `":` against the keys parsed; these texts defeat the count, not the check.
+    const a = JSON.stringify(f32([2], 0));
+    const b = JSON.stringify(f32([2], 8));
+    await expectBad(writeRaw(`{"a" :${a}, "a"\t:${b}}`, 16), /header names tensor "a" twice/, 'a');
+    await expectBad(writeRaw(`{"x\\":y":${a},"x\\":y":${b}}`, 16), /header names tensor "x\\":y" twice/, 'x":y');
+    const h = await readHeader(writeRaw(`{"x\\":y":${a},"z":${b}}`, 16));
+    expect(h.tensors.map((t) => t.name)).toEqual(['x":y', 'z']);
+    // A repeat inside an entry is found too, below the tensor it belongs to.
+    const inner = `{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}`;
+    await expectBad(writeRaw(`{"a":${inner}}`, 8), /header names key in a "dtype" twice/, 'a');
+  });
+
   it('rejects data_offsets whose end is before their begin', async () => {
     const path = writeHeader({ a: f32([1], 0), b: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, 8);
     await expectBad(path, /data_offsets \[8, 4\] end before they begin/, 'b');

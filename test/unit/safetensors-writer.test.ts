@@ -137,6 +137,18 @@ describe('layoutFile', () => {
     expect(Object.keys(jsonOf(layout.header))).toEqual(['__metadata__']);
   });
 
+  it('writes any tensor name, "__proto__" and array-index names included, as an object of those keys would', () => {
+    const names = ['__proto__', '17', '0', 'constructor', '01', '4294967295', 'a"b\\c', 'é'];
+    const layout = layoutFile(names.map((n) => spec(n, 'F32', [1])));
+    const text = layout.header.subarray(8).toString('utf8').trimEnd();
+    // JSON.parse defines "__proto__" as a key of its own; the order is an object's order of keys.
+    const keys = Object.keys(JSON.parse(text) as object);
+    expect(keys).toEqual(['0', '17', '__metadata__', '__proto__', 'constructor', '01', '4294967295', 'a"b\\c', 'é']);
+    const h = parseHeader('x.safetensors', layout.header.subarray(8), layout.size);
+    expect(h.tensors.map((t) => t.name).sort()).toEqual([...names].sort());
+    for (const n of names) expect(layout.offsets.get(n)).toBe(h.dataStart + h.tensors.find((t) => t.name === n)!.begin);
+  });
+
   it('round-trips through the project parser and the independent test parser', () => {
     const rand = rng(1234);
     const list = [
