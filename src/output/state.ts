@@ -52,14 +52,65 @@ function changedArgs(then: MergeArgs, now: MergeArgs): string[] {
 
 const STATE_VERSION = 1;
 
+/**
+ * The SHA-256 of the plan's JSON (JSON.stringify, UTF-8), less what it says to the user (notes,
+ * warnings), which is not what it writes.
+ */
 export function planFingerprint(plan: MergePlan): string {
-  // What the plan says to the user (notes, warnings) is not what it writes.
   const { notes: _notes, warnings: _warnings, ...work } = plan;
-  // Hashing the UTF-8 bytes is twice as fast as hashing the string (hundreds of MB for a plan of
-  // a million tensors).
-  return createHash('sha256')
-    .update(Buffer.from(JSON.stringify(work)))
-    .digest('hex');
+  const h = new JsonHash();
+  h.object(work as Record<string, unknown>);
+  return h.digest();
+}
+
+/**
+ * Feeds a hash the bytes of JSON.stringify(value) without making that text: the JSON of a plan
+ * of a million tensors is hundreds of MB, and a buffer that large is slow to allocate and touch.
+ * The top-level object and its arrays are written here, element by element, their elements by
+ * JSON.stringify, in pieces of about a MiB.
+ */
+class JsonHash {
+  private readonly h = createHash('sha256');
+  private pending: string[] = [];
+  private length = 0;
+
+  private put(s: string): void {
+    this.pending.push(s);
+    this.length += s.length;
+    if (this.length >= 2 ** 20) this.flush();
+  }
+
+  private flush(): void {
+    this.h.update(this.pending.join(''), 'utf8');
+    this.pending = [];
+    this.length = 0;
+  }
+
+  /** As JSON.stringify: members whose value has no JSON (undefined, functions) are left out. */
+  object(o: Record<string, unknown>): void {
+    this.put('{');
+    let first = true;
+    for (const [k, v] of Object.entries(o)) {
+      if (!Array.isArray(v) && JSON.stringify(v) === undefined) continue;
+      this.put(`${first ? '' : ','}${JSON.stringify(k)}:`);
+      first = false;
+      if (Array.isArray(v)) this.array(v);
+      else this.put(JSON.stringify(v) as string);
+    }
+    this.put('}');
+  }
+
+  /** As JSON.stringify: an element without JSON is null. */
+  private array(a: unknown[]): void {
+    this.put('[');
+    a.forEach((x, i) => this.put(`${i === 0 ? '' : ','}${JSON.stringify(x) ?? 'null'}`));
+    this.put(']');
+  }
+
+  digest(): string {
+    this.flush();
+    return this.h.digest('hex');
+  }
 }
 
 export function newState(plan: MergePlan, stamps: InputStamp[]): PartialState {
