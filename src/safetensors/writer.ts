@@ -29,11 +29,16 @@ export function layoutFile(
   tensors: OutputTensorSpec[],
   metadata: Record<string, string> = { format: 'pt' },
 ): FileLayout {
-  const order = tensors
-    .map((t, i) => ({ t, i }))
-    .sort((a, b) => DTYPE_BITS[b.t.dtype] - DTYPE_BITS[a.t.dtype] || a.i - b.i)
-    .map(({ t }) => t);
-  const rel = new Map<string, number>();
+  // Widest first, in their given order within a width: one bucket per width, no sort.
+  const buckets = new Map<number, OutputTensorSpec[]>();
+  for (const t of tensors) {
+    const w = DTYPE_BITS[t.dtype];
+    const b = buckets.get(w);
+    if (b) b.push(t);
+    else buckets.set(w, [t]);
+  }
+  const order = [...buckets.keys()].sort((a, b) => b - a).flatMap((w) => buckets.get(w) as OutputTensorSpec[]);
+  const rel: number[] = [];
   const entries: string[] = [];
   const indexNamed: [number, string][] = [];
   let pos = 0;
@@ -41,7 +46,7 @@ export function layoutFile(
     const entry = `${JSON.stringify(t.name)}:{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${pos},${pos + t.bytes}]}`;
     if (ARRAY_INDEX.test(t.name) && Number(t.name) < 2 ** 32 - 1) indexNamed.push([Number(t.name), entry]);
     else entries.push(entry);
-    rel.set(t.name, pos);
+    rel.push(pos);
     pos += t.bytes;
   }
   // The text JSON.stringify gives for an object of these entries, without building an object of a
@@ -49,15 +54,16 @@ export function layoutFile(
   // "17") come first in numeric order, as in any JavaScript object.
   indexNamed.sort((x, y) => x[0] - y[0]);
   const all = [...indexNamed.map(([, e]) => e), `"__metadata__":${JSON.stringify(metadata)}`, ...entries];
-  let json = `{${all.join(',')}}`;
+  const json = `{${all.join(',')}}`;
   const jsonBytes = Buffer.byteLength(json);
-  json += ' '.repeat((8 - (jsonBytes % 8)) % 8);
-  const body = Buffer.from(json, 'utf8');
-  const header = Buffer.alloc(8 + body.length);
-  header.writeBigUInt64LE(BigInt(body.length), 0);
-  body.copy(header, 8);
+  const padded = jsonBytes + ((8 - (jsonBytes % 8)) % 8);
+  // One buffer, written in place: a header of a million tensors is tens of MB.
+  const header = Buffer.allocUnsafe(8 + padded);
+  header.writeBigUInt64LE(BigInt(padded), 0);
+  header.write(json, 8, 'utf8');
+  header.fill(0x20, 8 + jsonBytes);
   const offsets = new Map<string, number>();
-  for (const [name, off] of rel) offsets.set(name, header.length + off);
+  order.forEach((t, k) => offsets.set(t.name, header.length + (rel[k] as number)));
   return { header, offsets, size: header.length + pos, order: order.map((t) => t.name) };
 }
 
