@@ -59,7 +59,7 @@ const STATE_VERSION = 1;
 export function planFingerprint(plan: MergePlan): string {
   const { notes: _notes, warnings: _warnings, ...work } = plan;
   const h = new JsonHash();
-  h.object(work as Record<string, unknown>);
+  h.object(work);
   return h.digest();
 }
 
@@ -95,7 +95,7 @@ class JsonHash {
       this.put(`${first ? '' : ','}${JSON.stringify(k)}:`);
       first = false;
       if (Array.isArray(v)) this.array(v);
-      else this.put(JSON.stringify(v) as string);
+      else this.put(JSON.stringify(v));
     }
     this.put('}');
   }
