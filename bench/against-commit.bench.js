@@ -3,7 +3,9 @@
 // the same inputs, so a slow spell of the machine hits both alike. Builds the other commit (CPU
 // variant) in a temporary git worktree that shares this checkout's node_modules.
 //
-//   node bench/against-commit.bench.js <commit> [--inputs RUN_DIR] [--runs 7] [--threads 2]
+//   node bench/against-commit.bench.js <commit> [--inputs RUN_DIR] [--runs 7] [--threads 2] [--plan]
+//
+// --plan compares plan() instead of merge(): the planning of a series with many tensors.
 //
 // Inputs default to the series `npm run bench` or `pma bench --dir .bench-data` left in .bench-data/run.
 import { execFileSync } from 'node:child_process';
@@ -19,6 +21,7 @@ const { values, positionals } = parseArgs({
     runs: { type: 'string', default: '7' },
     threads: { type: 'string', default: '2' },
     inputs: { type: 'string' },
+    plan: { type: 'boolean', default: false },
   },
 });
 const commit = positionals[0];
@@ -50,9 +53,10 @@ try {
   const other = await import(join(tree, 'dist', 'index.js'));
   const here = await import(join(ROOT, 'dist', 'index.js'));
   const opts = { inputs, out, threads: Number(values.threads) };
+  const what = values.plan ? 'plan' : 'merge';
   const variants = [
-    [`${commit}`, other.merge],
-    ['this checkout', here.merge],
+    [`${commit}`, other[what]],
+    ['this checkout', here[what]],
   ];
   const times = variants.map(() => []);
   for (let r = 0; r < Number(values.runs); r++) {
@@ -65,7 +69,9 @@ try {
     }
   }
   const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
-  console.log(`inputs ${inputs}, ${values.threads} threads, ${values.runs} interleaved rounds\n`);
+  console.log(
+    `${what}() of ${inputs}${values.plan ? '' : `, ${values.threads} threads`}, ${values.runs} interleaved rounds\n`,
+  );
   console.log('| build | median s | min s | max s |');
   console.log('|:--|--:|--:|--:|');
   for (const [i, [name]] of variants.entries()) {
