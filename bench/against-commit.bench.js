@@ -3,9 +3,10 @@
 // the same inputs, so a slow spell of the machine hits both alike. Builds the other commit (CPU
 // variant) in a temporary git worktree that shares this checkout's node_modules.
 //
-//   node bench/against-commit.bench.js <commit> [--inputs RUN_DIR] [--runs 7] [--threads 2] [--plan]
+//   node bench/against-commit.bench.js <commit> [--inputs RUN_DIR] [--runs 7] [--threads 2] [--plan | --analyze]
 //
-// --plan compares plan() instead of merge(): the planning of a series with many tensors.
+// --plan compares plan() instead of merge(): the planning of a series with many tensors;
+// --analyze compares analyze().
 //
 // Inputs default to the series `npm run bench` or `pma bench --dir .bench-data` left in .bench-data/run.
 import { execFileSync } from 'node:child_process';
@@ -22,6 +23,7 @@ const { values, positionals } = parseArgs({
     threads: { type: 'string', default: '2' },
     inputs: { type: 'string' },
     plan: { type: 'boolean', default: false },
+    analyze: { type: 'boolean', default: false },
   },
 });
 const commit = positionals[0];
@@ -52,8 +54,9 @@ try {
   run('npx', ['tsc', '-p', 'tsconfig.json'], tree);
   const other = await import(join(tree, 'dist', 'index.js'));
   const here = await import(join(ROOT, 'dist', 'index.js'));
-  const opts = { inputs, out, threads: Number(values.threads) };
-  const what = values.plan ? 'plan' : 'merge';
+  const what = values.plan ? 'plan' : values.analyze ? 'analyze' : 'merge';
+  const opts = what === 'merge' ? { inputs, out, threads: Number(values.threads) } : { inputs };
+  if (what === 'analyze') opts.threads = Number(values.threads);
   const variants = [
     [`${commit}`, other[what]],
     ['this checkout', here[what]],
@@ -64,7 +67,7 @@ try {
       rmSync(out, { recursive: true, force: true });
       const t = performance.now();
       // Inputs with NaN/Inf (none in a generated series) are merged by both.
-      await merge({ ...opts, onNonfinite: 'warn' });
+      await merge(what === 'merge' ? { ...opts, onNonfinite: 'warn' } : opts);
       times[i].push((performance.now() - t) / 1000);
     }
   }

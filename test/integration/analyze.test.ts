@@ -101,6 +101,33 @@ describe('pma analyze', () => {
       expectClose(r.overall[k], all[k], `overall.${k}`);
   });
 
+  it('adds up tensors of many blocks, read several blocks at a time, as the definitions do', async () => {
+    // Longer than the engine's reads (4 x 16,384 elements) and not a multiple of them.
+    const specs: TensorSpec[] = [
+      { name: 'a.weight', dtype: 'BF16', shape: [3 * 65_536 + 4099] },
+      { name: 'b.weight', dtype: 'F32', shape: [70_001] },
+      { name: 'c.weight', dtype: 'F16', shape: [65_536] },
+    ];
+    const dir = join(tmp, 'big');
+    const raw = [1, 2, 3].map((s) => writeCheckpoint(join(dir, `checkpoint-${s}`), specs, 70 + s));
+    const got = await analyze({ inputs: dir, threads: 2 });
+    for (const { name } of specs) {
+      const xs = raw.map((m) => {
+        const t = m.get(name) as RawTensor;
+        return Array.from({ length: t.shape[0] as number }, (_, j) => decode(t.dtype, t.data, j));
+      });
+      const mean = (xs[0] as number[]).map((_, j) => xs.reduce((acc, x) => acc + (x[j] as number), 0) / xs.length);
+      const norm = (x: number[]) => Math.sqrt(x.reduce((acc, v) => acc + v * v, 0));
+      const t = got.tensors.find((x) => x.name === name);
+      expectClose(
+        t?.deviationNorm,
+        xs.map((x) => norm(x.map((v, j) => v - (mean[j] as number)))),
+        `${name}.deviationNorm`,
+      );
+      expectClose(t?.newestNorm, norm(xs[2] as number[]), `${name}.newestNorm`);
+    }
+  });
+
   it('sees deviations that cancel: two pairs of opposite deviations around a common centre', async () => {
     // theta = c + d_i with d = +v, -v, +w, -w and v, w orthogonal: cosines -1 and 0, mean c.
     const dir = join(tmp, 'designed');
