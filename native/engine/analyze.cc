@@ -14,55 +14,28 @@ namespace pma {
 namespace {
 
 constexpr size_t kBlock = size_t(1) << 14;
-// Plain inputs are read this many blocks at a time (64 KiB and more of bf16): a read that size
-// goes straight to the file, where a block's 32 KiB went through the read-ahead window and one
-// more copy.
-constexpr size_t kReadBlocks = 4;
 
-// The sums of products of several pairs of arrays of m elements, each added to its `out`. Per
-// pair, eight running sums over the elements in steps of eight, then the tail: without fast-math
-// the compiler keeps one chain of additions per sum, so a single sum would wait on each addition;
-// eight fill the vector units. The order of the additions is fixed, so the result is the same on
-// every machine and for any thread count. The pairs are taken together over spans of the arrays
-// small enough for the first-level cache, so that each array comes from the second level once
-// per block rather than once per pair (the order of each pair's additions is unchanged by that).
-struct Sums8 {
-  double s[8];
-};
+// A block of a 2-byte dtype is 32 KiB, under kSmallRead: read block by block, it went through the
+// read-ahead window and one more copy, for every input. Such inputs are read two blocks at a time
+// (64 KiB) straight into a buffer per input, then summed block by block as before. A block of a
+// wider dtype is read alone, just before it is converted, while it is in the cache.
+inline size_t read_blocks(size_t element_size) {
+  const size_t block_bytes = kBlock * element_size;
+  return block_bytes >= kSmallRead ? 1 : (kSmallRead + block_bytes - 1) / block_bytes;
+}
 
-struct DotPair {
-  const double* a;
-  const double* b;
-  double* out;
-};
-
-[[gnu::target_clones("avx2", "default")]] void dots(const DotPair* pairs, size_t np, size_t m, Sums8* sums) {
-  constexpr size_t kSpan = 512;  // 4 KiB of each array
-  for (size_t q = 0; q < np; ++q) {
-    for (int u = 0; u < 8; ++u) sums[q].s[u] = 0;
+// Eight running sums: without fast-math the compiler keeps one chain of additions per sum, so
+// a single sum would wait on each addition; eight fill the vector units. The order of the
+// additions is fixed, so the result is the same on every machine and for any thread count.
+[[gnu::target_clones("avx2", "default")]] double dot(const double* a, const double* b, size_t m) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t j = 0;
+  for (; j + 8 <= m; j += 8) {
+    for (int u = 0; u < 8; ++u) s[u] += a[j + u] * b[j + u];
   }
-  const size_t whole = m - m % 8;
-  for (size_t j0 = 0; j0 < whole; j0 += kSpan) {
-    const size_t j1 = j0 + kSpan < whole ? j0 + kSpan : whole;
-    for (size_t q = 0; q < np; ++q) {
-      const double* a = pairs[q].a;
-      const double* b = pairs[q].b;
-      double acc[8];
-      for (int u = 0; u < 8; ++u) acc[u] = sums[q].s[u];
-      for (size_t j = j0; j < j1; j += 8) {
-        for (int u = 0; u < 8; ++u) acc[u] += a[j + u] * b[j + u];
-      }
-      for (int u = 0; u < 8; ++u) sums[q].s[u] = acc[u];
-    }
-  }
-  for (size_t q = 0; q < np; ++q) {
-    const double* a = pairs[q].a;
-    const double* b = pairs[q].b;
-    double tail = 0;
-    for (size_t j = whole; j < m; ++j) tail += a[j] * b[j];
-    const double* x = sums[q].s;
-    *pairs[q].out += ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7])) + tail;
-  }
+  double tail = 0;
+  for (; j < m; ++j) tail += a[j] * b[j];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + tail;
 }
 
 // Values of m elements as float64, less `minus` (the oldest checkpoint's) when given. One loop
@@ -97,9 +70,7 @@ struct Buffers {
   std::vector<std::vector<float>> scales;  // an FP8 band's scales, per checkpoint
   std::vector<double> x0, xn;
   std::vector<std::vector<double>> e;
-  std::vector<std::vector<uint8_t>> span;  // kReadBlocks blocks of each plain input, as read
-  std::vector<DotPair> pairs;
-  std::vector<Sums8> sums;
+  std::vector<std::vector<uint8_t>> span;  // inputs read several blocks at a time (read_blocks)
 };
 
 // The chunk's ops as analyze_chunk needs them (see analyze.h). Like check_ops for a merge, a
@@ -145,40 +116,20 @@ void load_scales(const Op& op, ReadAhead& in, Buffers& b) {
   }
 }
 
-// Elements [done, done + m) of an FP8 band of checkpoint k as float64, less `minus` when given:
-// dequantised with its block scales, as the merge averages it.
-void read_fp8_f64(const Op& op, size_t k, uint64_t done, size_t m, ReadAhead& in, Buffers& b, const double* minus,
-                  double* out) {
+// Elements [done, done + m) of checkpoint k as float64, less `minus` when given: FP8 dequantised
+// with its block scales, as the merge averages it. `at`: where the block starts in the input's
+// span, when it was read already (read_blocks > 1); else it is read here.
+void read_f64(const Op& op, size_t k, uint64_t done, size_t m, const uint8_t* at, ReadAhead& in, Buffers& b,
+              const double* minus, double* out) {
+  if (at != nullptr) return to_f64(at, op.in, m, minus, out);
+  if (op.kind != OpKind::Fp8) {
+    const size_t is = dtype_size(op.in);
+    in.read(op.inputs[k].file, b.raw.data(), m * is, op.inputs[k].offset + done * is, op.tensor);
+    return to_f64(b.raw.data(), op.in, m, minus, out);
+  }
   in.read(op.inputs[k].file, b.raw.data(), m, op.inputs[k].offset + done, op.tensor);
   fp8_dequantise_block(op, done, m, b.scales[k].data(), b.raw.data(), b.f32.data());
   to_f64(reinterpret_cast<const uint8_t*>(b.f32.data()), DType::F32, m, minus, out);
-}
-
-// One block of m elements from element `done` of the op (plain inputs: at byte `at` of each input's
-// span, read already): the deviations from the oldest checkpoint, and their sums of products.
-void analyze_block(const Op& op, uint64_t done, size_t m, size_t at, ReadAhead& in, Buffers& b, OpMoments& r) {
-  const size_t n = op.inputs.size();
-  const bool fp8 = op.kind == OpKind::Fp8;
-  for (size_t k = 0; k < n; ++k) {
-    double* out = k == 0 ? b.x0.data() : b.e[k].data();
-    const double* minus = k == 0 ? nullptr : b.x0.data();
-    if (fp8) read_fp8_f64(op, k, done, m, in, b, minus, out);
-    else to_f64(b.span[k].data() + at, op.in, m, minus, out);
-  }
-  // The newest, whole (FP8: as dequantised, from the block just read).
-  if (fp8) to_f64(reinterpret_cast<const uint8_t*>(b.f32.data()), DType::F32, m, nullptr, b.xn.data());
-  else to_f64(b.span[n - 1].data() + at, op.in, m, nullptr, b.xn.data());
-  // The same sums as r.newest_sq += dot(xn, xn), r.cross[k - 1] += dot(xn, e_k) and the Gram
-  // matrix's r.gram[.] += dot(e_k, e_l), taken together.
-  b.pairs.clear();
-  b.pairs.push_back({b.xn.data(), b.xn.data(), &r.newest_sq});
-  size_t g = 0;
-  for (size_t k = 1; k < n; ++k) {
-    b.pairs.push_back({b.xn.data(), b.e[k].data(), &r.cross[k - 1]});
-    for (size_t l = k; l < n; ++l) b.pairs.push_back({b.e[k].data(), b.e[l].data(), &r.gram[g++]});
-  }
-  b.sums.resize(b.pairs.size());
-  dots(b.pairs.data(), b.pairs.size(), m, b.sums.data());
 }
 
 void analyze_op(const int32_t* cancel, const Op& op, ReadAhead& in, Buffers& b, OpMoments& r) {
@@ -195,28 +146,44 @@ void analyze_op(const int32_t* cancel, const Op& op, ReadAhead& in, Buffers& b, 
   b.xn.resize(kBlock);
   if (b.e.size() < n) b.e.resize(n);
   for (size_t k = 1; k < n; ++k) b.e[k].resize(kBlock);
-  const bool fp8 = op.kind == OpKind::Fp8;
-  const size_t is = fp8 ? 1 : dtype_size(op.in);
-  if (!fp8) {
+  const size_t blocks = op.kind == OpKind::Fp8 ? 1 : read_blocks(dtype_size(op.in));
+  const size_t is = op.kind == OpKind::Fp8 ? 1 : dtype_size(op.in);
+  if (blocks > 1) {
     if (b.span.size() < n) b.span.resize(n);
     for (size_t k = 0; k < n; ++k) {
-      if (b.span[k].size() < kBlock * kReadBlocks * is) b.span[k].resize(kBlock * kReadBlocks * is);
+      if (b.span[k].size() < kBlock * blocks * is) b.span[k].resize(kBlock * blocks * is);
     }
   }
+  uint64_t read_to = 0;  // with blocks > 1: the elements read into the spans, from span_at
+  uint64_t span_at = 0;
   for (uint64_t done = 0; done < count;) {
-    // FP8 bands are read block by block (their scales go with the block); plain inputs several
-    // blocks at a time, then summed block by block all the same.
-    const size_t span = size_t(std::min<uint64_t>(fp8 ? kBlock : kBlock * kReadBlocks, count - done));
-    if (!fp8) {
+    check_cancel(cancel, op);
+    const size_t m = size_t(std::min<uint64_t>(kBlock, count - done));
+    if (blocks > 1 && done == read_to) {
+      const size_t span = size_t(std::min<uint64_t>(kBlock * blocks, count - done));
       for (size_t k = 0; k < n; ++k) {
         in.read(op.inputs[k].file, b.span[k].data(), span * is, op.inputs[k].offset + done * is, op.tensor);
       }
+      span_at = done;
+      read_to = done + span;
     }
-    for (size_t first = 0; first < span; first += kBlock) {
-      check_cancel(cancel, op);
-      analyze_block(op, done + first, std::min(kBlock, span - first), first * is, in, b, r);
+    const auto in_span = [&](size_t k) { return blocks > 1 ? b.span[k].data() + (done - span_at) * is : nullptr; };
+    for (size_t k = 0; k < n; ++k) {
+      read_f64(op, k, done, m, in_span(k), in, b, k == 0 ? nullptr : b.x0.data(), k == 0 ? b.x0.data() : b.e[k].data());
+      // The newest, whole, from the block just read (FP8: as dequantised).
+      if (k == n - 1) {
+        if (op.kind == OpKind::Fp8)
+          to_f64(reinterpret_cast<const uint8_t*>(b.f32.data()), DType::F32, m, nullptr, b.xn.data());
+        else to_f64(blocks > 1 ? in_span(k) : b.raw.data(), op.in, m, nullptr, b.xn.data());
+      }
     }
-    done += span;
+    r.newest_sq += dot(b.xn.data(), b.xn.data(), m);
+    size_t at = 0;
+    for (size_t k = 1; k < n; ++k) {
+      r.cross[k - 1] += dot(b.xn.data(), b.e[k].data(), m);
+      for (size_t l = k; l < n; ++l) r.gram[at++] += dot(b.e[k].data(), b.e[l].data(), m);
+    }
+    done += m;
   }
 }
 
