@@ -6,7 +6,8 @@
 //   node bench/against-commit.bench.js <commit> [--inputs RUN_DIR] [--runs 7] [--threads 2] [--plan | --analyze]
 //
 // --plan compares plan() instead of merge(): the planning of a series with many tensors;
-// --analyze compares analyze().
+// --analyze compares analyze(). --process runs each as a whole `pma` process (pma merge, pma merge
+// --dry-run, pma analyze), as a user does: the process's start, and a fresh process's memory.
 //
 // Inputs default to the series `npm run bench` or `pma bench --dir .bench-data` left in .bench-data/run.
 import { execFileSync } from 'node:child_process';
@@ -24,6 +25,7 @@ const { values, positionals } = parseArgs({
     inputs: { type: 'string' },
     plan: { type: 'boolean', default: false },
     analyze: { type: 'boolean', default: false },
+    process: { type: 'boolean', default: false },
   },
 });
 const commit = positionals[0];
@@ -57,9 +59,21 @@ try {
   const what = values.plan ? 'plan' : values.analyze ? 'analyze' : 'merge';
   const opts = what === 'merge' ? { inputs, out, threads: Number(values.threads) } : { inputs };
   if (what === 'analyze') opts.threads = Number(values.threads);
+  const threads = String(values.threads);
+  const cliArgs = {
+    merge: ['merge', inputs, '--out', out, '--threads', threads, '--on-nonfinite', 'warn', '-q'],
+    plan: ['merge', inputs, '--dry-run', '-q'],
+    analyze: ['analyze', inputs, '--threads', threads],
+  }[what];
+  /** A whole pma process of the build in `root`. */
+  const cli = (root) => async () =>
+    execFileSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), ...cliArgs], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      maxBuffer: 1 << 30,
+    });
   const variants = [
-    [`${commit}`, other[what]],
-    ['this checkout', here[what]],
+    [`${commit}`, values.process ? cli(tree) : other[what]],
+    ['this checkout', values.process ? cli(ROOT) : here[what]],
   ];
   const times = variants.map(() => []);
   for (let r = 0; r < Number(values.runs); r++) {
@@ -73,7 +87,7 @@ try {
   }
   const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
   console.log(
-    `${what}() of ${inputs}${values.plan ? '' : `, ${values.threads} threads`}, ${values.runs} interleaved rounds\n`,
+    `${values.process ? `pma ${cliArgs.join(' ')}` : `${what}() of ${inputs}`}${values.plan ? '' : `, ${values.threads} threads`}, ${values.runs} interleaved rounds\n`,
   );
   console.log('| build | median s | min s | max s |');
   console.log('|:--|--:|--:|--:|');
