@@ -5,6 +5,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import type { MergeBreakdown } from '../../src/index.js';
 import { pma } from '../helpers/cli.js';
 import { writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
 
@@ -23,17 +24,8 @@ interface Row {
   ratioToFloor: number;
   ratioToMax: number;
   wallMs: number[];
-  breakdowns: Breakdown[];
-  breakdown: Breakdown;
-}
-interface Breakdown {
-  wall: number;
-  plan: number;
-  run: number;
-  finish: number;
-  engine: { total: number; read: number; scan: number; compute: number; write: number };
-  hash: { update: number; read: number; wait: number };
-  fsync: number;
+  breakdowns: MergeBreakdown[];
+  breakdown: MergeBreakdown;
 }
 interface Result {
   tool: string;
