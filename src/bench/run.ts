@@ -820,7 +820,7 @@ export function formatSuiteReport(r: SuiteResult): string {
     'inputs: generated MoE-shaped checkpoints, 4 shards + index each, in ' +
       `${r.dir}; ` +
       'every row has its own inputs and its own floor, measured in the same rounds as its merges: ' +
-      'read ceiling = cat of the same files > /dev/null, write ceiling = an output-sized file written with O_DIRECT and fdatasync (dd) in the same filesystem, ' +
+      'read ceiling = cat of the same files > /dev/null, write ceiling = an output-sized file in the same filesystem, the faster of an O_DIRECT write with fdatasync (dd) and a write + fsync, ' +
       'floor = read + write; median of the runs; warm page cache',
   );
   L.push('');
