@@ -146,8 +146,8 @@ void analyze_op(const int32_t* cancel, const Op& op, ReadAhead& in, Buffers& b, 
   b.xn.resize(kBlock);
   if (b.e.size() < n) b.e.resize(n);
   for (size_t k = 1; k < n; ++k) b.e[k].resize(kBlock);
-  const size_t blocks = op.kind == OpKind::Fp8 ? 1 : read_blocks(dtype_size(op.in));
   const size_t is = op.kind == OpKind::Fp8 ? 1 : dtype_size(op.in);
+  const size_t blocks = op.kind == OpKind::Fp8 ? 1 : read_blocks(is);
   if (blocks > 1) {
     if (b.span.size() < n) b.span.resize(n);
     for (size_t k = 0; k < n; ++k) {

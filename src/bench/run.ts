@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { join, sep } from 'node:path';
 
-import type { MergeBreakdown } from '../run/breakdown.js';
+import { combineBreakdowns, type MergeBreakdown } from '../run/breakdown.js';
 import { parseDevice, resolveDevice } from '../run/devices.js';
 import type { OutputDTypeOption } from '../dtypes.js';
 import { PmaError } from '../errors.js';
@@ -452,7 +452,7 @@ async function measureCase(
         ratioToFloor: s / floorS,
         ratioToMax: s / maxS,
         breakdowns: c.breakdowns,
-        breakdown: medianBreakdown(c.breakdowns),
+        breakdown: combineBreakdowns(c.breakdowns, median),
         wallMs: c.wallMs,
         libraryElapsedMs: c.libraryElapsedMs,
         droppedCache: c.droppedCache,
@@ -485,26 +485,6 @@ async function measureCase(
     await rm(outDir, { recursive: true, force: true }).catch(() => {});
     await rm(scratch, { force: true }).catch(() => {});
   }
-}
-
-/** The median of every figure of the runs' breakdowns, figure by figure. */
-function medianBreakdown(bs: MergeBreakdown[]): MergeBreakdown {
-  const m = (f: (b: MergeBreakdown) => number) => median(bs.map(f));
-  return {
-    wall: m((b) => b.wall),
-    plan: m((b) => b.plan),
-    run: m((b) => b.run),
-    finish: m((b) => b.finish),
-    engine: {
-      total: m((b) => b.engine.total),
-      read: m((b) => b.engine.read),
-      scan: m((b) => b.engine.scan),
-      compute: m((b) => b.engine.compute),
-      write: m((b) => b.engine.write),
-    },
-    hash: { update: m((b) => b.hash.update), read: m((b) => b.hash.read), wait: m((b) => b.hash.wait) },
-    fsync: m((b) => b.fsync),
-  };
 }
 
 function checkKernel(cpu: CpuInfo, kernel: KernelChoice): void {

@@ -5,6 +5,7 @@ import type { PartResult } from '../merge/part.js';
 import type { MergeOptions } from '../merge/options.js';
 import { planMerge } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
+import { roundSeconds } from '../run/breakdown.js';
 import type { Command } from './command.js';
 import {
   DEVICE_FLAGS,
@@ -302,7 +303,7 @@ function runFigures(result: MergeResult, startup: number) {
     bytesWritten: result.bytesWritten,
     seconds: result.elapsedMs / 1000,
     gbPerSecond: result.bytesPerSecond / 1e9,
-    breakdown: { startup: Math.round(startup * 1e6) / 1e6, ...result.breakdown },
+    breakdown: { startup: roundSeconds(startup), ...result.breakdown },
   };
 }
 

@@ -91,11 +91,12 @@ class JsonHash {
     this.put('{');
     let first = true;
     for (const [k, v] of Object.entries(o)) {
-      if (!Array.isArray(v) && JSON.stringify(v) === undefined) continue;
+      const text = Array.isArray(v) ? null : JSON.stringify(v);
+      if (text === undefined) continue;
       this.put(`${first ? '' : ','}${JSON.stringify(k)}:`);
       first = false;
-      if (Array.isArray(v)) this.array(v);
-      else this.put(JSON.stringify(v));
+      if (text === null) this.array(v as unknown[]);
+      else this.put(text);
     }
     this.put('}');
   }

@@ -63,22 +63,35 @@ export class EngineClock {
   }
 }
 
-/** Rounds every figure to the microsecond, for JSON that stays readable. */
-export function rounded(b: MergeBreakdown): MergeBreakdown {
-  const r = (x: number) => Math.round(x * 1e6) / 1e6;
+/** Seconds rounded to the microsecond, for JSON that stays readable. */
+export function roundSeconds(x: number): number {
+  return Math.round(x * 1e6) / 1e6;
+}
+
+/**
+ * One breakdown from several, figure by figure: `f` gets that figure of each (the median of
+ * several runs, or one run's figure rounded).
+ */
+export function combineBreakdowns(bs: MergeBreakdown[], f: (xs: number[]) => number): MergeBreakdown {
+  const m = (g: (b: MergeBreakdown) => number) => f(bs.map(g));
   return {
-    wall: r(b.wall),
-    plan: r(b.plan),
-    run: r(b.run),
-    finish: r(b.finish),
+    wall: m((b) => b.wall),
+    plan: m((b) => b.plan),
+    run: m((b) => b.run),
+    finish: m((b) => b.finish),
     engine: {
-      total: r(b.engine.total),
-      read: r(b.engine.read),
-      scan: r(b.engine.scan),
-      compute: r(b.engine.compute),
-      write: r(b.engine.write),
+      total: m((b) => b.engine.total),
+      read: m((b) => b.engine.read),
+      scan: m((b) => b.engine.scan),
+      compute: m((b) => b.engine.compute),
+      write: m((b) => b.engine.write),
     },
-    hash: { update: r(b.hash.update), read: r(b.hash.read), wait: r(b.hash.wait) },
-    fsync: r(b.fsync),
+    hash: { update: m((b) => b.hash.update), read: m((b) => b.hash.read), wait: m((b) => b.hash.wait) },
+    fsync: m((b) => b.fsync),
   };
+}
+
+/** Every figure rounded to the microsecond. */
+export function rounded(b: MergeBreakdown): MergeBreakdown {
+  return combineBreakdowns([b], ([x]) => roundSeconds(x as number));
 }
