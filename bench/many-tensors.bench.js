@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A known abuse of the format at full size: two checkpoints of N one-element bf16 tensors each
 // (default 1,048,576: a 74 MB header). Prints the time to plan and to merge them, peak memory,
-// and, as this machine's floor, the time to read the same files.
+// and, as this machine's floor, the time to read the same files; with the page faults the process
+// took and what each costs here (bench/fresh-memory.js).
 //
 //   node bench/many-tensors.bench.js [--tensors 1048576] [--runs 3] [--dir /tmp/pma-many]
 import { closeSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { parseArgs } from 'node:util';
 
 import { merge, plan } from '../dist/index.js';
 import { writeSafetensorsFile } from '../dist/synthetic/writer.js';
+import { pageFaultMicros } from './fresh-memory.js';
 
 const { values } = parseArgs({
   options: {
@@ -70,5 +72,10 @@ for (const [name, xs] of [
 ]) {
   console.log(`| ${name} | ${median(xs).toFixed(2)} | ${Math.min(...xs).toFixed(2)} | ${Math.max(...xs).toFixed(2)} |`);
 }
-console.log(`\npeak resident memory of this process: ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB`);
+const { maxRSS, minorPageFault } = process.resourceUsage();
+const us = pageFaultMicros();
+console.log(`\npeak resident memory of this process: ${(maxRSS / 2 ** 20).toFixed(2)} GiB`);
+console.log(
+  `page faults of this process: ${minorPageFault}, at ${us.toFixed(1)} us each on this machine: about ${((minorPageFault * us) / 1e6).toFixed(1)} s in all`,
+);
 rmSync(dir, { recursive: true, force: true });

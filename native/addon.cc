@@ -410,6 +410,9 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
     o.Set("archs", c.archs);
     o.Set("runtimeVersion", c.runtime_version);
     o.Set("driverVersion", c.driver_version);
+    if (!c.driver_release.empty()) o.Set("driverRelease", c.driver_release);
+    o.Set("stagingSlots", pma::kSlots);
+    o.Set("maxSlotBytes", double(pma::kMaxSlotBytes));
     if (!c.error.empty()) o.Set("error", c.error);
     Napi::Array ds = Napi::Array::New(env, c.devices.size());
     for (size_t i = 0; i < c.devices.size(); ++i) {
@@ -421,9 +424,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
       x.Set("computeCapability", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor));
       x.Set("multiprocessors", d.multiprocessors);
       x.Set("totalMemory", double(d.total_memory));
-      x.Set("freeMemory", double(d.free_memory));
-      x.Set("usable", d.usable);
-      if (!d.usable) x.Set("unusableReason", d.unusable_reason);
+      if (d.free_memory > 0) x.Set("freeMemory", double(d.free_memory));
       ds.Set(uint32_t(i), x);
     }
     o.Set("devices", ds);

@@ -7,9 +7,12 @@
 //    shipped in the npm tarball) when it matches and loads here, compiling nothing; else the CPU
 //    addon compiled with node-gyp.
 // PMA_BUILD_FROM_SOURCE=1 or `npm install --build-from-source` never uses the prebuild.
-// Records which one it chose, and why, in build/pma-build.json (read by `pma devices` and tests).
+// The CUDA build needs nvcc of CUDA 12.0 or newer (native/sources.json, cuda_toolkits: a 12.x
+// toolkit runs on drivers from 525.60.13, a 13.x one needs 580.65.06).
+// Records which one it chose, and why (with the toolkit and the driver it needs), in
+// build/pma-build.json (read by `pma devices` and tests).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { delimiter, join, relative } from 'node:path';
@@ -25,7 +28,39 @@ function findNvcc() {
   for (const v of ['CUDA_HOME', 'CUDA_PATH']) if (process.env[v]) candidates.push(join(process.env[v], 'bin', 'nvcc'));
   for (const d of (process.env.PATH ?? '').split(delimiter)) if (d) candidates.push(join(d, 'nvcc'));
   candidates.push('/usr/local/cuda/bin/nvcc');
+  // Toolkits installed side by side (/usr/local/cuda-12.9, /usr/local/cuda-13.0): the newest.
+  const versioned = existsSync('/usr/local')
+    ? readdirSync('/usr/local')
+        .map((d) => /^cuda-(\d+)\.(\d+)$/.exec(d))
+        .filter((m) => m !== null)
+        .sort((a, b) => Number(b[1]) - Number(a[1]) || Number(b[2]) - Number(a[2]))
+    : [];
+  for (const m of versioned) candidates.push(join('/usr/local', m[0], 'bin', 'nvcc'));
   return candidates.find((p) => existsSync(p));
+}
+
+const toolkits = JSON.parse(readFileSync(join(root, 'native', 'sources.json'), 'utf8')).cuda_toolkits;
+
+/** The toolkit's version ("13.0", from `nvcc --version`), or null when nvcc does not say. */
+function toolkitVersion(nvcc) {
+  const r = spawnSync(nvcc, ['--version'], { encoding: 'utf8' });
+  return /release (\d+\.\d+)/.exec(r.stdout ?? '')?.[1] ?? null;
+}
+
+/** Why this toolkit cannot build pma, or null when it can (12.0 and newer: sm_90 and the runtime API used). */
+function toolkitProblem(version) {
+  if (version === null) return 'its version could not be read from nvcc --version';
+  const [major, minor] = version.split('.').map(Number);
+  const [oldMajor, oldMinor] = toolkits.oldest.split('.').map(Number);
+  return major < oldMajor || (major === oldMajor && minor < oldMinor)
+    ? `CUDA ${version} is older than ${toolkits.oldest}, the oldest toolkit pma builds with`
+    : null;
+}
+
+/** What the addon built with `version` needs of the driver, as build/pma-build.json records it. */
+function driverNeeded(version) {
+  const major = version.split('.')[0];
+  return { cuda: `${major}.0`, linux: toolkits.drivers[major] ?? null };
 }
 
 function run(cmd, args, env = process.env) {
@@ -109,16 +144,24 @@ if (want === '1' && !nvcc) {
   process.exit(1);
 }
 if (nvcc) {
-  if (buildCuda(nvcc)) {
-    record('cuda', want === '1' ? 'PMA_CUDA=1' : `nvcc found at ${nvcc}`, { nvcc });
+  const toolkit = toolkitVersion(nvcc);
+  const unfit = toolkitProblem(toolkit);
+  if (!unfit && buildCuda(nvcc)) {
+    record('cuda', want === '1' ? 'PMA_CUDA=1' : `nvcc found at ${nvcc}`, {
+      nvcc,
+      toolkit,
+      driverNeeded: driverNeeded(toolkit),
+    });
     process.exit(0);
   }
   if (want === '1') {
-    console.error('pma: the CUDA build failed (PMA_CUDA=1); set PMA_CUDA=0 for the CPU-only build');
+    console.error(
+      `pma: the CUDA build ${unfit ? `cannot use ${nvcc}: ${unfit}` : 'failed'} (PMA_CUDA=1); set PMA_CUDA=0 for the CPU-only build`,
+    );
     process.exit(1);
   }
-  const reason = `the CUDA build with ${nvcc} failed`;
-  console.warn('pma: warning: the CUDA build failed; using the CPU-only addon instead');
+  const reason = unfit ? `${nvcc} is not usable: ${unfit}` : `the CUDA build with ${nvcc} failed`;
+  console.warn(`pma: warning: ${reason}; using the CPU-only addon instead`);
   const notPrebuilt = tryPrebuild(reason);
   console.log(`pma: not using the prebuilt addon: ${notPrebuilt}; compiling the CPU addon`);
   if (!buildCpu()) process.exit(1);

@@ -69,8 +69,8 @@ export {
 export {
   native,
   type CpuInfo,
-  type CudaInfo,
-  type CudaDeviceInfo,
+  type NativeCudaInfo,
+  type NativeCudaDevice,
   type KernelChoice,
   type KernelName,
   type IoMode,
@@ -85,7 +85,15 @@ export {
   type CudaBenchArgs,
   type CudaBenchResult,
 } from './native.js';
-export { devices, type DeviceOption, type DevicesReport } from './run/devices.js';
+export {
+  devices,
+  cudaInfo,
+  type CudaInfo,
+  type CudaDeviceInfo,
+  type GpuStaging,
+  type DeviceOption,
+  type DevicesReport,
+} from './run/devices.js';
 export type { MergeBreakdown } from './run/breakdown.js';
 export {
   runBench,

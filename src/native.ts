@@ -102,7 +102,8 @@ export interface MergeBuffersArgs {
   device?: number;
 }
 
-export interface CudaDeviceInfo {
+/** A GPU as the driver describes it; read without creating a CUDA context on it. */
+export interface NativeCudaDevice {
   index: number;
   name: string;
   pciBusId: string;
@@ -110,24 +111,28 @@ export interface CudaDeviceInfo {
   computeCapability: string;
   multiprocessors: number;
   totalMemory: number;
-  freeMemory: number;
-  /** False when this build has no kernel the device can run. */
-  usable: boolean;
-  unusableReason?: string;
+  /** From NVML; absent when the driver's NVML library is not there. */
+  freeMemory?: number;
 }
 
-export interface CudaInfo {
+/** What the addon reports of CUDA; run/devices.ts decides which GPUs this build can use. */
+export interface NativeCudaInfo {
   /** The addon was built with CUDA (the machine may still have no GPU). */
   built: boolean;
   /** The build's targets, e.g. "80-real,90-real,90-virtual". */
   archs: string;
-  /** 13000 = CUDA 13.0; 0 when unknown. */
+  /** The CUDA runtime linked in: 13000 = CUDA 13.0; 0 when unknown. */
   runtimeVersion: number;
-  /** 0 when no driver is installed. */
+  /** The CUDA version the driver supports (12040 = 12.4); 0 when no driver is installed. */
   driverVersion: number;
+  /** The driver's own version ("550.54.15", from NVML), when known. */
+  driverRelease?: string;
   /** Why no device is listed, when none is. */
   error?: string;
-  devices: CudaDeviceInfo[];
+  /** Staging per worker and GPU: this many slots of at most maxSlotBytes each (native/cuda/cuda.h). */
+  stagingSlots: number;
+  maxSlotBytes: number;
+  devices: NativeCudaDevice[];
 }
 
 export interface CudaBenchArgs {
@@ -155,7 +160,7 @@ interface RawAddon {
   runChunk(chunk: NativeChunk): ChunkStats;
   analyzeChunk(chunk: NativeReads): OpMoments[];
   mergeBuffers(args: MergeBuffersArgs & { device: number }): Uint8Array;
-  cudaInfo(): CudaInfo;
+  cudaInfo(): NativeCudaInfo;
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
   dropCache(path: string, offset: number, length: number): void;
   crc32(bytes: Uint8Array, crc: number): number;
@@ -169,8 +174,11 @@ export interface Native {
   /** Reads the chunk's merge ops like runChunk and returns their moments; writes nothing. */
   analyzeChunk(chunk: NativeReads): OpMoments[];
   mergeBuffers(args: MergeBuffersArgs): Uint8Array;
-  /** The build's CUDA support and the GPUs this process can see; never throws for want of a GPU. */
-  cudaInfo(): CudaInfo;
+  /**
+   * The build's CUDA support and the GPUs this process can see; never throws for want of a GPU and
+   * creates no CUDA context. Which GPUs are usable: cudaInfo() in run/devices.ts.
+   */
+  cudaInfo(): NativeCudaInfo;
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
   /** Drops a byte range of a file from the page cache (a hint). */
   dropCache(path: string, offset: number, length: number): void;

@@ -12,6 +12,14 @@
 
 namespace pma {
 
+// Staging per worker thread and GPU: kSlots slots, each holding a piece's inputs and output both in
+// pinned host memory and on the device. A slot larger than kMaxSlotBytes buys nothing measurable
+// (copies and kernel run at full speed far below it) and costs pinned memory, which the OS cannot
+// page out: --gpu-memory beyond kSlots x kMaxSlotBytes per worker is left unused. To be measured on
+// the first device run (bench/gpu.bench.js, docs/gpu.md).
+inline constexpr int kSlots = 3;
+inline constexpr uint64_t kMaxSlotBytes = uint64_t(256) << 20;
+
 struct GpuDevice {
   int index = 0;
   std::string name;
@@ -19,18 +27,16 @@ struct GpuDevice {
   int cc_major = 0, cc_minor = 0;
   int multiprocessors = 0;
   uint64_t total_memory = 0;
-  uint64_t free_memory = 0;
-  // False when this build has no kernel image the device can run (compute capability too old).
-  bool usable = false;
-  std::string unusable_reason;
+  uint64_t free_memory = 0;  // from NVML; 0 when unknown
 };
 
 struct CudaInfo {
-  bool built = false;       // the addon was compiled with CUDA
-  std::string archs;        // the build's targets, e.g. "80-real;90-real;90-virtual"
-  int runtime_version = 0;  // CUDA runtime linked in, 13000 = 13.0
-  int driver_version = 0;   // 0: no driver
-  std::string error;        // why no device is listed, when none is
+  bool built = false;          // the addon was compiled with CUDA
+  std::string archs;           // the build's targets, e.g. "80-real;90-real;90-virtual"
+  int runtime_version = 0;     // CUDA runtime linked in, 13000 = 13.0
+  int driver_version = 0;      // the CUDA version the driver supports (12040 = 12.4); 0: no driver
+  std::string driver_release;  // the driver's own version, "550.54.15" (NVML); empty when unknown
+  std::string error;           // why no device is listed, when none is
   std::vector<GpuDevice> devices;
 };
 
@@ -38,6 +44,7 @@ struct CudaInfo {
 bool cuda_built();
 
 // Never throws and never crashes for want of a driver or a GPU: the answer says what is missing.
+// Creates no CUDA context (runtime.cu).
 CudaInfo cuda_info();
 
 // Per-environment GPU state (pinned staging buffers, device buffers, streams per device), kept

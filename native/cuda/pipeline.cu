@@ -20,7 +20,6 @@
 namespace pma {
 namespace {
 
-constexpr int kSlots = 3;
 constexpr size_t kAlign = 256;      // cudaMalloc's alignment: keeps every input 16-byte aligned
 constexpr size_t kMinElems = 1024;  // smallest useful piece of a merge op
 constexpr size_t kPieceAlign = 64;  // elements: whole 16-byte words for every dtype
@@ -73,6 +72,7 @@ struct Ring {
     cuda_check(cudaSetDevice(dev), dev, "selecting the device");
     cuda_check(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, dev), dev,
                "querying the device");
+    check_kernel_image(dev);
     for (Slot& s : slots) {
       cuda_check(cudaHostAlloc(reinterpret_cast<void**>(&s.host), bytes, cudaHostAllocPortable), dev,
                  "allocating pinned staging memory (lower --gpu-memory)");
@@ -306,7 +306,7 @@ ChunkStats run_chunk_cuda(const ChunkSpec& spec, GpuState& state) {
   check_ops(spec);
   if (spec.device < 0) throw EngineError(kCodeInternal, "run_chunk_cuda without a device");
   // The budget covers every slot; each slot holds its inputs and output both pinned and on the device.
-  const size_t slot_bytes = size_t(spec.gpu_memory / kSlots) / kAlign * kAlign;
+  const size_t slot_bytes = std::min(size_t(spec.gpu_memory / kSlots), kMaxSlotBytes) / kAlign * kAlign;
   // The thread's current device may be another GPU (the previous chunk's, or the one cuda_info
   // left): kernels launch on the current device, so set it on every chunk.
   cuda_check(cudaSetDevice(spec.device), spec.device, "selecting the device");

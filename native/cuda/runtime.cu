@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cuda/cuda.h"
+#include "cuda/nvml.h"
 #include "cuda/runtime.cuh"
 #include "errors.h"
 
@@ -15,11 +16,26 @@
 namespace pma {
 
 namespace {
-// Errors after which the CUDA context of the process is unusable.
+// Errors after which the CUDA context of the process is unusable: every later call fails too, so
+// the only way on is a new process (and, for the hardware ones, perhaps a GPU reset).
 bool sticky(cudaError_t e) {
-  return e == cudaErrorIllegalAddress || e == cudaErrorLaunchFailure || e == cudaErrorIllegalInstruction ||
-         e == cudaErrorMisalignedAddress || e == cudaErrorInvalidPc || e == cudaErrorHardwareStackError ||
-         e == cudaErrorECCUncorrectable;
+  switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidPc:
+    case cudaErrorHardwareStackError:
+    case cudaErrorAssert:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorNvlinkUncorrectable:
+#if CUDART_VERSION >= 12000
+    case cudaErrorContained:
+#endif
+      return true;
+    default: return false;
+  }
 }
 }  // namespace
 
@@ -29,18 +45,28 @@ void cuda_check(cudaError_t e, int device, const char* what, const std::string& 
   const std::string msg = std::string("CUDA error on device ") + std::to_string(device) + " while " + what + ": " +
                           cudaGetErrorString(e) + " (" + cudaGetErrorName(e) + ")" +
                           (tensor.empty() ? "" : " in tensor " + tensor) +
-                          (sticky(e) ? "; the GPU context is lost, start a new process" : "");
+                          (sticky(e) ? "; the GPU context of this process is lost: start a new process (the merge "
+                                       "resumes where it stopped)"
+                                     : "");
   throw EngineError(e == cudaErrorMemoryAllocation ? kCodeNoMem : kCodeDevice, msg, {}, tensor);
 }
 
 bool cuda_built() { return true; }
 
+// Properties only: no cudaSetDevice, no allocation, no kernel load, so no CUDA context is created
+// on any GPU (a context costs hundreds of MiB of the GPU's memory and a second or so per GPU, on
+// GPUs a trainer may be using). Free memory and the driver's release come from NVML when the
+// driver ships it. Whether a device can run this build's kernels is decided from its compute
+// capability and the build's targets (src/run/cuda-compat.ts), and tested for real when a merge
+// first uses the device (check_kernel_image).
 CudaInfo cuda_info() {
   CudaInfo info;
   info.built = true;
   info.archs = PMA_CUDA_ARCHS;
   cudaRuntimeGetVersion(&info.runtime_version);
   cudaDriverGetVersion(&info.driver_version);
+  Nvml nvml;
+  info.driver_release = nvml.driver_release();
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
@@ -49,8 +75,6 @@ CudaInfo cuda_info() {
     return info;
   }
   if (count == 0) info.error = "no CUDA device found";
-  int current = 0;
-  const bool had_current = cudaGetDevice(&current) == cudaSuccess;
   for (int i = 0; i < count; ++i) {
     GpuDevice d;
     d.index = i;
@@ -66,25 +90,30 @@ CudaInfo cuda_info() {
     d.total_memory = p.totalGlobalMem;
     char bus[32] = {0};
     if (cudaDeviceGetPCIBusId(bus, sizeof bus, i) == cudaSuccess) d.pci_bus_id = bus;
-    size_t free = 0, total = 0;
-    const cudaError_t ctx = cudaSetDevice(i);
-    if (ctx == cudaSuccess && cudaMemGetInfo(&free, &total) == cudaSuccess) d.free_memory = free;
-    cudaGetLastError();
-    // The real test of the build's targets: whether the device can load one of our kernels.
-    const cudaError_t img = ctx == cudaSuccess ? kernel_image_status() : ctx;
-    d.usable = img == cudaSuccess;
-    if (!d.usable) {
-      d.unusable_reason = img == cudaErrorNoKernelImageForDevice || img == cudaErrorInvalidDeviceFunction
-                              ? "compute capability " + std::to_string(p.major) + "." + std::to_string(p.minor) +
-                                    " is not among this build's targets (" + info.archs +
-                                    "; rebuild with PMA_CUDA_ARCHS)"
-                              : std::string(cudaGetErrorString(img)) + " (" + cudaGetErrorName(img) + ")";
-    }
+    d.free_memory = nvml.free_memory(d.pci_bus_id);
     info.devices.push_back(d);
   }
-  if (had_current) cudaSetDevice(current);
   cudaGetLastError();
   return info;
+}
+
+void check_kernel_image(int device) {
+  const cudaError_t img = kernel_image_status();
+  if (img == cudaSuccess) return;
+  cudaGetLastError();
+  if (img != cudaErrorNoKernelImageForDevice && img != cudaErrorInvalidDeviceFunction &&
+      img != cudaErrorUnsupportedPtxVersion) {
+    cuda_check(img, device, "loading the merge kernel");
+  }
+  cudaDeviceProp p{};
+  cudaGetDeviceProperties(&p, device);
+  cudaGetLastError();
+  throw EngineError(kCodeUnsupported, "CUDA device " + std::to_string(device) + " (" + p.name +
+                                          ", compute capability " + std::to_string(p.major) + "." +
+                                          std::to_string(p.minor) + ") cannot run this build's kernels (built for " +
+                                          PMA_CUDA_ARCHS + "): " + cudaGetErrorString(img) +
+                                          "; rebuild with PMA_CUDA_ARCHS=" + std::to_string(p.major) +
+                                          std::to_string(p.minor) + "-real");
 }
 
 }  // namespace pma

@@ -31,6 +31,10 @@ struct DeviceMerge {
 // build's targets, or PTX for it can be compiled), else the error that says why not.
 cudaError_t kernel_image_status();
 
+// Throws E_UNSUPPORTED, naming the device and its compute capability, when the current device
+// (`device`) cannot run this build's kernels: called once per device, when a merge first uses it.
+void check_kernel_image(int device);
+
 // Enqueues the merge on `stream`; `multiprocessors` sizes the grid.
 void launch_merge(const DeviceMerge& m, cudaStream_t stream, int multiprocessors);
 

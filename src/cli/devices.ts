@@ -29,14 +29,14 @@ export const devicesCommand: Command = {
     const lines = [`cpu       ${r.cpu.cores} cores, kernels ${r.cpu.kernels.join(', ')} (best ${r.cpu.best})`];
     lines.push(
       c.built
-        ? `cuda      built for ${c.archs}, runtime ${cudaVersion(c.runtimeVersion)}, driver ${cudaVersion(c.driverVersion)}`
+        ? `cuda      built for ${c.archs}, runtime ${cudaVersion(c.runtimeVersion)}, needs ${c.driverNeeded}; driver ${c.driverVersion === 0 ? 'none' : `${c.driverRelease ? `${c.driverRelease}, ` : ''}CUDA ${cudaVersion(c.driverVersion)}`}`
         : 'cuda      not in this build (built without nvcc; reinstall with PMA_CUDA=1 on a machine with the CUDA toolkit)',
     );
     if (c.built && c.devices.length === 0) lines.push(`gpus      none (${c.error ?? 'no CUDA device found'})`);
     for (const d of c.devices) {
       const state = d.usable ? '' : `  unusable: ${d.unusableReason ?? ''}`;
       lines.push(
-        `cuda:${d.index}    ${d.name}, compute ${d.computeCapability}, ${d.multiprocessors} SMs, ${formatBytes(d.freeMemory)} free of ${formatBytes(d.totalMemory)}, ${d.pciBusId}${state}`,
+        `cuda:${d.index}    ${d.name}, compute ${d.computeCapability}, ${d.multiprocessors} SMs, ${d.freeMemory === undefined ? '' : `${formatBytes(d.freeMemory)} free of `}${formatBytes(d.totalMemory)}, ${d.pciBusId}${state}`,
       );
     }
     io.out(`${lines.join('\n')}\n`);

@@ -283,6 +283,11 @@ export const mergeCommand: Command = {
     }
     const engine = result.device === 'cpu' ? result.kernel : result.device;
     if (result.deviceNote && !quiet) io.err(`note: ${result.deviceNote}\n`);
+    const g = result.gpuStaging;
+    if (g && !quiet)
+      io.err(
+        `note: ${result.device}: ${g.workersPerGpu} worker(s) per GPU, ${g.slots} staging slots of ${formatBytes(g.slotBytes)} each: ${formatBytes(g.deviceBytes)} of device memory per GPU, ${formatBytes(g.pinnedBytes)} of pinned host memory in all\n`,
+      );
     if (result.resumedChunks > 0 && !quiet)
       io.err(`resumed: ${result.resumedChunks} of ${p.chunks.length} chunks were already done\n`);
     io.out(

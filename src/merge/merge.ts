@@ -6,6 +6,7 @@ import { chunkSizeFor, resolvePlanOptions, type PlanOptions, type ResolvedPlanOp
 import { planMerge, planResolved, type PlanResult } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
 import { rounded, type MergeBreakdown, type PhaseTimes } from '../run/breakdown.js';
+import type { GpuStaging } from '../run/devices.js';
 import { Engine } from '../run/engine.js';
 import { realish } from '../util/fs.js';
 import * as v from '../validate.js';
@@ -25,6 +26,8 @@ export interface MergeResult {
   device: string;
   /** Why --device auto chose the CPU, when it did. */
   deviceNote?: string;
+  /** On GPUs: the workers per GPU, the staging slot size, the pinned host and device memory used. */
+  gpuStaging?: GpuStaging;
   threads: number;
   /** Chunks found done in a partial output and not run again (resume). */
   resumedChunks: number;
@@ -105,6 +108,7 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
         kernel: engine.kernel,
         device: engine.deviceName,
         ...(engine.deviceNote ? { deviceNote: engine.deviceNote } : {}),
+        ...(engine.staging ? { gpuStaging: engine.staging } : {}),
         threads: engine.threads,
         elapsedMs,
         bytesPerSecond: done.plan.totals.inputBytes / Math.max(elapsedMs / 1000, 1e-9),

@@ -1,6 +1,50 @@
 import { PmaError } from '../errors.js';
-import { native, type CudaDeviceInfo, type CudaInfo } from '../native.js';
+import { native, type NativeCudaDevice, type NativeCudaInfo } from '../native.js';
 import * as v from '../validate.js';
+import { deviceProblem, driverNeeded, driverProblem, parseArchs } from './cuda-compat.js';
+
+export { cudaVersion } from './cuda-compat.js';
+
+/** A GPU, and whether this build can merge on it. */
+export interface CudaDeviceInfo extends NativeCudaDevice {
+  /** False when this build cannot run on it (its compute capability, or the driver). */
+  usable: boolean;
+  unusableReason?: string;
+}
+
+/** The build's CUDA support and the GPUs this process sees (no CUDA context is created). */
+export interface CudaInfo extends Omit<NativeCudaInfo, 'devices'> {
+  /** The driver this build needs, in words: "CUDA 13.0 (Linux driver 580.65.06 or newer)"; null without CUDA. */
+  driverNeeded: string | null;
+  devices: CudaDeviceInfo[];
+}
+
+/** The addon's report, with each GPU's usability decided (run/cuda-compat.ts). *
+ * @example
+ * ```ts
+ * import { cudaInfo } from 'pma';
+ * const c = cudaInfo();
+ * for (const d of c.devices) console.log(d.index, d.name, d.usable ? 'usable' : d.unusableReason);
+ * ```
+ */
+export function cudaInfo(): CudaInfo {
+  const raw = native().cudaInfo();
+  const driver = driverProblem(raw);
+  const archs = parseArchs(raw.archs);
+  const devices = raw.devices.map((d): CudaDeviceInfo => {
+    const why = driver ?? deviceProblem(d, raw, archs);
+    return why === undefined ? { ...d, usable: true } : { ...d, usable: false, unusableReason: why };
+  });
+  // A runtime newer than the driver fails cudaGetDeviceCount itself: say it in plain words.
+  const error =
+    driver && devices.length === 0 ? `${driver}; the CUDA runtime says: ${raw.error ?? 'no device'}` : raw.error;
+  return {
+    ...raw,
+    ...(error === undefined ? {} : { error }),
+    driverNeeded: raw.built ? driverNeeded(raw.runtimeVersion) : null,
+    devices,
+  };
+}
 
 /**
  * Where the arithmetic runs. 'cpu'; 'cuda' (device 0); 'cuda:0,1' (those devices); 'cuda:all'
@@ -17,6 +61,9 @@ export type ResolvedDevice =
       kind: 'cuda';
       devices: CudaDeviceInfo[];
       /** Bytes of device (and pinned host) memory per device. */ memory: number;
+      /** The addon's staging: slots per worker, and the most a slot holds. */
+      slots: number;
+      maxSlotBytes: number;
     };
 
 const DEVICE_EXPECTED = 'cpu, auto, cuda, cuda:all or cuda:<i>[,<j>...]';
@@ -29,7 +76,10 @@ export function parseDevice(value: unknown): DeviceRequest {
   const m = typeof value === 'string' ? /^cuda:(\d+(?:,\d+)*)$/.exec(value) : null;
   if (!m) throw v.invalid('device', DEVICE_EXPECTED, value);
   const indices = (m[1] as string).split(',').map(Number);
-  if (new Set(indices).size !== indices.length) throw v.invalid('device', 'each CUDA device at most once', value);
+  // PMA_TEST_REPEAT_GPU=1 (tests only): a GPU named twice counts as two, so that a machine with one
+  // GPU runs the multi-GPU paths (workers spread over "two" GPUs, each with its own staging).
+  if (new Set(indices).size !== indices.length && process.env.PMA_TEST_REPEAT_GPU !== '1')
+    throw v.invalid('device', 'each CUDA device at most once', value);
   return { kind: 'cuda', indices };
 }
 
@@ -38,9 +88,12 @@ export function deviceName(d: ResolvedDevice): string {
   return d.kind === 'cpu' ? 'cpu' : `cuda:${d.devices.map((x) => x.index).join(',')}`;
 }
 
-/** The default budget per device: a tenth of its free memory, at most 1 GiB. */
-export function defaultGpuMemory(free: number): number {
-  return Math.max(64 * 2 ** 20, Math.min(2 ** 30, Math.floor(free / 10)));
+/**
+ * The default budget per device: a tenth of its free memory (of its total memory when the driver
+ * has no NVML to tell), at least 64 MiB, at most 1 GiB.
+ */
+export function defaultGpuMemory(d: Pick<NativeCudaDevice, 'freeMemory' | 'totalMemory'>): number {
+  return Math.max(64 * 2 ** 20, Math.min(2 ** 30, Math.floor((d.freeMemory ?? d.totalMemory) / 10)));
 }
 
 function noCuda(info: CudaInfo, what: string): PmaError {
@@ -62,7 +115,7 @@ function noCuda(info: CudaInfo, what: string): PmaError {
  */
 export function resolveDevice(req: DeviceRequest, memory: number | undefined, label: string): ResolvedDevice {
   if (req.kind === 'cpu') return { kind: 'cpu' };
-  const info = native().cudaInfo();
+  const info = cudaInfo();
   const usable = info.devices.filter((d) => d.usable);
   let devices: CudaDeviceInfo[];
   if (req.kind === 'auto') {
@@ -96,8 +149,8 @@ export function resolveDevice(req: DeviceRequest, memory: number | undefined, la
       return d;
     });
   }
-  const budget = memory ?? defaultGpuMemory(Math.min(...devices.map((d) => d.freeMemory)));
-  return { kind: 'cuda', devices, memory: budget };
+  const budget = memory ?? Math.min(...devices.map(defaultGpuMemory));
+  return { kind: 'cuda', devices, memory: budget, slots: info.stagingSlots, maxSlotBytes: info.maxSlotBytes };
 }
 
 /** Worker threads when none are asked for: every core on the CPU; on GPUs, readers enough to feed them. */
@@ -107,6 +160,44 @@ export function defaultThreads(device: ResolvedDevice, cores: number): number {
 
 /** Smallest per-worker GPU budget: three staging slots of 1 MiB. */
 export const MIN_GPU_MEMORY_PER_THREAD = 3 * 2 ** 20;
+
+/** How a merge on GPUs stages its data: each worker thread merges on one GPU, with slots of its own. */
+export interface GpuStaging {
+  /** Worker threads per GPU (the workers are spread over the GPUs). */
+  workersPerGpu: number;
+  /** Staging slots per worker. */
+  slots: number;
+  /** Bytes of --gpu-memory each worker may use on its GPU. */
+  perWorker: number;
+  /** Bytes of one staging slot, pinned on the host and on the device (capped: see native/cuda/cuda.h). */
+  slotBytes: number;
+  /** Pinned host memory of the merge: every worker's slots. */
+  pinnedBytes: number;
+  /** Device memory the slots take on each GPU. */
+  deviceBytes: number;
+}
+
+/** The staging of `threads` workers on `gpus` GPUs with `memory` bytes each (the addon's slot rule). */
+export function gpuStaging(
+  memory: number,
+  gpus: number,
+  threads: number,
+  slots: number,
+  maxSlotBytes: number,
+): GpuStaging {
+  const workersPerGpu = Math.ceil(threads / gpus);
+  const perWorker = Math.floor(memory / workersPerGpu);
+  // As native/cuda/pipeline.cu cuts it: a third of the worker's budget, capped, 256-byte aligned.
+  const slotBytes = Math.floor(Math.min(Math.floor(perWorker / slots), maxSlotBytes) / 256) * 256;
+  return {
+    workersPerGpu,
+    slots,
+    perWorker,
+    slotBytes,
+    pinnedBytes: threads * slots * slotBytes,
+    deviceBytes: workersPerGpu * slots * slotBytes,
+  };
+}
 
 export interface DevicesReport {
   cpu: { cores: number; best: string; kernels: string[] };
@@ -124,10 +215,5 @@ export interface DevicesReport {
  */
 export function devices(cores: number): DevicesReport {
   const cpu = native().cpuFeatures();
-  return { cpu: { cores, best: cpu.best, kernels: cpu.kernels }, cuda: native().cudaInfo() };
-}
-
-/** 13000 -> "13.0". */
-export function cudaVersion(v: number): string {
-  return v > 0 ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : 'none';
+  return { cpu: { cores, best: cpu.best, kernels: cpu.kernels }, cuda: cudaInfo() };
 }

@@ -7,12 +7,15 @@ import type { MergePlan } from '../plan/types.js';
 import {
   defaultThreads,
   deviceName,
+  gpuStaging,
   MIN_GPU_MEMORY_PER_THREAD,
   resolveDevice,
+  type GpuStaging,
   type ResolvedDevice,
 } from './devices.js';
 import type { ResolvedEngineOptions } from './options.js';
 import { ChunkPool } from './pool.js';
+import type { WorkerChunk } from './worker.js';
 
 /**
  * The engine a merge runs on: the kernel, the devices, the worker pool, and the settings every
@@ -20,11 +23,16 @@ import { ChunkPool } from './pool.js';
  * headers are read; close() ends the workers.
  */
 export class Engine {
+  /** Workers claim GPUs in turn from this counter (run/worker.ts), each keeping its own. */
+  private readonly gpuCounter = new Int32Array(new SharedArrayBuffer(4));
+
   private constructor(
     readonly kernel: KernelName,
     readonly device: ResolvedDevice,
     readonly pool: ChunkPool,
     private readonly o: ResolvedEngineOptions,
+    /** On GPUs: how the workers stage their data (reported with the merge). */
+    readonly staging: GpuStaging | null,
   ) {}
 
   /** Checks the kernel and the devices against this machine, then starts the workers. */
@@ -39,13 +47,17 @@ export class Engine {
     }
     const device = resolveDevice(o.device, o.gpuMemory, o.deviceLabel);
     const threads = o.threads ?? defaultThreads(device, availableParallelism());
-    if (device.kind === 'cuda' && device.memory / threads < MIN_GPU_MEMORY_PER_THREAD) {
+    const staging =
+      device.kind === 'cuda'
+        ? gpuStaging(device.memory, device.devices.length, threads, device.slots, device.maxSlotBytes)
+        : null;
+    if (device.kind === 'cuda' && staging && staging.perWorker < MIN_GPU_MEMORY_PER_THREAD) {
       throw new PmaError(
         'E_USAGE',
-        `invalid gpuMemory: expected at least ${MIN_GPU_MEMORY_PER_THREAD * threads} bytes for ${threads} threads (3 MiB each), got ${device.memory}`,
+        `invalid gpuMemory: expected at least ${MIN_GPU_MEMORY_PER_THREAD * staging.workersPerGpu} bytes for ${staging.workersPerGpu} threads per GPU (3 MiB each), got ${device.memory}`,
       );
     }
-    return new Engine(kernel, device, new ChunkPool(threads), o);
+    return new Engine(kernel, device, new ChunkPool(threads), o, staging);
   }
 
   get threads(): number {
@@ -71,12 +83,17 @@ export class Engine {
 
   /**
    * The native call for chunk `i` of `plan`, writing into `dir` (and dropping what it read and wrote
-   * from the page cache, with `dropCache`: see dropsCache). Chunks go to the GPUs in turn
-   * (chunk i on device i mod n), or all to the CPU; each worker may hold staging slots on every GPU.
+   * from the page cache, with `dropCache`: see dropsCache). On GPUs each worker merges on one GPU,
+   * the one it claimed first (run/worker.ts), so that its pinned staging is held once, not once per
+   * GPU; the GPUs get chunks as fast as their workers take them.
    */
-  mergeChunk(plan: MergePlan, i: number, dir: string, cancel: Int32Array, dropCache: boolean): NativeChunk {
-    const c = plan.chunks[i] as MergePlan['chunks'][number];
+  mergeChunk(plan: MergePlan, i: number, dir: string, cancel: Int32Array, dropCache: boolean): WorkerChunk {
     const gpus = this.device.kind === 'cuda' ? this.device.devices.map((d) => d.index) : [];
+    return { chunk: this.nativeChunk(plan, i, dir, cancel, dropCache), gpus, gpuCounter: this.gpuCounter };
+  }
+
+  private nativeChunk(plan: MergePlan, i: number, dir: string, cancel: Int32Array, dropCache: boolean): NativeChunk {
+    const c = plan.chunks[i] as MergePlan['chunks'][number];
     return {
       inputs: c.inputs,
       outputs: c.outputs.map((name) => join(dir, name)),
@@ -87,8 +104,8 @@ export class Engine {
       io: this.o.io,
       dropCache,
       write: this.o.write,
-      device: gpus.length > 0 ? (gpus[i % gpus.length] as number) : -1,
-      gpuMemory: this.device.kind === 'cuda' ? Math.floor(this.device.memory / this.pool.threads) : 0,
+      device: -1,
+      gpuMemory: this.staging?.perWorker ?? 0,
       cancel,
       ops: c.ops,
     };

@@ -4,9 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 
 import { PmaError } from '../errors.js';
-import type { ChunkStats, NativeChunk, NativeReads, OpMoments } from '../native.js';
+import type { ChunkStats, NativeReads, OpMoments } from '../native.js';
 import { PACKAGE_ROOT } from '../util/package.js';
-import type { WorkerReply } from './worker.js';
+import type { WorkerChunk, WorkerReply } from './worker.js';
 
 /**
  * Worker threads run compiled JavaScript. When pma itself runs from TypeScript sources (the test
@@ -42,7 +42,7 @@ export class ChunkPool {
   }
 
   /** Merges one chunk: reads, averages and writes its ops. */
-  merge(chunk: NativeChunk): Promise<ChunkStats> {
+  merge(chunk: WorkerChunk): Promise<ChunkStats> {
     return this.call('mergeChunk', chunk);
   }
 

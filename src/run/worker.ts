@@ -19,9 +19,25 @@ function reply<T>(f: () => T): WorkerReply<T> {
   }
 }
 
+/** A merge chunk as the engine sends it: on GPUs (`gpus` not empty) the worker picks its own. */
+export interface WorkerChunk {
+  chunk: NativeChunk;
+  gpus: number[];
+  /** Shared by the engine's workers: each takes the next number once, and merges on that GPU. */
+  gpuCounter: Int32Array;
+}
+
+// This worker's turn in the engine's GPU counter, taken on its first GPU chunk. A pool belongs to
+// one engine, so a worker never serves two.
+let gpuTurn: number | undefined;
+
 /** A merge chunk: reads, merges and writes. */
-export function mergeChunk(chunk: NativeChunk): WorkerReply<ChunkStats> {
-  return reply(() => native().runChunk(chunk));
+export function mergeChunk(w: WorkerChunk): WorkerReply<ChunkStats> {
+  return reply(() => {
+    if (w.gpus.length === 0) return native().runChunk(w.chunk);
+    gpuTurn ??= Atomics.add(w.gpuCounter, 0, 1);
+    return native().runChunk({ ...w.chunk, device: w.gpus[gpuTurn % w.gpus.length] as number });
+  });
 }
 
 /** pma analyze: the chunk's moments instead of a merge. */

@@ -1,17 +1,18 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 
-import { merge, type MergeOptions } from '../../src/index.js';
+import { merge, PmaError, type MergeOptions } from '../../src/index.js';
 import { native, type Accumulate } from '../../src/native.js';
 import { args, FLOATS, randomBuffer, WEIGHT_SETS } from '../helpers/bit-patterns.js';
 import { pma } from '../helpers/cli.js';
 import { caseOptions, cases, cliArgs, expectGolden } from '../helpers/golden.js';
 import { gpuSkipReason, usableGpus } from '../helpers/gpu.js';
 import { describeNeeds, itNeeds } from '../helpers/requires.js';
-import { rng, writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
+import { rng, writeCheckpoint, writeSafetensors, type TensorSpec } from '../helpers/safetensors.js';
 
 // Every test here needs a usable GPU; without one the suite is reported skipped, with the reason
 // in its name, so a CI log says plainly that the GPU path was not exercised.
@@ -154,9 +155,150 @@ describeNeeds(gpuSkipReason, title, () => {
     expect(String(err)).toMatch(/there is no CUDA device \d+ \(this machine has \d+/);
   });
 
+  // The cases a first run on a real GPU is most likely to get wrong (issue 17): a second batch of
+  // inputs in the kernel, f64 bit patterns, many pieces in flight, failures with pieces queued.
+  // Written when the suite runs (beforeAll), not when it is collected: a skipped suite writes nothing.
+  const run10 = join(tmp, 'run10');
+  const big = join(tmp, 'big');
+  beforeAll(() => {
+    for (let i = 0; i < 10; i++) writeCheckpoint(join(run10, `checkpoint-${(i + 1) * 10}`), specs, 2000 + i);
+    for (let i = 0; i < 3; i++)
+      writeCheckpoint(join(big, `checkpoint-${i + 1}`), [{ name: 'w', dtype: 'F32', shape: [4096, 4096] }], 3000 + i);
+  });
+
+  it('10 checkpoints (past the first batch of inputs of the kernel), f64 tensors among them: the CPU bytes', async () => {
+    const cpu = outPath();
+    await merge({ inputs: run10, out: cpu, method: 'ema', alpha: 0.2 });
+    for (const extra of [{ threads: 2 }, { threads: 3, gpuMemory: '9MiB', chunkSize: '2MB' }]) {
+      const gpu = outPath();
+      await merge({ inputs: run10, out: gpu, method: 'ema', alpha: 0.2, device: 'cuda', ...extra });
+      expectSameOutput(cpu, gpu);
+    }
+  });
+
+  it('a 64 MB tensor through 2 workers with 6 MiB: hundreds of pieces in flight, the CPU bytes', async () => {
+    const cpu = outPath();
+    const gpu = outPath();
+    await merge({ inputs: big, out: cpu });
+    const r = await merge({ inputs: big, out: gpu, device: 'cuda', threads: 2, gpuMemory: '6MiB' });
+    expect(r.gpuStaging).toMatchObject({ workersPerGpu: 2, slots: 3, perWorker: 3 * 2 ** 20 });
+    expectSameOutput(cpu, gpu);
+  });
+
+  it('NaN and infinity are counted as on the CPU (pma.json)', async () => {
+    const rand = rng(5);
+    const nanRun = join(tmp, 'nan-run');
+    for (let i = 0; i < 3; i++) {
+      const tensors = (['BF16', 'F16', 'F32', 'F64'] as const).map((dtype) => ({
+        name: `t.${dtype}`,
+        dtype,
+        shape: [50_001],
+        data: randomBuffer(dtype, 50_001, rand),
+      }));
+      writeSafetensors(join(nanRun, `checkpoint-${i + 1}`, 'model.safetensors'), tensors);
+    }
+    const record = (o: string) =>
+      (JSON.parse(readFileSync(join(o, 'pma.json'), 'utf8')) as { nonfinite: unknown[] }).nonfinite;
+    const cpu = outPath();
+    const gpu = outPath();
+    await merge({ inputs: nanRun, out: cpu, onNonfinite: 'warn' });
+    await merge({ inputs: nanRun, out: gpu, onNonfinite: 'warn', device: 'cuda', gpuMemory: '6MiB', threads: 2 });
+    expect(record(cpu).length).toBeGreaterThan(0);
+    expect(record(gpu)).toEqual(record(cpu));
+    expectSameOutput(cpu, gpu);
+  });
+
+  it('a --gpu-memory too small for the workers: E_USAGE before any work, saying how much', async () => {
+    const err = (await merge({ inputs: run10, out: outPath(), device: 'cuda', threads: 2, gpuMemory: '5MiB' }).then(
+      () => null,
+      (e: unknown) => e,
+    )) as PmaError;
+    expect(err).toBeInstanceOf(PmaError);
+    expect(err.code).toBe('E_USAGE');
+    expect(err.message).toBe(
+      'invalid gpuMemory: expected at least 6291456 bytes for 2 threads per GPU (3 MiB each), got 5242880',
+    );
+  });
+
+  it('a --gpu-memory larger than the GPU: the slots are capped, pinned memory stays bounded, the CPU bytes', async () => {
+    const cpu = outPath();
+    const gpu = outPath();
+    await merge({ inputs: big, out: cpu });
+    const total = usableGpus[0]?.totalMemory ?? 0;
+    const r = await merge({ inputs: big, out: gpu, device: 'cuda', threads: 1, gpuMemory: 4 * total });
+    expect(r.gpuStaging?.slotBytes).toBe(256 * 2 ** 20);
+    expect(r.gpuStaging?.pinnedBytes).toBe(3 * 256 * 2 ** 20);
+    expectSameOutput(cpu, gpu);
+  });
+
+  const cli = join(import.meta.dirname, '..', '..', 'dist', 'cli', 'main.js');
+  const withFaults = (faults: string, o: string, ...extra: string[]) =>
+    spawnSync(
+      process.execPath,
+      [cli, 'merge', big, '--out', o, '--device', 'cuda', '--threads', '2', '--gpu-memory', '6MiB', ...extra],
+      { encoding: 'utf8', timeout: 120_000, env: { ...process.env, PMA_FAULTS: faults } },
+    );
+
+  for (const [site, faults] of [
+    ['reading an input', 'read:EIO:checkpoint-2:20'],
+    ['writing the output', 'write:EIO:.partial/model.safetensors:20'],
+  ] as const) {
+    it(`EIO ${site} with pieces in flight: E_IO, nothing at the output, a partial that resumes to the CPU bytes`, async () => {
+      const cpu = outPath();
+      await merge({ inputs: big, out: cpu });
+      const o = outPath();
+      const r = withFaults(faults, o);
+      expect(r.signal).toBeNull();
+      expect(r.status, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/pma: error \[E_IO\]: (read|write) failed on \S+ \(tensor w\): Input\/output error/);
+      expect(existsSync(o)).toBe(false);
+      const again = withFaults('', o, '--resume', '--quiet');
+      expect(again.status, again.stderr).toBe(0);
+      expectSameOutput(cpu, o);
+    });
+  }
+
+  it('an abort mid-merge stops the GPU workers: E_ABORTED, only the partial left', async () => {
+    const o = outPath();
+    const ac = new AbortController();
+    let calls = 0;
+    const p = merge({
+      inputs: big,
+      out: o,
+      device: 'cuda',
+      threads: 2,
+      gpuMemory: '6MiB',
+      chunkSize: '8MB',
+      signal: ac.signal,
+      onProgress: () => {
+        if (++calls === 2) ac.abort();
+      },
+    });
+    await expect(p).rejects.toMatchObject({ code: 'E_ABORTED' });
+    expect(existsSync(o)).toBe(false);
+    expect(existsSync(`${o}.partial`)).toBe(true);
+  });
+
+  it('the multi-GPU paths on one GPU (PMA_TEST_REPEAT_GPU: cuda:0,0 counts as two): the CPU bytes', () => {
+    const cpu = outPath();
+    const o = outPath();
+    const index = usableGpus[0]?.index ?? 0;
+    const plain = spawnSync(process.execPath, [cli, 'merge', run, '--out', cpu, '--quiet'], { encoding: 'utf8' });
+    expect(plain.status, plain.stderr).toBe(0);
+    const r = spawnSync(
+      process.execPath,
+      [cli, 'merge', run, '--out', o, '--device', `cuda:${index},${index}`, '--threads', '4', '--chunk-size', '1MB'],
+      { encoding: 'utf8', env: { ...process.env, PMA_TEST_REPEAT_GPU: '1' } },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/note: cuda:\d+,\d+: 2 worker\(s\) per GPU, 3 staging slots of /);
+    expectSameOutput(cpu, o);
+  });
+
   it('pma devices lists the GPUs with their memory', () => {
     const r = pma(['devices']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^cuda:0 {4}.+compute \d+\.\d+, \d+ SMs, .+ free of /m);
+    expect(r.stdout).toMatch(/^cuda {6}built for .+; driver \d+\.\d+\S*, CUDA \d+\.\d+$/m);
   });
 });

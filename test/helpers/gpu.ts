@@ -1,6 +1,6 @@
-import { native } from '../../src/native.js';
+import { cudaInfo } from '../../src/run/devices.js';
 
-const info = native().cudaInfo();
+const info = cudaInfo();
 
 /** The GPUs this build can run on here; empty in CI (no GPU) and in a CPU-only build. */
 export const usableGpus = info.devices.filter((d) => d.usable);

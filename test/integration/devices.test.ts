@@ -35,7 +35,9 @@ describe('devices', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^cpu {7}\d+ cores, kernels scalar/m);
     expect(r.stdout).toMatch(
-      native().cuda ? /^cuda {6}built for \S+, runtime \d+\.\d+, driver /m : /^cuda {6}not in this build/m,
+      native().cuda
+        ? /^cuda {6}built for \S+, runtime \d+\.\d+, needs CUDA \d+\.0 \(Linux driver [\d.]+ or newer\); driver (none|\S+)/m
+        : /^cuda {6}not in this build/m,
     );
     const j = JSON.parse(pma(['devices', '--json']).stdout) as {
       cpu: { kernels: string[] };

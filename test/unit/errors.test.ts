@@ -80,13 +80,15 @@ describe('PmaError', () => {
         },
       ];
       const err = await rejected(
-        pool.merge(
-          cpuChunk({
+        pool.merge({
+          chunk: cpuChunk({
             inputs: ['/nonexistent/pma/input.safetensors'],
             outputs: ['/nonexistent/pma/output.safetensors'],
             ops,
           }),
-        ),
+          gpus: [],
+          gpuCounter: new Int32Array(new SharedArrayBuffer(4)),
+        }),
       );
       expect(err.code).toMatch(/^E_(INPUT|IO)$/);
       expect(err.file).toMatch(/^\/nonexistent\/pma\//);

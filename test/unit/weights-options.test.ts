@@ -15,7 +15,13 @@ import {
   type Method,
   type Schedule,
 } from '../../src/plan/weights.js';
-import { defaultGpuMemory, defaultThreads, parseDevice, type DeviceRequest } from '../../src/run/devices.js';
+import {
+  defaultGpuMemory,
+  defaultThreads,
+  gpuStaging,
+  parseDevice,
+  type DeviceRequest,
+} from '../../src/run/devices.js';
 import { byteSize } from '../../src/validate.js';
 
 interface GoldenCase {
@@ -379,10 +385,33 @@ describe('resolveMergeOptions', () => {
     expect(parseDevice(device)).toEqual(want);
   });
 
-  it('sizes the default GPU budget from free memory, between 64 MiB and 1 GiB', () => {
-    expect(defaultGpuMemory(80e9)).toBe(2 ** 30);
-    expect(defaultGpuMemory(4e9)).toBe(4e8);
-    expect(defaultGpuMemory(1e8)).toBe(64 * 2 ** 20);
+  it('sizes the default GPU budget from free memory (total memory without NVML), between 64 MiB and 1 GiB', () => {
+    expect(defaultGpuMemory({ freeMemory: 80e9, totalMemory: 80e9 })).toBe(2 ** 30);
+    expect(defaultGpuMemory({ freeMemory: 4e9, totalMemory: 80e9 })).toBe(4e8);
+    expect(defaultGpuMemory({ freeMemory: 1e8, totalMemory: 80e9 })).toBe(64 * 2 ** 20);
+    expect(defaultGpuMemory({ totalMemory: 5e9 })).toBe(5e8);
+  });
+
+  it('stages each worker on one GPU, with slots capped so that pinned memory stays bounded', () => {
+    const MiB = 2 ** 20;
+    // 8 workers on 1 GPU with 1 GiB: 128 MiB each, slots of a third of it (256-byte aligned).
+    expect(gpuStaging(2 ** 30, 1, 8, 3, 256 * MiB)).toEqual({
+      workersPerGpu: 8,
+      slots: 3,
+      perWorker: 128 * MiB,
+      slotBytes: Math.floor((128 * MiB) / 3 / 256) * 256,
+      pinnedBytes: 8 * 3 * Math.floor((128 * MiB) / 3 / 256) * 256,
+      deviceBytes: 8 * 3 * Math.floor((128 * MiB) / 3 / 256) * 256,
+    });
+    // --gpu-memory 40GB on 4 GPUs with 16 workers: 4 per GPU, each capped at 3 x 256 MiB, so 12 GiB
+    // pinned in all (not 160 GB), 3 GiB of each GPU.
+    const big = gpuStaging(40e9, 4, 16, 3, 256 * MiB);
+    expect(big.workersPerGpu).toBe(4);
+    expect(big.slotBytes).toBe(256 * MiB);
+    expect(big.pinnedBytes).toBe(16 * 3 * 256 * MiB);
+    expect(big.deviceBytes).toBe(4 * 3 * 256 * MiB);
+    // Workers that do not divide evenly: the busier GPUs bound the budget per worker.
+    expect(gpuStaging(3 * 2 ** 30, 2, 3, 3, 256 * MiB).workersPerGpu).toBe(2);
   });
 
   it('gives GPUs fewer threads than cores: a reader and a writer each, enough to keep the copies busy', () => {
@@ -390,6 +419,8 @@ describe('resolveMergeOptions', () => {
       kind: 'cuda' as const,
       devices: Array.from({ length: n }, () => ({}) as never),
       memory: 2 ** 30,
+      slots: 3,
+      maxSlotBytes: 2 ** 28,
     });
     expect(defaultThreads({ kind: 'cpu' }, 96)).toBe(96);
     expect(defaultThreads(gpus(1), 96)).toBe(8);
