@@ -58,6 +58,17 @@ step "devices"
 run_step devices 20 node dist/cli/main.js devices || status=1
 usable=$(node dist/cli/main.js devices --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).cuda.devices.filter(d=>d.usable).length))')
 say "usable GPUs: $usable"
+if [ "$usable" -gt 0 ]; then
+  # Listing devices must create no CUDA context: a process that has listed them and is still alive
+  # must not appear among the GPUs' compute processes.
+  run_step no-context 3 node -e '
+    const { cudaInfo } = require("./build/Release/pma.node");
+    const n = cudaInfo().devices.length;
+    const apps = require("child_process").execFileSync("nvidia-smi", ["--query-compute-apps=pid", "--format=csv,noheader"], { encoding: "utf8" });
+    const mine = apps.split("\n").map((l) => l.trim()).includes(String(process.pid));
+    console.log(`listed ${n} GPU(s); this process holds a CUDA context: ${mine ? "YES (a bug)" : "no"}`);
+    process.exit(mine ? 1 : 0);' || status=1
+fi
 
 step "GPU tests (with the CPU kernel and device tests beside them)"
 run_step tests 60 npx vitest run test/gpu test/native test/unit/cuda-compat.test.ts test/integration/devices.test.ts \

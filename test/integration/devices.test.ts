@@ -1,4 +1,14 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -6,6 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { merge } from '../../src/index.js';
 import { native } from '../../src/native.js';
+import { cudaInfo, cudaVersion } from '../../src/run/devices.js';
 import { pma, ROOT } from '../helpers/cli.js';
 import { rejected } from '../helpers/errors.js';
 import { caseOptions, cases, cliArgs, expectGolden } from '../helpers/golden.js';
@@ -28,6 +39,42 @@ describe('devices', () => {
     expect(['cpu', 'cuda']).toContain(build.variant);
     expect(native().cuda).toBe(build.variant === 'cuda');
     expect(native().cudaInfo().built).toBe(build.variant === 'cuda');
+  });
+
+  itNeeds(native().cuda ? null : 'needs the CUDA build')(
+    'the CUDA build records its toolkit and the driver it needs, as pma devices states them',
+    () => {
+      const build = JSON.parse(readFileSync(join(ROOT, 'build', 'pma-build.json'), 'utf8')) as {
+        toolkit: string;
+        driverNeeded: { cuda: string; linux: string | null };
+      };
+      const info = cudaInfo();
+      // The static runtime in the addon is the toolkit's own: 13000 for CUDA 13.0.
+      expect(build.toolkit).toBe(cudaVersion(info.runtimeVersion));
+      expect(info.driverNeeded).toBe(
+        `CUDA ${build.driverNeeded.cuda} (Linux driver ${build.driverNeeded.linux} or newer)`,
+      );
+    },
+  );
+
+  it('the install script passes over a CUDA toolkit older than 12.0, saying why', () => {
+    // A stand-in nvcc that only answers --version: with PMA_CUDA=1 the script must refuse it before
+    // building anything (build/ is left as it is).
+    const bin = join(tmp, 'old-cuda', 'bin');
+    mkdirSync(bin, { recursive: true });
+    const nvcc = join(bin, 'nvcc');
+    writeFileSync(nvcc, '#!/bin/sh\necho "Cuda compilation tools, release 11.8, V11.8.89"\n');
+    chmodSync(nvcc, 0o755);
+    const before = readFileSync(join(ROOT, 'build', 'pma-build.json'), 'utf8');
+    const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build-native.mjs')], {
+      encoding: 'utf8',
+      env: { ...process.env, PMA_CUDA: '1', CUDACXX: nvcc },
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(
+      `pma: the CUDA build cannot use ${nvcc}: CUDA 11.8 is older than 12.0, the oldest toolkit pma builds with (PMA_CUDA=1)`,
+    );
+    expect(readFileSync(join(ROOT, 'build', 'pma-build.json'), 'utf8')).toBe(before);
   });
 
   it('pma devices reports the CPU kernels and the CUDA state without failing', () => {
