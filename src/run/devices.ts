@@ -24,6 +24,7 @@ export interface CudaInfo extends Omit<NativeCudaInfo, 'devices'> {
  * ```ts
  * import { cudaInfo } from 'pma';
  * const c = cudaInfo();
+ * console.log(c.built ? `CUDA build, needs ${c.driverNeeded}` : 'built without CUDA', c.error ?? '');
  * for (const d of c.devices) console.log(d.index, d.name, d.usable ? 'usable' : d.unusableReason);
  * ```
  */
