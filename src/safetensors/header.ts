@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises';
 
 import { DTYPE_BITS, type DType, isDType } from '../dtypes.js';
 import { PmaError, fsError } from '../errors.js';
+import { withReadSlot } from '../util/read-slots.js';
 import { formatError } from './format-error.js';
 import { bytesKey, duplicateKeyOf } from './json-keys.js';
 
@@ -209,28 +210,31 @@ export function parseHeader(path: string, json: Uint8Array, fileSize: number, ca
  * ```
  */
 export async function readHeader(path: string, cache?: HeaderCache): Promise<SafetensorsHeader> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw fsError(e, 'cannot open', path);
-  }
-  try {
-    const { size } = await fh.stat();
-    if (size < 8) throw bad(path, `file is ${size} bytes, shorter than the 8-byte header length`);
-    const lenBuf = Buffer.alloc(8);
-    await fh.read(lenBuf, 0, 8, 0);
-    const n = lenBuf.readBigUInt64LE(0);
-    if (n > BigInt(MAX_HEADER_LENGTH))
-      throw bad(path, `header length ${n} is over the limit of ${MAX_HEADER_LENGTH} bytes`);
-    if (8n + n > BigInt(size)) throw bad(path, `header length ${n} runs past the end of the file (${size} bytes)`);
-    const json = Buffer.alloc(Number(n));
-    const { bytesRead } = await fh.read(json, 0, json.length, 8);
-    if (bytesRead !== json.length) throw bad(path, 'file shrank while its header was read');
-    return parseHeader(path, json, size, cache);
-  } catch (e) {
-    throw e instanceof PmaError ? e : fsError(e, 'cannot read', path);
-  } finally {
-    await fh.close();
-  }
+  return withReadSlot(async (buffer) => {
+    let fh;
+    try {
+      fh = await open(path, 'r');
+    } catch (e) {
+      throw fsError(e, 'cannot open', path);
+    }
+    try {
+      const { size } = await fh.stat();
+      if (size < 8) throw bad(path, `file is ${size} bytes, shorter than the 8-byte header length`);
+      const lenBuf = buffer(8);
+      await fh.read(lenBuf, 0, 8, 0);
+      const n = lenBuf.readBigUInt64LE(0);
+      if (n > BigInt(MAX_HEADER_LENGTH))
+        throw bad(path, `header length ${n} is over the limit of ${MAX_HEADER_LENGTH} bytes`);
+      if (8n + n > BigInt(size)) throw bad(path, `header length ${n} runs past the end of the file (${size} bytes)`);
+      // A reused buffer: parseHeader keeps nothing of the bytes (it hashes and decodes them).
+      const json = buffer(Number(n)).subarray(0, Number(n));
+      const { bytesRead } = await fh.read(json, 0, json.length, 8);
+      if (bytesRead !== json.length) throw bad(path, 'file shrank while its header was read');
+      return parseHeader(path, json, size, cache);
+    } catch (e) {
+      throw e instanceof PmaError ? e : fsError(e, 'cannot read', path);
+    } finally {
+      await fh.close();
+    }
+  });
 }

@@ -1,7 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import { fsError } from '../errors.js';
+import { withReadSlot } from '../util/read-slots.js';
 import { formatError } from './format-error.js';
 import { bytesKey, duplicateKeyOf } from './json-keys.js';
 
@@ -19,13 +20,36 @@ const bad = formatError;
 
 /** Reads a model.safetensors.index.json; checking it against the shards is done by the loader. */
 export async function readShardIndex(path: string, cache?: Map<string, Omit<ShardIndex, 'path'>>): Promise<ShardIndex> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    throw fsError(e, 'cannot read shard index', path);
-  }
-  // Keyed by the bytes' hash: the indexes of a run's checkpoints are usually the same bytes.
+  return withReadSlot(async (buffer) => {
+    let fh;
+    let bytes: Buffer;
+    try {
+      fh = await open(path, 'r');
+      const { size } = await fh.stat();
+      bytes = buffer(size).subarray(0, size);
+      let got = 0;
+      while (got < size) {
+        const { bytesRead } = await fh.read(bytes, got, size - got, got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      bytes = bytes.subarray(0, got);
+    } catch (e) {
+      throw fsError(e, 'cannot read shard index', path);
+    } finally {
+      await fh?.close().catch(() => {});
+    }
+    // From here on synchronous: the first of several checkpoints with the same index bytes parses
+    // it and fills the cache before any other gets here.
+    return parseShardIndex(path, bytes, cache);
+  });
+}
+
+/**
+ * Keyed by the bytes' hash: the indexes of a run's checkpoints are usually the same bytes, and
+ * then they are hashed (in a reused buffer) and not even decoded.
+ */
+function parseShardIndex(path: string, bytes: Buffer, cache?: Map<string, Omit<ShardIndex, 'path'>>): ShardIndex {
   const key = cache ? bytesKey(bytes) : '';
   const known = cache?.get(key);
   if (known) return { path, ...known };
