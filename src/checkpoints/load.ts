@@ -52,11 +52,14 @@ export function locate(ck: LoadedCheckpoint, t: LayoutTensor): { file: string; o
 }
 
 function makeLayout(tensors: LayoutTensor[]): CheckpointContents {
-  return {
-    tensors,
-    byName: new Map(tensors.map((t) => [t.name, t])),
-    totalBytes: tensors.reduce((s, t) => s + t.bytes, 0),
-  };
+  // Filled in a loop: no [name, tensor] pair per tensor on the way.
+  const byName = new Map<string, LayoutTensor>();
+  let totalBytes = 0;
+  for (const t of tensors) {
+    byName.set(t.name, t);
+    totalBytes += t.bytes;
+  }
+  return { tensors, byName, totalBytes };
 }
 
 function shardTensors(h: SafetensorsHeader, shard: number): LayoutTensor[] {

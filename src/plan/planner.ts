@@ -287,9 +287,8 @@ function layoutOutput(
       tensors: group.length,
       crcs: [],
     });
-    const byName = new Map(group.map((s) => [s.name, s]));
-    for (const tname of layout.order) {
-      const s = byName.get(tname) as Spec;
+    for (const k of layout.sequence) {
+      const s = group[k] as Spec;
       tensors.push({
         name: s.name,
         action: s.action,
@@ -297,10 +296,10 @@ function layoutOutput(
         outDtype: s.dtype,
         shape: s.shape,
         file: name,
-        offset: layout.offsets.get(tname) as number,
+        offset: layout.at[k] as number,
         bytes: s.bytes,
       });
-      weightMap.set(tname, name);
+      if (sharded) weightMap.set(s.name, name);
     }
   }
   const outputBytes = tensors.reduce((s, t) => s + t.bytes, 0);
@@ -426,6 +425,23 @@ type Parts = Pick<MergePlan, 'outputs' | 'index' | 'tensors' | 'copyFiles' | 'wr
   items: TensorSources[];
 };
 
+/**
+ * A tensor whose sources are looked up when its chunks are cut, not kept for every tensor at
+ * once. A class, so the getter lives on the prototype: an object literal with a getter of its own
+ * becomes a dictionary-mode object, hundreds of bytes and an allocation each, a million times
+ * for a million tensors.
+ */
+class LocatedLater implements TensorSources {
+  constructor(
+    readonly tensor: PlanTensor,
+    private readonly cks: LoadedCheckpoint[],
+  ) {}
+
+  get sources(): { file: string; offset: number }[] {
+    return this.cks.map((c) => locate(c, c.contents.byName.get(this.tensor.name) as LayoutTensor));
+  }
+}
+
 /** A safetensors output: the newest checkpoint's tensors, averaged or copied, laid out afresh. */
 async function safetensorsParts(
   cks: LoadedCheckpoint[],
@@ -475,40 +491,33 @@ async function safetensorsParts(
 
   // Sources are looked up as the chunks are cut, not kept for every tensor at once: on a
   // 36k-tensor x 10-checkpoint plan that is a third of a million short-lived objects fewer.
-  const byName = new Map(tensors.map((t) => [t.name, t]));
-  const items: TensorSources[] = tensors.flatMap((t): TensorSources[] => {
-    if (t.action === 'scale') return []; // written by its FP8 tensor's ops
+  // Only FP8 weights look up their scales' output tensors: no map of every tensor otherwise.
+  let byName: Map<string, PlanTensor> | undefined;
+  const items: TensorSources[] = [];
+  for (const t of tensors) {
+    if (t.action === 'scale') continue; // written by its FP8 tensor's ops
     const fp8 = t.action === 'merge' ? quant.fp8.get(t.name) : undefined;
     if (fp8) {
       const at = (name: string) => cks.map((c) => locate(c, c.contents.byName.get(name) as LayoutTensor));
+      byName ??= new Map(tensors.map((x) => [x.name, x]));
       const out = fp8.scale === null ? undefined : byName.get(fp8.scale);
-      return [
-        {
-          tensor: t,
-          sources: at(t.name),
-          fp8: {
-            info: fp8,
-            scaleSources: fp8.scale === null ? [] : at(fp8.scale),
-            scaleOut: out ? { file: out.file, offset: out.offset } : null,
-          },
+      items.push({
+        tensor: t,
+        sources: at(t.name),
+        fp8: {
+          info: fp8,
+          scaleSources: fp8.scale === null ? [] : at(fp8.scale),
+          scaleOut: out ? { file: out.file, offset: out.offset } : null,
         },
-      ];
+      });
+      continue;
     }
     const inputs = t.action === 'merge' ? cks : [newest];
-    const layouts = inputs.map((c) => c.contents.byName.get(t.name) as LayoutTensor);
-    if (!layouts.some((l) => l.chunks)) {
-      return [
-        {
-          tensor: t,
-          get sources() {
-            return cks.map((c) => locate(c, c.contents.byName.get(t.name) as LayoutTensor));
-          },
-        },
-      ];
-    }
+    const inPieces = inputs.some((c) => (c.contents.byName.get(t.name) as LayoutTensor).chunks);
     // A tensor in DCP chunks (in any checkpoint): mapped onto runs across every layout.
-    return [{ tensor: t, sources: [], runs: runsAcross(t.name, t.shape, t.inDtype, inputs) }];
-  });
+    if (inPieces) items.push({ tensor: t, sources: [], runs: runsAcross(t.name, t.shape, t.inDtype, inputs) });
+    else items.push(new LocatedLater(t, cks));
+  }
   return {
     outputs,
     index,

@@ -118,7 +118,10 @@ function parseBody(path: string, text: string): HeaderBody {
 
   let metadata: Record<string, string> | null = null;
   const tensors: TensorEntry[] = [];
-  for (const [name, v] of Object.entries(root as Record<string, unknown>)) {
+  // Keys, not entries: no [name, value] pair per tensor (a million of them for a million tensors).
+  const obj = root as Record<string, unknown>;
+  for (const name of Object.keys(obj)) {
+    const v = obj[name];
     if (name === '__metadata__') {
       if (
         typeof v !== 'object' ||

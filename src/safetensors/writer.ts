@@ -12,12 +12,16 @@ export interface OutputTensorSpec {
 export interface FileLayout {
   /** The 8-byte length followed by the JSON header, padded with spaces to a multiple of 8. */
   header: Buffer;
-  /** Absolute offsets in the file, by tensor name. */
-  offsets: Map<string, number>;
   /** The file's total size. */
   size: number;
-  /** Tensor names in data order. */
-  order: string[];
+  /** Indices into the given tensors, in data order. */
+  sequence: number[];
+  /** Absolute offset in the file of each given tensor, by its index in the list given. */
+  at: number[];
+  /** Absolute offsets by tensor name (built when first asked for: a million-entry map otherwise). */
+  readonly offsets: Map<string, number>;
+  /** Tensor names in data order (built when first asked for). */
+  readonly order: string[];
 }
 
 /**
@@ -29,24 +33,25 @@ export function layoutFile(
   tensors: OutputTensorSpec[],
   metadata: Record<string, string> = { format: 'pt' },
 ): FileLayout {
-  // Widest first, in their given order within a width: one bucket per width, no sort.
-  const buckets = new Map<number, OutputTensorSpec[]>();
-  for (const t of tensors) {
+  // Widest first, in their given order within a width: one bucket of indices per width, no sort.
+  const buckets = new Map<number, number[]>();
+  for (const [k, t] of tensors.entries()) {
     const w = DTYPE_BITS[t.dtype];
     const b = buckets.get(w);
-    if (b) b.push(t);
-    else buckets.set(w, [t]);
+    if (b) b.push(k);
+    else buckets.set(w, [k]);
   }
-  const order = [...buckets.keys()].sort((a, b) => b - a).flatMap((w) => buckets.get(w) as OutputTensorSpec[]);
-  const rel: number[] = [];
+  const sequence = [...buckets.keys()].sort((a, b) => b - a).flatMap((w) => buckets.get(w) as number[]);
+  const rel = new Array<number>(tensors.length);
   const entries: string[] = [];
   const indexNamed: [number, string][] = [];
   let pos = 0;
-  for (const t of order) {
+  for (const k of sequence) {
+    const t = tensors[k] as OutputTensorSpec;
     const entry = `${JSON.stringify(t.name)}:{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${pos},${pos + t.bytes}]}`;
     if (ARRAY_INDEX.test(t.name) && Number(t.name) < 2 ** 32 - 1) indexNamed.push([Number(t.name), entry]);
     else entries.push(entry);
-    rel.push(pos);
+    rel[k] = pos;
     pos += t.bytes;
   }
   // The text JSON.stringify gives for an object of these entries, without building an object of a
@@ -62,9 +67,19 @@ export function layoutFile(
   header.writeBigUInt64LE(BigInt(padded), 0);
   header.write(json, 8, 'utf8');
   header.fill(0x20, 8 + jsonBytes);
-  const offsets = new Map<string, number>();
-  order.forEach((t, k) => offsets.set(t.name, header.length + (rel[k] as number)));
-  return { header, offsets, size: header.length + pos, order: order.map((t) => t.name) };
+  const at = rel.map((r) => header.length + r);
+  return {
+    header,
+    size: header.length + pos,
+    sequence,
+    at,
+    get offsets() {
+      return new Map(tensors.map((t, k) => [t.name, at[k] as number]));
+    },
+    get order() {
+      return sequence.map((k) => (tensors[k] as OutputTensorSpec).name);
+    },
+  };
 }
 
 /** Shard file names the way Hugging Face writes them. */

@@ -75,7 +75,6 @@ export function writeSafetensorsFile(
 ): WrittenFile {
   const specs: OutputTensorSpec[] = tensors.map((t) => ({ ...t, bytes: tensorBytes(t) }));
   const layout = layoutFile(specs, metadata);
-  const byName = new Map(tensors.map((t) => [t.name, t]));
   const fd = openSync(path, 'w');
   try {
     let pos = 0;
@@ -95,8 +94,8 @@ export function writeSafetensorsFile(
       pending = [];
       pendingBytes = 0;
     };
-    for (const name of layout.order) {
-      const t = byName.get(name) as SyntheticTensor;
+    for (const k of layout.sequence) {
+      const t = tensors[k] as SyntheticTensor;
       const want = tensorBytes(t);
       const d = data(t);
       if (d === null) {
