@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import { DTYPE_BITS, type DType, isDType } from '../dtypes.js';
 import { PmaError, fsError } from '../errors.js';
 import { withReadSlot } from '../util/read-slots.js';
+import { scanCompactHeader } from './compact-header.js';
 import { formatError } from './format-error.js';
 import { bytesKey, duplicateKeyOf } from './json-keys.js';
 
@@ -100,7 +101,11 @@ export interface HeaderBody {
  */
 export type HeaderCache = Map<string, HeaderBody>;
 
-function parseBody(path: string, text: string): HeaderBody {
+/** Any header JSON.parse accepts: entries checked one by one, each error worded. */
+function parseJsonBody(
+  path: string,
+  text: string,
+): { metadata: Record<string, string> | null; tensors: TensorEntry[] } {
   let root: unknown;
   try {
     root = JSON.parse(text);
@@ -136,6 +141,17 @@ function parseBody(path: string, text: string): HeaderBody {
     }
     tensors.push(parseEntry(path, name, v));
   }
+  return { metadata, tensors };
+}
+
+function parseBody(path: string, text: string): HeaderBody {
+  const compact = scanCompactHeader(text);
+  const { metadata, tensors } = compact
+    ? {
+        metadata: compact.metadata === null ? null : (JSON.parse(compact.metadata) as Record<string, string>),
+        tensors: compact.entries,
+      }
+    : parseJsonBody(path, text);
   tensors.sort((a, b) => a.begin - b.begin || a.end - b.end);
 
   let expected = 0;

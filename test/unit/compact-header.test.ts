@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+
+import { scanCompactHeader } from '../../src/safetensors/compact-header.js';
+import { parseHeader } from '../../src/safetensors/header.js';
+import { layoutFile } from '../../src/safetensors/writer.js';
+
+const spec = (name: string, dtype: string, shape: number[]) =>
+  ({ name, dtype, shape, bytes: (shape.reduce((a, b) => a * b, 1) * (dtype === 'F32' ? 32 : 16)) / 8 }) as const;
+
+/** The header text of a layout: what a file written by pma (or the Rust library) holds. */
+const textOf = (specs: ReturnType<typeof spec>[], metadata?: Record<string, string>) => {
+  const h = layoutFile(specs as never, metadata).header;
+  return h.subarray(8).toString('utf8');
+};
+
+/** What JSON.parse reads from the same text, in the same form. */
+function viaJson(text: string) {
+  const root = JSON.parse(text) as Record<string, { dtype: string; shape: number[]; data_offsets: number[] }>;
+  const entries = Object.keys(root)
+    .filter((k) => k !== '__metadata__')
+    .map((name) => {
+      const v = root[name] as (typeof root)[string];
+      return { name, dtype: v.dtype, shape: v.shape, begin: v.data_offsets[0], end: v.data_offsets[1] };
+    });
+  return { metadata: (root.__metadata__ as unknown) ?? null, entries };
+}
+
+describe('scanCompactHeader', () => {
+  it('reads what the writer writes as JSON.parse does: odd names, empty shapes, zero-size tensors, metadata', () => {
+    const specs = [
+      spec('model.embed_tokens.weight', 'BF16', [7, 3]),
+      spec('__proto__', 'F32', [2]),
+      spec('gewichte.über.ä', 'F16', [1]),
+      spec('名前 mit leerzeichen', 'F32', []),
+      spec('empty', 'F16', [0, 5]),
+      spec('also.empty', 'F16', [0]),
+      spec('constructor', 'BF16', [1, 1, 1]),
+    ];
+    for (const metadata of [undefined, { format: 'pt', note: 'a value: with {braces}, [brackets]', __proto__: 'x' }]) {
+      const text = textOf(specs, metadata);
+      const got = scanCompactHeader(text);
+      expect(got).not.toBeNull();
+      const want = viaJson(text);
+      expect(got?.entries).toEqual(want.entries);
+      expect(JSON.parse(got?.metadata as string)).toEqual(want.metadata);
+    }
+  });
+
+  it('gives parseHeader the same header as JSON.parse does, shortcut or not', () => {
+    const specs = [spec('b', 'F32', [2, 2]), spec('a', 'BF16', [3]), spec('z.empty', 'F16', [0])];
+    const compact = textOf(specs, { format: 'pt' });
+    // The same JSON with spaces after the colons: valid, not compact, so JSON.parse reads it.
+    const spaced = compact.replace(/":/g, '": ').trimEnd();
+    expect(scanCompactHeader(compact)).not.toBeNull();
+    expect(scanCompactHeader(spaced)).toBeNull();
+    const size = specs.reduce((s, t) => s + t.bytes, 0);
+    const read = (text: string) => {
+      const json = Buffer.from(text);
+      return parseHeader('x.safetensors', json, 8 + json.length + size);
+    };
+    const a = read(compact);
+    const b = read(spaced);
+    expect(a.tensors).toEqual(b.tensors);
+    expect(a.metadata).toEqual(b.metadata);
+  });
+
+  it('leaves names with escapes to JSON.parse', () => {
+    expect(scanCompactHeader(textOf([spec('a "quoted" \\ name', 'F32', [1])]))).toBeNull();
+  });
+
+  it('reads an empty header and trailing padding', () => {
+    expect(scanCompactHeader('{}')).toEqual({ metadata: null, entries: [] });
+    expect(scanCompactHeader('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}    ')?.entries).toHaveLength(1);
+  });
+
+  it.each([
+    ['whitespace', '{ "a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'],
+    ['another key order', '{"a":{"shape":[1],"dtype":"F32","data_offsets":[0,4]}}'],
+    ['an extra key', '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}}'],
+    ['a float', '{"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}}'],
+    ['an exponent', '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4e0]}}'],
+    ['a leading zero', '{"a":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}}'],
+    ['a sign', '{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}'],
+    ['16 digits', '{"a":{"dtype":"F32","shape":[1000000000000000],"data_offsets":[0,4]}}'],
+    [
+      'a name twice',
+      '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}',
+    ],
+    ['a metadata key twice', '{"__metadata__":{"k":"1","k":"2"}}'],
+    ['metadata twice', '{"__metadata__":{},"__metadata__":{}}'],
+    ['a metadata number', '{"__metadata__":{"k":1}}'],
+    ['an unknown dtype', '{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}'],
+    ['a name that starts with a digit', '{"0":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'],
+    ['a control character', '{"a\tb":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'],
+    ['a bad escape', '{"a\\x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'],
+    ['trailing text', '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}} x'],
+    ['a cut-off header', '{"a":{"dtype":"F32","shape":[1'],
+    ['three offsets', '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}'],
+    ['not an object', '[]'],
+  ])('leaves %s to JSON.parse (returns null)', (_, text) => {
+    expect(scanCompactHeader(text)).toBeNull();
+  });
+});
