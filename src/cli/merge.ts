@@ -6,6 +6,9 @@ import type { MergeOptions } from '../merge/options.js';
 import { planMerge } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
 import { roundSeconds } from '../run/breakdown.js';
+import { deviceName } from '../run/devices.js';
+import { resolveDevices } from '../run/engine.js';
+import { resolveEngineOptions } from '../run/options.js';
 import type { Command } from './command.js';
 import {
   DEVICE_FLAGS,
@@ -218,6 +221,25 @@ function describeOutputs(plan: MergePlan): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * On GPUs, what the merge would stage: its workers per GPU and the pinned host memory it would
+ * hold, so that a dry run shows it before a node is asked for. Nothing on the CPU. A GPU this
+ * machine lacks (a dry run on a login node) is said, not an error.
+ */
+function describeDevices(opts: MergeOptions): string {
+  const engine = resolveEngineOptions(opts);
+  if (engine.device.kind === 'cpu') return '';
+  try {
+    const { device, threads, staging } = resolveDevices(engine);
+    if (!staging)
+      return `device: ${deviceName(device)}${device.kind === 'cpu' && device.reason ? ` (--device auto: ${device.reason})` : ''}\n`;
+    return `device: ${deviceName(device)}, ${threads} worker thread(s), ${staging.workersPerGpu} per GPU, ${staging.slots} staging slots of ${formatBytes(staging.slotBytes)} each: ${formatBytes(staging.deviceBytes)} of device memory per GPU, ${formatBytes(staging.pinnedBytes)} of pinned host memory in all\n`;
+  } catch (e) {
+    if (e instanceof PmaError && e.code === 'E_UNSUPPORTED') return `device: not on this machine: ${e.message}\n`;
+    throw e;
+  }
+}
+
 export const mergeCommand: Command = {
   spec: MERGE_SPEC,
   async run({ options, flags, positionals, argv }, io) {
@@ -228,7 +250,7 @@ export const mergeCommand: Command = {
         io.err(describeWarnings(plan));
         io.out(`${JSON.stringify(plan, null, 2)}\n`);
       } else {
-        io.out(describePlan(plan, skipped) + describeOutputs(plan));
+        io.out(describePlan(plan, skipped) + describeOutputs(plan) + describeDevices(opts));
       }
       return 0;
     }

@@ -18,6 +18,28 @@ import { ChunkPool } from './pool.js';
 import type { WorkerChunk } from './worker.js';
 
 /**
+ * The devices, worker threads and GPU staging these options give on this machine, checked: what
+ * Engine.start runs with, and what `pma merge --dry-run` reports. Creates no CUDA context.
+ */
+export function resolveDevices(o: ResolvedEngineOptions): {
+  device: ResolvedDevice;
+  threads: number;
+  staging: GpuStaging | null;
+} {
+  const device = resolveDevice(o.device, o.gpuMemory, o.deviceLabel);
+  const threads = o.threads ?? defaultThreads(device, availableParallelism());
+  if (device.kind !== 'cuda') return { device, threads, staging: null };
+  const staging = gpuStaging(device.memory, device.devices.length, threads, device.slots, device.maxSlotBytes);
+  if (staging.perWorker < MIN_GPU_MEMORY_PER_THREAD) {
+    throw new PmaError(
+      'E_USAGE',
+      `invalid gpuMemory: expected at least ${MIN_GPU_MEMORY_PER_THREAD * staging.workersPerGpu} bytes for ${staging.workersPerGpu} threads per GPU (3 MiB each), got ${device.memory}`,
+    );
+  }
+  return { device, threads, staging };
+}
+
+/**
  * The engine a merge runs on: the kernel, the devices, the worker pool, and the settings every
  * native chunk carries. Started before planning, so the threads and the addon load while the
  * headers are read; close() ends the workers.
@@ -45,18 +67,7 @@ export class Engine {
         `kernel ${kernel} is not supported by this CPU (available: ${cpu.kernels.join(', ')})`,
       );
     }
-    const device = resolveDevice(o.device, o.gpuMemory, o.deviceLabel);
-    const threads = o.threads ?? defaultThreads(device, availableParallelism());
-    const staging =
-      device.kind === 'cuda'
-        ? gpuStaging(device.memory, device.devices.length, threads, device.slots, device.maxSlotBytes)
-        : null;
-    if (device.kind === 'cuda' && staging && staging.perWorker < MIN_GPU_MEMORY_PER_THREAD) {
-      throw new PmaError(
-        'E_USAGE',
-        `invalid gpuMemory: expected at least ${MIN_GPU_MEMORY_PER_THREAD * staging.workersPerGpu} bytes for ${staging.workersPerGpu} threads per GPU (3 MiB each), got ${device.memory}`,
-      );
-    }
+    const { device, threads, staging } = resolveDevices(o);
     return new Engine(kernel, device, new ChunkPool(threads), o, staging);
   }
 

@@ -295,6 +295,14 @@ describeNeeds(gpuSkipReason, title, () => {
     expectSameOutput(cpu, o);
   });
 
+  it('--dry-run reports the staging a GPU merge would use: workers per GPU, pinned memory', () => {
+    const r = pma(['merge', run, '--device', 'cuda', '--threads', '4', '--gpu-memory', '96MiB', '--dry-run']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(
+      /^device: cuda:\d+, 4 worker thread\(s\), 4 per GPU, 3 staging slots of 8\.39 MB each: 101 MB of device memory per GPU, 101 MB of pinned host memory in all$/m,
+    );
+  });
+
   it('pma devices lists the GPUs with their memory', () => {
     const r = pma(['devices']);
     expect(r.status).toBe(0);

@@ -132,6 +132,20 @@ describe('devices', () => {
     },
   );
 
+  itNeeds(noGpu ? null : 'needs a machine without a usable GPU')(
+    '--dry-run says where a GPU merge would run, and that this machine has no GPU, without failing',
+    () => {
+      const cuda = pma(['merge', ...cliArgs(golden), '--device', 'cuda', '--dry-run']);
+      expect(cuda.status).toBe(0);
+      expect(cuda.stdout).toMatch(/^device: not on this machine: --device cuda: .+$/m);
+      const auto = pma(['merge', ...cliArgs(golden), '--device', 'auto', '--dry-run']);
+      expect(auto.status).toBe(0);
+      expect(auto.stdout).toMatch(/^device: cpu \(--device auto: .+\)$/m);
+      const cpu = pma(['merge', ...cliArgs(golden), '--dry-run']);
+      expect(cpu.stdout).not.toMatch(/^device: /m);
+    },
+  );
+
   it('checks --device and --gpu-memory before anything runs', () => {
     const bad = pma(['merge', ...cliArgs(golden), '--device', 'gpu0', '--out', join(tmp, 'x')]);
     expect(bad.status).toBe(2);
