@@ -19,8 +19,10 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const USAGE = `Usage: node bench/merge.bench.js [options]      (npm run bench)
 
 The full table: SMA of 5 checkpoints x 1 GB bf16 at 1 and 2 threads (and all cores), pread and
-mmap, 5 runs; then 5 x 1 GB bf16 to an f32 output, 10 and 20 inputs, f16 and f32 inputs, at the
-largest thread count with pread, 3 runs. Every row has its own inputs and its own floor
+mmap, 5 runs; then the same into shards of at most a quarter of the output (several files to
+hash), 5 x 1 GB
+bf16 to an f32 output, 10 and 20 inputs, f16 and f32 inputs, at the largest thread count with
+pread, 3 runs. Every row has its own inputs and its own floor
 (cat of the same files + write and fsync of an output-sized file), measured in the same rounds.
 
   --quick             smoke test: 256MB checkpoints, 4 inputs in the first rows, 3 runs

@@ -36,6 +36,8 @@ export interface BenchOptions {
   device?: string | string[];
   /** Output dtype of the merges (default keep). */
   outDtype?: string;
+  /** Shard the output above this size, bytes or "256MB" (default: the merge's own, 5GB): several files to hash. */
+  maxShardSize?: number | string;
   /** Work directory: the generated series, the merge output, the write-ceiling file (default: <tmpdir>/pma-bench). */
   dir?: string;
   /** Keep the generated series at the end (it is kept anyway when `dir` is given: a cache). */
@@ -59,6 +61,8 @@ export interface ResolvedBenchOptions {
   kernel: KernelChoice;
   devices: DeviceOption[];
   outDtype: OutputDTypeOption;
+  /** null: the merge's default. */
+  maxShardSize: number | null;
   /** Absolute. */
   dir: string;
   dirGiven: boolean;
@@ -137,6 +141,7 @@ export function resolveBenchOptions(o: BenchOptions, cores: number): ResolvedBen
     kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, KERNEL_CHOICES),
     devices: o.device === undefined ? ['cpu'] : deviceList('device', o.device),
     outDtype: o.outDtype === undefined ? 'keep' : v.oneOf('outDtype', o.outDtype, OUTPUT_DTYPES),
+    maxShardSize: o.maxShardSize === undefined ? null : v.byteSize('maxShardSize', o.maxShardSize),
     dir: resolve(o.dir === undefined ? defaultBenchDir() : v.nonEmptyString('dir', o.dir)),
     dirGiven: o.dir !== undefined,
     keep: o.keep === undefined ? false : v.boolean('keep', o.keep),

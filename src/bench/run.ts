@@ -128,7 +128,7 @@ export interface CaseData {
 /** What one case measures: the merge options of every row, and how many rounds. */
 export type CaseParams = Pick<
   ResolvedBenchOptions,
-  'runs' | 'threads' | 'io' | 'kernel' | 'devices' | 'outDtype' | 'last'
+  'runs' | 'threads' | 'io' | 'kernel' | 'devices' | 'outDtype' | 'last' | 'maxShardSize'
 >;
 
 export interface CaseResult {
@@ -269,7 +269,12 @@ async function measureCase(
   await rm(scratch, { force: true });
   const notes: string[] = [];
   try {
-    const planOpts = { inputs, dtype: params.outDtype, ...(params.last !== null ? { last: params.last } : {}) };
+    const planOpts = {
+      inputs,
+      dtype: params.outDtype,
+      ...(params.last !== null ? { last: params.last } : {}),
+      ...(params.maxShardSize !== null ? { maxShardSize: params.maxShardSize } : {}),
+    };
     const p = await makePlan(planOpts);
     const inputPaths = [...new Set(p.chunks.flatMap((c) => c.inputs))];
     const inputFileBytes = inputPaths.reduce((s, f) => s + statSync(f).size, 0);
@@ -535,6 +540,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       devices: o.devices,
       outDtype: o.outDtype,
       last: o.last,
+      maxShardSize: o.maxShardSize,
     };
     const c = await measureCase(ctx, series ? series.runDir : o.paths!, params, series);
     return {
@@ -568,6 +574,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 export interface SuiteCase {
   series: SeriesParams;
   outDtype: OutputDTypeOption;
+  /** Shard the output above this many bytes (several files hashed); null or absent: one file. */
+  maxShardSize?: number | null;
   threads: number[];
   io: IoMode[];
   runs: number;
@@ -634,7 +642,7 @@ export async function runSuite(cases: SuiteCase[], o: SuiteOptions): Promise<Sui
       const c = cases[i]!;
       aborted(o.signal);
       log(
-        `\n[${i + 1}/${cases.length}] ${describeSeries(c.series)}, output ${c.outDtype}, threads ${c.threads.join(',')}, io ${c.io.join(',')}, ${c.runs} run(s)`,
+        `\n[${i + 1}/${cases.length}] ${describeSeries(c.series)}, output ${c.outDtype}${c.maxShardSize ? ` in shards of ${c.maxShardSize} bytes` : ''}, threads ${c.threads.join(',')}, io ${c.io.join(',')}, ${c.runs} run(s)`,
       );
       const series = await prepareSeries(ctx, c.series, c.outDtype, regenerate);
       if (series.generatedNow) regenerate = false;
@@ -646,6 +654,7 @@ export async function runSuite(cases: SuiteCase[], o: SuiteOptions): Promise<Sui
         devices: ['cpu'],
         outDtype: c.outDtype,
         last: null,
+        maxShardSize: c.maxShardSize ?? null,
       };
       results[i] = { ...(await measureCase(ctx, series.runDir, params, series)), note: c.note ?? null };
     }
@@ -811,7 +820,8 @@ export function formatSuiteReport(r: SuiteResult): string {
   for (const c of r.cases) {
     const d = c.data;
     const inputs = d.series ? d.series.description : `${d.checkpoints.length} checkpoints`;
-    const out = d.outDtype === 'keep' ? `keep (${d.series?.dtype ?? '?'})` : d.outDtype;
+    const dtype = d.outDtype === 'keep' ? `keep (${d.series?.dtype ?? '?'})` : d.outDtype;
+    const out = d.outputFiles > 1 ? `${dtype}, ${d.outputFiles} files` : dtype;
     for (const x of c.merges) {
       L.push(
         `| ${inputs} | ${out} | ${x.threads} | ${x.io} | ${x.kernel} | ${c.params.runs} | ${f3(x.medianSeconds)} | ${f2(x.inputGBps)} | ` +
@@ -822,7 +832,8 @@ export function formatSuiteReport(r: SuiteResult): string {
   L.push('');
   for (const [i, c] of r.cases.entries()) {
     const d = c.data;
-    const label = d.series ? `${d.series.description} -> ${d.outDtype}` : `case ${i + 1}`;
+    const files = d.outputFiles > 1 ? ` (${d.outputFiles} files)` : '';
+    const label = d.series ? `${d.series.description} -> ${d.outDtype}${files}` : `case ${i + 1}`;
     L.push(
       `- ${label}: reads ${gb(d.inputTensorBytes)}, writes ${gb(d.outputFileBytes)}; ${ceilingsLine(c.ceilings)}` +
         (c.ioComparison.length > 0

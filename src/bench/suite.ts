@@ -59,6 +59,8 @@ export function standardSuite(o: StandardSuiteOptions): { cases: SuiteCase[]; no
   };
   const cases = [
     mk(baseInputs, 'bf16', 'keep', true),
+    // The same series into shards of at most a quarter of the output: several files to hash.
+    { ...mk(baseInputs, 'bf16', 'keep', false), maxShardSize: Math.ceil(size / 4) },
     mk(baseInputs, 'bf16', 'f32', false),
     mk(10, 'bf16', 'keep', false),
     mk(20, 'bf16', 'keep', false),

@@ -85,6 +85,13 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           help: 'output dtype of the merges: keep (default), bf16, f16, f32',
         },
         {
+          name: 'max-shard-size',
+          type: 'string',
+          option: 'maxShardSize',
+          value: 'SIZE',
+          help: 'shard the output above SIZE, as pma merge does (default 5GB): several files hashed',
+        },
+        {
           name: 'kernel',
           type: 'string',
           option: 'kernel',

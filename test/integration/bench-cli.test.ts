@@ -43,6 +43,7 @@ interface Result {
   data: {
     source: string;
     checkpoints: { path: string }[];
+    outputFiles: number;
     inputTensorBytes: number;
     inputFileBytes: number;
     outputFileBytes: number;
@@ -201,6 +202,23 @@ describe('pma bench', () => {
     expect(res.merges.map((m) => m.threads)).toEqual([1, 2]);
     expect(res.keptInputs).toBe(false);
     expect(r.stderr).not.toContain('generating');
+    expect(res.data.outputFiles).toBe(1);
+    // --max-shard-size: the merges write (and hash) several files, as pma merge would.
+    const sharded = pma([
+      'bench',
+      run,
+      '--runs',
+      '1',
+      '--threads',
+      '1',
+      '--max-shard-size',
+      '40000',
+      '--json',
+      '--dir',
+      dir,
+    ]);
+    expect(sharded.status, sharded.stderr).toBe(0);
+    expect((JSON.parse(sharded.stdout) as Result).data.outputFiles).toBe(2);
     // Nothing written in or beside the inputs; nothing left in --dir.
     expect(snapshot(run)).toEqual(before);
     expect(readdirSync(tmp).filter((n) => !['gen', 'given-out', 'run'].includes(n))).toEqual([]);
@@ -217,6 +235,10 @@ describe('pma bench', () => {
       [['--inputs', '1'], 'invalid --inputs: expected an integer from 2 to 1000, got "1"'],
       [['--dtype', 'f8'], 'invalid --dtype: expected one of bf16, f16, f32, got "f8"'],
       [['--out-dtype', 'int8'], 'invalid --out-dtype: expected one of keep, bf16, f16, f32, got "int8"'],
+      [
+        ['--max-shard-size', 'huge'],
+        'invalid --max-shard-size: expected a size such as 5GB, 500MB or 2GiB, got "huge"',
+      ],
       [[join(tmp, 'run'), '--size', '1GB'], 'invalid --size: expected no value with explicit inputs'],
       [['--frobnicate'], "Unknown option '--frobnicate'"],
     ];
