@@ -89,7 +89,7 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           type: 'string',
           option: 'maxShardSize',
           value: 'SIZE',
-          help: 'shard the output above SIZE, as pma merge does (default 5GB): several files hashed',
+          help: 'shard the output above SIZE, as pma merge does (default 5GB)',
         },
         {
           name: 'kernel',
