@@ -6,7 +6,7 @@ import type { MergeOptions } from '../merge/options.js';
 import { planMerge } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
 import { roundSeconds } from '../run/breakdown.js';
-import { deviceName } from '../run/devices.js';
+import { deviceName, type GpuStaging } from '../run/devices.js';
 import { resolveDevices } from '../run/engine.js';
 import { resolveEngineOptions } from '../run/options.js';
 import type { Command } from './command.js';
@@ -221,6 +221,11 @@ function describeOutputs(plan: MergePlan): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** A GPU merge's staging slots and the memory they take, in the dry run's and the merge's words. */
+function describeStaging(g: GpuStaging): string {
+  return `${g.slots} staging slots of ${formatBytes(g.slotBytes)} each: ${formatBytes(g.deviceBytes)} of device memory per GPU, ${formatBytes(g.pinnedBytes)} of pinned host memory in all`;
+}
+
 /**
  * On GPUs, what the merge would stage: its workers per GPU and the pinned host memory it would
  * hold, so that a dry run shows it before a node is asked for. Nothing on the CPU. A GPU this
@@ -233,7 +238,7 @@ function describeDevices(opts: MergeOptions): string {
     const { device, threads, staging } = resolveDevices(engine);
     if (!staging)
       return `device: ${deviceName(device)}${device.kind === 'cpu' && device.reason ? ` (--device auto: ${device.reason})` : ''}\n`;
-    return `device: ${deviceName(device)}, ${threads} worker thread(s), ${staging.workersPerGpu} per GPU, ${staging.slots} staging slots of ${formatBytes(staging.slotBytes)} each: ${formatBytes(staging.deviceBytes)} of device memory per GPU, ${formatBytes(staging.pinnedBytes)} of pinned host memory in all\n`;
+    return `device: ${deviceName(device)}, ${threads} worker thread(s), ${staging.workersPerGpu} per GPU, ${describeStaging(staging)}\n`;
   } catch (e) {
     if (e instanceof PmaError && e.code === 'E_UNSUPPORTED') return `device: not on this machine: ${e.message}\n`;
     throw e;
@@ -306,10 +311,7 @@ export const mergeCommand: Command = {
     const engine = result.device === 'cpu' ? result.kernel : result.device;
     if (result.deviceNote && !quiet) io.err(`note: ${result.deviceNote}\n`);
     const g = result.gpuStaging;
-    if (g && !quiet)
-      io.err(
-        `note: ${result.device}: ${g.workersPerGpu} worker(s) per GPU, ${g.slots} staging slots of ${formatBytes(g.slotBytes)} each: ${formatBytes(g.deviceBytes)} of device memory per GPU, ${formatBytes(g.pinnedBytes)} of pinned host memory in all\n`,
-      );
+    if (g && !quiet) io.err(`note: ${result.device}: ${g.workersPerGpu} worker(s) per GPU, ${describeStaging(g)}\n`);
     if (result.resumedChunks > 0 && !quiet)
       io.err(`resumed: ${result.resumedChunks} of ${p.chunks.length} chunks were already done\n`);
     io.out(

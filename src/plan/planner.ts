@@ -438,8 +438,13 @@ class LocatedLater implements TensorSources {
   ) {}
 
   get sources(): { file: string; offset: number }[] {
-    return this.cks.map((c) => locate(c, c.contents.byName.get(this.tensor.name) as LayoutTensor));
+    return sourcesIn(this.cks, this.tensor.name);
   }
+}
+
+/** Where tensor `name` is in each checkpoint, oldest first. */
+function sourcesIn(cks: LoadedCheckpoint[], name: string): { file: string; offset: number }[] {
+  return cks.map((c) => locate(c, c.contents.byName.get(name) as LayoutTensor));
 }
 
 /** A safetensors output: the newest checkpoint's tensors, averaged or copied, laid out afresh. */
@@ -498,15 +503,14 @@ async function safetensorsParts(
     if (t.action === 'scale') continue; // written by its FP8 tensor's ops
     const fp8 = t.action === 'merge' ? quant.fp8.get(t.name) : undefined;
     if (fp8) {
-      const at = (name: string) => cks.map((c) => locate(c, c.contents.byName.get(name) as LayoutTensor));
       byName ??= new Map(tensors.map((x) => [x.name, x]));
       const out = fp8.scale === null ? undefined : byName.get(fp8.scale);
       items.push({
         tensor: t,
-        sources: at(t.name),
+        sources: sourcesIn(cks, t.name),
         fp8: {
           info: fp8,
-          scaleSources: fp8.scale === null ? [] : at(fp8.scale),
+          scaleSources: fp8.scale === null ? [] : sourcesIn(cks, fp8.scale),
           scaleOut: out ? { file: out.file, offset: out.offset } : null,
         },
       });

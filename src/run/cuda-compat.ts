@@ -68,16 +68,21 @@ export function cudaVersion(v: number): string {
  * CUDA X.0 or later (minor version compatibility), except that PTX built by X.Y needs a driver
  * of X.Y to compile it (NVIDIA's CUDA compatibility guide).
  */
-const FIRST_DRIVER: Readonly<Record<string, string>> = (
-  JSON.parse(readFileSync(join(PACKAGE_ROOT, 'native', 'sources.json'), 'utf8')) as {
-    cuda_toolkits: { drivers: Record<string, string> };
-  }
-).cuda_toolkits.drivers;
+let firstDrivers: Readonly<Record<string, string>> | undefined;
+function firstDriver(major: number): string | undefined {
+  // Read when first needed: a merge on the CPU never asks.
+  firstDrivers ??= (
+    JSON.parse(readFileSync(join(PACKAGE_ROOT, 'native', 'sources.json'), 'utf8')) as {
+      cuda_toolkits: { drivers: Record<string, string> };
+    }
+  ).cuda_toolkits.drivers;
+  return firstDrivers[String(major)];
+}
 
 /** The driver this build needs, in words: "CUDA 13.0 (Linux driver 580.65.06 or newer)". */
 export function driverNeeded(runtimeVersion: number): string {
   const major = Math.floor(runtimeVersion / 1000);
-  const release = FIRST_DRIVER[String(major)];
+  const release = firstDriver(major);
   return `CUDA ${major}.0${release ? ` (Linux driver ${release} or newer)` : ''}`;
 }
 

@@ -239,7 +239,7 @@ export async function readHeader(path: string, cache?: HeaderCache): Promise<Saf
     try {
       const { size } = await fh.stat();
       if (size < 8) throw bad(path, `file is ${size} bytes, shorter than the 8-byte header length`);
-      const lenBuf = buffer(8);
+      const lenBuf = Buffer.allocUnsafe(8);
       await fh.read(lenBuf, 0, 8, 0);
       const n = lenBuf.readBigUInt64LE(0);
       if (n > BigInt(MAX_HEADER_LENGTH))

@@ -18,9 +18,9 @@ export interface FileLayout {
   sequence: number[];
   /** Absolute offset in the file of each given tensor, by its index in the list given. */
   at: number[];
-  /** Absolute offsets by tensor name (built when first asked for: a million-entry map otherwise). */
+  /** Absolute offsets by tensor name (built on each access, from `at`: the planner uses `at`). */
   readonly offsets: Map<string, number>;
-  /** Tensor names in data order (built when first asked for). */
+  /** Tensor names in data order (built on each access, from `sequence`). */
   readonly order: string[];
 }
 

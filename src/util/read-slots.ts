@@ -8,10 +8,14 @@
 const MAX_AT_ONCE = 16;
 // Buffers larger than this are not kept for reuse (a 100 MB header is read once).
 const KEEP_BELOW = 8 * 2 ** 20;
+// Spares are let go once no read has run for this long: a planning session reuses them, a
+// long-lived process (pma watch, a service) holds none between its plans.
+const IDLE_MS = 1000;
 
 let active = 0;
 const waiting: (() => void)[] = [];
-const spare: Buffer[] = [];
+let spare: Buffer[] = [];
+let idle: NodeJS.Timeout | null = null;
 
 /**
  * Runs `read` with a slot: at most MAX_AT_ONCE run at once. `buffer(n)` gives a buffer of at least
@@ -20,6 +24,8 @@ const spare: Buffer[] = [];
 export async function withReadSlot<T>(read: (buffer: (n: number) => Buffer) => Promise<T>): Promise<T> {
   while (active >= MAX_AT_ONCE) await new Promise<void>((resolve) => waiting.push(resolve));
   active++;
+  if (idle) clearTimeout(idle);
+  idle = null;
   const taken: Buffer[] = [];
   const buffer = (n: number): Buffer => {
     // The smallest spare that fits: a header's read must not take the buffer an index needs.
@@ -38,5 +44,11 @@ export async function withReadSlot<T>(read: (buffer: (n: number) => Buffer) => P
     for (const b of taken) if (b.length < KEEP_BELOW && spare.length < 2 * MAX_AT_ONCE) spare.push(b);
     active--;
     waiting.shift()?.();
+    if (active === 0) {
+      idle = setTimeout(() => {
+        if (active === 0) spare = [];
+      }, IDLE_MS);
+      idle.unref();
+    }
   }
 }
