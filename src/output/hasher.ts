@@ -1,16 +1,8 @@
-import { createHash, type Hash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
-import { native } from '../native.js';
 import { opWrites, type MergePlan, type PlanChunk, type PlanCrcPatch } from '../plan/types.js';
-
-const READ_BLOCK = 8 * 2 ** 20;
-// Files hashed at once: one. Each pass keeps a read in flight in libuv's four threads, which the
-// journal's fdatasync and the final stat of the inputs share; a DCP output of four files hashed
-// at once was measurably slower (docs/performance.md), and one pass keeps up with the merge.
-const MAX_PASSES = 1;
+import { HashThreads, hashThreadCount, type MemberCrc } from './hash-threads.js';
 
 /** A zip member whose CRC-32 is rewritten: its running CRC, and how many of its bytes are still to be written. */
 interface CrcState extends PlanCrcPatch {
@@ -21,15 +13,15 @@ interface CrcState extends PlanCrcPatch {
 }
 
 interface FileState {
+  /** The file's number for the hash threads. */
+  id: number;
   path: string;
   size: number;
-  hash: Hash;
   /** Bytes hashed so far: the file's prefix [0, pos). */
   pos: number;
   /** Finished byte ranges not yet hashed: start -> end. */
   ready: Map<number, number>;
   pump: Promise<void> | null;
-  fh: FileHandle | null;
   /** By start: the members whose CRC-32 this file's ranges feed. */
   crcs: CrcState[];
   /** CRC-32 field offset -> its member, and the offsets in order (the pass meets them in turn). */
@@ -45,7 +37,9 @@ interface FileState {
 /**
  * SHA-256 of every output file, computed while the merge runs: as chunks finish, the finished
  * prefix of each file is read back (from the page cache, usually) and hashed, so that at the end
- * little is left to hash. Hashing is sequential per file; this keeps it off the critical path.
+ * little is left to hash. Hashing a file is sequential; it runs on hash threads (hash-threads.ts),
+ * never on the JS main thread, several files at once on a machine with the cores for it. This
+ * object only decides what is ready to hash, on the main thread.
  *
  * A DCP output's zip members whose bytes were averaged get their CRC-32 in the same pass: the
  * bytes are run through CRC-32 as they are hashed, and each CRC field is written before the pass
@@ -55,12 +49,13 @@ interface FileState {
 export class OutputHasher {
   private readonly files = new Map<string, FileState>();
   private failure: PmaError | null = null;
-  // Once closed, no file is opened again (a handle left to the garbage collector is a leak).
+  // Once closed, nothing is sent to the threads again.
   private closed = false;
-  // Read buffers not in use: at most one per file being hashed at once.
-  private readonly spare: Buffer[] = [];
+  private readonly threads: HashThreads;
+  /** Passes at once: one per hash thread. */
+  private readonly passes: number;
   private active = 0;
-  /** Seconds spent hashing, and waiting for reads of the output (the merge's breakdown). */
+  /** Thread-seconds spent hashing and reading the output back (the merge's breakdown). */
   readonly seconds = { update: 0, read: 0 };
 
   /** `only`: the files to hash (a part's), else every output file. */
@@ -79,13 +74,12 @@ export class OutputHasher {
       // The 8-byte length and the header of a safetensors file were written when it was created.
       const head = f.header === null ? 0 : 8 + Buffer.byteLength(f.header, 'utf8');
       this.files.set(f.name, {
+        id: this.files.size,
         path: join(dir, f.name),
         size: f.size,
-        hash: createHash('sha256'),
         pos: 0,
         ready: new Map(head > 0 ? [[0, head]] : []),
         pump: null,
-        fh: null,
         crcs,
         fieldOf,
         fields: [...fieldOf.keys()].sort((a, b) => a - b),
@@ -94,6 +88,8 @@ export class OutputHasher {
         splitField: false,
       });
     }
+    this.passes = hashThreadCount(this.files.size);
+    this.threads = new HashThreads(this.passes);
   }
 
   /** The chunk's output ranges are on disk (written, or found done by a resume). */
@@ -111,9 +107,9 @@ export class OutputHasher {
   private kick(f: FileState): void {
     if (f.pump || !f.ready.has(f.pos) || this.failure || this.closed) return;
     if ((f.waiting && f.waiting.unwritten > 0) || f.splitField) return;
-    if (this.active >= MAX_PASSES) return;
+    if (this.active >= this.passes) return;
     this.active++;
-    f.pump = this.advance(f)
+    f.pump = this.pass(f, false)
       .catch((e: unknown) => {
         this.failure ??= fsError(e, 'cannot hash the output', f.path);
       })
@@ -125,22 +121,13 @@ export class OutputHasher {
       });
   }
 
-  /**
-   * Hashes forward while the range at the frontier is ready. The read buffers are reused: a pass
-   * starts for every range that finishes, and a fresh 8 MiB buffer each time is 2048 page faults.
-   */
-  private async advance(f: FileState, untilEnd = false): Promise<void> {
-    f.fh ??= await open(f.path, f.crcs.length > 0 ? 'r+' : 'r');
-    const buf = this.spare.pop() ?? Buffer.allocUnsafe(READ_BLOCK);
-    try {
-      await this.pass(f, untilEnd, buf);
-    } finally {
-      this.spare.push(buf);
-    }
+  /** What every request about `f` carries. */
+  private about(f: FileState): { file: number; path: string; writable: boolean } {
+    return { file: f.id, path: f.path, writable: f.crcs.length > 0 };
   }
 
-  private async pass(f: FileState, untilEnd: boolean, buf: Buffer): Promise<void> {
-    const fh = f.fh as FileHandle;
+  /** Hashes forward while the range at the frontier is ready; `untilEnd`: to the file's end. */
+  private async pass(f: FileState, untilEnd: boolean): Promise<void> {
     for (;;) {
       let end = f.ready.get(f.pos);
       if (end === undefined) {
@@ -148,13 +135,12 @@ export class OutputHasher {
         end = f.size; // at the end, whatever is left (gaps between tensors, if any) is read too
       }
       f.ready.delete(f.pos);
-      // Ranges that follow on are read as one: a file of a million tiny tensors is read in
-      // large blocks, not one call per tensor.
+      // Ranges that follow on are hashed as one: a file of a million tiny tensors is read in
+      // large blocks, not one request per tensor.
       for (let next = f.ready.get(end); next !== undefined; next = f.ready.get(end)) {
         f.ready.delete(end);
         end = next;
       }
-      const start = f.pos;
       while (f.pos < end) {
         const field = f.fields[f.nextField];
         if (field === f.pos) {
@@ -173,63 +159,52 @@ export class OutputHasher {
               break;
             }
             f.waiting = null;
-            await this.crcOf(f, c, buf);
+            const r = await this.threads.request({ ...this.about(f), op: 'crc', start: c.start, end: c.end });
+            c.crc = r.crc as number;
+            c.known = true;
           }
-          const v = Buffer.alloc(4);
-          v.writeUInt32LE(c.crc >>> 0, 0);
-          await fh.write(v, 0, 4, field);
+          await this.threads.request({ ...this.about(f), op: 'put', at: field, value: c.crc });
           f.nextField++;
           continue; // the next field may lie within this block
         }
         const upTo = field !== undefined && field > f.pos ? Math.min(end, field) : end;
-        const want = Math.min(READ_BLOCK, upTo - f.pos);
-        const t0 = performance.now();
-        const { bytesRead } = await fh.read(buf, 0, want, f.pos);
-        const t1 = performance.now();
-        this.seconds.read += (t1 - t0) / 1000;
-        if (bytesRead <= 0)
-          throw new PmaError(
-            'E_IO',
-            `cannot hash the output ${f.path}: it ends at ${f.pos}, expected ${f.size} bytes`,
-            { file: f.path },
-          );
-        const got = buf.subarray(0, bytesRead);
-        f.hash.update(got);
-        if (f.crcs.length > 0) passed(f.crcs, f.pos, got);
-        this.seconds.update += (performance.now() - t1) / 1000;
-        f.pos += bytesRead;
+        const feeds = f.crcs.length > 0 ? feeding(f.crcs, f.pos, upTo) : [];
+        const members: MemberCrc[] = feeds.map((c) => ({ start: c.start, end: c.end, crc: c.crc }));
+        const r = await this.threads.request({
+          ...this.about(f),
+          op: 'update',
+          from: f.pos,
+          to: upTo,
+          crcs: members,
+          drop: this.dropCache,
+        });
+        this.seconds.read += r.read as number;
+        this.seconds.update += r.update as number;
+        for (const [i, c] of feeds.entries()) {
+          c.crc = (r.crcs as number[])[i] as number;
+          if (upTo >= c.end) c.known = true;
+        }
+        f.pos = upTo;
       }
-      if (this.dropCache && f.pos > start) native().dropCache(f.path, start, f.pos - start);
       if (f.pos < end) return; // waiting for a member's bytes
     }
-  }
-
-  /** The CRC-32 of a member the pass has not reached yet: its bytes, read once more. */
-  private async crcOf(f: FileState, c: CrcState, buf: Buffer): Promise<void> {
-    const fh = f.fh as FileHandle;
-    let crc = 0;
-    for (let at = c.start; at < c.end;) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(READ_BLOCK, c.end - at), at);
-      if (bytesRead <= 0)
-        throw new PmaError('E_IO', `cannot read back the output ${f.path}: it ends at ${at}`, { file: f.path });
-      crc = native().crc32(buf.subarray(0, bytesRead), crc);
-      at += bytesRead;
-    }
-    c.crc = crc;
-    c.known = true;
   }
 
   /** Once every chunk is done: finishes each file's hash; name -> hex digest. */
   async digests(): Promise<Record<string, string>> {
     try {
-      for (const f of this.files.values()) {
+      const sums: Record<string, string> = {};
+      for (const [name, f] of this.files) {
         while (f.pump) await f.pump;
         if (this.failure) throw this.failure;
-        await this.advance(f, true).catch((e: unknown) => {
+        try {
+          await this.pass(f, true);
+          sums[name] = (await this.threads.request({ ...this.about(f), op: 'digest' })).hex as string;
+        } catch (e) {
           throw fsError(e, 'cannot hash the output', f.path);
-        });
+        }
       }
-      return Object.fromEntries([...this.files].map(([name, f]) => [name, f.hash.digest('hex')]));
+      return sums;
     } finally {
       await this.close();
     }
@@ -239,9 +214,8 @@ export class OutputHasher {
     this.closed = true;
     for (const f of this.files.values()) {
       while (f.pump) await f.pump.catch(() => {});
-      await f.fh?.close().catch(() => {});
-      f.fh = null;
     }
+    await this.threads.close();
   }
 }
 
@@ -266,14 +240,13 @@ function written(crcs: CrcState[], a: number, b: number): void {
   }
 }
 
-/** The pass read `bytes` at `at`: they feed the CRC-32 of the members they overlap, in order. */
-function passed(crcs: CrcState[], at: number, bytes: Buffer): void {
-  const b = at + bytes.length;
-  for (let i = firstEndingAfter(crcs, at); i < crcs.length; i++) {
+/** The members not yet known that bytes [a, b) feed, in order. */
+function feeding(crcs: CrcState[], a: number, b: number): CrcState[] {
+  const out: CrcState[] = [];
+  for (let i = firstEndingAfter(crcs, a); i < crcs.length; i++) {
     const c = crcs[i] as CrcState;
     if (c.start >= b) break;
-    if (c.known) continue;
-    c.crc = native().crc32(bytes.subarray(Math.max(c.start, at) - at, Math.min(c.end, b) - at), c.crc);
-    if (b >= c.end) c.known = true;
+    if (!c.known) out.push(c);
   }
+  return out;
 }

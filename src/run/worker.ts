@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 
 import { PmaError, fsError, type PmaErrorWire } from '../errors.js';
+import { HASH_BLOCK, hashRange } from '../output/hash-range.js';
 import { native, type ChunkStats, type NativeChunk, type NativeReads, type OpMoments } from '../native.js';
 
 /**
@@ -45,8 +46,6 @@ export function analyzeChunk(reads: NativeReads): WorkerReply<OpMoments[]> {
   return reply(() => native().analyzeChunk(reads));
 }
 
-const HASH_BLOCK = 8 * 2 ** 20;
-
 /** SHA-256 of a whole file, hex, on a worker so that several files hash at once. */
 export function hashFile(path: string): WorkerReply<string> {
   return reply(() => {
@@ -54,10 +53,7 @@ export function hashFile(path: string): WorkerReply<string> {
     try {
       fd = openSync(path, 'r');
       const h = createHash('sha256');
-      const buf = Buffer.allocUnsafe(HASH_BLOCK);
-      for (let n = readSync(fd, buf, 0, HASH_BLOCK, null); n > 0; n = readSync(fd, buf, 0, HASH_BLOCK, null)) {
-        h.update(buf.subarray(0, n));
-      }
+      hashRange(fd, path, 0, Infinity, h, Buffer.allocUnsafe(HASH_BLOCK));
       return h.digest('hex');
     } catch (e) {
       throw fsError(e, 'cannot read', path);
