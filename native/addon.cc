@@ -250,6 +250,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
                              Exported<&PmaAddon::CudaInfo>("cudaInfo"),
                              Exported<&PmaAddon::DropCache>("dropCache"),
                              Exported<&PmaAddon::Crc32>("crc32"),
+                             Exported<&PmaAddon::CountNonfinite>("countNonfinite"),
                              Exported<&PmaAddon::CudaBench>("cudaBench"),
                          });
     exports.Set("cuda", Napi::Boolean::New(env, pma::cuda_built()));
@@ -400,6 +401,19 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
     const uint64_t crc = as_u64(info[1], "crc");
     if (crc > 0xffffffffu) bad_arg("crc", "a CRC-32 (0 to 2^32 - 1)");
     return Napi::Number::New(info.Env(), pma::crc32(uint32_t(crc), b.Data(), b.ElementLength()));
+  }
+
+  // The merge's NaN/Inf count (engine/chunk.cc) over values of one dtype: how a finding in an op
+  // that covers several tensors is told apart tensor by tensor (src/merge/nonfinite.ts).
+  Napi::Value CountNonfinite(const Napi::CallbackInfo& info) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      bad_arg("bytes", "a Uint8Array");
+    }
+    const Napi::Uint8Array b = info[0].As<Napi::Uint8Array>();
+    const DType t = parse_dtype(as_string(info[1], "dtype"));
+    const size_t width = pma::dtype_size(t);
+    if (b.ElementLength() % width != 0) bad_arg("bytes", "a whole number of values of the dtype");
+    return Napi::Number::New(info.Env(), double(pma::count_nonfinite(b.Data(), t, b.ElementLength() / width)));
   }
 
   Napi::Value CudaInfo(const Napi::CallbackInfo& info) {

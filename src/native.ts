@@ -164,6 +164,7 @@ interface RawAddon {
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
   dropCache(path: string, offset: number, length: number): void;
   crc32(bytes: Uint8Array, crc: number): number;
+  countNonfinite(bytes: Uint8Array, dtype: FloatDType): number;
 }
 
 export interface Native {
@@ -184,6 +185,8 @@ export interface Native {
   dropCache(path: string, offset: number, length: number): void;
   /** zip's CRC-32 of `bytes` (zlib's value), continuing from `crc` (0 to start): a DCP output's rewritten members. */
   crc32(bytes: Uint8Array, crc: number): number;
+  /** NaN and infinite values among `bytes` read as `dtype` (the merge's own count). */
+  countNonfinite(bytes: Uint8Array, dtype: FloatDType): number;
 }
 
 /** The addon built here (build/), else the prebuild shipped in the npm tarball (found without the install script). */
@@ -259,6 +262,7 @@ export function native(): Native {
     cudaBench: guarded((a: CudaBenchArgs) => raw.cudaBench(a)),
     dropCache: guarded((p: string, off: number, len: number) => raw.dropCache(p, off, len)),
     crc32: guarded((b: Uint8Array, crc: number) => raw.crc32(b, crc)),
+    countNonfinite: guarded((b: Uint8Array, dtype: FloatDType) => raw.countNonfinite(b, dtype)),
   };
   return loaded;
 }

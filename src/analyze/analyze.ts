@@ -55,8 +55,9 @@ function layerOrder(a: string, b: string): number {
 export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
   const threads =
     options.threads === undefined ? availableParallelism() : v.integer('threads', options.threads, 1, 1024);
-  // The tensors as a safetensors merge lays them out: one order whatever the inputs' format.
-  const { plan } = await planMerge({ ...options, format: 'safetensors' });
+  // The tensors as a safetensors merge lays them out: one order whatever the inputs' format. One
+  // op per tensor: the engine's moments are per op, the report's per tensor.
+  const { plan } = await planMerge({ ...options, format: 'safetensors' }, new Map(), { opPerTensor: true });
   const n = plan.checkpoints.length;
   if (n < 2) throw new PmaError('E_NO_CHECKPOINTS', `pma analyze needs at least 2 checkpoints, the selection has ${n}`);
   native(); // a missing or broken addon fails here, before any worker starts

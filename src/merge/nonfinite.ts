@@ -1,6 +1,9 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+
+import { floatSize } from '../dtypes.js';
 import { PmaError } from '../errors.js';
-import type { ChunkStats } from '../native.js';
-import type { MergePlan } from '../plan/types.js';
+import { native, type ChunkStats } from '../native.js';
+import type { MergePlan, PlanChunk, PlanMergeOp, PlanTensor } from '../plan/types.js';
 
 export const NONFINITE_MODES = ['error', 'warn', 'skip-checkpoint'] as const;
 export type NonFiniteMode = (typeof NONFINITE_MODES)[number];
@@ -14,27 +17,111 @@ export interface NonFiniteFinding {
   count: number;
 }
 
+/** `length` bytes of `path` from `offset`. */
+function readRange(path: string, offset: number, length: number): Buffer {
+  const buf = Buffer.alloc(length);
+  const fd = openSync(path, 'r');
+  try {
+    for (let got = 0; got < length; ) {
+      const n = readSync(fd, buf, got, length - got, offset + got);
+      if (n === 0) throw new Error(`${path} ends before byte ${offset + length}`);
+      got += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return buf;
+}
+
 /** NaN/Inf counts reported by the engine, gathered per tensor and checkpoint across chunks. */
 export class NonFiniteLog {
   private readonly counts = new Map<string, NonFiniteFinding>();
+  /** Averaged tensors by output file, in offset order: built at the first finding that needs it. */
+  private placed: Map<string, PlanTensor[]> | undefined;
 
   constructor(private readonly plan: MergePlan) {}
 
   add(chunk: number, found: ChunkStats['nonfinite']): void {
-    const ops = this.plan.chunks[chunk]?.ops ?? [];
-    for (const [op, input, count] of found) {
-      const tensor = ops[op]?.tensor ?? `?op${op}`;
-      const ck = this.plan.checkpoints[input];
-      const key = `${input}\u0000${tensor}`;
-      const f = this.counts.get(key) ?? {
-        tensor,
-        checkpoint: ck?.path ?? `?input${input}`,
-        step: ck?.step ?? null,
-        count: 0,
-      };
-      f.count += count;
-      this.counts.set(key, f);
+    const c = this.plan.chunks[chunk];
+    for (const [opIndex, input, count] of found) {
+      const op = c?.ops[opIndex];
+      const parts =
+        c && op?.kind === 'merge' && (op.tensors ?? 1) > 1
+          ? this.perTensor(c, op, input, count)
+          : [{ tensor: op?.tensor ?? `?op${opIndex}`, count }];
+      for (const f of parts) this.note(f.tensor, input, f.count);
     }
+  }
+
+  private note(tensor: string, input: number, count: number): void {
+    const ck = this.plan.checkpoints[input];
+    const key = `${input}\u0000${tensor}`;
+    const f = this.counts.get(key) ?? {
+      tensor,
+      checkpoint: ck?.path ?? `?input${input}`,
+      step: ck?.step ?? null,
+      count: 0,
+    };
+    f.count += count;
+    this.counts.set(key, f);
+  }
+
+  /**
+   * An op that averages several small tensors at once (src/plan/chunks.ts) reports one count for
+   * all of them: its input range is read again and counted tensor by tensor with the engine's own
+   * count. Such an op spans a chunk at most, so this is a short read, and only where NaN or Inf
+   * was found. Should the input no longer hold what the engine saw, what is left is reported
+   * against the op's tensors as a whole.
+   */
+  private perTensor(c: PlanChunk, op: PlanMergeOp, input: number, count: number): { tensor: string; count: number }[] {
+    const inSize = floatSize(op.inDtype);
+    const outSize = floatSize(op.outDtype);
+    const range = op.inputs[input];
+    const out: { tensor: string; count: number }[] = [];
+    let left = count;
+    if (range) {
+      try {
+        const bytes = readRange(c.inputs[range.file] as string, range.offset, op.count * inSize);
+        const end = op.outOffset + op.count * outSize;
+        for (const t of this.tensorsFrom(c.outputs[op.outFile] as string, op.outOffset)) {
+          if (t.offset >= end) break;
+          const from = ((t.offset - op.outOffset) / outSize) * inSize;
+          const n = native().countNonfinite(bytes.subarray(from, from + (t.bytes / outSize) * inSize), op.inDtype);
+          if (n > 0) out.push({ tensor: t.name, count: n });
+          left -= n;
+        }
+      } catch {
+        // Counted below as the op's tensors as a whole.
+      }
+    }
+    if (left > 0 || out.length === 0) {
+      const others = (op.tensors ?? 1) - 1;
+      out.push({ tensor: `${op.tensor} or one of the ${others} tensor(s) after it`, count: Math.max(left, 0) || count });
+    }
+    return out;
+  }
+
+  /** The averaged tensors of output file `file` from offset `offset` on, in offset order. */
+  private *tensorsFrom(file: string, offset: number): Generator<PlanTensor> {
+    if (!this.placed) {
+      this.placed = new Map();
+      for (const t of this.plan.tensors) {
+        if (t.action !== 'merge' || t.bytes === 0) continue;
+        let list = this.placed.get(t.file);
+        if (!list) this.placed.set(t.file, (list = []));
+        list.push(t);
+      }
+      for (const list of this.placed.values()) list.sort((a, b) => a.offset - b.offset);
+    }
+    const list = this.placed.get(file) ?? [];
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((list[mid] as PlanTensor).offset < offset) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < list.length; i++) yield list[i] as PlanTensor;
   }
 
   get any(): boolean {

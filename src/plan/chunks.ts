@@ -1,7 +1,7 @@
 import { isFp8, type Fp8Tensor } from '../checkpoints/quantization.js';
 import { floatSize, type FloatDType } from '../dtypes.js';
 import type { Run } from './runs.js';
-import type { PlanChunk, PlanFp8Op, PlanInputRange, PlanOp, PlanTensor } from './types.js';
+import type { PlanChunk, PlanCopyOp, PlanFp8Op, PlanInputRange, PlanMergeOp, PlanOp, PlanTensor } from './types.js';
 
 export interface TensorSources {
   tensor: PlanTensor;
@@ -74,6 +74,17 @@ class ChunkBuilder {
     return i;
   }
 
+  /** The open chunk's last op, if any: the one a contiguous op may extend (see cutChunks). */
+  last(): PlanOp | undefined {
+    return this.cur.ops[this.cur.ops.length - 1];
+  }
+
+  /** Adds bytes of work to the open chunk without a new op (the last op was extended). */
+  grow(bytes: number): void {
+    this.cur.bytes += bytes;
+    if (this.cur.bytes >= this.limit) this.flush();
+  }
+
   add(op: PlanOp, bytes: number): void {
     this.cur.ops.push(op);
     this.cur.bytes += bytes;
@@ -90,14 +101,58 @@ class ChunkBuilder {
 }
 
 /**
+ * Whether `last` can take `n` more units (elements of a merge, bytes of a copy) that follow it in
+ * the output and in every input: the same kind and dtypes, the same files, no gap. Averaging
+ * elements does not depend on which tensor holds them, so one op then does the work of two.
+ */
+function follows(
+  last: PlanOp | undefined,
+  kind: 'merge' | 'copy',
+  outFile: number,
+  outOffset: number,
+  dtypes: { in: FloatDType; out: FloatDType } | null,
+  inputs: PlanInputRange[],
+): last is PlanMergeOp | PlanCopyOp {
+  if (last === undefined || last.kind !== kind || last.outFile !== outFile) return false;
+  let inBytes: number;
+  let outBytes: number;
+  if (last.kind === 'merge') {
+    if (dtypes === null || last.inDtype !== dtypes.in || last.outDtype !== dtypes.out) return false;
+    inBytes = last.count * floatSize(last.inDtype);
+    outBytes = last.count * floatSize(last.outDtype);
+  } else {
+    inBytes = outBytes = last.bytes;
+  }
+  if (last.outOffset + outBytes !== outOffset || last.inputs.length !== inputs.length) return false;
+  for (let k = 0; k < inputs.length; k++) {
+    const a = last.inputs[k] as PlanInputRange;
+    const b = inputs[k] as PlanInputRange;
+    if (a.file !== b.file || a.offset + inBytes !== b.offset) return false;
+  }
+  return true;
+}
+
+export interface CutOptions {
+  /**
+   * One op per tensor (or piece of a tensor), never one op for several: for `pma analyze`, whose
+   * statistics are per op. Default false.
+   */
+  opPerTensor?: boolean;
+}
+
+/**
  * Cuts the work into chunks of about `limit` bytes (read + written) and at most MAX_OPS_PER_CHUNK
  * ops. Large tensors are split on element boundaries, small ones share a chunk, so memory and
- * latency stay bounded whatever the model's size and the pool stays busy. Chunk boundaries never
- * change the result bytes. A chunk writes one output file (an FP8 weight's new scales are in its
- * shard): the parts of a merge split across machines own whole files, so each runs whole chunks.
+ * latency stay bounded whatever the model's size and the pool stays busy. Consecutive tensors
+ * that lie one after another in every input and in the output share one op (`tensors` says how
+ * many): a checkpoint of a million tiny tensors is a few ops, not a million objects to build,
+ * send to workers and run. Chunk boundaries and shared ops never change the result bytes. A chunk
+ * writes one output file (an FP8 weight's new scales are in its shard): the parts of a merge split
+ * across machines own whole files, so each runs whole chunks.
  */
-export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
+export function cutChunks(items: Iterable<TensorSources>, limit: number, options: CutOptions = {}): PlanChunk[] {
   const b = new ChunkBuilder(limit);
+  const share = options.opPerTensor !== true;
   for (const { tensor: t, sources, runs, fp8 } of items) {
     if (t.bytes === 0) continue;
     if (fp8) {
@@ -123,7 +178,16 @@ export function cutChunks(items: TensorSources[], limit: number): PlanChunk[] {
         }));
         const outFile = b.output(piece.out?.file ?? t.file);
         const outOffset = piece.out ? piece.out.offset + done * outSize : t.offset + (start + done) * outSize;
-        if (merge) {
+        // A tensor in pieces (a DCP tensor's runs, written over the newest checkpoint's) is left
+        // one op per piece: where its elements go is not one range of the output per tensor.
+        const last = share && runs === undefined ? b.last() : undefined;
+        const dtypes = merge ? { in: t.inDtype as FloatDType, out: t.outDtype as FloatDType } : null;
+        if (follows(last, merge ? 'merge' : 'copy', outFile, outOffset, dtypes, inputs)) {
+          if (last.kind === 'merge') last.count += n;
+          else last.bytes += n;
+          last.tensors = (last.tensors ?? 1) + 1;
+          b.grow(n * perUnit);
+        } else if (merge) {
           b.add(
             {
               kind: 'merge',

@@ -26,8 +26,8 @@ import { isTrainingState } from '../dcp/items.js';
 import { selectByTokens } from '../checkpoints/tokens.js';
 import { DTYPE_BITS, isAveraged, outputDtypeFor, type DType } from '../dtypes.js';
 import { PmaError } from '../errors.js';
-import { layoutFile, shardIndexJson, shardName, splitShards, type OutputTensorSpec } from '../safetensors/writer.js';
-import { cutChunks, type TensorSources } from './chunks.js';
+import { layoutTensors, shardIndexJson, shardName, splitShards } from '../safetensors/writer.js';
+import { cutChunks, type CutOptions, type TensorSources } from './chunks.js';
 import { assignFiles, describePart } from './parts.js';
 import { layoutDcpOutput } from './dcp-output.js';
 import { chunkSizeFor, resolvePlanOptions, type PlanOptions, type ResolvedPlanOptions } from './options.js';
@@ -209,8 +209,6 @@ function leaveOut(
   return { chosen, weights };
 }
 
-type Spec = OutputTensorSpec & { action: PlanTensor['action']; inDtype: DType; withPrevious?: boolean };
-
 /**
  * Which tensors are averaged: floating point ones and understood FP8 ones, as --average and
  * --exclude choose; never a tensor of a quantization scheme pma cannot average.
@@ -227,7 +225,11 @@ function averagedBy(o: ResolvedPlanOptions, quant?: Quantization): (t: LayoutTen
     !excluded(t.name);
 }
 
-/** The output files: the newest checkpoint's tensors (averaged ones in the output dtype), sharded and laid out. */
+/**
+ * The output files: the newest checkpoint's tensors (averaged ones in the output dtype), sharded
+ * and laid out. Each tensor is one object, made here as the plan keeps it and placed (`file`,
+ * `offset`) once its shard is laid out.
+ */
 function layoutOutput(
   newest: LoadedCheckpoint,
   o: ResolvedPlanOptions,
@@ -235,7 +237,8 @@ function layoutOutput(
   notes: string[],
 ): Pick<MergePlan, 'outputs' | 'tensors' | 'index'> {
   const averaged = averagedBy(o, quant);
-  const specs: Spec[] = [];
+  const specs: PlanTensor[] = [];
+  const tensor = (name: string, action: PlanTensor['action'], inDtype: DType, outDtype: DType, shape: number[], bytes: number): PlanTensor => ({ name, action, inDtype, outDtype, shape, file: '', offset: 0, bytes });
   for (const t of newest.contents.tensors) {
     const merge = averaged(t);
     // An FP8 tensor's scales are written by its ops when it is requantised (placed after it,
@@ -249,28 +252,11 @@ function layoutOutput(
         : outputDtypeFor(t.dtype as never, o.dtype)
       : t.dtype;
     const bytes = merge ? (elementCount(t.shape) * DTYPE_BITS[outDtype]) / 8 : t.bytes;
-    specs.push({
-      name: t.name,
-      dtype: outDtype,
-      inDtype: t.dtype,
-      shape: t.shape,
-      bytes,
-      action: merge ? 'merge' : 'copy',
-    });
+    specs.push(tensor(t.name, merge ? 'merge' : 'copy', t.dtype, outDtype, t.shape, bytes));
     // A requantised FP8 weight's new scales go into the weight's shard: its ops then write one file.
     const f = merge ? quant.fp8.get(t.name) : undefined;
     const scale = f?.scale && o.dtype === 'keep' ? newest.contents.byName.get(f.scale) : undefined;
-    if (scale) {
-      specs.push({
-        name: scale.name,
-        dtype: scale.dtype,
-        inDtype: scale.dtype,
-        shape: scale.shape,
-        bytes: scale.bytes,
-        action: 'scale',
-        withPrevious: true,
-      });
-    }
+    if (scale) specs.push(tensor(scale.name, 'scale', scale.dtype, scale.dtype, scale.shape, scale.bytes));
   }
   const groups = shardsFor(specs, o, notes);
   const sharded = groups.length > 1;
@@ -279,40 +265,30 @@ function layoutOutput(
   const weightMap = new Map<string, string>();
   for (const [i, group] of groups.entries()) {
     const name = sharded ? shardName(i, groups.length) : 'model.safetensors';
-    const layout = layoutFile(group);
-    outputs.push({
-      name,
-      size: layout.size,
-      header: layout.header.subarray(8).toString('utf8'),
-      tensors: group.length,
-      crcs: [],
-    });
+    const layout = layoutTensors(group, (t) => t.outDtype);
+    outputs.push({ name, size: layout.size, header: layout.json, tensors: group.length, crcs: [] });
     for (const k of layout.sequence) {
-      const s = group[k] as Spec;
-      tensors.push({
-        name: s.name,
-        action: s.action,
-        inDtype: s.inDtype,
-        outDtype: s.dtype,
-        shape: s.shape,
-        file: name,
-        offset: layout.at[k] as number,
-        bytes: s.bytes,
-      });
-      if (sharded) weightMap.set(s.name, name);
+      const t = group[k] as PlanTensor;
+      t.file = name;
+      t.offset = layout.at[k] as number;
+      tensors.push(t);
+      if (sharded) weightMap.set(t.name, name);
     }
   }
   const outputBytes = tensors.reduce((s, t) => s + t.bytes, 0);
   return { outputs, tensors, index: sharded ? shardIndexJson(outputBytes, weightMap) : null };
 }
 
+/** An FP8 weight's new scales stay in the weight's shard. */
+const isScale = (t: PlanTensor): boolean => t.action === 'scale';
+
 /**
  * The output's shards: at most --max-shard-size each. A merge in N parts with fewer shards than
  * parts, and no --max-shard-size asked for, is cut into shards of about 1/N of the output, so that
  * no part is left without files (a single-machine merge with that size writes the same bytes).
  */
-function shardsFor(specs: Spec[], o: ResolvedPlanOptions, notes: string[]): Spec[][] {
-  const groups = splitShards(specs, o.maxShardSize);
+function shardsFor(specs: PlanTensor[], o: ResolvedPlanOptions, notes: string[]): PlanTensor[][] {
+  const groups = splitShards(specs, o.maxShardSize, isScale);
   const n = o.part?.count ?? 1;
   if (n <= groups.length) return groups;
   if (o.maxShardSizeSet) {
@@ -322,7 +298,7 @@ function shardsFor(specs: Spec[], o: ResolvedPlanOptions, notes: string[]): Spec
     return groups;
   }
   const size = Math.ceil(specs.reduce((s, t) => s + t.bytes, 0) / n);
-  const finer = splitShards(specs, size);
+  const finer = splitShards(specs, size, isScale);
   notes.push(
     `the output is cut into ${finer.length} shards of at most ${size} bytes (--max-shard-size ${size}) so that each of the ${n} parts writes some${finer.length < n ? ` (tensors too large to share leave ${n - finer.length} part(s) without files)` : ''}`,
   );
@@ -333,8 +309,9 @@ function shardsFor(specs: Spec[], o: ResolvedPlanOptions, notes: string[]): Spec
 export async function planMerge(
   options: PlanOptions,
   exclude: ReadonlyMap<string, string> = new Map(),
+  cut: CutOptions = {},
 ): Promise<PlanResult> {
-  return planResolved(resolvePlanOptions(options), exclude);
+  return planResolved(resolvePlanOptions(options), exclude, cut);
 }
 
 /**
@@ -344,6 +321,7 @@ export async function planMerge(
 export async function planResolved(
   o: ResolvedPlanOptions,
   exclude: ReadonlyMap<string, string> = new Map(),
+  cut: CutOptions = {},
 ): Promise<PlanResult> {
   const selected = await selectInputs(o);
   const { chosen, weights: explicit } = leaveOut(selected.checkpoints, o.weights, exclude);
@@ -378,7 +356,7 @@ export async function planResolved(
   const layout =
     format === 'dcp' ? await dcpParts(cks, o, quant, notes) : await safetensorsParts(cks, o, quant, notes, warnings);
   const chunkSize = o.chunkSize ?? chunkSizeFor(layout.totals.inputBytes + layout.totals.outputBytes);
-  const chunks = cutChunks(layout.items, chunkSize);
+  const chunks = cutChunks(layout.items, chunkSize, cut);
 
   const plan: MergePlan = {
     version: 2,
@@ -422,23 +400,39 @@ export async function planResolved(
 
 /** What a format's layout contributes to the plan; `items` are cut into its chunks. */
 type Parts = Pick<MergePlan, 'outputs' | 'index' | 'tensors' | 'copyFiles' | 'writtenFiles' | 'totals'> & {
-  items: TensorSources[];
+  items: Iterable<TensorSources>;
 };
 
 /**
- * A tensor whose sources are looked up when its chunks are cut, not kept for every tensor at
- * once. A class, so the getter lives on the prototype: an object literal with a getter of its own
- * becomes a dictionary-mode object, hundreds of bytes and an allocation each, a million times
- * for a million tensors.
+ * What cutChunks cuts, made one tensor at a time as it asks: each tensor's sources are looked up
+ * then, not kept for every tensor at once (a million short-lived objects, not a million kept).
+ * Only FP8 weights look up their scales' output tensors: no map of every tensor otherwise.
  */
-class LocatedLater implements TensorSources {
-  constructor(
-    readonly tensor: PlanTensor,
-    private readonly cks: LoadedCheckpoint[],
-  ) {}
-
-  get sources(): { file: string; offset: number }[] {
-    return sourcesIn(this.cks, this.tensor.name);
+function* itemsOf(tensors: PlanTensor[], cks: LoadedCheckpoint[], quant: Quantization): Generator<TensorSources> {
+  const newest = cks[cks.length - 1] as LoadedCheckpoint;
+  let byName: Map<string, PlanTensor> | undefined;
+  for (const t of tensors) {
+    if (t.action === 'scale') continue; // written by its FP8 tensor's ops
+    const fp8 = t.action === 'merge' ? quant.fp8.get(t.name) : undefined;
+    if (fp8) {
+      byName ??= new Map(tensors.map((x) => [x.name, x]));
+      const out = fp8.scale === null ? undefined : byName.get(fp8.scale);
+      yield {
+        tensor: t,
+        sources: sourcesIn(cks, t.name),
+        fp8: {
+          info: fp8,
+          scaleSources: fp8.scale === null ? [] : sourcesIn(cks, fp8.scale),
+          scaleOut: out ? { file: out.file, offset: out.offset } : null,
+        },
+      };
+      continue;
+    }
+    const inputs = t.action === 'merge' ? cks : [newest];
+    const inPieces = inputs.some((c) => (c.contents.byName.get(t.name) as LayoutTensor).chunks);
+    // A tensor in DCP chunks (in any checkpoint): mapped onto runs across every layout.
+    if (inPieces) yield { tensor: t, sources: [], runs: runsAcross(t.name, t.shape, t.inDtype, inputs) };
+    else yield { tensor: t, sources: sourcesIn(cks, t.name) };
   }
 }
 
@@ -494,34 +488,7 @@ async function safetensorsParts(
       0,
     ) + copied.reduce((s, t) => s + t.bytes, 0);
 
-  // Sources are looked up as the chunks are cut, not kept for every tensor at once: on a
-  // 36k-tensor x 10-checkpoint plan that is a third of a million short-lived objects fewer.
-  // Only FP8 weights look up their scales' output tensors: no map of every tensor otherwise.
-  let byName: Map<string, PlanTensor> | undefined;
-  const items: TensorSources[] = [];
-  for (const t of tensors) {
-    if (t.action === 'scale') continue; // written by its FP8 tensor's ops
-    const fp8 = t.action === 'merge' ? quant.fp8.get(t.name) : undefined;
-    if (fp8) {
-      byName ??= new Map(tensors.map((x) => [x.name, x]));
-      const out = fp8.scale === null ? undefined : byName.get(fp8.scale);
-      items.push({
-        tensor: t,
-        sources: sourcesIn(cks, t.name),
-        fp8: {
-          info: fp8,
-          scaleSources: fp8.scale === null ? [] : sourcesIn(cks, fp8.scale),
-          scaleOut: out ? { file: out.file, offset: out.offset } : null,
-        },
-      });
-      continue;
-    }
-    const inputs = t.action === 'merge' ? cks : [newest];
-    const inPieces = inputs.some((c) => (c.contents.byName.get(t.name) as LayoutTensor).chunks);
-    // A tensor in DCP chunks (in any checkpoint): mapped onto runs across every layout.
-    if (inPieces) items.push({ tensor: t, sources: [], runs: runsAcross(t.name, t.shape, t.inDtype, inputs) });
-    else items.push(new LocatedLater(t, cks));
-  }
+  const items = itemsOf(tensors, cks, quant);
   return {
     outputs,
     index,

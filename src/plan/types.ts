@@ -26,7 +26,13 @@ export interface PlanInputRange {
 /** Averages `count` elements: one input range per checkpoint, oldest first. */
 export interface PlanMergeOp {
   kind: 'merge';
+  /** The (first) tensor the op writes: what errors name. */
   tensor: string;
+  /**
+   * Tensors the op covers when more than one: small tensors of the same dtypes that lie one after
+   * another in every input and in the output are averaged by one op (src/plan/chunks.ts).
+   */
+  tensors?: number;
   /** Index into PlanChunk.outputs, and the absolute offset in that file. */
   outFile: number;
   outOffset: number;
@@ -40,6 +46,8 @@ export interface PlanMergeOp {
 export interface PlanCopyOp {
   kind: 'copy';
   tensor: string;
+  /** Tensors the op covers when more than one (as a merge op's). */
+  tensors?: number;
   outFile: number;
   outOffset: number;
   bytes: number;

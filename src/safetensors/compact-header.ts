@@ -17,6 +17,7 @@ const CLOSE_BRACE = 125;
 const ZERO = 48;
 const NINE = 57;
 const SPACE = 32;
+const RECENT_SHAPES = 4;
 
 // Names that are array indices come first in an object's key order, so JSON.parse's reading
 // would put them first: a header with such names goes that way, to keep one order.
@@ -42,6 +43,16 @@ export function scanCompactHeader(text: string): { metadata: string | null; entr
   let metadata: string | null = null;
   const entries: RawEntry[] = [];
   const names = new Set<string>();
+  // Neighbours usually share a shape (a layer's experts, a million scalars): the entries share
+  // one array per shape among the last few seen, not one each. Shapes are never modified.
+  const recent: number[][] = [];
+  const dims: number[] = [];
+  const shared = (): number[] => {
+    for (const r of recent) if (r.length === dims.length && r.every((d, k) => d === dims[k])) return r;
+    const shape = dims.slice();
+    if (recent.unshift(shape) > RECENT_SHAPES) recent.pop();
+    return shape;
+  };
 
   /** The string whose opening quote is at i, or null; i moves past its closing quote. */
   const str = (): string | null => {
@@ -92,13 +103,13 @@ export function scanCompactHeader(text: string): { metadata: string | null; entr
         names.add(name);
         const dtype = str();
         if (dtype === null || !isDType(dtype) || !literal(',"shape":[')) return null;
-        const shape: number[] = [];
+        dims.length = 0;
         if (text.charCodeAt(i) === CLOSE_BRACKET) i++;
         else {
           for (;;) {
             const d = uint();
             if (d < 0) return null;
-            shape.push(d);
+            dims.push(d);
             const c = text.charCodeAt(i++);
             if (c === CLOSE_BRACKET) break;
             if (c !== COMMA) return null;
@@ -109,7 +120,7 @@ export function scanCompactHeader(text: string): { metadata: string | null; entr
         if (begin < 0 || !literal(',')) return null;
         const end = uint();
         if (end < 0 || !literal(']}')) return null;
-        entries.push({ name, dtype, shape, begin, end });
+        entries.push({ name, dtype, shape: shared(), begin, end });
       }
       const c = text.charCodeAt(i);
       if (c === CLOSE_BRACE) break;

@@ -10,8 +10,10 @@ export interface OutputTensorSpec {
 }
 
 export interface FileLayout {
-  /** The 8-byte length followed by the JSON header, padded with spaces to a multiple of 8. */
-  header: Buffer;
+  /** The JSON header as the file holds it after its 8-byte length: padded with spaces to a multiple of 8 bytes. */
+  json: string;
+  /** The 8-byte length followed by `json` (encoded on each access: the planner keeps the text). */
+  readonly header: Buffer;
   /** The file's total size. */
   size: number;
   /** Indices into the given tensors, in data order. */
@@ -25,6 +27,13 @@ export interface FileLayout {
 }
 
 /**
+ * Entries joined this many at a time: a piece is short-lived garbage while it is built, where a
+ * list of every entry's text (a million of them for a million tensors) lives until the end and is
+ * copied through the heap's generations on the way.
+ */
+const ENTRIES_PER_PIECE = 4096;
+
+/**
  * Lays out one safetensors file: tensors ordered by element width (widest first, stable), so
  * every tensor's data is aligned to its element size (the header is padded to 8), contiguous
  * offsets from 0, and `__metadata__` {"format": "pt"} as transformers expects.
@@ -33,51 +42,73 @@ export function layoutFile(
   tensors: OutputTensorSpec[],
   metadata: Record<string, string> = { format: 'pt' },
 ): FileLayout {
+  return layoutTensors(tensors, (t) => t.dtype, metadata);
+}
+
+/**
+ * layoutFile for tensors of any type, `dtypeOf` giving each one's dtype in the file: the planner
+ * lays out its own plan tensors, with no second object per tensor to describe them.
+ */
+export function layoutTensors<T extends Omit<OutputTensorSpec, 'dtype'>>(
+  tensors: T[],
+  dtypeOf: (t: T) => DType,
+  metadata: Record<string, string> = { format: 'pt' },
+): FileLayout {
   // Widest first, in their given order within a width: one bucket of indices per width, no sort.
   const buckets = new Map<number, number[]>();
   for (const [k, t] of tensors.entries()) {
-    const w = DTYPE_BITS[t.dtype];
+    const w = DTYPE_BITS[dtypeOf(t)];
     const b = buckets.get(w);
     if (b) b.push(k);
     else buckets.set(w, [k]);
   }
   const sequence = [...buckets.keys()].sort((a, b) => b - a).flatMap((w) => buckets.get(w) as number[]);
-  const rel = new Array<number>(tensors.length);
-  const entries: string[] = [];
+  const at = new Array<number>(tensors.length);
+  const pieces: string[] = [];
+  let piece: string[] = [];
   const indexNamed: [number, string][] = [];
   let pos = 0;
   for (const k of sequence) {
-    const t = tensors[k] as OutputTensorSpec;
-    const entry = `${JSON.stringify(t.name)}:{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${pos},${pos + t.bytes}]}`;
+    const t = tensors[k] as T;
+    const entry = `${JSON.stringify(t.name)}:{"dtype":${JSON.stringify(dtypeOf(t))},"shape":${JSON.stringify(t.shape)},"data_offsets":[${pos},${pos + t.bytes}]}`;
     if (ARRAY_INDEX.test(t.name) && Number(t.name) < 2 ** 32 - 1) indexNamed.push([Number(t.name), entry]);
-    else entries.push(entry);
-    rel[k] = pos;
+    else if (piece.push(entry) === ENTRIES_PER_PIECE) {
+      pieces.push(piece.join(','));
+      piece = [];
+    }
+    at[k] = pos;
     pos += t.bytes;
   }
+  if (piece.length > 0) pieces.push(piece.join(','));
   // The text JSON.stringify gives for an object of these entries, without building an object of a
   // million keys: its keys in insertion order, except that names which are array indices ("0",
-  // "17") come first in numeric order, as in any JavaScript object.
+  // "17") come first in numeric order, as in any JavaScript object. Measured piece by piece and
+  // joined once: a header of a million tensors is tens of MB, and each copy of it costs.
   indexNamed.sort((x, y) => x[0] - y[0]);
-  const all = [...indexNamed.map(([, e]) => e), `"__metadata__":${JSON.stringify(metadata)}`, ...entries];
-  const json = `{${all.join(',')}}`;
-  const jsonBytes = Buffer.byteLength(json);
-  const padded = jsonBytes + ((8 - (jsonBytes % 8)) % 8);
-  // One buffer, written in place: a header of a million tensors is tens of MB.
-  const header = Buffer.allocUnsafe(8 + padded);
-  header.writeBigUInt64LE(BigInt(padded), 0);
-  header.write(json, 8, 'utf8');
-  header.fill(0x20, 8 + jsonBytes);
-  const at = rel.map((r) => header.length + r);
+  const all = [...indexNamed.map(([, e]) => e), `"__metadata__":${JSON.stringify(metadata)}`, ...pieces];
+  let textBytes = 2 + all.length - 1;
+  for (const p of all) textBytes += Buffer.byteLength(p);
+  const padded = textBytes + ((8 - (textBytes % 8)) % 8);
+  all[0] = `{${all[0] as string}`;
+  all[all.length - 1] = `${all[all.length - 1] as string}}${' '.repeat(padded - textBytes)}`;
+  const json = all.join(',');
+  for (let k = 0; k < at.length; k++) at[k] = (at[k] as number) + 8 + padded;
   return {
-    header,
-    size: header.length + pos,
+    json,
+    get header() {
+      const header = Buffer.allocUnsafe(8 + padded);
+      header.writeBigUInt64LE(BigInt(padded), 0);
+      header.write(json, 8, 'utf8');
+      return header;
+    },
+    size: 8 + padded + pos,
     sequence,
     at,
     get offsets() {
       return new Map(tensors.map((t, k) => [t.name, at[k] as number]));
     },
     get order() {
-      return sequence.map((k) => (tensors[k] as OutputTensorSpec).name);
+      return sequence.map((k) => (tensors[k] as T).name);
     },
   };
 }
@@ -89,18 +120,19 @@ export function shardName(i: number, n: number): string {
 
 /**
  * Splits tensors, in order, into shards of at most maxBytes of tensor data (a tensor larger than
- * maxBytes gets a shard of its own), as Hugging Face's save_pretrained does.
+ * maxBytes gets a shard of its own), as Hugging Face's save_pretrained does. A tensor for which
+ * `withPrevious` holds (an FP8 weight's scales) stays in its predecessor's shard.
  */
-export function splitShards<T extends { bytes: number; withPrevious?: boolean }>(
+export function splitShards<T extends { bytes: number }>(
   tensors: T[],
   maxBytes: number,
+  withPrevious: (t: T) => boolean = () => false,
 ): T[][] {
   const shards: T[][] = [];
   let cur: T[] = [];
   let size = 0;
   for (const t of tensors) {
-    // A tensor `withPrevious` (an FP8 weight's scales) stays in its predecessor's shard.
-    if (cur.length > 0 && size + t.bytes > maxBytes && t.withPrevious !== true) {
+    if (cur.length > 0 && size + t.bytes > maxBytes && !withPrevious(t)) {
       shards.push(cur);
       cur = [];
       size = 0;

@@ -78,8 +78,9 @@ export function writeSafetensorsFile(
   const fd = openSync(path, 'w');
   try {
     let pos = 0;
-    let pending: Uint8Array[] = [layout.header];
-    let pendingBytes = layout.header.length;
+    const header = layout.header;
+    let pending: Uint8Array[] = [header];
+    let pendingBytes = header.length;
     const flush = () => {
       for (let done = 0; done < pendingBytes;) {
         const n = writevSync(fd, pending, pos + done);

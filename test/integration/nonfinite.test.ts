@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { merge } from '../../src/index.js';
+import { merge, plan } from '../../src/index.js';
 import { pma } from '../helpers/cli.js';
 import { rejected } from '../helpers/errors.js';
 import {
@@ -179,6 +179,59 @@ describe('--on-nonfinite', () => {
       const got = r.nonfinite.map((f) => [f.tensor, f.checkpoint, f.count]);
       expect(got.sort(order)).toEqual(expected.sort(order));
     }
+  });
+
+  it('names each tensor when one op averages many small ones', async () => {
+    // Small tensors back to back in every checkpoint share an op (src/plan/chunks.ts); what the
+    // engine finds in such an op is counted again tensor by tensor.
+    const dir = join(tmp, 'small-tensors');
+    const rand = rng(17);
+    const specs = [
+      ...Array.from({ length: 50 }, (_, i) => ({ name: `s.${String(i).padStart(2, '0')}`, dtype: 'BF16', size: 2 })),
+      ...Array.from({ length: 30 }, (_, i) => ({ name: `f.${String(i).padStart(2, '0')}`, dtype: 'F32', size: 4 })),
+    ];
+    const poisoned: Record<number, [string, number, number][]> = {
+      2: [
+        ['s.07', 1, 0x7fc1],
+        ['s.07', 6, 0xff80],
+        ['s.33', 0, 0x7f80],
+        ['f.04', 2, 0x7fc00000],
+      ],
+      3: [['s.49', 6, 0x7fc1]],
+    };
+    for (const step of [1, 2, 3]) {
+      const tensors = specs.map((t) => {
+        // Small finite values: the sign and exponent's top bit clear.
+        const data = Uint8Array.from({ length: 7 * t.size }, (_, b) =>
+          b % t.size === t.size - 1 ? Math.floor(rand() * 0x3f) : Math.floor(rand() * 256),
+        );
+        const view = new DataView(data.buffer);
+        for (const [name, at, bits] of poisoned[step] ?? []) {
+          if (name !== t.name) continue;
+          if (t.size === 2) view.setUint16(at * 2, bits, true);
+          else view.setUint32(at * 4, bits, true);
+        }
+        return { name: t.name, dtype: t.dtype, shape: [7], data };
+      });
+      writeSafetensors(join(dir, `step-${step}`, 'model.safetensors'), tensors);
+    }
+    const p = await plan({ inputs: dir });
+    const ops = p.chunks.flatMap((c) => c.ops);
+    expect(ops.length, 'the plan shares ops').toBeLessThan(specs.length / 10);
+    const want = [
+      ['f.04', 2, 1],
+      ['s.07', 2, 2],
+      ['s.33', 2, 1],
+      ['s.49', 3, 1],
+    ];
+    const order = (a: unknown[], b: unknown[]) => String(a).localeCompare(String(b));
+    for (const extra of [{}, { io: 'mmap' as const }, { threads: 1, chunkSize: 256 }]) {
+      const r = await merge({ inputs: dir, out: out(), onNonfinite: 'warn', ...extra });
+      expect(r.nonfinite.map((f) => [f.tensor, f.step, f.count]).sort(order)).toEqual(want);
+    }
+    const err = await rejected(merge({ inputs: dir, out: out() }));
+    expect(err.code).toBe('E_NONFINITE');
+    expect(err.message).toContain(`2 in s.07 of ${join(dir, 'step-2')}`);
   });
 
   it('a resumed merge keeps what the interrupted one found', async () => {

@@ -269,3 +269,104 @@ describe('cutChunks', () => {
     }
   });
 });
+
+/**
+ * Tensors laid out back to back everywhere: in the output file and in one file per checkpoint,
+ * as a run's checkpoints written by one trainer are. `gapAfter` leaves 8 bytes after a tensor in
+ * the middle checkpoint only.
+ */
+function contiguous(list: Spec[], gapAfter?: string): TensorSources[] {
+  let out = 64;
+  const at = Array.from({ length: CHECKPOINTS }, () => 128);
+  return list.map((s) => {
+    const merge = isAveraged(s.inDtype);
+    const outDtype = merge ? (s.outDtype ?? s.inDtype) : s.inDtype;
+    const elements = s.shape.reduce((a, b) => a * b, 1);
+    const bytes = (elements * DTYPE_BITS[outDtype]) / 8;
+    const inBytes = (elements * DTYPE_BITS[s.inDtype]) / 8;
+    const tensor: PlanTensor = {
+      name: s.name,
+      action: merge ? 'merge' : 'copy',
+      inDtype: s.inDtype,
+      outDtype,
+      shape: s.shape,
+      file: 'model.safetensors',
+      offset: out,
+      bytes,
+    };
+    out += bytes;
+    const sources = at.map((p, c) => {
+      at[c] = p + inBytes + (c === 1 && s.name === gapAfter ? 8 : 0);
+      return { file: `/ckpt-${c}/model.safetensors`, offset: p };
+    });
+    return { tensor, sources };
+  });
+}
+
+/** Tensors an op covers. */
+const covered = (o: PlanOp): number => (o.kind === 'fp8' ? 1 : (o.tensors ?? 1));
+
+describe('cutChunks: one op for consecutive tensors', () => {
+  const tiny: Spec[] = [
+    ...Array.from({ length: 6 }, (_, i) => ({ name: `a.${i}`, inDtype: 'BF16' as const, shape: [3] })),
+    { name: 'empty', inDtype: 'BF16', shape: [0] },
+    ...Array.from({ length: 4 }, (_, i) => ({ name: `b.${i}`, inDtype: 'BF16' as const, shape: [2, 2] })),
+    { name: 'steps', inDtype: 'I64', shape: [2] },
+    { name: 'ids', inDtype: 'I32', shape: [3] },
+    { name: 'w', inDtype: 'F32', outDtype: 'BF16', shape: [5] },
+    { name: 'v', inDtype: 'F32', outDtype: 'BF16', shape: [5] },
+    { name: 'u', inDtype: 'F16', shape: [5] },
+  ];
+
+  it('averages tensors that follow each other everywhere, of the same dtypes, with one op', () => {
+    const ops = cutChunks(contiguous(tiny), 1e6).flatMap((c) => c.ops);
+    expect(ops.map((o) => [o.kind, o.tensor, covered(o)])).toEqual([
+      ['merge', 'a.0', 10], // the empty tensor between them holds no bytes: no gap
+      ['copy', 'steps', 2],
+      ['merge', 'w', 2],
+      ['merge', 'u', 1],
+    ]);
+    expect(ops[0]).toMatchObject({ count: 6 * 3 + 4 * 4, outOffset: 64 });
+    expect(ops[1]).toMatchObject({ bytes: 16 + 12 });
+  });
+
+  it('starts a new op where any one checkpoint leaves a gap', () => {
+    const ops = cutChunks(contiguous(tiny, 'a.2'), 1e6).flatMap((c) => c.ops);
+    expect(ops.slice(0, 2).map((o) => [o.tensor, covered(o)])).toEqual([
+      ['a.0', 3],
+      ['a.3', 7],
+    ]);
+  });
+
+  it('gives one op per tensor when asked (pma analyze), and the same bytes either way', () => {
+    const items = contiguous(tiny);
+    const per = cutChunks(items, 1e6, { opPerTensor: true }).flatMap((c) => c.ops);
+    expect(per.map((o) => o.tensor)).toEqual(tiny.map((s) => s.name).filter((n) => n !== 'empty'));
+    expect(per.every((o) => o.kind === 'fp8' || o.tensors === undefined)).toBe(true);
+    // Each limit: the shared ops write exactly the ranges the per-tensor ops write, and read the
+    // same ranges of every input.
+    const ranges = (chunks: PlanChunk[]) =>
+      chunks
+        .flatMap((c) =>
+          c.ops.flatMap((o) => {
+            if (o.kind === 'fp8') throw new Error('no FP8 here');
+            const units = o.kind === 'merge' ? o.count : o.bytes;
+            const inSize = o.kind === 'merge' ? DTYPE_BITS[o.inDtype] / 8 : 1;
+            const outSize = o.kind === 'merge' ? DTYPE_BITS[o.outDtype] / 8 : 1;
+            return Array.from({ length: units }, (_, e) => [
+              o.outOffset + e * outSize,
+              ...o.inputs.map((r) => `${c.inputs[r.file]}@${r.offset + e * inSize}`),
+            ]);
+          }),
+        )
+        .map((x) => x.join(' '))
+        .sort();
+    for (const limit of [1, 9, 40, 1e6]) {
+      const shared = cutChunks(items, limit);
+      const per = cutChunks(items, limit, { opPerTensor: true });
+      expect(ranges(shared)).toEqual(ranges(per));
+      // The same work in chunks of the same bytes: sharing an op never moves a chunk's boundary.
+      expect(shared.map((c) => c.bytes)).toEqual(per.map((c) => c.bytes));
+    }
+  });
+});

@@ -101,3 +101,18 @@ describe('scanCompactHeader', () => {
     expect(scanCompactHeader(text)).toBeNull();
   });
 });
+
+describe('scanCompactHeader: shapes', () => {
+  it('gives each entry its own shape, one array for equal neighbours', () => {
+    // Shapes that repeat in a pattern (a layer's three expert weights), and ones that only look alike.
+    const shapes = [[2, 3], [3, 2], [6], [2, 3], [3, 2], [6], [], [1], [], [6, 1], [6], [1, 6], [2, 3]];
+    const specs = shapes.map((s, i) => spec(`t.${String(i).padStart(2, '0')}`, 'F32', s));
+    const got = scanCompactHeader(textOf(specs))?.entries ?? [];
+    expect(got.map((e) => e.shape)).toEqual(shapes);
+    const at = (k: number) => (got[k] as { shape: number[] }).shape;
+    expect(at(3)).toBe(at(0));
+    expect(at(5)).toBe(at(2));
+    expect(at(8)).toBe(at(6));
+    expect(at(1)).not.toBe(at(0));
+  });
+});
