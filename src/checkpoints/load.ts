@@ -1,6 +1,6 @@
 import { PmaError } from '../errors.js';
 import { readHeader, type HeaderCache, type SafetensorsHeader } from '../safetensors/header.js';
-import { readShardIndex, shardPath, type ShardIndex } from '../safetensors/shard-index.js';
+import { readShardIndex, shardPath, type ShardIndex, type ShardIndexCache } from '../safetensors/shard-index.js';
 import type { CheckpointContents, LayoutTensor } from './contents.js';
 import { loadDcp } from './dcp.js';
 import type { CheckpointRef } from './discover.js';
@@ -17,7 +17,7 @@ export type { CheckpointContents, LayoutTensor, LocatedChunk } from './contents.
 /** Parsed headers, indexes and layouts of one planning session, shared across its checkpoints. */
 export class LoadCache {
   readonly headers: HeaderCache = new Map();
-  readonly indexes = new Map<string, Omit<ShardIndex, 'path'>>();
+  readonly indexes: ShardIndexCache = new Map();
   private readonly layouts = new Map<string, CheckpointContents>();
   private readonly ids = new Map<object, number>();
 

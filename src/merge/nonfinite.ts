@@ -22,7 +22,7 @@ function readRange(path: string, offset: number, length: number): Buffer {
   const buf = Buffer.alloc(length);
   const fd = openSync(path, 'r');
   try {
-    for (let got = 0; got < length; ) {
+    for (let got = 0; got < length;) {
       const n = readSync(fd, buf, got, length - got, offset + got);
       if (n === 0) throw new Error(`${path} ends before byte ${offset + length}`);
       got += n;
@@ -96,7 +96,10 @@ export class NonFiniteLog {
     }
     if (left > 0 || out.length === 0) {
       const others = (op.tensors ?? 1) - 1;
-      out.push({ tensor: `${op.tensor} or one of the ${others} tensor(s) after it`, count: Math.max(left, 0) || count });
+      out.push({
+        tensor: `${op.tensor} or one of the ${others} tensor(s) after it`,
+        count: Math.max(left, 0) || count,
+      });
     }
     return out;
   }

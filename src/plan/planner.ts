@@ -238,7 +238,14 @@ function layoutOutput(
 ): Pick<MergePlan, 'outputs' | 'tensors' | 'index'> {
   const averaged = averagedBy(o, quant);
   const specs: PlanTensor[] = [];
-  const tensor = (name: string, action: PlanTensor['action'], inDtype: DType, outDtype: DType, shape: number[], bytes: number): PlanTensor => ({ name, action, inDtype, outDtype, shape, file: '', offset: 0, bytes });
+  const tensor = (
+    name: string,
+    action: PlanTensor['action'],
+    inDtype: DType,
+    outDtype: DType,
+    shape: number[],
+    bytes: number,
+  ): PlanTensor => ({ name, action, inDtype, outDtype, shape, file: '', offset: 0, bytes });
   for (const t of newest.contents.tensors) {
     const merge = averaged(t);
     // An FP8 tensor's scales are written by its ops when it is requantised (placed after it,
@@ -411,6 +418,7 @@ type Parts = Pick<MergePlan, 'outputs' | 'index' | 'tensors' | 'copyFiles' | 'wr
 function* itemsOf(tensors: PlanTensor[], cks: LoadedCheckpoint[], quant: Quantization): Generator<TensorSources> {
   const newest = cks[cks.length - 1] as LoadedCheckpoint;
   let byName: Map<string, PlanTensor> | undefined;
+  const found = new Array<LayoutTensor | undefined>(cks.length);
   for (const t of tensors) {
     if (t.action === 'scale') continue; // written by its FP8 tensor's ops
     const fp8 = t.action === 'merge' ? quant.fp8.get(t.name) : undefined;
@@ -428,11 +436,19 @@ function* itemsOf(tensors: PlanTensor[], cks: LoadedCheckpoint[], quant: Quantiz
       };
       continue;
     }
-    const inputs = t.action === 'merge' ? cks : [newest];
-    const inPieces = inputs.some((c) => (c.contents.byName.get(t.name) as LayoutTensor).chunks);
-    // A tensor in DCP chunks (in any checkpoint): mapped onto runs across every layout.
-    if (inPieces) yield { tensor: t, sources: [], runs: runsAcross(t.name, t.shape, t.inDtype, inputs) };
-    else yield { tensor: t, sources: sourcesIn(cks, t.name) };
+    // Looked up once per layout: checkpoints with identical headers share one (src/checkpoints/load.ts).
+    for (let k = 0; k < cks.length; k++) {
+      const contents = (cks[k] as LoadedCheckpoint).contents;
+      found[k] =
+        k > 0 && contents === (cks[k - 1] as LoadedCheckpoint).contents ? found[k - 1] : contents.byName.get(t.name);
+    }
+    // A tensor in DCP chunks (in any checkpoint it is read from): mapped onto runs across every layout.
+    const merge = t.action === 'merge';
+    if (merge ? found.some((l) => l?.chunks) : found[cks.length - 1]?.chunks) {
+      yield { tensor: t, sources: [], runs: runsAcross(t.name, t.shape, t.inDtype, merge ? cks : [newest]) };
+    } else {
+      yield { tensor: t, sources: cks.map((c, k) => locate(c, found[k] as LayoutTensor)) };
+    }
   }
 }
 

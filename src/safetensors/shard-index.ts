@@ -1,10 +1,12 @@
-import { open } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import { fsError } from '../errors.js';
 import { withReadSlot } from '../util/read-slots.js';
 import { formatError } from './format-error.js';
-import { bytesKey, duplicateKeyOf } from './json-keys.js';
+import { scanWeightMap } from './index-scan.js';
+import { duplicateKeyOf } from './json-keys.js';
 
 export const INDEX_NAME = 'model.safetensors.index.json';
 
@@ -18,42 +20,92 @@ export interface ShardIndex {
 
 const bad = formatError;
 
-/** Reads a model.safetensors.index.json; checking it against the shards is done by the loader. */
-export async function readShardIndex(path: string, cache?: Map<string, Omit<ShardIndex, 'path'>>): Promise<ShardIndex> {
-  return withReadSlot(async (buffer) => {
-    let fh;
-    let bytes: Buffer;
-    try {
-      fh = await open(path, 'r');
-      const { size } = await fh.stat();
-      bytes = buffer(size).subarray(0, size);
-      let got = 0;
-      while (got < size) {
-        const { bytesRead } = await fh.read(bytes, got, size - got, got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      bytes = bytes.subarray(0, got);
-    } catch (e) {
-      throw fsError(e, 'cannot read shard index', path);
-    } finally {
-      await fh?.close().catch(() => {});
+/**
+ * Parsed indexes by the SHA-256 of their bytes: the indexes of a run's checkpoints are usually
+ * the same bytes. A promise, so that checkpoints read at once wait for the one parse.
+ */
+export type ShardIndexCache = Map<string, Promise<Omit<ShardIndex, 'path'>>>;
+
+/** Bytes hashed at a time: an index found in the cache is never held whole in memory. */
+const HASH_BLOCK = 256 * 1024;
+
+/**
+ * Reads a model.safetensors.index.json; checking it against the shards is done by the loader.
+ * With a cache, the file is first hashed in blocks: the nine indexes of ten checkpoints that
+ * repeat the first are never read into a buffer of their own (a 200B MoE's index is 3 MB, and
+ * fresh memory costs a page fault per 4 KiB).
+ */
+export async function readShardIndex(path: string, cache?: ShardIndexCache): Promise<ShardIndex> {
+  if (!cache)
+    return { path, ...(await withReadSlot(async (buffer) => parseShardIndex(path, await readAll(path, buffer)))) };
+  const key = await withReadSlot((buffer) => hashOf(path, buffer(HASH_BLOCK).subarray(0, HASH_BLOCK)));
+  let parsed = cache.get(key);
+  if (!parsed) {
+    parsed = withReadSlot(async (buffer) => parseShardIndex(path, await readAll(path, buffer)));
+    cache.set(key, parsed);
+  }
+  return { path, ...(await parsed) };
+}
+
+/** Opens `path` and runs `use` on it, any failure worded as the index's. */
+async function withFile<T>(path: string, use: (fh: FileHandle) => Promise<T>): Promise<T> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, 'r');
+    return await use(fh);
+  } catch (e) {
+    throw fsError(e, 'cannot read shard index', path);
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+/** The cache key of a file's bytes (bytesKey's), read through `block`. */
+function hashOf(path: string, block: Buffer): Promise<string> {
+  return withFile(path, async (fh) => {
+    const hash = createHash('sha256');
+    for (let at = 0; ;) {
+      const { bytesRead } = await fh.read(block, 0, block.length, at);
+      if (bytesRead === 0) break;
+      hash.update(block.subarray(0, bytesRead));
+      at += bytesRead;
     }
-    // From here on synchronous: the first of several checkpoints with the same index bytes parses
-    // it and fills the cache before any other gets here.
-    return parseShardIndex(path, bytes, cache);
+    return hash.digest('base64');
   });
 }
 
-/**
- * Keyed by the bytes' hash: the indexes of a run's checkpoints are usually the same bytes, and
- * then they are hashed (in a reused buffer) and not even decoded.
- */
-function parseShardIndex(path: string, bytes: Buffer, cache?: Map<string, Omit<ShardIndex, 'path'>>): ShardIndex {
-  const key = cache ? bytesKey(bytes) : '';
-  const known = cache?.get(key);
-  if (known) return { path, ...known };
+/** The whole file, in a buffer of the read slot (valid until the slot's callback settles). */
+function readAll(path: string, buffer: (n: number) => Buffer): Promise<Buffer> {
+  return withFile(path, async (fh) => {
+    const { size } = await fh.stat();
+    const bytes = buffer(size).subarray(0, size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(bytes, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return bytes.subarray(0, got);
+  });
+}
+
+/** The weight map and shard list of an index's bytes. */
+function parseShardIndex(path: string, bytes: Buffer): Omit<ShardIndex, 'path'> {
   const text = bytes.toString('utf8');
+  const weightMap = scanWeightMap(text) ?? weightMapOf(path, text);
+  // Each shard's name checked once: the map holds one string per shard.
+  const shards = [...new Set(weightMap.values())].sort();
+  for (const file of shards) {
+    if (file === '' || file.includes('/') || file.includes('\\') || file === '.' || file === '..') {
+      const name = [...weightMap].find(([, f]) => f === file)?.[0];
+      throw bad(path, `weight_map names ${JSON.stringify(file)}, not a shard file name in ${dirname(path)}`, name);
+    }
+  }
+  return { weightMap, shards };
+}
+
+/** The weight_map of any index JSON.parse accepts, or the error that words what is wrong. */
+function weightMapOf(path: string, text: string): Map<string, string> {
   let root: unknown;
   try {
     root = JSON.parse(text);
@@ -72,21 +124,12 @@ function parseShardIndex(path: string, bytes: Buffer, cache?: Map<string, Omit<S
     throw bad(path, 'weight_map is missing or not an object');
   const weightMap = new Map<string, string>();
   for (const [name, file] of Object.entries(wm as Record<string, unknown>)) {
-    if (
-      typeof file !== 'string' ||
-      file === '' ||
-      file.includes('/') ||
-      file.includes('\\') ||
-      file === '.' ||
-      file === '..'
-    ) {
+    if (typeof file !== 'string') {
       throw bad(path, `weight_map names ${JSON.stringify(file)}, not a shard file name in ${dirname(path)}`, name);
     }
     weightMap.set(name, file);
   }
-  const shards = [...new Set(weightMap.values())].sort();
-  cache?.set(key, { weightMap, shards });
-  return { path, weightMap, shards };
+  return weightMap;
 }
 
 export function shardPath(index: ShardIndex, shard: string): string {

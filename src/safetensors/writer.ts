@@ -68,9 +68,20 @@ export function layoutTensors<T extends Omit<OutputTensorSpec, 'dtype'>>(
   let piece: string[] = [];
   const indexNamed: [number, string][] = [];
   let pos = 0;
+  // The text between a name and its offsets, made again only when the dtype or the shape array
+  // changes: neighbours often share both (the header scanner shares equal shapes' arrays).
+  let dtype: DType | null = null;
+  let shape: number[] | null = null;
+  let middle = '';
   for (const k of sequence) {
     const t = tensors[k] as T;
-    const entry = `${JSON.stringify(t.name)}:{"dtype":${JSON.stringify(dtypeOf(t))},"shape":${JSON.stringify(t.shape)},"data_offsets":[${pos},${pos + t.bytes}]}`;
+    const d = dtypeOf(t);
+    if (d !== dtype || t.shape !== shape) {
+      dtype = d;
+      shape = t.shape;
+      middle = `:{"dtype":${JSON.stringify(d)},"shape":${JSON.stringify(shape)},"data_offsets":[`;
+    }
+    const entry = `${JSON.stringify(t.name)}${middle}${pos},${pos + t.bytes}]}`;
     if (ARRAY_INDEX.test(t.name) && Number(t.name) < 2 ** 32 - 1) indexNamed.push([Number(t.name), entry]);
     else if (piece.push(entry) === ENTRIES_PER_PIECE) {
       pieces.push(piece.join(','));
