@@ -6,8 +6,8 @@ export interface LayoutTensor {
   name: string;
   dtype: DType;
   shape: number[];
-  /** Index into LoadedCheckpoint.files. */
-  shard: number;
+  /** Index into LoadedCheckpoint.files; absent: the first (a single-file checkpoint's header entries as they are). */
+  shard?: number;
   /** Offset in the shard's data buffer (add the file's dataStart for the absolute offset). */
   begin: number;
   bytes: number;
@@ -35,6 +35,6 @@ export interface LocatedChunk {
 export interface CheckpointContents {
   /** In file order, then data order. */
   tensors: LayoutTensor[];
-  byName: Map<string, LayoutTensor>;
+  byName: ReadonlyMap<string, LayoutTensor>;
   totalBytes: number;
 }

@@ -47,7 +47,7 @@ export class LoadCache {
 
 /** Absolute location of a layout tensor in one checkpoint. */
 export function locate(ck: LoadedCheckpoint, t: LayoutTensor): { file: string; offset: number } {
-  const f = ck.files[t.shard] as LoadedCheckpoint['files'][number];
+  const f = ck.files[t.shard ?? 0] as LoadedCheckpoint['files'][number];
   return { file: f.path, offset: f.dataStart + t.begin };
 }
 
@@ -69,7 +69,7 @@ function shardTensors(h: SafetensorsHeader, shard: number): LayoutTensor[] {
     shape: t.shape,
     shard,
     begin: t.begin,
-    bytes: t.end - t.begin,
+    bytes: t.bytes,
   }));
 }
 
@@ -130,7 +130,12 @@ export async function loadCheckpoint(
   if (ref.layout.kind === 'single') {
     const h = await readHeader(ref.layout.file, cache.headers);
     headers = [h];
-    contents = cache.layout(cache.key([h.tensors]), () => makeLayout(shardTensors(h, 0)));
+    // The header's own entries and map: a header entry is a layout tensor of the first file.
+    contents = cache.layout(cache.key([h.tensors]), () => ({
+      tensors: h.tensors,
+      byName: h.byName,
+      totalBytes: h.tensors.reduce((s, t) => s + t.bytes, 0),
+    }));
   } else {
     const index = await readShardIndex(ref.layout.index, cache.indexes);
     headers = await Promise.all(index.shards.map((s) => readHeader(shardPath(index, s), cache.headers)));

@@ -7,6 +7,7 @@ export interface RawEntry {
   shape: number[];
   begin: number;
   end: number;
+  bytes: number;
 }
 
 const QUOTE = 34;
@@ -35,14 +36,17 @@ const CONTROL = /[\u0000-\u001f]/;
  * read by JSON.parse, which gives the same result or the error it words: a shortcut, never a
  * second judge of validity.
  */
-export function scanCompactHeader(text: string): { metadata: string | null; entries: RawEntry[] } | null {
+export function scanCompactHeader(
+  text: string,
+): { metadata: string | null; entries: RawEntry[]; byName: Map<string, RawEntry> } | null {
   const n = text.length;
   // No escapes and no control characters: every string ends at the next quote.
   if (text.charCodeAt(0) !== OPEN_BRACE || text.includes('\\') || CONTROL.test(text)) return null;
   let i = 1;
   let metadata: string | null = null;
   const entries: RawEntry[] = [];
-  const names = new Set<string>();
+  // The entries by name, which also finds a name given twice.
+  const byName = new Map<string, RawEntry>();
   // Neighbours usually share a shape (a layer's experts, a million scalars): the entries share
   // one array per shape among the last few seen, not one each. Shapes are never modified.
   const recent: number[][] = [];
@@ -99,8 +103,7 @@ export function scanCompactHeader(text: string): { metadata: string | null; entr
         if (!literal('}')) return null;
         metadata = text.slice(start, i);
       } else {
-        if (names.has(name) || STARTS_WITH_DIGIT.test(name) || !literal('{"dtype":')) return null;
-        names.add(name);
+        if (byName.has(name) || STARTS_WITH_DIGIT.test(name) || !literal('{"dtype":')) return null;
         const dtype = str();
         if (dtype === null || !isDType(dtype) || !literal(',"shape":[')) return null;
         dims.length = 0;
@@ -120,7 +123,9 @@ export function scanCompactHeader(text: string): { metadata: string | null; entr
         if (begin < 0 || !literal(',')) return null;
         const end = uint();
         if (end < 0 || !literal(']}')) return null;
-        entries.push({ name, dtype, shape: shared(), begin, end });
+        const entry = { name, dtype, shape: shared(), begin, end, bytes: end - begin };
+        entries.push(entry);
+        byName.set(name, entry);
       }
       const c = text.charCodeAt(i);
       if (c === CLOSE_BRACE) break;
@@ -131,5 +136,5 @@ export function scanCompactHeader(text: string): { metadata: string | null; entr
   i++;
   // The padding the format allows after the JSON: spaces only.
   for (; i < n; i++) if (text.charCodeAt(i) !== SPACE) return null;
-  return { metadata, entries };
+  return { metadata, entries, byName };
 }

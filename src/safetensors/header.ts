@@ -17,6 +17,8 @@ export interface TensorEntry {
   /** Byte range relative to the start of the data buffer. */
   begin: number;
   end: number;
+  /** end - begin. */
+  bytes: number;
 }
 
 export interface SafetensorsHeader {
@@ -27,6 +29,8 @@ export interface SafetensorsHeader {
   metadata: Record<string, string> | null;
   /** In data-offset order. */
   tensors: TensorEntry[];
+  /** The same entries by name. */
+  byName: ReadonlyMap<string, TensorEntry>;
 }
 
 const bad = formatError;
@@ -50,7 +54,8 @@ function parseEntry(path: string, name: string, v: unknown): TensorEntry {
   if (!Array.isArray(off) || off.length !== 2 || !off.every(isUsize)) {
     throw bad(path, 'data_offsets must be two non-negative integers', name);
   }
-  return { name, dtype: o.dtype, shape: o.shape, begin: off[0] as number, end: off[1] as number };
+  const [begin, end] = off as [number, number];
+  return { name, dtype: o.dtype, shape: o.shape, begin, end, bytes: end - begin };
 }
 
 /**
@@ -90,6 +95,7 @@ export interface HeaderBody {
   metadata: Record<string, string> | null;
   /** In data-offset order. */
   tensors: TensorEntry[];
+  byName: ReadonlyMap<string, TensorEntry>;
   /** Bytes of the data buffer the header describes. */
   dataLength: number;
 }
@@ -105,7 +111,7 @@ export type HeaderCache = Map<string, HeaderBody>;
 function parseJsonBody(
   path: string,
   text: string,
-): { metadata: Record<string, string> | null; tensors: TensorEntry[] } {
+): { metadata: Record<string, string> | null; tensors: TensorEntry[]; byName: Map<string, TensorEntry> } {
   let root: unknown;
   try {
     root = JSON.parse(text);
@@ -141,15 +147,16 @@ function parseJsonBody(
     }
     tensors.push(parseEntry(path, name, v));
   }
-  return { metadata, tensors };
+  return { metadata, tensors, byName: new Map(tensors.map((t) => [t.name, t])) };
 }
 
 function parseBody(path: string, text: string): HeaderBody {
   const compact = scanCompactHeader(text);
-  const { metadata, tensors } = compact
+  const { metadata, tensors, byName } = compact
     ? {
         metadata: compact.metadata === null ? null : (JSON.parse(compact.metadata) as Record<string, string>),
         tensors: compact.entries,
+        byName: compact.byName,
       }
     : parseJsonBody(path, text);
   tensors.sort((a, b) => a.begin - b.begin || a.end - b.end);
@@ -176,7 +183,7 @@ function parseBody(path: string, text: string): HeaderBody {
     }
     expected = t.end;
   }
-  return { metadata, tensors, dataLength: expected };
+  return { metadata, tensors, byName, dataLength: expected };
 }
 
 /**
@@ -217,7 +224,7 @@ export function parseHeader(path: string, json: Uint8Array, fileSize: number, ca
   if (dataEnd < fileSize) {
     throw bad(path, `${fileSize - dataEnd} trailing bytes after the last tensor (the data buffer must end the file)`);
   }
-  return { path, fileSize, dataStart, metadata: body.metadata, tensors: body.tensors };
+  return { path, fileSize, dataStart, metadata: body.metadata, tensors: body.tensors, byName: body.byName };
 }
 
 /** Reads and validates the header of a safetensors file; reads nothing of the data buffer. *

@@ -20,7 +20,8 @@ function viaJson(text: string) {
     .filter((k) => k !== '__metadata__')
     .map((name) => {
       const v = root[name] as (typeof root)[string];
-      return { name, dtype: v.dtype, shape: v.shape, begin: v.data_offsets[0], end: v.data_offsets[1] };
+      const [begin, end] = v.data_offsets as [number, number];
+      return { name, dtype: v.dtype, shape: v.shape, begin, end, bytes: end - begin };
     });
   return { metadata: (root.__metadata__ as unknown) ?? null, entries };
 }
@@ -42,6 +43,9 @@ describe('scanCompactHeader', () => {
       expect(got).not.toBeNull();
       const want = viaJson(text);
       expect(got?.entries).toEqual(want.entries);
+      // The map holds the very entries, by name.
+      expect([...(got?.byName ?? [])]).toEqual((got?.entries ?? []).map((e) => [e.name, e]));
+      for (const e of got?.entries ?? []) expect(got?.byName.get(e.name)).toBe(e);
       expect(JSON.parse(got?.metadata as string)).toEqual(want.metadata);
     }
   });
@@ -69,7 +73,7 @@ describe('scanCompactHeader', () => {
   });
 
   it('reads an empty header and trailing padding', () => {
-    expect(scanCompactHeader('{}')).toEqual({ metadata: null, entries: [] });
+    expect(scanCompactHeader('{}')).toEqual({ metadata: null, entries: [], byName: new Map() });
     expect(scanCompactHeader('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}    ')?.entries).toHaveLength(1);
   });
 

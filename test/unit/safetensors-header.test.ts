@@ -376,9 +376,18 @@ describe('parseHeader: accepted headers', () => {
     const json = ` \n\t ${JSON.stringify({ a: f32([2], 0) })} \t\n  `;
     const path = writeRaw(json, 8);
     const h = await accept(path);
-    expect(h.tensors).toEqual([{ name: 'a', dtype: 'F32', shape: [2], begin: 0, end: 8 }]);
+    expect(h.tensors).toEqual([{ name: 'a', dtype: 'F32', shape: [2], begin: 0, end: 8, bytes: 8 }]);
     expect(h.dataStart).toBe(8 + Buffer.byteLength(json));
     expect(h.fileSize).toBe(8 + Buffer.byteLength(json) + 8);
+  });
+
+  it('gives the entries by name too, read either way (compact, or through JSON.parse)', async () => {
+    const obj = { b: f32([2], 0), a: f32([1], 8) };
+    for (const json of [JSON.stringify(obj), JSON.stringify(obj, null, 1)]) {
+      const h = await accept(writeRaw(json, 12));
+      expect([...h.byName.keys()].sort()).toEqual(['a', 'b']);
+      for (const t of h.tensors) expect(h.byName.get(t.name)).toBe(t);
+    }
   });
 
   it('accepts a header not padded to a multiple of 8', async () => {
@@ -406,12 +415,12 @@ describe('parseHeader: accepted headers', () => {
 
   it('accepts a 0-dim scalar (shape [])', async () => {
     const h = await accept(writeHeader({ s: { dtype: 'F32', shape: [], data_offsets: [0, 4] } }, 4));
-    expect(h.tensors).toEqual([{ name: 's', dtype: 'F32', shape: [], begin: 0, end: 4 }]);
+    expect(h.tensors).toEqual([{ name: 's', dtype: 'F32', shape: [], begin: 0, end: 4, bytes: 4 }]);
   });
 
   it('accepts an empty tensor (shape [0, 16])', async () => {
     const h = await accept(writeHeader({ e: { dtype: 'BF16', shape: [0, 16], data_offsets: [0, 0] } }));
-    expect(h.tensors).toEqual([{ name: 'e', dtype: 'BF16', shape: [0, 16], begin: 0, end: 0 }]);
+    expect(h.tensors).toEqual([{ name: 'e', dtype: 'BF16', shape: [0, 16], begin: 0, end: 0, bytes: 0 }]);
   });
 
   it('accepts empty tensors among non-empty ones', async () => {
@@ -450,7 +459,7 @@ describe('parseHeader: accepted headers', () => {
     const bytes = (8 * DTYPE_BITS[dtype]) / 8;
     const path = writeHeader({ t: { dtype, shape, data_offsets: [0, bytes] } }, bytes);
     const h = await accept(path);
-    expect(h.tensors).toEqual([{ name: 't', dtype, shape, begin: 0, end: bytes }]);
+    expect(h.tensors).toEqual([{ name: 't', dtype, shape, begin: 0, end: bytes, bytes }]);
   });
 
   it('accepts every dtype together in one file', async () => {
@@ -478,7 +487,7 @@ describe('parseHeader called directly', () => {
   it('checks the data buffer against the fileSize it is given', () => {
     const json = enc('{"a":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}}');
     const ok = parseHeader('/x/a.safetensors', json, 8 + json.length + 3);
-    expect(ok.tensors).toEqual([{ name: 'a', dtype: 'U8', shape: [3], begin: 0, end: 3 }]);
+    expect(ok.tensors).toEqual([{ name: 'a', dtype: 'U8', shape: [3], begin: 0, end: 3, bytes: 3 }]);
     expect(ok.dataStart).toBe(8 + json.length);
 
     let err: unknown;
