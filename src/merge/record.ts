@@ -21,8 +21,8 @@ export function provenance(p: MergePlan, engine: Engine, commandLine: string[] |
       step: c.step,
       ...(c.tokens === null ? {} : { tokens: c.tokens }),
     })),
-    inputDtypes: countBy(p.tensors.map((t) => t.inDtype)),
-    outputDtypes: countBy(p.tensors.map((t) => t.outDtype)),
+    inputDtypes: countBy(p.tensors, (t) => t.inDtype),
+    outputDtypes: countBy(p.tensors, (t) => t.outDtype),
     outputs: p.outputs.map((f) => ({ name: f.name, size: f.size })),
     tensors: { merged: p.totals.merged, copied: p.totals.copied },
     ...(p.quantization ? { quantization: p.quantization } : {}),
@@ -31,9 +31,9 @@ export function provenance(p: MergePlan, engine: Engine, commandLine: string[] |
   };
 }
 
-/** Tensor count per dtype, in dtype order. */
-function countBy(dtypes: string[]): Record<string, number> {
-  const n: Record<string, number> = {};
-  for (const d of [...dtypes].sort()) n[d] = (n[d] ?? 0) + 1;
-  return n;
+/** Tensor count per dtype, in dtype order (counted first: a plan may hold a million tensors). */
+function countBy<T>(tensors: T[], dtype: (t: T) => string): Record<string, number> {
+  const counts = new Map<string, number>();
+  for (const t of tensors) counts.set(dtype(t), (counts.get(dtype(t)) ?? 0) + 1);
+  return Object.fromEntries([...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }

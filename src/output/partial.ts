@@ -109,10 +109,12 @@ export async function createOutputFile(path: string, f: MergePlan['outputs'][num
   const fh = await open(path, 'wx');
   try {
     if (f.header !== null) {
-      const body = Buffer.from(f.header, 'utf8');
-      const head = Buffer.alloc(8);
-      head.writeBigUInt64LE(BigInt(body.length), 0);
-      await fh.write(Buffer.concat([head, body]), 0, 8 + body.length, 0);
+      // Encoded once into its place after the length: a million tensors' header is tens of MB.
+      const length = Buffer.byteLength(f.header, 'utf8');
+      const bytes = Buffer.allocUnsafe(8 + length);
+      bytes.writeBigUInt64LE(BigInt(length), 0);
+      bytes.write(f.header, 8, 'utf8');
+      await fh.write(bytes, 0, bytes.length, 0);
     }
     await fh.truncate(f.size);
     await fh.sync();

@@ -53,13 +53,22 @@ function changedArgs(then: MergeArgs, now: MergeArgs): string[] {
 const STATE_VERSION = 1;
 
 /**
- * The SHA-256 of the plan's JSON (JSON.stringify, UTF-8), less what it says to the user (notes,
- * warnings), which is not what it writes.
+ * The SHA-256 of the plan's JSON (JSON.stringify, UTF-8) less what it says to the user (notes,
+ * warnings), which is not what it writes, and less its list of tensors, which the output files'
+ * headers and the ops already say; each output header enters as its own SHA-256. A plan of a
+ * million tensors is then hashed from its headers' bytes (tens of MB), not from hundreds of MB of
+ * JSON escaped and built piece by piece.
  */
 export function planFingerprint(plan: MergePlan): string {
-  const { notes: _notes, warnings: _warnings, ...work } = plan;
+  const { notes: _notes, warnings: _warnings, tensors: _tensors, outputs, ...work } = plan;
   const h = new JsonHash();
-  h.object(work);
+  h.object({
+    ...work,
+    outputs: outputs.map((f) => ({
+      ...f,
+      header: f.header === null ? null : createHash('sha256').update(f.header, 'utf8').digest('hex'),
+    })),
+  });
   return h.digest();
 }
 

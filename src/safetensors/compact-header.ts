@@ -20,9 +20,6 @@ const NINE = 57;
 const SPACE = 32;
 const RECENT_SHAPES = 4;
 
-// Names that are array indices come first in an object's key order, so JSON.parse's reading
-// would put them first: a header with such names goes that way, to keep one order.
-const STARTS_WITH_DIGIT = /^[0-9]/;
 // eslint-disable-next-line no-control-regex -- the control characters JSON forbids in strings
 const CONTROL = /[\u0000-\u001f]/;
 
@@ -51,6 +48,8 @@ export function scanCompactHeader(
   // one array per shape among the last few seen, not one each. Shapes are never modified.
   const recent: number[][] = [];
   const dims: number[] = [];
+  let lastDtype: DType | null = null;
+  let lastQuoted = '';
   const shared = (): number[] => {
     for (const r of recent) if (r.length === dims.length && r.every((d, k) => d === dims[k])) return r;
     const shape = dims.slice();
@@ -103,9 +102,22 @@ export function scanCompactHeader(
         if (!literal('}')) return null;
         metadata = text.slice(start, i);
       } else {
-        if (byName.has(name) || STARTS_WITH_DIGIT.test(name) || !literal('{"dtype":')) return null;
-        const dtype = str();
-        if (dtype === null || !isDType(dtype) || !literal(',"shape":[')) return null;
+        // Names that are array indices come first in an object's key order, so JSON.parse's
+        // reading would put them first: a header with such names goes that way, to keep one order.
+        const first = name.charCodeAt(0);
+        if ((first >= ZERO && first <= NINE) || !literal('{"dtype":')) return null;
+        // Usually the previous entry's dtype: matched in place, without a string of its own.
+        let dtype: DType | null;
+        if (lastDtype !== null && text.startsWith(lastQuoted, i)) {
+          dtype = lastDtype;
+          i += lastQuoted.length;
+        } else {
+          const d = str();
+          if (d === null || !isDType(d)) return null;
+          dtype = lastDtype = d;
+          lastQuoted = `"${d}"`;
+        }
+        if (!literal(',"shape":[')) return null;
         dims.length = 0;
         if (text.charCodeAt(i) === CLOSE_BRACKET) i++;
         else {
@@ -124,8 +136,10 @@ export function scanCompactHeader(
         const end = uint();
         if (end < 0 || !literal(']}')) return null;
         const entry = { name, dtype, shape: shared(), begin, end, bytes: end - begin };
+        // One lookup: a map that does not grow already held the name.
+        const size = byName.size;
+        if (byName.set(name, entry).size === size) return null;
         entries.push(entry);
-        byName.set(name, entry);
       }
       const c = text.charCodeAt(i);
       if (c === CLOSE_BRACE) break;
