@@ -24,23 +24,9 @@ function build(specs: Spec[]): TensorSources[] {
   const outPos = [64, 64];
   const inPos = Array.from({ length: CHECKPOINTS }, () => 128);
   return specs.map((s, i) => {
-    const merge = isAveraged(s.inDtype);
-    const outDtype = merge ? (s.outDtype ?? s.inDtype) : s.inDtype;
-    const elements = s.shape.reduce((a, b) => a * b, 1);
-    const outBytes = (elements * DTYPE_BITS[outDtype]) / 8;
-    const inBytes = (elements * DTYPE_BITS[s.inDtype]) / 8;
     const f = i < specs.length / 2 ? 0 : 1;
-    const tensor: PlanTensor = {
-      name: s.name,
-      action: merge ? 'merge' : 'copy',
-      inDtype: s.inDtype,
-      outDtype,
-      shape: s.shape,
-      file: OUT_FILES[f] as string,
-      offset: outPos[f] as number,
-      bytes: outBytes,
-    };
-    outPos[f] = (outPos[f] as number) + outBytes;
+    const { tensor, inBytes } = planTensor(s, OUT_FILES[f] as string, outPos[f] as number);
+    outPos[f] = (outPos[f] as number) + tensor.bytes;
     const sources = inPos.map((p, c) => {
       const gap = Math.floor(rand() * 3) * 8;
       const offset = p + gap;
@@ -50,6 +36,25 @@ function build(specs: Spec[]): TensorSources[] {
     });
     return { tensor, sources };
   });
+}
+
+/** The plan tensor of `s` at `offset` of output file `file`, and its bytes in each checkpoint. */
+function planTensor(s: Spec, file: string, offset: number): { tensor: PlanTensor; inBytes: number } {
+  const merge = isAveraged(s.inDtype);
+  const outDtype = merge ? (s.outDtype ?? s.inDtype) : s.inDtype;
+  const elements = s.shape.reduce((a, b) => a * b, 1);
+  const bytes = (elements * DTYPE_BITS[outDtype]) / 8;
+  const tensor: PlanTensor = {
+    name: s.name,
+    action: merge ? 'merge' : 'copy',
+    inDtype: s.inDtype,
+    outDtype,
+    shape: s.shape,
+    file,
+    offset,
+    bytes,
+  };
+  return { tensor, inBytes: (elements * DTYPE_BITS[s.inDtype]) / 8 };
 }
 
 const specs: Spec[] = [
@@ -279,22 +284,8 @@ function contiguous(list: Spec[], gapAfter?: string): TensorSources[] {
   let out = 64;
   const at = Array.from({ length: CHECKPOINTS }, () => 128);
   return list.map((s) => {
-    const merge = isAveraged(s.inDtype);
-    const outDtype = merge ? (s.outDtype ?? s.inDtype) : s.inDtype;
-    const elements = s.shape.reduce((a, b) => a * b, 1);
-    const bytes = (elements * DTYPE_BITS[outDtype]) / 8;
-    const inBytes = (elements * DTYPE_BITS[s.inDtype]) / 8;
-    const tensor: PlanTensor = {
-      name: s.name,
-      action: merge ? 'merge' : 'copy',
-      inDtype: s.inDtype,
-      outDtype,
-      shape: s.shape,
-      file: 'model.safetensors',
-      offset: out,
-      bytes,
-    };
-    out += bytes;
+    const { tensor, inBytes } = planTensor(s, 'model.safetensors', out);
+    out += tensor.bytes;
     const sources = at.map((p, c) => {
       at[c] = p + inBytes + (c === 1 && s.name === gapAfter ? 8 : 0);
       return { file: `/ckpt-${c}/model.safetensors`, offset: p };
