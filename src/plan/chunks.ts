@@ -185,7 +185,7 @@ export function cutChunks(items: Iterable<TensorSources>, limit: number, options
         if (follows(last, merge ? 'merge' : 'copy', outFile, outOffset, dtypes, inputs)) {
           if (last.kind === 'merge') last.count += n;
           else last.bytes += n;
-          last.tensors = (last.tensors ?? 1) + 1;
+          if (done === 0) last.tensors = (last.tensors ?? 1) + 1; // a tensor's later pieces are not new ones
           b.grow(n * perUnit);
         } else if (merge) {
           b.add(
