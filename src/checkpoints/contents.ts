@@ -36,5 +36,7 @@ export interface CheckpointContents {
   /** In file order, then data order. */
   tensors: LayoutTensor[];
   byName: ReadonlyMap<string, LayoutTensor>;
+  /** A single-file checkpoint's header text, when it is pma's own layout of `tensors` (SafetensorsHeader.pmaText). */
+  pmaText?: string;
   totalBytes: number;
 }

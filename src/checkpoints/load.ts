@@ -135,6 +135,7 @@ export async function loadCheckpoint(
       tensors: h.tensors,
       byName: h.byName,
       totalBytes: h.tensors.reduce((s, t) => s + t.bytes, 0),
+      ...(h.pmaText === null ? {} : { pmaText: h.pmaText }),
     }));
   } else {
     const index = await readShardIndex(ref.layout.index, cache.indexes);

@@ -272,7 +272,7 @@ function layoutOutput(
   const weightMap = new Map<string, string>();
   for (const [i, group] of groups.entries()) {
     const name = sharded ? shardName(i, groups.length) : 'model.safetensors';
-    const layout = layoutTensors(group, (t) => t.outDtype);
+    const layout = (sharded ? null : sameLayout(group, newest)) ?? layoutTensors(group, (t) => t.outDtype);
     outputs.push({ name, size: layout.size, header: layout.json, tensors: group.length, crcs: [] });
     for (const k of layout.sequence) {
       const t = group[k] as PlanTensor;
@@ -285,6 +285,37 @@ function layoutOutput(
   const outputBytes = tensors.reduce((s, t) => s + t.bytes, 0);
   return { outputs, tensors, index: sharded ? shardIndexJson(outputBytes, weightMap) : null };
 }
+
+/**
+ * The newest checkpoint's own layout when the output is that file again: its header is pma's
+ * layout of its entries (pmaText) and the output keeps every tensor, in order, with its dtype,
+ * shape and size. The header's text is then the output's as it stands (a million entries not
+ * written again); null otherwise.
+ */
+function sameLayout(
+  group: PlanTensor[],
+  newest: LoadedCheckpoint,
+): Pick<ReturnType<typeof layoutTensors>, 'json' | 'size' | 'sequence' | 'at'> | null {
+  const c = newest.contents;
+  const file = newest.files[0];
+  if (c.pmaText === undefined || newest.files.length !== 1 || !file || group.length !== c.tensors.length) return null;
+  for (let k = 0; k < group.length; k++) {
+    const t = group[k] as PlanTensor;
+    const was = c.tensors[k] as LayoutTensor;
+    if (t.name !== was.name || t.outDtype !== was.dtype || t.bytes !== was.bytes || !sameShape(t.shape, was.shape)) {
+      return null;
+    }
+  }
+  return {
+    json: c.pmaText,
+    size: file.dataStart + c.totalBytes,
+    sequence: group.map((_, k) => k),
+    at: c.tensors.map((t) => file.dataStart + t.begin),
+  };
+}
+
+const sameShape = (a: number[], b: number[]): boolean =>
+  a === b || (a.length === b.length && a.every((d, i) => d === b[i]));
 
 /** An FP8 weight's new scales stay in the weight's shard. */
 const isScale = (t: PlanTensor): boolean => t.action === 'scale';

@@ -1,4 +1,4 @@
-import { type DType, isDType } from '../dtypes.js';
+import { DTYPE_BITS, type DType, isDType } from '../dtypes.js';
 
 /** A tensor entry as the header gives it, before the checks every header gets (header.ts). */
 export interface RawEntry {
@@ -19,6 +19,8 @@ const ZERO = 48;
 const NINE = 57;
 const SPACE = 32;
 const RECENT_SHAPES = 4;
+/** How pma's writer begins every header: its metadata, then the tensors. */
+const PMA_METADATA = '"__metadata__":{"format":"pt"}';
 
 // eslint-disable-next-line no-control-regex -- the control characters JSON forbids in strings
 const CONTROL = /[\u0000-\u001f]/;
@@ -33,9 +35,19 @@ const CONTROL = /[\u0000-\u001f]/;
  * read by JSON.parse, which gives the same result or the error it words: a shortcut, never a
  * second judge of validity.
  */
-export function scanCompactHeader(
-  text: string,
-): { metadata: string | null; entries: RawEntry[]; byName: Map<string, RawEntry> } | null {
+export function scanCompactHeader(text: string): {
+  metadata: string | null;
+  entries: RawEntry[];
+  byName: Map<string, RawEntry>;
+  /**
+   * The text is pma's own layout of these entries (src/safetensors/writer.ts), up to its
+   * padding: `__metadata__` {"format": "pt"} first, then the entries in data order, contiguous
+   * from 0 and widest dtype first.
+   */
+  pmaLayout: boolean;
+  /** Spaces after the closing brace. */
+  padding: number;
+} | null {
   const n = text.length;
   // No escapes and no control characters: every string ends at the next quote.
   if (text.charCodeAt(0) !== OPEN_BRACE || text.includes('\\') || CONTROL.test(text)) return null;
@@ -50,6 +62,10 @@ export function scanCompactHeader(
   const dims: number[] = [];
   let lastDtype: DType | null = null;
   let lastQuoted = '';
+  // Whether the text is laid out as pma writes it (pmaLayout above), so far.
+  let pmaLayout = text.startsWith(PMA_METADATA, 1);
+  let lastEnd = 0;
+  let lastBits = Infinity;
   const shared = (): number[] => {
     for (const r of recent) if (r.length === dims.length && r.every((d, k) => d === dims[k])) return r;
     const shape = dims.slice();
@@ -135,6 +151,10 @@ export function scanCompactHeader(
         if (begin < 0 || !literal(',')) return null;
         const end = uint();
         if (end < 0 || !literal(']}')) return null;
+        const bits = DTYPE_BITS[dtype];
+        if (begin !== lastEnd || bits > lastBits) pmaLayout = false;
+        lastEnd = end;
+        lastBits = bits;
         const entry = { name, dtype, shape: shared(), begin, end, bytes: end - begin };
         // One lookup: a map that does not grow already held the name.
         const size = byName.size;
@@ -148,7 +168,8 @@ export function scanCompactHeader(
     }
   }
   i++;
+  const padding = n - i;
   // The padding the format allows after the JSON: spaces only.
   for (; i < n; i++) if (text.charCodeAt(i) !== SPACE) return null;
-  return { metadata, entries, byName };
+  return { metadata, entries, byName, pmaLayout, padding };
 }

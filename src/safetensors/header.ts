@@ -31,6 +31,12 @@ export interface SafetensorsHeader {
   tensors: TensorEntry[];
   /** The same entries by name. */
   byName: ReadonlyMap<string, TensorEntry>;
+  /**
+   * The header's JSON text (padded, as the file holds it) when it is byte for byte what pma's
+   * writer makes of these entries, else null: a merge that keeps every tensor as it is reuses it
+   * instead of writing a million entries again.
+   */
+  pmaText: string | null;
 }
 
 const bad = formatError;
@@ -96,6 +102,7 @@ export interface HeaderBody {
   /** In data-offset order. */
   tensors: TensorEntry[];
   byName: ReadonlyMap<string, TensorEntry>;
+  pmaText: string | null;
   /** Bytes of the data buffer the header describes. */
   dataLength: number;
 }
@@ -150,7 +157,8 @@ function parseJsonBody(
   return { metadata, tensors, byName: new Map(tensors.map((t) => [t.name, t])) };
 }
 
-function parseBody(path: string, text: string): HeaderBody {
+/** `text` is the header's `bytes` bytes decoded. */
+function parseBody(path: string, text: string, bytes: number): HeaderBody {
   const compact = scanCompactHeader(text);
   const { metadata, tensors, byName } = compact
     ? {
@@ -183,7 +191,10 @@ function parseBody(path: string, text: string): HeaderBody {
     }
     expected = t.end;
   }
-  return { metadata, tensors, byName, dataLength: expected };
+  // pma's padding: the fewest spaces that make the header a multiple of 8 bytes.
+  const pmaText =
+    compact?.pmaLayout === true && compact.padding === (8 - ((bytes - compact.padding) % 8)) % 8 ? text : null;
+  return { metadata, tensors, byName, pmaText, dataLength: expected };
 }
 
 /**
@@ -213,7 +224,7 @@ export function parseHeader(path: string, json: Uint8Array, fileSize: number, ca
     } catch {
       throw bad(path, 'header is not valid UTF-8');
     }
-    body = parseBody(path, text);
+    body = parseBody(path, text, json.length);
     cache?.set(key, body);
   }
   const dataStart = 8 + json.length;
@@ -224,7 +235,15 @@ export function parseHeader(path: string, json: Uint8Array, fileSize: number, ca
   if (dataEnd < fileSize) {
     throw bad(path, `${fileSize - dataEnd} trailing bytes after the last tensor (the data buffer must end the file)`);
   }
-  return { path, fileSize, dataStart, metadata: body.metadata, tensors: body.tensors, byName: body.byName };
+  return {
+    path,
+    fileSize,
+    dataStart,
+    metadata: body.metadata,
+    tensors: body.tensors,
+    byName: body.byName,
+    pmaText: body.pmaText,
+  };
 }
 
 /** Reads and validates the header of a safetensors file; reads nothing of the data buffer. *

@@ -73,8 +73,35 @@ describe('scanCompactHeader', () => {
   });
 
   it('reads an empty header and trailing padding', () => {
-    expect(scanCompactHeader('{}')).toEqual({ metadata: null, entries: [], byName: new Map() });
-    expect(scanCompactHeader('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}    ')?.entries).toHaveLength(1);
+    expect(scanCompactHeader('{}')).toEqual({
+      metadata: null,
+      entries: [],
+      byName: new Map(),
+      pmaLayout: false,
+      padding: 0,
+    });
+    const padded = scanCompactHeader('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}    ');
+    expect(padded?.entries).toHaveLength(1);
+    expect(padded?.padding).toBe(4);
+  });
+
+  it("says when the text is pma's own layout: its metadata first, entries in data order, widest first", () => {
+    const specs = [spec('w', 'F32', [3]), spec('b', 'F32', [1]), spec('h', 'F16', [2]), spec('e', 'F16', [0])];
+    expect(scanCompactHeader(textOf(specs))?.pmaLayout).toBe(true);
+    expect(scanCompactHeader(textOf([]))?.pmaLayout).toBe(true);
+    const text = textOf(specs);
+    // The same entries, in another order of the text or of the data, or other metadata.
+    expect(scanCompactHeader(textOf(specs, { format: 'pt', by: 'x' }))?.pmaLayout).toBe(false);
+    expect(scanCompactHeader(text.replace('{"format":"pt"}', '{"format":"np"}'))?.pmaLayout).toBe(false);
+    const swapped = text.replace(
+      '"w":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}',
+      '"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]},"w":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}',
+    );
+    expect(swapped).not.toBe(text);
+    expect(scanCompactHeader(swapped)?.pmaLayout).toBe(false);
+    const narrowFirst =
+      '{"__metadata__":{"format":"pt"},"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}';
+    expect(scanCompactHeader(narrowFirst)?.pmaLayout).toBe(false);
   });
 
   it.each([
