@@ -96,10 +96,7 @@ export class NonFiniteLog {
     }
     if (left > 0 || out.length === 0) {
       const others = (op.tensors ?? 1) - 1;
-      out.push({
-        tensor: `${op.tensor} or one of the ${others} tensor(s) after it`,
-        count: Math.max(left, 0) || count,
-      });
+      out.push({ tensor: `${op.tensor} or one of the ${others} tensor(s) after it`, count: left > 0 ? left : count });
     }
     return out;
   }

@@ -302,9 +302,8 @@ function sameLayout(
   for (let k = 0; k < group.length; k++) {
     const t = group[k] as PlanTensor;
     const was = c.tensors[k] as LayoutTensor;
-    if (t.name !== was.name || t.outDtype !== was.dtype || t.bytes !== was.bytes || !sameShape(t.shape, was.shape)) {
-      return null;
-    }
+    // A plan tensor made from this layout tensor holds its very shape array.
+    if (t.name !== was.name || t.outDtype !== was.dtype || t.bytes !== was.bytes || t.shape !== was.shape) return null;
   }
   return {
     json: c.pmaText,
@@ -313,9 +312,6 @@ function sameLayout(
     at: c.tensors.map((t) => file.dataStart + t.begin),
   };
 }
-
-const sameShape = (a: number[], b: number[]): boolean =>
-  a === b || (a.length === b.length && a.every((d, i) => d === b[i]));
 
 /** An FP8 weight's new scales stay in the weight's shard. */
 const isScale = (t: PlanTensor): boolean => t.action === 'scale';

@@ -97,11 +97,15 @@ function parseShardIndex(path: string, bytes: Buffer): Omit<ShardIndex, 'path'> 
   const shards = [...new Set(weightMap.values())].sort();
   for (const file of shards) {
     if (file === '' || file.includes('/') || file.includes('\\') || file === '.' || file === '..') {
-      const name = [...weightMap].find(([, f]) => f === file)?.[0];
-      throw bad(path, `weight_map names ${JSON.stringify(file)}, not a shard file name in ${dirname(path)}`, name);
+      throw notAShard(path, file, [...weightMap].find(([, f]) => f === file)?.[0]);
     }
   }
   return { weightMap, shards };
+}
+
+/** The error for a weight_map value that is not a shard file's name, naming the tensor. */
+function notAShard(path: string, file: unknown, name: string | undefined) {
+  return bad(path, `weight_map names ${JSON.stringify(file)}, not a shard file name in ${dirname(path)}`, name);
 }
 
 /** The weight_map of any index JSON.parse accepts, or the error that words what is wrong. */
@@ -124,9 +128,7 @@ function weightMapOf(path: string, text: string): Map<string, string> {
     throw bad(path, 'weight_map is missing or not an object');
   const weightMap = new Map<string, string>();
   for (const [name, file] of Object.entries(wm as Record<string, unknown>)) {
-    if (typeof file !== 'string') {
-      throw bad(path, `weight_map names ${JSON.stringify(file)}, not a shard file name in ${dirname(path)}`, name);
-    }
+    if (typeof file !== 'string') throw notAShard(path, file, name);
     weightMap.set(name, file);
   }
   return weightMap;
