@@ -314,11 +314,13 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
     return o;
   }
 
-  // Reads only the chunk's inputs, ops and cancel flag (parse_reads): no outputs, weights or
-  // merge settings are needed to analyse.
+  // Reads only the chunk's inputs, ops and cancel flag (parse_reads) and the kernel: no outputs,
+  // weights or merge settings are needed to analyse.
   Napi::Value AnalyzeChunk(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const std::vector<pma::OpMoments> ms = pma::analyze_chunk(parse_reads(as_object(info[0], "chunk")));
+    const Napi::Object t = as_object(info[0], "chunk");
+    const pma::ChunkReads reads = parse_reads(t);  // first: argument errors in the order of the fields
+    const std::vector<pma::OpMoments> ms = pma::analyze_chunk(reads, parse_kernel(get_string(t, "kernel")));
     Napi::Array out = Napi::Array::New(env, ms.size());
     for (size_t i = 0; i < ms.size(); ++i) {
       const pma::OpMoments& m = ms[i];

@@ -78,6 +78,7 @@ export {
   type Native,
   type NativeChunk,
   type NativeReads,
+  type NativeAnalysis,
   type ChunkStats,
   type EngineSeconds,
   type OpMoments,

@@ -29,6 +29,11 @@ export interface NativeReads {
   cancel?: Int32Array;
 }
 
+/** A chunk of `pma analyze`: what it reads, and the kernel that sums the products. */
+export interface NativeAnalysis extends NativeReads {
+  kernel: KernelChoice;
+}
+
 /** A chunk of a merge: what it reads, where it writes, and how the engine runs it. */
 export interface NativeChunk extends NativeReads {
   outputs: string[];
@@ -158,7 +163,7 @@ interface RawAddon {
   cuda: boolean;
   cpuFeatures(): CpuInfo;
   runChunk(chunk: NativeChunk): ChunkStats;
-  analyzeChunk(chunk: NativeReads): OpMoments[];
+  analyzeChunk(chunk: NativeAnalysis): OpMoments[];
   mergeBuffers(args: MergeBuffersArgs & { device: number }): Uint8Array;
   cudaInfo(): NativeCudaInfo;
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
@@ -172,8 +177,11 @@ export interface Native {
   readonly cuda: boolean;
   cpuFeatures(): CpuInfo;
   runChunk(chunk: NativeChunk): ChunkStats;
-  /** Reads the chunk's merge ops like runChunk and returns their moments; writes nothing. */
-  analyzeChunk(chunk: NativeReads): OpMoments[];
+  /**
+   * Reads the chunk's merge ops like runChunk and returns their moments; writes nothing. Every
+   * kernel gives the same bits.
+   */
+  analyzeChunk(chunk: NativeAnalysis): OpMoments[];
   mergeBuffers(args: MergeBuffersArgs): Uint8Array;
   /**
    * The build's CUDA support and the GPUs this process can see; never throws for want of a GPU and
@@ -256,7 +264,7 @@ export function native(): Native {
     cuda: raw.cuda,
     cpuFeatures: guarded(() => raw.cpuFeatures()),
     runChunk: guarded((c: NativeChunk) => raw.runChunk(c)),
-    analyzeChunk: guarded((c: NativeReads) => raw.analyzeChunk(c)),
+    analyzeChunk: guarded((c: NativeAnalysis) => raw.analyzeChunk(c)),
     mergeBuffers: guarded((a: MergeBuffersArgs) => raw.mergeBuffers({ ...a, device: a.device ?? -1 })),
     cudaInfo: guarded(() => raw.cudaInfo()),
     cudaBench: guarded((a: CudaBenchArgs) => raw.cudaBench(a)),

@@ -20,9 +20,10 @@ struct OpMoments {
   uint64_t count = 0;
 };
 
-// One OpMoments per op of the chunk (copies get an empty one). Reads like the merge, writes nothing.
+// One OpMoments per op of the chunk (copies get an empty one). Reads like the merge, writes nothing;
+// `kernel` sums the products (kernels/moments.h: every kernel gives the same bits).
 // The number of checkpoints is taken from the merge ops' inputs: every merge op must have the same
 // number, at least 2, and every copy exactly one (an E_INTERNAL error naming the tensor otherwise).
-std::vector<OpMoments> analyze_chunk(const ChunkReads& chunk);
+std::vector<OpMoments> analyze_chunk(const ChunkReads& chunk, Kernel kernel);
 
 }  // namespace pma

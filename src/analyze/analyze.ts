@@ -1,9 +1,12 @@
 import { availableParallelism } from 'node:os';
 
 import { PmaError } from '../errors.js';
-import { native } from '../native.js';
+import type { KernelChoice, OpMoments } from '../native.js';
 import type { PlanOptions } from '../plan/options.js';
 import { planMerge } from '../plan/planner.js';
+import type { MergePlan } from '../plan/types.js';
+import { cpuKernel } from '../run/engine.js';
+import { KERNEL_CHOICES } from '../run/options.js';
 import { ChunkPool } from '../run/pool.js';
 import { runChunks } from '../run/run-chunks.js';
 import * as v from '../validate.js';
@@ -12,6 +15,8 @@ import { addMoments, deviationStats, emptyMoments, type DeviationStats, type Mom
 export interface AnalyzeOptions extends PlanOptions {
   /** Worker threads (default: the number of cores). */
   threads?: number | string;
+  /** CPU kernel that sums the products; default 'auto' (the best this CPU has). Every one gives the same bits. */
+  kernel?: KernelChoice;
   signal?: AbortSignal;
 }
 
@@ -55,33 +60,47 @@ function layerOrder(a: string, b: string): number {
 export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
   const threads =
     options.threads === undefined ? availableParallelism() : v.integer('threads', options.threads, 1, 1024);
-  // The tensors as a safetensors merge lays them out: one order whatever the inputs' format. One
-  // op per tensor: the engine's moments are per op, the report's per tensor.
-  const { plan } = await planMerge({ ...options, format: 'safetensors' }, new Map(), { opPerTensor: true });
-  const n = plan.checkpoints.length;
-  if (n < 2) throw new PmaError('E_NO_CHECKPOINTS', `pma analyze needs at least 2 checkpoints, the selection has ${n}`);
-  native(); // a missing or broken addon fails here, before any worker starts
-  const byTensor = new Map<string, Moments>();
+  const kernelChoice = options.kernel === undefined ? 'auto' : v.oneOf('kernel', options.kernel, KERNEL_CHOICES);
+  // A missing or broken addon, or a kernel this CPU has not, fails here, before any worker starts.
+  // The workers then start (each loads the addon) while the main thread plans.
+  const kernel = cpuKernel(kernelChoice);
   const pool = new ChunkPool(threads);
+  let plan: MergePlan;
+  // Chunks finish in any order; their sums are added in the plan's, so that a tensor split across
+  // chunks gets the same bits for any thread count.
+  let perChunk: OpMoments[][];
   try {
+    // The tensors as a safetensors merge lays them out: one order whatever the inputs' format. One
+    // op per tensor: the engine's moments are per op, the report's per tensor.
+    ({ plan } = await planMerge({ ...options, format: 'safetensors' }, new Map(), { opPerTensor: true }));
+    const n = plan.checkpoints.length;
+    if (n < 2)
+      throw new PmaError('E_NO_CHECKPOINTS', `pma analyze needs at least 2 checkpoints, the selection has ${n}`);
+    perChunk = new Array<OpMoments[]>(plan.chunks.length);
     await runChunks(
       plan.chunks,
       pool,
       {
-        run: (c, _, cancel) => pool.analyze({ inputs: c.inputs, ops: c.ops, cancel }),
+        run: (c, _, cancel) => pool.analyze({ inputs: c.inputs, ops: c.ops, cancel, kernel }),
         done: (i, moments) => {
-          for (const [k, op] of (plan.chunks[i] as (typeof plan.chunks)[number]).ops.entries()) {
-            if (op.kind === 'copy') continue;
-            let t = byTensor.get(op.tensor);
-            if (!t) byTensor.set(op.tensor, (t = emptyMoments(n)));
-            addMoments(t, moments[k] as NonNullable<(typeof moments)[number]>);
-          }
+          perChunk[i] = moments;
         },
       },
       { ...(options.signal ? { signal: options.signal } : {}), what: 'the analysis' },
     );
   } finally {
     await pool.close();
+  }
+  const n = plan.checkpoints.length;
+  const byTensor = new Map<string, Moments>();
+  for (const [i, chunk] of plan.chunks.entries()) {
+    const moments = perChunk[i] as OpMoments[];
+    for (const [k, op] of chunk.ops.entries()) {
+      if (op.kind === 'copy') continue;
+      let t = byTensor.get(op.tensor);
+      if (!t) byTensor.set(op.tensor, (t = emptyMoments(n)));
+      addMoments(t, moments[k] as OpMoments);
+    }
   }
 
   const overall = emptyMoments(n);

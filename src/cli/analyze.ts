@@ -4,7 +4,7 @@ import { analyze } from '../analyze/analyze.js';
 import { reportHtml } from '../analyze/report.js';
 import { fsError } from '../errors.js';
 import type { Command } from './command.js';
-import { SELECTION_FLAGS, SELECTION_TITLE } from './common-flags.js';
+import { KERNEL_FLAG, SELECTION_FLAGS, SELECTION_TITLE } from './common-flags.js';
 import type { CommandSpec } from './flags.js';
 import { untilStopped } from './stop.js';
 
@@ -41,6 +41,7 @@ memory, on the native engine) and writes nothing but the report.`,
           value: 'N',
           help: 'worker threads (default: the number of cores)',
         },
+        KERNEL_FLAG,
       ],
     },
   ],

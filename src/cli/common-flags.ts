@@ -154,6 +154,14 @@ export const DTYPE_FLAGS: Flag[] = [
   },
 ];
 
+export const KERNEL_FLAG: Flag = {
+  name: 'kernel',
+  type: 'string',
+  option: 'kernel',
+  value: 'K',
+  help: ['CPU arithmetic: auto (default: the best the CPU has), scalar,', 'avx2, avx512'],
+};
+
 export const DEVICE_FLAGS: Flag[] = [
   {
     name: 'threads',
@@ -187,13 +195,7 @@ export const DEVICE_FLAGS: Flag[] = [
       "staging (default a tenth of the GPU's free memory, at most 1GiB)",
     ],
   },
-  {
-    name: 'kernel',
-    type: 'string',
-    option: 'kernel',
-    value: 'K',
-    help: ['CPU arithmetic: auto (default: the best the CPU has), scalar,', 'avx2, avx512'],
-  },
+  KERNEL_FLAG,
 ];
 
 /** --out DIR (-o), with the command's own words for what goes there. */

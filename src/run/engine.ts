@@ -2,7 +2,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { join } from 'node:path';
 
 import { PmaError } from '../errors.js';
-import { native, type KernelName, type NativeChunk } from '../native.js';
+import { native, type KernelChoice, type KernelName, type NativeChunk } from '../native.js';
 import type { MergePlan } from '../plan/types.js';
 import {
   defaultThreads,
@@ -39,6 +39,19 @@ export function resolveDevices(o: ResolvedEngineOptions): {
   return { device, threads, staging };
 }
 
+/** The CPU kernel a choice names on this machine ('auto': the best); E_UNSUPPORTED if it has not it. */
+export function cpuKernel(choice: KernelChoice): KernelName {
+  const cpu = native().cpuFeatures();
+  const kernel = choice === 'auto' ? cpu.best : choice;
+  if (!cpu.kernels.includes(kernel)) {
+    throw new PmaError(
+      'E_UNSUPPORTED',
+      `kernel ${kernel} is not supported by this CPU (available: ${cpu.kernels.join(', ')})`,
+    );
+  }
+  return kernel;
+}
+
 /**
  * The engine a merge runs on: the kernel, the devices, the worker pool, and the settings every
  * native chunk carries. Started before planning, so the threads and the addon load while the
@@ -59,14 +72,7 @@ export class Engine {
 
   /** Checks the kernel and the devices against this machine, then starts the workers. */
   static start(o: ResolvedEngineOptions): Engine {
-    const cpu = native().cpuFeatures();
-    const kernel = o.kernel === 'auto' ? cpu.best : o.kernel;
-    if (!cpu.kernels.includes(kernel)) {
-      throw new PmaError(
-        'E_UNSUPPORTED',
-        `kernel ${kernel} is not supported by this CPU (available: ${cpu.kernels.join(', ')})`,
-      );
-    }
+    const kernel = cpuKernel(o.kernel);
     const { device, threads, staging } = resolveDevices(o);
     return new Engine(kernel, device, new ChunkPool(threads), o, staging);
   }

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 
 import { PmaError } from '../errors.js';
-import type { ChunkStats, NativeReads, OpMoments } from '../native.js';
+import type { ChunkStats, NativeAnalysis, OpMoments } from '../native.js';
 import { PACKAGE_ROOT } from '../util/package.js';
 import type { WorkerChunk, WorkerReply } from './worker.js';
 
@@ -47,7 +47,7 @@ export class ChunkPool {
   }
 
   /** The chunk's moments for pma analyze (reads only). */
-  analyze(reads: NativeReads): Promise<OpMoments[]> {
+  analyze(reads: NativeAnalysis): Promise<OpMoments[]> {
     return this.call('analyzeChunk', reads);
   }
 

@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 
 import { PmaError, fsError, type PmaErrorWire } from '../errors.js';
 import { HASH_BLOCK, hashRange } from '../output/hash-range.js';
-import { native, type ChunkStats, type NativeChunk, type NativeReads, type OpMoments } from '../native.js';
+import { native, type ChunkStats, type NativeAnalysis, type NativeChunk, type OpMoments } from '../native.js';
 
 /**
  * The piscina worker: one native call per task. A reply is plain data either way: a failure
@@ -42,7 +42,7 @@ export function mergeChunk(w: WorkerChunk): WorkerReply<ChunkStats> {
 }
 
 /** pma analyze: the chunk's moments instead of a merge. */
-export function analyzeChunk(reads: NativeReads): WorkerReply<OpMoments[]> {
+export function analyzeChunk(reads: NativeAnalysis): WorkerReply<OpMoments[]> {
   return reply(() => native().analyzeChunk(reads));
 }
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { analyze, type AnalyzeResult } from '../../src/index.js';
+import { native } from '../../src/native.js';
 import { pma, ROOT } from '../helpers/cli.js';
 import { decode } from '../helpers/reference.js';
 import { writeCheckpoint, writeSafetensors, type RawTensor, type TensorSpec } from '../helpers/safetensors.js';
@@ -125,6 +126,30 @@ describe('pma analyze', () => {
         `${name}.deviationNorm`,
       );
       expectClose(t?.newestNorm, norm(xs[2] as number[]), `${name}.newestNorm`);
+    }
+  });
+
+  it('gives the same bits for every kernel and thread count, from 2 to 9 checkpoints', async () => {
+    // Up to 6 checkpoints the AVX-512 kernel keeps every sum in registers, beyond that it sums
+    // float64 sub-blocks; both must add the products in the scalar kernel's order. Lengths off
+    // the 8 lanes and the 16,384-element blocks, every dtype pma averages. Small chunks split the
+    // tensors, whose parts finish in any order on 2 threads and must be added in the plan's.
+    const specs: TensorSpec[] = [
+      { name: 'a.weight', dtype: 'BF16', shape: [2 * 16_384 + 13] },
+      { name: 'b.weight', dtype: 'F16', shape: [1001] },
+      { name: 'c.weight', dtype: 'F32', shape: [16_391] },
+      { name: 'd.weight', dtype: 'F64', shape: [5] },
+    ];
+    const dir = join(tmp, 'kernels');
+    for (let s = 1; s <= 9; s++) writeCheckpoint(join(dir, `checkpoint-${s}`), specs, 300 + s);
+    const kernels = native().cpuFeatures().kernels;
+    for (const last of [2, 5, 6, 7, 9]) {
+      const one = { inputs: dir, last, chunkSize: 16 * 1024 };
+      const want = JSON.stringify(await analyze({ ...one, kernel: 'scalar', threads: 1 }));
+      for (const kernel of kernels) {
+        const got = JSON.stringify(await analyze({ ...one, kernel, threads: 2 }));
+        expect(got === want, `${kernel}, last ${last}: differs from the scalar kernel on 1 thread`).toBe(true);
+      }
     }
   });
 

@@ -179,9 +179,9 @@ describe('a full disk while writing the output', () => {
 });
 
 describe('analyzeChunk', () => {
-  const analyzeChunk = (ops: unknown[]) => ({ inputs, ops });
+  const analyzeChunk = (ops: unknown[]) => ({ inputs, ops, kernel: 'auto' });
 
-  it('needs only inputs, ops and cancel', () => {
+  it('needs only inputs, ops, cancel and the kernel', () => {
     const [m, copy] = addon.analyzeChunk({
       ...analyzeChunk([
         mergeOp('w'),
