@@ -320,7 +320,8 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
     Napi::Env env = info.Env();
     const Napi::Object t = as_object(info[0], "chunk");
     const pma::ChunkReads reads = parse_reads(t);  // first: argument errors in the order of the fields
-    const std::vector<pma::OpMoments> ms = pma::analyze_chunk(reads, parse_kernel(get_string(t, "kernel")));
+    const std::vector<pma::OpMoments> ms =
+        pma::analyze_chunk(reads, parse_kernel(get_string(t, "kernel")), analyze_scratch_);
     Napi::Array out = Napi::Array::New(env, ms.size());
     for (size_t i = 0; i < ms.size(); ++i) {
       const pma::OpMoments& m = ms[i];
@@ -467,6 +468,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
   }
 
   pma::Scratch scratch_;
+  pma::AnalyzeScratch analyze_scratch_;
   // Created on the first GPU chunk of this environment; freed with it (pinned and device memory).
   pma::GpuStatePtr gpu_;
 };

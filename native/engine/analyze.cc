@@ -27,21 +27,6 @@ inline size_t read_blocks(size_t element_size, size_t n) {
   return std::max<size_t>(least, std::min<size_t>(fit, 16));
 }
 
-// Block buffers of one chunk, reused from op to op.
-struct Buffers {
-  std::vector<uint8_t> raw;                // an FP8 block, as read
-  std::vector<std::vector<float>> f32;     // an FP8 block, dequantised, per checkpoint
-  std::vector<std::vector<float>> scales;  // an FP8 band's scales, per checkpoint
-  std::vector<std::vector<uint8_t>> span;  // the other dtypes' blocks, per checkpoint (read_blocks)
-  std::vector<const uint8_t*> at;          // where each checkpoint's block starts
-  // A sub-block as float64: the oldest checkpoint, then the vectors whose products are summed
-  // (the newest, then e_1 .. e_(n-1)), and those sums: 8 lanes and a tail per pair (moments.h).
-  std::vector<double> x0;
-  std::vector<std::vector<double>> v;
-  std::vector<const double*> vp;
-  std::vector<double> lanes, tail;
-};
-
 // The chunk's ops as analyze_chunk needs them (see analyze.h). Like check_ops for a merge, a
 // failure here is a planner bug, never user input.
 void check_analyze_ops(const ChunkReads& chunk) {
@@ -77,7 +62,7 @@ EngineError out_of_memory_analysing(const Op& op) {
 }
 
 // The FP8 band's scales of every checkpoint, read once per op.
-void load_scales(const Op& op, ReadAhead& in, Buffers& b) {
+void load_scales(const Op& op, ReadAhead& in, AnalyzeScratch& b) {
   if (b.scales.size() < op.inputs.size()) b.scales.resize(op.inputs.size());
   for (size_t k = 0; k < op.inputs.size(); ++k) {
     b.scales[k].resize(op.fp8.scaled ? size_t(op.fp8.scale_count()) : 1);
@@ -92,7 +77,7 @@ size_t sub_block(size_t n) { return std::max<size_t>(64, (size_t(16) << 10) / (8
 // Adds one block's sums to r: m elements of each checkpoint, of dtype t, at b.at[k]. Per pair, the
 // block's 8 lanes are added in a fixed tree, then the tail (the last m % 8 elements, in order),
 // so the result is the same on every machine, for any kernel and thread count.
-void add_block(Kernel kernel, DType t, size_t n, size_t m, Buffers& b, OpMoments& r) {
+void add_block(Kernel kernel, DType t, size_t n, size_t m, AnalyzeScratch& b, OpMoments& r) {
   const size_t is = dtype_size(t);
   const size_t pairs = n * (n + 1) / 2;
   const size_t whole = m & ~size_t(7);
@@ -134,7 +119,7 @@ void add_block(Kernel kernel, DType t, size_t n, size_t m, Buffers& b, OpMoments
   }
 }
 
-void analyze_op(const int32_t* cancel, Kernel kernel, const Op& op, ReadAhead& in, Buffers& b, OpMoments& r) {
+void analyze_op(const int32_t* cancel, Kernel kernel, const Op& op, ReadAhead& in, AnalyzeScratch& b, OpMoments& r) {
   const size_t n = op.inputs.size();  // >= 2 (check_analyze_ops)
   const bool fp8 = op.kind == OpKind::Fp8;
   const uint64_t count = fp8 ? op.fp8.elements() : op.count;
@@ -194,11 +179,10 @@ void analyze_op(const int32_t* cancel, Kernel kernel, const Op& op, ReadAhead& i
 
 }  // namespace
 
-std::vector<OpMoments> analyze_chunk(const ChunkReads& chunk, Kernel kernel) {
+std::vector<OpMoments> analyze_chunk(const ChunkReads& chunk, Kernel kernel, AnalyzeScratch& buffers) {
   check_analyze_ops(chunk);
   FileTable files(chunk.inputs, false);
   ReadAhead in(files);
-  Buffers buffers;
   std::vector<OpMoments> out(chunk.ops.size());
   for (size_t i = 0; i < chunk.ops.size(); ++i) {
     const Op& op = chunk.ops[i];

@@ -20,10 +20,27 @@ struct OpMoments {
   uint64_t count = 0;
 };
 
+// Buffers of one JS environment (one worker thread), reused from op to op and chunk to chunk:
+// fresh buffers for every chunk would be fresh pages, each a page fault on first touch (15-18 us
+// on a VM that traps page-table updates). Grown on demand, never shrunk.
+struct AnalyzeScratch {
+  std::vector<uint8_t> raw;                // an FP8 block, as read
+  std::vector<std::vector<float>> f32;     // an FP8 block, dequantised, per checkpoint
+  std::vector<std::vector<float>> scales;  // an FP8 band's scales, per checkpoint
+  std::vector<std::vector<uint8_t>> span;  // the other dtypes' blocks, per checkpoint
+  std::vector<const uint8_t*> at;          // where each checkpoint's block starts
+  // A sub-block as float64: the oldest checkpoint, then the vectors whose products are summed
+  // (the newest, then e_1 .. e_(n-1)), and those sums: 8 lanes and a tail per pair (moments.h).
+  std::vector<double> x0;
+  std::vector<std::vector<double>> v;
+  std::vector<const double*> vp;
+  std::vector<double> lanes, tail;
+};
+
 // One OpMoments per op of the chunk (copies get an empty one). Reads like the merge, writes nothing;
 // `kernel` sums the products (kernels/moments.h: every kernel gives the same bits).
 // The number of checkpoints is taken from the merge ops' inputs: every merge op must have the same
 // number, at least 2, and every copy exactly one (an E_INTERNAL error naming the tensor otherwise).
-std::vector<OpMoments> analyze_chunk(const ChunkReads& chunk, Kernel kernel);
+std::vector<OpMoments> analyze_chunk(const ChunkReads& chunk, Kernel kernel, AnalyzeScratch& scratch);
 
 }  // namespace pma
