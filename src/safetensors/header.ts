@@ -1,4 +1,5 @@
-import { open } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
 
 import { DTYPE_BITS, type DType, isDType } from '../dtypes.js';
 import { PmaError, fsError } from '../errors.js';
@@ -215,19 +216,34 @@ function parseBody(path: string, text: string, bytes: number): HeaderBody {
  * ```
  */
 export function parseHeader(path: string, json: Uint8Array, fileSize: number, cache?: HeaderCache): SafetensorsHeader {
-  const key = cache ? bytesKey(json) : '';
+  const key = cache ? cacheKey(json.length, bytesKey(json)) : '';
   let body = cache?.get(key);
   if (!body) {
-    let text: string;
-    try {
-      text = utf8.decode(json);
-    } catch {
-      throw bad(path, 'header is not valid UTF-8');
-    }
-    body = parseBody(path, text, json.length);
+    body = bodyOf(path, json);
     cache?.set(key, body);
   }
-  const dataStart = 8 + json.length;
+  return withBody(path, body, json.length, fileSize);
+}
+
+/** The header's bytes decoded and parsed. */
+function bodyOf(path: string, json: Uint8Array): HeaderBody {
+  let text: string;
+  try {
+    text = utf8.decode(json);
+  } catch {
+    throw bad(path, 'header is not valid UTF-8');
+  }
+  return parseBody(path, text, json.length);
+}
+
+/** A header cache key: the header's length and the SHA-256 of its bytes. */
+function cacheKey(length: number, sha256: string): string {
+  return `${length}:${sha256}`;
+}
+
+/** The header of a file whose header of `length` bytes has `body`: checked against the file's size. */
+function withBody(path: string, body: HeaderBody, length: number, fileSize: number): SafetensorsHeader {
+  const dataStart = 8 + length;
   const dataEnd = dataStart + body.dataLength;
   if (dataEnd > fileSize) {
     throw bad(path, `file is truncated: the header describes ${dataEnd} bytes but the file has ${fileSize}`);
@@ -244,6 +260,55 @@ export function parseHeader(path: string, json: Uint8Array, fileSize: number, ca
     byName: body.byName,
     pmaText: body.pmaText,
   };
+}
+
+// A header this large is hashed a block at a time before it is read whole: a repeat of a header
+// the cache holds or is parsing (the next checkpoint of a run of a million tensors, 75 MB) then
+// needs no buffer of its size, whose fresh pages cost a page fault each.
+const HASH_FIRST_FROM = 4 * 2 ** 20;
+const HASH_BLOCK = 2 ** 20;
+// Large headers being parsed, per cache, by key: readers of the same bytes wait for the first.
+const parsing = new WeakMap<HeaderCache, Map<string, Promise<HeaderBody>>>();
+
+async function largeHeaderBody(
+  path: string,
+  fh: FileHandle,
+  length: number,
+  cache: HeaderCache,
+  buffer: (n: number) => Buffer,
+): Promise<HeaderBody> {
+  const block = buffer(HASH_BLOCK);
+  const hash = createHash('sha256');
+  for (let at = 0; at < length;) {
+    const { bytesRead } = await fh.read(block, 0, Math.min(block.length, length - at), 8 + at);
+    if (bytesRead === 0) throw bad(path, 'file shrank while its header was read');
+    hash.update(block.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  const key = cacheKey(length, hash.digest('base64'));
+  // A parse of the same bytes that failed says nothing of this file's name: it reads its own.
+  const cached =
+    cache.get(key) ??
+    (await parsing
+      .get(cache)
+      ?.get(key)
+      ?.catch(() => undefined));
+  if (cached) return cached;
+  const inFlight = (async () => {
+    const json = buffer(length).subarray(0, length);
+    const { bytesRead } = await fh.read(json, 0, length, 8);
+    if (bytesRead !== length) throw bad(path, 'file shrank while its header was read');
+    return bodyOf(path, json);
+  })();
+  const byKey = parsing.get(cache) ?? new Map<string, Promise<HeaderBody>>();
+  parsing.set(cache, byKey.set(key, inFlight));
+  try {
+    const body = await inFlight;
+    cache.set(key, body);
+    return body;
+  } finally {
+    byKey.delete(key);
+  }
 }
 
 /** Reads and validates the header of a safetensors file; reads nothing of the data buffer. *
@@ -271,6 +336,9 @@ export async function readHeader(path: string, cache?: HeaderCache): Promise<Saf
       if (n > BigInt(MAX_HEADER_LENGTH))
         throw bad(path, `header length ${n} is over the limit of ${MAX_HEADER_LENGTH} bytes`);
       if (8n + n > BigInt(size)) throw bad(path, `header length ${n} runs past the end of the file (${size} bytes)`);
+      if (cache && n >= HASH_FIRST_FROM) {
+        return withBody(path, await largeHeaderBody(path, fh, Number(n), cache, buffer), Number(n), size);
+      }
       // A reused buffer: parseHeader keeps nothing of the bytes (it hashes and decodes them).
       const json = buffer(Number(n)).subarray(0, Number(n));
       const { bytesRead } = await fh.read(json, 0, json.length, 8);

@@ -508,3 +508,65 @@ describe('parseHeader called directly', () => {
     );
   });
 });
+
+describe('readHeader with a cache: large headers', () => {
+  // Over 4 MiB: hashed a block at a time first, so that a repeat needs no buffer of its size.
+  const COUNT = 70_000;
+  const large = (prefix: string, hole = false) =>
+    headerText(
+      Object.fromEntries(
+        Array.from({ length: COUNT }, (_, i) => {
+          const begin = 4 * i + (hole && i === COUNT - 1 ? 4 : 0);
+          return [
+            `${prefix}.${String(i).padStart(6, '0')}`,
+            { dtype: 'F32', shape: [1], data_offsets: [begin, begin + 4] },
+          ];
+        }),
+      ),
+    );
+  const a = large('a');
+  const data = 4 * COUNT;
+
+  it('parses the same bytes once, read one after the other or at the same time', async () => {
+    expect(Buffer.byteLength(a)).toBeGreaterThan(4 * 2 ** 20);
+    const [p1, p2, p3] = [writeRaw(a, data), writeRaw(a, data), writeRaw(a, data)];
+    const cache = new Map();
+    const [h1, h2] = await Promise.all([readHeader(p1, cache), readHeader(p2, cache)]);
+    const h3 = await readHeader(p3, cache);
+    expect(h1.tensors).toHaveLength(COUNT);
+    expect(h2.tensors).toBe(h1.tensors);
+    expect(h3.tensors).toBe(h1.tensors);
+    expect([h1.path, h2.path, h3.path]).toEqual([p1, p2, p3]);
+    expect(cache.size).toBe(1);
+  });
+
+  it('tells apart headers of one length and other bytes', async () => {
+    const b = large('b');
+    expect(Buffer.byteLength(b)).toBe(Buffer.byteLength(a));
+    const cache = new Map();
+    const [ha, hb] = await Promise.all([readHeader(writeRaw(a, data), cache), readHeader(writeRaw(b, data), cache)]);
+    expect(ha.tensors[0]?.name).toBe('a.000000');
+    expect(hb.tensors[0]?.name).toBe('b.000000');
+  });
+
+  it("checks each file's size against the shared header, and words each error with its own path", async () => {
+    const cache = new Map();
+    const short = writeRaw(a, data - 4);
+    await readHeader(writeRaw(a, data), cache);
+    const err = await rejected(readHeader(short, cache));
+    expect(err.message).toBe(
+      `${short}: file is truncated: the header describes ${8 + Buffer.byteLength(a) + data} bytes but the file has ${8 + Buffer.byteLength(a) + data - 4}`,
+    );
+
+    // The same bad bytes in two files read at once: each error names its own file.
+    const holed = large('a', true);
+    const [q1, q2] = [writeRaw(holed, data + 4), writeRaw(holed, data + 4)];
+    const [e1, e2] = await Promise.all([rejected(readHeader(q1, cache)), rejected(readHeader(q2, cache))]);
+    const last = `a.${String(COUNT - 1).padStart(6, '0')}`;
+    expect(e1.message).toBe(
+      `${q1}: tensor "${last}": leaves a hole: starts at ${4 * COUNT}, previous tensor ends at ${4 * COUNT - 4}`,
+    );
+    expect(e2.file).toBe(q2);
+    expect(e2.message.startsWith(`${q2}: `)).toBe(true);
+  });
+});
