@@ -5,6 +5,7 @@ import { PmaError, fsError } from '../errors.js';
 import type { MergePlan } from '../plan/types.js';
 import { exists, fsyncPath, fsyncSubdirs, makeDirs } from '../util/fs.js';
 import { acquireLock, isAlive, lockHeldLive, lockToken, releaseLock } from '../util/lock.js';
+import { utf8Pieces } from '../util/utf8-pieces.js';
 import { Journal, type NonFiniteCounts } from './journal.js';
 import type { InputStamp } from './stamps.js';
 import { checkResumable, newState, readState, writeState } from './state.js';
@@ -109,12 +110,15 @@ export async function createOutputFile(path: string, f: MergePlan['outputs'][num
   const fh = await open(path, 'wx');
   try {
     if (f.header !== null) {
-      // Encoded once into its place after the length: a million tensors' header is tens of MB.
-      const length = Buffer.byteLength(f.header, 'utf8');
-      const bytes = Buffer.allocUnsafe(8 + length);
-      bytes.writeBigUInt64LE(BigInt(length), 0);
-      bytes.write(f.header, 8, 'utf8');
-      await fh.write(bytes, 0, bytes.length, 0);
+      const length = Buffer.alloc(8);
+      length.writeBigUInt64LE(BigInt(Buffer.byteLength(f.header, 'utf8')), 0);
+      await fh.write(length, 0, 8, 0);
+      // A piece at a time: a million tensors' header is tens of MB.
+      let at = 8;
+      for (const piece of utf8Pieces(f.header)) {
+        await fh.write(piece, 0, piece.length, at);
+        at += piece.length;
+      }
     }
     await fh.truncate(f.size);
     await fh.sync();

@@ -3,6 +3,7 @@ import { open, readFile } from 'node:fs/promises';
 
 import { PmaError } from '../errors.js';
 import type { MergePlan } from '../plan/types.js';
+import { utf8Pieces } from '../util/utf8-pieces.js';
 import { stampChange, type InputStamp } from './stamps.js';
 
 /**
@@ -66,10 +67,17 @@ export function planFingerprint(plan: MergePlan): string {
     ...work,
     outputs: outputs.map((f) => ({
       ...f,
-      header: f.header === null ? null : createHash('sha256').update(f.header, 'utf8').digest('hex'),
+      header: f.header === null ? null : sha256Hex(f.header),
     })),
   });
   return h.digest();
+}
+
+/** The SHA-256 of a string's UTF-8 bytes, encoded a piece at a time. */
+function sha256Hex(text: string): string {
+  const h = createHash('sha256');
+  for (const piece of utf8Pieces(text)) h.update(piece);
+  return h.digest('hex');
 }
 
 /**
