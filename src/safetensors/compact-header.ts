@@ -1,4 +1,5 @@
 import { DTYPE_BITS, type DType, isDType } from '../dtypes.js';
+import { NameIndex } from './name-index.js';
 
 /** A tensor entry as the header gives it, before the checks every header gets (header.ts). */
 export interface RawEntry {
@@ -38,7 +39,7 @@ const CONTROL = /[\u0000-\u001f]/;
 export function scanCompactHeader(text: string): {
   metadata: string | null;
   entries: RawEntry[];
-  byName: Map<string, RawEntry>;
+  byName: NameIndex<RawEntry>;
   /**
    * The text is pma's own layout of these entries (src/safetensors/writer.ts), up to its
    * padding: `__metadata__` {"format": "pt"} first, then the entries in data order, contiguous
@@ -55,7 +56,8 @@ export function scanCompactHeader(text: string): {
   let metadata: string | null = null;
   const entries: RawEntry[] = [];
   // The entries by name, which also finds a name given twice.
-  const byName = new Map<string, RawEntry>();
+  // An entry takes at least 52 characters ("a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},).
+  const byName = new NameIndex<RawEntry>(Math.ceil(n / 52));
   // Neighbours usually share a shape (a layer's experts, a million scalars): the entries share
   // one array per shape among the last few seen, not one each. Shapes are never modified.
   const recent: number[][] = [];
@@ -156,9 +158,7 @@ export function scanCompactHeader(text: string): {
         lastEnd = end;
         lastBits = bits;
         const entry = { name, dtype, shape: shared(), begin, end, bytes: end - begin };
-        // One lookup: a map that does not grow already held the name.
-        const size = byName.size;
-        if (byName.set(name, entry).size === size) return null;
+        if (!byName.add(entry)) return null;
         entries.push(entry);
       }
       const c = text.charCodeAt(i);
