@@ -17,14 +17,11 @@ namespace {
 constexpr size_t kBlock = size_t(1) << 14;
 
 // Every checkpoint's block is read into a buffer of its own, then the block is summed sub-block by
-// sub-block. Reads of 64 KiB and under go through the read-ahead window (one more copy), and each
-// read is a system call: the n inputs are read several blocks at a time, up to 4 MiB in all (the
-// last-level cache), and at least 64 KiB each.
+// sub-block. The inputs are read several blocks at a time, as many as the merge's pread blocks
+// hold (pread_block_elems: reads of 64 KiB and more, up to 4 MiB for all inputs together), so that
+// reads skip the read-ahead window's extra copy and system calls do not count.
 inline size_t read_blocks(size_t element_size, size_t n) {
-  const size_t block_bytes = kBlock * element_size;
-  const size_t fit = (size_t(4) << 20) / (n * block_bytes);
-  const size_t least = (kSmallRead + block_bytes - 1) / block_bytes;
-  return std::max<size_t>(least, std::min<size_t>(fit, 16));
+  return std::max<size_t>(1, pread_block_elems(n, element_size) / kBlock);
 }
 
 // The chunk's ops as analyze_chunk needs them (see analyze.h). Like check_ops for a merge, a

@@ -15,21 +15,22 @@
 #include "errors.h"
 
 namespace pma {
+
+// Every block costs a pread per input (and a pwrite), and where system calls trap (a VM) they cost
+// more than copying 64 KiB: 2 threads merged 5 x 1 GB bf16 7-10% faster with 256Ki elements a
+// block than with 32Ki (bench/against-commit.bench.js).
+size_t pread_block_elems(size_t inputs, size_t in_size) {
+  constexpr size_t kMinBlockElems = size_t(1) << 15;
+  constexpr size_t kMaxBlockElems = size_t(1) << 18;
+  constexpr size_t kBlockInputBytes = size_t(4) << 20;
+  const size_t e = kBlockInputBytes / (inputs * in_size);
+  return e < kMinBlockElems ? kMinBlockElems : e > kMaxBlockElems ? kMaxBlockElems : e;
+}
+
 namespace {
 
 // Elements per block of a mapped merge: input blocks of all N checkpoints plus the output block stay in L2.
 constexpr size_t kBlockElems = size_t(1) << 15;
-// Elements per block of a pread merge. Every block costs a pread per input and a pwrite, and where
-// system calls trap (a VM) they cost more than copying 64 KiB: 2 threads merged 5 x 1 GB bf16
-// 7-10% faster with 256Ki elements a block than with 32Ki (bench/against-commit.bench.js). The
-// inputs' blocks stay within 4 MiB together, in the last-level cache, however many inputs.
-constexpr size_t kMinBlockElems = size_t(1) << 15;
-constexpr size_t kMaxBlockElems = size_t(1) << 18;
-constexpr size_t kBlockInputBytes = size_t(4) << 20;
-size_t pread_block_elems(size_t inputs, size_t in_size) {
-  const size_t e = kBlockInputBytes / (inputs * in_size);
-  return e < kMinBlockElems ? kMinBlockElems : e > kMaxBlockElems ? kMaxBlockElems : e;
-}
 constexpr size_t kCopyBytes = size_t(1) << 20;
 
 MergeArgs base_args(const ChunkSpec& spec, const Op& op) {

@@ -87,6 +87,11 @@ struct ChunkSpec : ChunkReads {
   uint64_t gpu_memory = 0;
 };
 
+// Elements per block of `inputs` inputs of `in_size` bytes each, read with pread: the inputs'
+// blocks within 4 MiB together (the last-level cache), from 32Ki to 256Ki elements. The merge's
+// blocks, and pma analyze's reads.
+size_t pread_block_elems(size_t inputs, size_t in_size);
+
 // Throws E_ABORTED (naming op's tensor) once the cancel flag is set. What was written stays, and
 // the chunk is not reported done, so a resumed merge runs it again.
 void check_cancel(const int32_t* cancel, const Op& op);

@@ -1,7 +1,8 @@
-// gram_lanes (moments.h) for each CPU kernel. The row a of pairs is walked in groups of pairs
-// (a, b .. b + G - 1): one load of v_a serves G products, and G sums in registers hide the adds'
-// latency (a single sum waits on each add: about 4 cycles per 8 elements). The lanes are those
-// of one 512-bit register, or two 256-bit ones, so the SIMD order of additions is the scalar one.
+// to_f64, gram_lanes and gram_raw (moments.h) for each CPU kernel. gram_lanes walks the row a of
+// pairs in groups (a, b .. b + G - 1): one load of v_a serves G products, and G sums in registers
+// hide the adds' latency (a single sum waits on each add: about 4 cycles per 8 elements). The
+// lanes are those of one 512-bit register, or two 256-bit ones, so the SIMD order of additions
+// is the scalar one.
 #include "kernels/moments.h"
 
 #include "kernels/element.h"

@@ -6,7 +6,7 @@ import type { PlanOptions } from '../plan/options.js';
 import { planMerge } from '../plan/planner.js';
 import type { MergePlan } from '../plan/types.js';
 import { cpuKernel } from '../run/engine.js';
-import { KERNEL_CHOICES } from '../run/options.js';
+import { kernelOption } from '../run/options.js';
 import { ChunkPool } from '../run/pool.js';
 import { runChunks } from '../run/run-chunks.js';
 import * as v from '../validate.js';
@@ -60,7 +60,7 @@ function layerOrder(a: string, b: string): number {
 export async function analyze(options: AnalyzeOptions): Promise<AnalyzeResult> {
   const threads =
     options.threads === undefined ? availableParallelism() : v.integer('threads', options.threads, 1, 1024);
-  const kernelChoice = options.kernel === undefined ? 'auto' : v.oneOf('kernel', options.kernel, KERNEL_CHOICES);
+  const kernelChoice = kernelOption(options.kernel);
   // A missing or broken addon, or a kernel this CPU has not, fails here, before any worker starts.
   // The workers then start (each loads the addon) while the main thread plans.
   const kernel = cpuKernel(kernelChoice);

@@ -51,10 +51,15 @@ export interface ResolvedEngineOptions {
   write: WriteMode;
 }
 
+/** The `kernel` option checked: 'auto' when not given. */
+export function kernelOption(kernel: unknown): KernelChoice {
+  return kernel === undefined ? 'auto' : v.oneOf('kernel', kernel, KERNEL_CHOICES);
+}
+
 export function resolveEngineOptions(o: EngineOptions): ResolvedEngineOptions {
   return {
     threads: o.threads === undefined ? null : v.integer('threads', o.threads, 1, 1024),
-    kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, KERNEL_CHOICES),
+    kernel: kernelOption(o.kernel),
     device: parseDevice(o.device),
     deviceLabel: String(o.device ?? 'cpu'),
     gpuMemory: o.gpuMemory === undefined ? undefined : v.byteSize('gpuMemory', o.gpuMemory),

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 
 import { DTYPE_BITS, type DType, isDType } from '../dtypes.js';
@@ -6,7 +5,7 @@ import { PmaError, fsError } from '../errors.js';
 import { withReadSlot } from '../util/read-slots.js';
 import { scanCompactHeader } from './compact-header.js';
 import { formatError } from './format-error.js';
-import { bytesKey, duplicateKeyOf } from './json-keys.js';
+import { bytesKey, bytesKeyOfFile, duplicateKeyOf } from './json-keys.js';
 
 /** The reference reader's limit on the JSON header. */
 export const MAX_HEADER_LENGTH = 100_000_000;
@@ -277,15 +276,9 @@ async function largeHeaderBody(
   cache: HeaderCache,
   buffer: (n: number) => Buffer,
 ): Promise<HeaderBody> {
-  const block = buffer(HASH_BLOCK);
-  const hash = createHash('sha256');
-  for (let at = 0; at < length;) {
-    const { bytesRead } = await fh.read(block, 0, Math.min(block.length, length - at), 8 + at);
-    if (bytesRead === 0) throw bad(path, 'file shrank while its header was read');
-    hash.update(block.subarray(0, bytesRead));
-    at += bytesRead;
-  }
-  const key = cacheKey(length, hash.digest('base64'));
+  const hashed = await bytesKeyOfFile(fh, buffer(HASH_BLOCK), 8, 8 + length);
+  if (hashed.bytes !== length) throw bad(path, 'file shrank while its header was read');
+  const key = cacheKey(length, hashed.key);
   // A parse of the same bytes that failed says nothing of this file's name: it reads its own.
   const cached =
     cache.get(key) ??

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 
 /**
  * JSON.parse keeps the last of two equal keys without a word; a header or an index that names one
@@ -85,4 +86,26 @@ export function duplicateKeyOf(text: string, parsed: unknown): { key: string; pa
  */
 export function bytesKey(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('base64');
+}
+
+/**
+ * bytesKey of bytes [from, to) of an open file (to Infinity: to its end), read through `block`
+ * a piece at a time, so that bytes found in a cache are never held whole; and how many bytes it
+ * read (fewer than asked when the file ends first).
+ */
+export async function bytesKeyOfFile(
+  fh: FileHandle,
+  block: Buffer,
+  from: number,
+  to = Infinity,
+): Promise<{ key: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let at = from;
+  while (at < to) {
+    const { bytesRead } = await fh.read(block, 0, Math.min(block.length, to - at), at);
+    if (bytesRead === 0) break;
+    hash.update(block.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  return { key: hash.digest('base64'), bytes: at - from };
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -6,7 +5,7 @@ import { fsError } from '../errors.js';
 import { withReadSlot } from '../util/read-slots.js';
 import { formatError } from './format-error.js';
 import { scanWeightMap } from './index-scan.js';
-import { duplicateKeyOf } from './json-keys.js';
+import { bytesKeyOfFile, duplicateKeyOf } from './json-keys.js';
 
 export const INDEX_NAME = 'model.safetensors.index.json';
 
@@ -62,16 +61,7 @@ async function withFile<T>(path: string, use: (fh: FileHandle) => Promise<T>): P
 
 /** The cache key of a file's bytes (bytesKey's), read through `block`. */
 function hashOf(path: string, block: Buffer): Promise<string> {
-  return withFile(path, async (fh) => {
-    const hash = createHash('sha256');
-    for (let at = 0; ;) {
-      const { bytesRead } = await fh.read(block, 0, block.length, at);
-      if (bytesRead === 0) break;
-      hash.update(block.subarray(0, bytesRead));
-      at += bytesRead;
-    }
-    return hash.digest('base64');
-  });
+  return withFile(path, async (fh) => (await bytesKeyOfFile(fh, block, 0)).key);
 }
 
 /** The whole file, in a buffer of the read slot (valid until the slot's callback settles). */
