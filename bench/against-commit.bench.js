@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // This checkout's merge against the same merge at another commit, interleaved round by round on
 // the same inputs, so a slow spell of the machine hits both alike. Builds the other commit (CPU
-// variant) in a temporary git worktree that shares this checkout's node_modules.
+// variant) in a temporary git worktree that shares this checkout's node_modules (or installs its
+// own when its package.json asks for other packages).
 //
 //   node bench/against-commit.bench.js <commit> [--inputs RUN_DIR] [--runs 7] [--threads 2] [--plan | --analyze]
 //
@@ -11,7 +12,7 @@
 //
 // Inputs default to the series `npm run bench` or `pma bench --dir .bench-data` left in .bench-data/run.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -44,7 +45,14 @@ const run = (cmd, args, cwd, env = {}) =>
   execFileSync(cmd, args, { cwd, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
 try {
   run('git', ['worktree', 'add', '--detach', tree, commit], ROOT);
-  symlinkSync(join(ROOT, 'node_modules'), join(tree, 'node_modules'));
+  // This checkout's node_modules where the other commit needs the same packages; its own (npm ci,
+  // from the registry) where not, e.g. before the chunk threads replaced piscina.
+  const deps = (root) => {
+    const p = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    return JSON.stringify([p.dependencies, p.devDependencies]);
+  };
+  if (deps(tree) === deps(ROOT)) symlinkSync(join(ROOT, 'node_modules'), join(tree, 'node_modules'));
+  else run('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], tree);
   const build = existsSync(join(tree, 'scripts', 'build-native.mjs'))
     ? () =>
         run(process.execPath, ['scripts/build-native.mjs'], tree, {

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <exception>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "cuda/cuda.h"
 #include "engine/analyze.h"
 #include "engine/chunk.h"
+#include "engine/chunk_threads.h"
 #include "engine/file_io.h"
 #include "engine/fp_env.h"
 #include "engine/stopwatch.h"
@@ -208,34 +210,257 @@ pma::ChunkSpec parse_chunk(const Napi::Object& t) {
   return spec;
 }
 
-[[noreturn]] void rethrow_as_js(Napi::Env env, const pma::EngineError& e) {
+Napi::Error js_error(Napi::Env env, const pma::EngineError& e) {
   Napi::Error err = Napi::Error::New(env, e.what());
   err.Set("pmaCode", Napi::String::New(env, e.code));
   if (!e.file.empty()) err.Set("file", Napi::String::New(env, e.file));
   if (!e.tensor.empty()) err.Set("tensor", Napi::String::New(env, e.tensor));
-  throw err;
+  return err;
 }
 
-// The one guard around every exported method (see PmaAddon::Exported): an EngineError becomes a
-// JS error carrying pmaCode, file and tensor; a failed allocation is kCodeNoMem; any other
-// exception is kCodeInternal. A Napi::Error (a JS exception already raised, e.g. by a getter of
-// an argument) passes through unchanged.
+// What a C++ exception becomes at the boundary, on any thread: an EngineError as it is, a failed
+// allocation kCodeNoMem, any other exception kCodeInternal.
+pma::EngineError engine_error(std::exception_ptr p) {
+  try {
+    std::rethrow_exception(p);
+  } catch (const pma::EngineError& e) {
+    return e;
+  } catch (const std::bad_alloc&) {
+    return pma::EngineError(pma::kCodeNoMem, "out of memory in the native engine");
+  } catch (const std::exception& e) {
+    return pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what());
+  } catch (...) {
+    return pma::EngineError(pma::kCodeInternal, "native engine: an exception of unknown type");
+  }
+}
+
+// The one guard around every exported method (see PmaAddon::Exported): a C++ exception becomes a
+// JS error carrying pmaCode, file and tensor (engine_error). A Napi::Error (a JS exception
+// already raised, e.g. by a getter of an argument) passes through unchanged.
 template <typename F>
 Napi::Value guarded(Napi::Env env, F&& f) {
   try {
     return f();
   } catch (const Napi::Error&) {
     throw;
-  } catch (const pma::EngineError& e) {
-    rethrow_as_js(env, e);
-  } catch (const std::bad_alloc&) {
-    rethrow_as_js(env, pma::EngineError(pma::kCodeNoMem, "out of memory in the native engine"));
-  } catch (const std::exception& e) {
-    rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, std::string("native engine: ") + e.what()));
   } catch (...) {
-    rethrow_as_js(env, pma::EngineError(pma::kCodeInternal, "native engine: an exception of unknown type"));
+    throw js_error(env, engine_error(std::current_exception()));
   }
 }
+
+Napi::Value stats_value(Napi::Env env, const pma::ChunkStats& st, uint64_t engine_ns) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("bytesRead", double(st.bytes_read));
+  o.Set("bytesWritten", double(st.bytes_written));
+  Napi::Object t = Napi::Object::New(env);
+  t.Set("engine", double(engine_ns) / 1e9);
+  t.Set("read", double(st.read_ns) / 1e9);
+  t.Set("scan", double(st.scan_ns) / 1e9);
+  t.Set("write", double(st.write_ns) / 1e9);
+  o.Set("seconds", t);
+  Napi::Array nf = Napi::Array::New(env, st.nonfinite.size());
+  for (size_t i = 0; i < st.nonfinite.size(); ++i) {
+    Napi::Array x = Napi::Array::New(env, 3);
+    x.Set(uint32_t(0), st.nonfinite[i].op);
+    x.Set(uint32_t(1), st.nonfinite[i].input);
+    x.Set(uint32_t(2), double(st.nonfinite[i].count));
+    nf.Set(uint32_t(i), x);
+  }
+  o.Set("nonfinite", nf);
+  return o;
+}
+
+Napi::Value moments_value(Napi::Env env, const std::vector<pma::OpMoments>& ms) {
+  Napi::Array out = Napi::Array::New(env, ms.size());
+  for (size_t i = 0; i < ms.size(); ++i) {
+    const pma::OpMoments& m = ms[i];
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array gram = Napi::Array::New(env, m.gram.size());
+    for (size_t k = 0; k < m.gram.size(); ++k) gram.Set(uint32_t(k), m.gram[k]);
+    Napi::Array cross = Napi::Array::New(env, m.cross.size());
+    for (size_t k = 0; k < m.cross.size(); ++k) cross.Set(uint32_t(k), m.cross[k]);
+    o.Set("gram", gram);
+    o.Set("cross", cross);
+    o.Set("newestSq", m.newest_sq);
+    o.Set("count", double(m.count));
+    out.Set(uint32_t(i), o);
+  }
+  return out;
+}
+
+// One chunk handed to the chunk threads: parsed on the JS thread, run on a chunk thread, settled
+// (its promise resolved or rejected) back on the JS thread.
+class Job {
+ public:
+  Job(Napi::Env env, const Napi::Object& chunk) : deferred_(Napi::Promise::Deferred::New(env)) {
+    // The cancel flag's buffer stays alive while the job runs, whatever the caller drops.
+    const Napi::Value cancel = chunk.Get("cancel");
+    if (cancel.IsObject()) cancel_ = Napi::Persistent(cancel.As<Napi::Object>());
+  }
+  virtual ~Job() = default;
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  // On a chunk thread.
+  void run(pma::ThreadState& state) {
+    try {
+      execute(state);
+    } catch (...) {
+      failed_ = true;
+      error_ = engine_error(std::current_exception());
+    }
+  }
+
+  // On the JS thread.
+  void settle(Napi::Env env) {
+    Napi::HandleScope scope(env);
+    if (failed_) {
+      deferred_.Reject(js_error(env, error_).Value());
+      return;
+    }
+    try {
+      deferred_.Resolve(value(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+
+ protected:
+  virtual void execute(pma::ThreadState& state) = 0;
+  virtual Napi::Value value(Napi::Env env) = 0;
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference cancel_;
+  bool failed_ = false;
+  pma::EngineError error_{"", ""};
+};
+
+class MergeJob : public Job {
+ public:
+  MergeJob(Napi::Env env, const Napi::Object& chunk, std::vector<int> gpus)
+      : Job(env, chunk), spec_(parse_chunk(chunk)), gpus_(std::move(gpus)) {}
+
+ private:
+  void execute(pma::ThreadState& state) override {
+    // On GPUs each thread merges on one of them, always the same, so that its pinned staging is
+    // held once.
+    if (!gpus_.empty()) spec_.device = gpus_[size_t(state.index) % gpus_.size()];
+    const uint64_t t0 = pma::now_ns();
+    stats_ = spec_.device >= 0 ? pma::run_chunk_cuda(spec_, state.gpu_state()) : pma::run_chunk(spec_, state.scratch);
+    engine_ns_ = pma::now_ns() - t0;
+  }
+  Napi::Value value(Napi::Env env) override { return stats_value(env, stats_, engine_ns_); }
+
+  pma::ChunkSpec spec_;
+  std::vector<int> gpus_;
+  pma::ChunkStats stats_;
+  uint64_t engine_ns_ = 0;
+};
+
+class AnalyzeJob : public Job {
+ public:
+  AnalyzeJob(Napi::Env env, const Napi::Object& chunk)
+      : Job(env, chunk), reads_(parse_reads(chunk)), kernel_(parse_kernel(get_string(chunk, "kernel"))) {}
+
+ private:
+  void execute(pma::ThreadState& state) override { moments_ = pma::analyze_chunk(reads_, kernel_, state.analyze); }
+  Napi::Value value(Napi::Env env) override { return moments_value(env, moments_); }
+
+  pma::ChunkReads reads_;
+  Kernel kernel_;
+  std::vector<pma::OpMoments> moments_;
+};
+
+// `new addon.Threads(count)`: the chunk threads of one merge or analysis (src/run/pool.ts). Each
+// call queues a chunk and returns a promise of its result. The threads hold the process open
+// only while chunks are in flight; close() waits for those queued and ends the threads.
+class Threads : public Napi::ObjectWrap<Threads> {
+ public:
+  static Napi::Function Class(Napi::Env env) {
+    return DefineClass(env, "Threads",
+                       {
+                           InstanceMethod<&Threads::Guarded<&Threads::RunChunk>>("runChunk"),
+                           InstanceMethod<&Threads::Guarded<&Threads::AnalyzeChunk>>("analyzeChunk"),
+                           InstanceMethod<&Threads::Guarded<&Threads::Close>>("close"),
+                       });
+  }
+
+  explicit Threads(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Threads>(info) {
+    guarded(info.Env(), [&]() -> Napi::Value {
+      const uint64_t count = as_u64(info[0], "count");
+      if (count < 1 || count > 1024) bad_arg("count", "1 to 1024");
+      const Napi::Function none = Napi::Function::New(info.Env(), [](const Napi::CallbackInfo&) {});
+      flight_ = std::make_shared<Flight>();
+      flight_->done = Napi::ThreadSafeFunction::New(info.Env(), none, "pma chunk threads", 0, 1);
+      flight_->done.Unref(info.Env());
+      threads_ = std::make_unique<pma::ChunkThreads>(int(count));
+      return info.Env().Undefined();
+    });
+  }
+
+  ~Threads() override { stop(); }
+
+ private:
+  // What the settling callbacks share with the object, which the GC may free before they run.
+  struct Flight {
+    Napi::ThreadSafeFunction done;
+    uint32_t in_flight = 0;
+    bool released = false;
+  };
+
+  using Method = Napi::Value (Threads::*)(const Napi::CallbackInfo&);
+  template <Method M>
+  Napi::Value Guarded(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value { return (this->*M)(info); });
+  }
+
+  Napi::Value RunChunk(const Napi::CallbackInfo& info) {
+    std::vector<int> gpus;
+    const Napi::Array a = as_array(info[1], "gpus");
+    for (uint32_t i = 0; i < a.Length(); ++i) gpus.push_back(int(as_u64(a.Get(i), "gpus")));
+    return submit(info.Env(), std::make_unique<MergeJob>(info.Env(), as_object(info[0], "chunk"), std::move(gpus)));
+  }
+
+  Napi::Value AnalyzeChunk(const Napi::CallbackInfo& info) {
+    return submit(info.Env(), std::make_unique<AnalyzeJob>(info.Env(), as_object(info[0], "chunk")));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    stop();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value submit(Napi::Env env, std::unique_ptr<Job> owned) {
+    if (!threads_) throw pma::EngineError(pma::kCodeInternal, "native: the chunk threads are closed");
+    const Napi::Promise promise = owned->promise();
+    if (flight_->in_flight++ == 0) flight_->done.Ref(env);
+    std::shared_ptr<Flight> flight = flight_;
+    threads_->submit([flight, job = owned.release()](pma::ThreadState& state) {
+      job->run(state);
+      // The queue is unbounded, so this never blocks: a chunk thread never waits for the JS thread.
+      // It fails only while the environment closes, when nothing is left to settle.
+      const napi_status queued = flight->done.BlockingCall(job, [flight](Napi::Env env, Napi::Function, Job* job) {
+        std::unique_ptr<Job> settled(job);
+        settled->settle(env);
+        if (--flight->in_flight == 0 && !flight->released) flight->done.Unref(env);
+      });
+      if (queued != napi_ok) delete job;
+    });
+    return promise;
+  }
+
+  void stop() {
+    if (!threads_) return;
+    threads_->join();
+    threads_.reset();
+    flight_->released = true;
+    flight_->done.Release();
+  }
+
+  std::shared_ptr<Flight> flight_;
+  std::unique_ptr<pma::ChunkThreads> threads_;
+};
 
 // One instance per JS environment (main thread or worker): napi keeps it as the env's instance
 // data and deletes it in the env's cleanup, so scratch buffers die with their thread.
@@ -254,6 +479,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
                              Exported<&PmaAddon::CudaBench>("cudaBench"),
                          });
     exports.Set("cuda", Napi::Boolean::New(env, pma::cuda_built()));
+    exports.Set("Threads", Threads::Class(env));
   }
 
  private:
@@ -288,55 +514,19 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
   }
 
   Napi::Value RunChunk(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
     const pma::ChunkSpec spec = parse_chunk(as_object(info[0], "chunk"));
     const uint64_t t0 = pma::now_ns();
     const pma::ChunkStats st = spec.device >= 0 ? pma::run_chunk_cuda(spec, gpu()) : pma::run_chunk(spec, scratch_);
-    const uint64_t engine_ns = pma::now_ns() - t0;
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("bytesRead", double(st.bytes_read));
-    o.Set("bytesWritten", double(st.bytes_written));
-    Napi::Object t = Napi::Object::New(env);
-    t.Set("engine", double(engine_ns) / 1e9);
-    t.Set("read", double(st.read_ns) / 1e9);
-    t.Set("scan", double(st.scan_ns) / 1e9);
-    t.Set("write", double(st.write_ns) / 1e9);
-    o.Set("seconds", t);
-    Napi::Array nf = Napi::Array::New(env, st.nonfinite.size());
-    for (size_t i = 0; i < st.nonfinite.size(); ++i) {
-      Napi::Array x = Napi::Array::New(env, 3);
-      x.Set(uint32_t(0), st.nonfinite[i].op);
-      x.Set(uint32_t(1), st.nonfinite[i].input);
-      x.Set(uint32_t(2), double(st.nonfinite[i].count));
-      nf.Set(uint32_t(i), x);
-    }
-    o.Set("nonfinite", nf);
-    return o;
+    return stats_value(info.Env(), st, pma::now_ns() - t0);
   }
 
   // Reads only the chunk's inputs, ops and cancel flag (parse_reads) and the kernel: no outputs,
   // weights or merge settings are needed to analyse.
   Napi::Value AnalyzeChunk(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
     const Napi::Object t = as_object(info[0], "chunk");
     const pma::ChunkReads reads = parse_reads(t);  // first: argument errors in the order of the fields
-    const std::vector<pma::OpMoments> ms =
-        pma::analyze_chunk(reads, parse_kernel(get_string(t, "kernel")), analyze_scratch_);
-    Napi::Array out = Napi::Array::New(env, ms.size());
-    for (size_t i = 0; i < ms.size(); ++i) {
-      const pma::OpMoments& m = ms[i];
-      Napi::Object o = Napi::Object::New(env);
-      Napi::Array gram = Napi::Array::New(env, m.gram.size());
-      for (size_t k = 0; k < m.gram.size(); ++k) gram.Set(uint32_t(k), m.gram[k]);
-      Napi::Array cross = Napi::Array::New(env, m.cross.size());
-      for (size_t k = 0; k < m.cross.size(); ++k) cross.Set(uint32_t(k), m.cross[k]);
-      o.Set("gram", gram);
-      o.Set("cross", cross);
-      o.Set("newestSq", m.newest_sq);
-      o.Set("count", double(m.count));
-      out.Set(uint32_t(i), o);
-    }
-    return out;
+    return moments_value(info.Env(),
+                         pma::analyze_chunk(reads, parse_kernel(get_string(t, "kernel")), analyze_scratch_));
   }
 
   // Runs one kernel over in-memory buffers: the test hook for comparing backends.

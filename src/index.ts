@@ -76,6 +76,7 @@ export {
   type IoMode,
   type WriteMode,
   type Native,
+  type NativeThreads,
   type NativeChunk,
   type NativeReads,
   type NativeAnalysis,

@@ -159,8 +159,31 @@ export interface CudaBenchResult {
   d2hGBps: number;
 }
 
+interface RawThreads {
+  runChunk(chunk: NativeChunk, gpus: number[]): Promise<ChunkStats>;
+  analyzeChunk(chunk: NativeAnalysis): Promise<OpMoments[]>;
+  close(): void;
+}
+
+/**
+ * Native threads that run chunks (native/engine/chunk_threads.h): each call queues one and
+ * resolves with its result, or rejects with the PmaError the sync call would throw. They keep the
+ * process alive only while chunks are in flight.
+ */
+export interface NativeThreads {
+  /**
+   * A merge chunk. On GPUs (`gpus` not empty) thread i merges on gpus[i mod gpus.length], so its
+   * pinned staging is held once; `chunk.device` is then ignored.
+   */
+  runChunk(chunk: NativeChunk, gpus: readonly number[]): Promise<ChunkStats>;
+  analyzeChunk(chunk: NativeAnalysis): Promise<OpMoments[]>;
+  /** Waits for the chunks queued (the JS thread blocks), then ends the threads. Idempotent. */
+  close(): void;
+}
+
 interface RawAddon {
   cuda: boolean;
+  Threads: new (count: number) => RawThreads;
   cpuFeatures(): CpuInfo;
   runChunk(chunk: NativeChunk): ChunkStats;
   analyzeChunk(chunk: NativeAnalysis): OpMoments[];
@@ -176,6 +199,8 @@ export interface Native {
   /** The addon was built with CUDA. */
   readonly cuda: boolean;
   cpuFeatures(): CpuInfo;
+  /** `count` threads (1 to 1024) that run chunks off the JS thread. */
+  threads(count: number): NativeThreads;
   runChunk(chunk: NativeChunk): ChunkStats;
   /**
    * Reads the chunk's merge ops like runChunk and returns their moments; writes nothing. Every
@@ -226,6 +251,17 @@ function translate(e: unknown): PmaError {
   return PmaError.fromWire(wire);
 }
 
+/** As guarded(), for a call that returns a promise: its rejection is translated too. */
+function guardedAsync<A extends unknown[], R>(f: (...a: A) => Promise<R>): (...a: A) => Promise<R> {
+  return async (...a: A) => {
+    try {
+      return await f(...a);
+    } catch (e) {
+      throw translate(e);
+    }
+  };
+}
+
 function guarded<A extends unknown[], R>(f: (...a: A) => R): (...a: A) => R {
   return (...a: A) => {
     try {
@@ -263,6 +299,14 @@ export function native(): Native {
   loaded = {
     cuda: raw.cuda,
     cpuFeatures: guarded(() => raw.cpuFeatures()),
+    threads: guarded((count: number) => {
+      const t = new raw.Threads(count);
+      return {
+        runChunk: guardedAsync((c: NativeChunk, gpus: readonly number[]) => t.runChunk(c, [...gpus])),
+        analyzeChunk: guardedAsync((c: NativeAnalysis) => t.analyzeChunk(c)),
+        close: guarded(() => t.close()),
+      };
+    }),
     runChunk: guarded((c: NativeChunk) => raw.runChunk(c)),
     analyzeChunk: guarded((c: NativeAnalysis) => raw.analyzeChunk(c)),
     mergeBuffers: guarded((a: MergeBuffersArgs) => raw.mergeBuffers({ ...a, device: a.device ?? -1 })),

@@ -5,7 +5,7 @@ import { PmaError } from './errors.js';
 import { finalizeParts, partsOf, type FinalizeResult } from './output/finalize.js';
 import { PARTIAL_SUFFIX, partialPath } from './output/partial.js';
 import { describePartState, type PartState } from './output/parts.js';
-import { ChunkPool } from './run/pool.js';
+import { withFileHashing } from './output/hash-threads.js';
 import { exists, realish } from './util/fs.js';
 import { nonEmptyString } from './validate.js';
 
@@ -39,14 +39,9 @@ async function targetOf(path: string): Promise<string> {
  */
 export async function finalize(out: string): Promise<FinalizeResult> {
   const target = await targetOf(nonEmptyString('out', out));
-  const pool = new ChunkPool(1);
-  try {
-    const r = await finalizeParts(target, (f) => pool.hash(f), { auto: false });
-    if (r === null) throw new PmaError('E_INTERNAL', 'finalize gave way to another process');
-    return r;
-  } finally {
-    await pool.close();
-  }
+  const r = await withFileHashing(1, (hash) => finalizeParts(target, hash, { auto: false }));
+  if (r === null) throw new PmaError('E_INTERNAL', 'finalize gave way to another process');
+  return r;
 }
 
 export interface PartsStatus {

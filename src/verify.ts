@@ -6,7 +6,7 @@ import { discover } from './checkpoints/discover.js';
 import { loadCheckpoint } from './checkpoints/load.js';
 import { PMA_RECORD } from './checkpoints/pma-output.js';
 import { PmaError, fsError } from './errors.js';
-import { ChunkPool } from './run/pool.js';
+import { withFileHashing } from './output/hash-threads.js';
 import { nonEmptyString } from './validate.js';
 
 export interface VerifiedFile {
@@ -84,20 +84,18 @@ export async function verify(out: string): Promise<VerifyResult> {
     );
   const names = Object.keys(sums ?? {}).sort();
   const present = new Set(await filesUnder(dir));
-  const pool = new ChunkPool(Math.max(1, Math.min(availableParallelism(), names.length)));
-  let files: VerifiedFile[];
-  try {
-    files = await Promise.all(
-      names.map(async (name) => {
-        const expected = String((sums as Record<string, string>)[name]);
-        if (!present.has(name)) return { name, expected, actual: null, ok: false };
-        const actual = await pool.hash(join(dir, name));
-        return { name, expected, actual, ok: actual === expected };
-      }),
-    );
-  } finally {
-    await pool.close();
-  }
+  const files: VerifiedFile[] = await withFileHashing(
+    Math.max(1, Math.min(availableParallelism(), names.length)),
+    (hash) =>
+      Promise.all(
+        names.map(async (name) => {
+          const expected = String((sums as Record<string, string>)[name]);
+          if (!present.has(name)) return { name, expected, actual: null, ok: false };
+          const actual = await hash(join(dir, name));
+          return { name, expected, actual, ok: actual === expected };
+        }),
+      ),
+  );
   for (const f of files) {
     if (!f.ok)
       problems.push(

@@ -180,7 +180,7 @@ async function attempt(
     const nonfinite = ran.nonfinite.findings();
     const leftOutList = [...leftOut].map(([path, reason]) => ({ path, reason }));
     const record = { ...provenance(plan, engine, options.commandLine), nonfinite, leftOut: leftOutList };
-    const finished = await output.finish(record, o.force, (f) => engine.pool.hash(f));
+    const finished = await output.finish(record, o.force);
     const times: PhaseTimes = {
       plan: (t1 - t0) / 1000,
       run: (t2 - t1) / 1000,

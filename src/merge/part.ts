@@ -1,6 +1,7 @@
 import { planOnly, type PhaseTimes } from '../run/breakdown.js';
 import { PmaError } from '../errors.js';
 import { finalizedFingerprint, finalizeParts, partsOf, type FinalizeResult } from '../output/finalize.js';
+import { withFileHashing } from '../output/hash-threads.js';
 import { checkTarget } from '../output/output.js';
 import { partialPath, resumedChunkSize } from '../output/partial.js';
 import { PartOutput } from '../output/part-output.js';
@@ -99,10 +100,9 @@ export async function attemptPart(
   const dropCache = engine.dropsCache(plan);
   const info = partsInfo(plan, provenance(plan, engine, options.commandLine), o.force);
   const output = await PartOutput.open(plan, target, spec, info, dropCache);
-  const hash = (f: string) => engine.pool.hash(f);
   if (!(output instanceof PartOutput)) {
     const t1 = performance.now();
-    const fin = await finalizeIfLast(target.path, hash);
+    const fin = await finalizeIfLast(target.path);
     const times = { ...planOnly((t1 - t0) / 1000), finish: (performance.now() - t1) / 1000 };
     return { ...base, out: target.path, part: part('complete', fin.finalized, fin.waiting), times };
   }
@@ -127,7 +127,7 @@ export async function attemptPart(
   } catch (e) {
     throw await output.fail(e);
   }
-  const fin = await finalizeIfLast(target.path, hash);
+  const fin = await finalizeIfLast(target.path);
   return {
     ...base,
     out: target.path,
@@ -148,12 +148,9 @@ export async function attemptPart(
 }
 
 /** Finalizes the merge if every part is complete now; else says which parts it waits for. */
-async function finalizeIfLast(
-  target: string,
-  hash: (path: string) => Promise<string>,
-): Promise<{ finalized: FinalizeResult | null; waiting: string[] }> {
+async function finalizeIfLast(target: string): Promise<{ finalized: FinalizeResult | null; waiting: string[] }> {
   try {
-    return { finalized: await finalizeParts(target, hash, { auto: true }), waiting: [] };
+    return { finalized: await withFileHashing(1, (hash) => finalizeParts(target, hash, { auto: true })), waiting: [] };
   } catch (e) {
     if (!(e instanceof PmaError && e.code === 'E_INCOMPLETE')) throw e;
     // The parts not done, unless the last of them finalized the merge in the meantime.

@@ -56,7 +56,7 @@ export async function writeChunks(
       plan.chunks,
       engine.pool,
       {
-        run: (_, i, cancel) => engine.pool.merge(engine.mergeChunk(plan, i, output.dir, cancel, dropCache)),
+        run: (_, i, cancel) => engine.mergeChunk(plan, i, output.dir, cancel, dropCache),
         done: (i, s) => {
           w.bytesRead += s.bytesRead;
           w.bytesWritten += s.bytesWritten;

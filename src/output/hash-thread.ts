@@ -76,6 +76,19 @@ function handle(r: HashRequest): HashValue {
       closeSync(f.fd);
       return { hex: f.hash.digest('hex') };
     }
+    case 'file': {
+      let fd = -1;
+      try {
+        fd = openSync(r.path, 'r');
+        const h = createHash('sha256');
+        hashRange(fd, r.path, 0, Infinity, h, buf);
+        return { hex: h.digest('hex') };
+      } catch (e) {
+        throw fsError(e, 'cannot read', r.path);
+      } finally {
+        if (fd >= 0) closeSync(fd);
+      }
+    }
     case 'close': {
       for (const f of files.values()) closeSync(f.fd);
       files.clear();

@@ -33,7 +33,7 @@ export type FileOp = FileRequest &
     | { op: 'put'; at: number; value: number }
     | { op: 'digest' }
   );
-export type HashRequest = { id: number } & (FileOp | { op: 'close' });
+export type HashRequest = { id: number } & (FileOp | { op: 'file'; path: string } | { op: 'close' });
 
 export type HashValue = { read?: number; update?: number; crcs?: number[]; crc?: number; hex?: string };
 export type HashReply = { id: number } & ({ ok: true; value: HashValue } | { ok: false; error: PmaErrorWire });
@@ -150,6 +150,21 @@ export class HashThreads {
     return this.send(t, { ...r, id: this.nextId++ });
   }
 
+  /**
+   * SHA-256 (hex) of a whole file, on the thread with the least to do: a merge's companion files,
+   * `pma verify`, finalizing a merge in parts.
+   */
+  async hashFile(path: string): Promise<string> {
+    let best = 0;
+    const load = (i: number) => {
+      const t = this.threads[i];
+      return t ? t.files + t.waiting.size : 0;
+    };
+    for (let i = 1; i < this.threads.length; i++) if (load(i) < load(best)) best = i;
+    const t = this.threads[best] ?? this.start(best);
+    return (await this.send(t, { id: this.nextId++, op: 'file', path })).hex as string;
+  }
+
   /** Closes the files the threads hold open and stops them. */
   async close(): Promise<void> {
     this.home.clear();
@@ -161,5 +176,21 @@ export class HashThreads {
       }),
     );
     this.threads.fill(null);
+  }
+}
+
+/**
+ * Runs `f` with a hash of whole files on `threads` hash threads (started when first asked, so a
+ * call that hashes nothing starts none), and stops them after.
+ */
+export async function withFileHashing<T>(
+  threads: number,
+  f: (hash: (path: string) => Promise<string>) => Promise<T>,
+): Promise<T> {
+  const t = new HashThreads(threads);
+  try {
+    return await f((path) => t.hashFile(path));
+  } finally {
+    await t.close();
   }
 }

@@ -190,7 +190,10 @@ export class OutputHasher {
     }
   }
 
-  /** Once every chunk is done: finishes each file's hash; name -> hex digest. */
+  /**
+   * Once every chunk is done: finishes each file's hash; name -> hex digest. The threads stay for
+   * hashFile() until close(); a failure closes them.
+   */
   async digests(): Promise<Record<string, string>> {
     try {
       const sums: Record<string, string> = {};
@@ -205,9 +208,15 @@ export class OutputHasher {
         }
       }
       return sums;
-    } finally {
+    } catch (e) {
       await this.close();
+      throw e;
     }
+  }
+
+  /** SHA-256 of a whole file (a companion file of the output) on the hash threads. */
+  hashFile(path: string): Promise<string> {
+    return this.threads.hashFile(path);
   }
 
   async close(): Promise<void> {

@@ -92,11 +92,7 @@ export class MergeOutput {
    * writes the index, companion files and pma.json (`record` plus the checksums), and renames the
    * output into place. Returns the seconds spent hashing and in fsync.
    */
-  async finish(
-    record: Record<string, unknown>,
-    force: boolean,
-    hash: (path: string) => Promise<string>,
-  ): Promise<Pick<MergeBreakdown, 'hash' | 'fsync'>> {
+  async finish(record: Record<string, unknown>, force: boolean): Promise<Pick<MergeBreakdown, 'hash' | 'fsync'>> {
     const changed = await changedInput(this.target.stamps);
     if (changed) {
       await this.discard();
@@ -111,7 +107,14 @@ export class MergeOutput {
     const wait = (performance.now() - t) / 1000;
     await this.partial.complete();
     // A failure from here on leaves the resume data beside the partial; a resume puts it back.
-    const fsync = await finishOutput(this.partial.dir, this.target.path, this.plan, record, force, sums, hash);
+    let fsync: number;
+    try {
+      fsync = await finishOutput(this.partial.dir, this.target.path, this.plan, record, force, sums, (p) =>
+        this.hasher.hashFile(p),
+      );
+    } finally {
+      await this.hasher.close();
+    }
     this.ended = true;
     await this.partial.finished();
     return { hash: { ...this.hasher.seconds, wait }, fsync };

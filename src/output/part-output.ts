@@ -147,6 +147,7 @@ export class PartOutput {
     }
     const t = performance.now();
     const sums = await this.hasher.digests();
+    await this.hasher.close();
     const t1 = performance.now();
     await this.partial.flushAndClose();
     this.times = { hash: { ...this.hasher.seconds, wait: (t1 - t) / 1000 }, fsync: (performance.now() - t1) / 1000 };

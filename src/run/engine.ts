@@ -2,7 +2,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { join } from 'node:path';
 
 import { PmaError } from '../errors.js';
-import { native, type KernelChoice, type KernelName, type NativeChunk } from '../native.js';
+import { native, type ChunkStats, type KernelChoice, type KernelName, type NativeChunk } from '../native.js';
 import type { MergePlan } from '../plan/types.js';
 import {
   defaultThreads,
@@ -15,7 +15,6 @@ import {
 } from './devices.js';
 import type { ResolvedEngineOptions } from './options.js';
 import { ChunkPool } from './pool.js';
-import type { WorkerChunk } from './worker.js';
 
 /**
  * The devices, worker threads and GPU staging these options give on this machine, checked: what
@@ -58,9 +57,6 @@ export function cpuKernel(choice: KernelChoice): KernelName {
  * headers are read; close() ends the workers.
  */
 export class Engine {
-  /** Workers claim GPUs in turn from this counter (run/worker.ts), each keeping its own. */
-  private readonly gpuCounter = new Int32Array(new SharedArrayBuffer(4));
-
   private constructor(
     readonly kernel: KernelName,
     readonly device: ResolvedDevice,
@@ -99,14 +95,14 @@ export class Engine {
   }
 
   /**
-   * The native call for chunk `i` of `plan`, writing into `dir` (and dropping what it read and wrote
-   * from the page cache, with `dropCache`: see dropsCache). On GPUs each worker merges on one GPU,
-   * the one it claimed first (run/worker.ts), so that its pinned staging is held once, not once per
-   * GPU; the GPUs get chunks as fast as their workers take them.
+   * Runs chunk `i` of `plan` on the pool, writing into `dir` (and dropping what it read and wrote
+   * from the page cache, with `dropCache`: see dropsCache). On GPUs each thread merges on one GPU,
+   * always the same, so that its pinned staging is held once, not once per GPU; the GPUs get
+   * chunks as fast as their threads take them.
    */
-  mergeChunk(plan: MergePlan, i: number, dir: string, cancel: Int32Array, dropCache: boolean): WorkerChunk {
+  mergeChunk(plan: MergePlan, i: number, dir: string, cancel: Int32Array, dropCache: boolean): Promise<ChunkStats> {
     const gpus = this.device.kind === 'cuda' ? this.device.devices.map((d) => d.index) : [];
-    return { chunk: this.nativeChunk(plan, i, dir, cancel, dropCache), gpus, gpuCounter: this.gpuCounter };
+    return this.pool.merge(this.nativeChunk(plan, i, dir, cancel, dropCache), gpus);
   }
 
   private nativeChunk(plan: MergePlan, i: number, dir: string, cancel: Int32Array, dropCache: boolean): NativeChunk {

@@ -66,7 +66,7 @@ describe('PmaError', () => {
     expect(exitStatusFor(new Error('x'))).toBe(1);
   });
 
-  it('a native failure in a worker thread arrives as a PmaError with its code, file, tensor and stack', async () => {
+  it('a native failure on a chunk thread arrives as a PmaError with its code, file, tensor and stack', async () => {
     const pool = new ChunkPool(1);
     try {
       const ops = [
@@ -80,15 +80,13 @@ describe('PmaError', () => {
         },
       ];
       const err = await rejected(
-        pool.merge({
-          chunk: cpuChunk({
+        pool.merge(
+          cpuChunk({
             inputs: ['/nonexistent/pma/input.safetensors'],
             outputs: ['/nonexistent/pma/output.safetensors'],
             ops,
           }),
-          gpus: [],
-          gpuCounter: new Int32Array(new SharedArrayBuffer(4)),
-        }),
+        ),
       );
       expect(err.code).toMatch(/^E_(INPUT|IO)$/);
       expect(err.file).toMatch(/^\/nonexistent\/pma\//);

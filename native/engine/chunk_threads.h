@@ -1,0 +1,61 @@
+// The threads that run a merge's or an analysis's chunks. Plain C++ threads started by the addon
+// (addon.cc hands tasks in and takes results out): a Node worker thread costs 60-130 ms of a core
+// to start on a small machine (a whole JS environment and the module graph), a std::thread none.
+// Each thread keeps its own scratch buffers and GPU state for its life, so nothing per chunk is
+// allocated twice and a GPU's pinned staging is held once per thread.
+#pragma once
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "cuda/cuda.h"
+#include "engine/analyze.h"
+#include "engine/chunk.h"
+
+namespace pma {
+
+// What one thread keeps between chunks. Made and freed on its own thread.
+struct ThreadState {
+  // 0 to count - 1: on GPUs, thread i merges on GPU i mod (number of GPUs).
+  int index = 0;
+  Scratch scratch;
+  AnalyzeScratch analyze;
+  GpuStatePtr gpu;  // created on the thread's first GPU chunk
+
+  GpuState& gpu_state() {
+    if (!gpu) gpu = gpu_state_new();
+    return *gpu;
+  }
+};
+
+class ChunkThreads {
+ public:
+  // A task must not throw: it catches what it runs and reports it itself.
+  using Task = std::function<void(ThreadState&)>;
+
+  explicit ChunkThreads(int count);
+  ~ChunkThreads();
+  ChunkThreads(const ChunkThreads&) = delete;
+  ChunkThreads& operator=(const ChunkThreads&) = delete;
+
+  int count() const { return count_; }
+  // Queues a task for the first free thread.
+  void submit(Task task);
+  // Lets the queued tasks finish, then ends every thread and waits for it. Idempotent.
+  void join();
+
+ private:
+  void loop(int index);
+
+  const int count_;
+  std::mutex mu_;
+  std::condition_variable ready_;
+  std::deque<Task> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace pma
