@@ -4,9 +4,9 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { COMMANDS } from '../dist/cli/main.js';
+import { allCommands } from '../dist/cli/main.js';
 import { cliReference } from '../dist/cli/reference.js';
 
 const out = join(dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'cli.md');
-writeFileSync(out, cliReference(COMMANDS));
+writeFileSync(out, cliReference(await allCommands()));
 console.log(`wrote ${out}`);

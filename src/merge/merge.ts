@@ -165,6 +165,7 @@ async function attempt(
     resume: o.resume || retry,
     force: o.force || retry,
     dropCache,
+    hashing: engine.hashing,
   });
   try {
     await output.checkSpace();

@@ -99,7 +99,7 @@ export async function attemptPart(
   if (options.signal?.aborted) throw new PmaError('E_ABORTED', 'the merge was aborted');
   const dropCache = engine.dropsCache(plan);
   const info = partsInfo(plan, provenance(plan, engine, options.commandLine), o.force);
-  const output = await PartOutput.open(plan, target, spec, info, dropCache);
+  const output = await PartOutput.open(plan, target, spec, info, dropCache, engine.hashing);
   if (!(output instanceof PartOutput)) {
     const t1 = performance.now();
     const fin = await finalizeIfLast(target.path);

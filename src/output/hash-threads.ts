@@ -91,6 +91,14 @@ export class HashThreads {
     this.threads = Array.from({ length: count }, () => null);
   }
 
+  /**
+   * Starts the first thread now, before it is needed: a merge does so while it plans, when one
+   * core is idle, instead of during the run, when the chunk threads want every core.
+   */
+  warm(): void {
+    if (this.threads[0] === null && !this.dead) this.start(0);
+  }
+
   private start(i: number): Thread {
     const worker = new Worker(threadFile(), { execArgv: threadArgv() });
     const t: Thread = { worker, waiting: new Map(), files: 0 };

@@ -58,12 +58,16 @@ export class OutputHasher {
   /** Thread-seconds spent hashing and reading the output back (the merge's breakdown). */
   readonly seconds = { update: 0, read: 0 };
 
-  /** `only`: the files to hash (a part's), else every output file. */
+  /**
+   * `only`: the files to hash (a part's), else every output file. `threads`: hash threads to use
+   * (the engine's, started early), else its own; closed with the hasher either way.
+   */
   constructor(
     dir: string,
     plan: MergePlan,
     private readonly dropCache: boolean,
     only?: ReadonlySet<string>,
+    threads?: HashThreads,
   ) {
     for (const f of plan.outputs) {
       if (only && !only.has(f.name)) continue;
@@ -89,7 +93,7 @@ export class OutputHasher {
       });
     }
     this.passes = hashThreadCount(this.files.size);
-    this.threads = new HashThreads(this.passes);
+    this.threads = threads ?? new HashThreads(this.passes);
   }
 
   /** The chunk's output ranges are on disk (written, or found done by a resume). */

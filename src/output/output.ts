@@ -2,6 +2,7 @@ import { PmaError } from '../errors.js';
 import type { MergeBreakdown } from '../run/breakdown.js';
 import { chunkOutputBytes, type MergePlan } from '../plan/types.js';
 import { finishOutput } from './finish.js';
+import type { HashThreads } from './hash-threads.js';
 import { OutputHasher } from './hasher.js';
 import type { NonFiniteCounts } from './journal.js';
 import { PartialOutput } from './partial.js';
@@ -30,6 +31,8 @@ export interface OpenOutputOptions {
   force: boolean;
   /** Drop the output's pages from the page cache once hashed. */
   dropCache: boolean;
+  /** The hash threads (the engine's), else the output starts its own. */
+  hashing?: HashThreads;
 }
 
 /**
@@ -54,7 +57,7 @@ export class MergeOutput {
   /** Creates (or resumes) the partial output. */
   static async open(plan: MergePlan, target: OutputTarget, o: OpenOutputOptions): Promise<MergeOutput> {
     const partial = await PartialOutput.open(target.path, plan, target.stamps, { resume: o.resume, force: o.force });
-    const hasher = new OutputHasher(partial.dir, plan, o.dropCache);
+    const hasher = new OutputHasher(partial.dir, plan, o.dropCache, undefined, o.hashing);
     for (const i of partial.done.keys()) hasher.chunkDone(plan.chunks[i] as MergePlan['chunks'][number]);
     return new MergeOutput(plan, target, partial, hasher);
   }

@@ -8,6 +8,7 @@ import type { PartSpec } from '../plan/parts.js';
 import { chunkOutputBytes, chunksOfPart, type MergePlan } from '../plan/types.js';
 import { fsyncSubdirs, makeDirs } from '../util/fs.js';
 import { Lease } from '../util/lease.js';
+import type { HashThreads } from './hash-threads.js';
 import { OutputHasher } from './hasher.js';
 import { Journal, type NonFiniteCounts } from './journal.js';
 import type { OutputTarget } from './output.js';
@@ -68,6 +69,7 @@ export class PartOutput {
     part: PartSpec,
     info: PartsInfo,
     dropCache: boolean,
+    hashing?: HashThreads,
   ): Promise<PartOutput | PartRecord> {
     const dir = await joinPartial(target.path, plan, target.stamps, info);
     const pdir = partDir(dir, part.index);
@@ -101,7 +103,7 @@ export class PartOutput {
       }
       await rm(join(pdir, 'stopped-nonfinite'), { force: true });
       const partial = await PartialOutput.attach(dir, pdir, plan, files, done, () => lease.release());
-      const hasher = new OutputHasher(dir, plan, dropCache, new Set(files));
+      const hasher = new OutputHasher(dir, plan, dropCache, new Set(files), hashing);
       for (const i of done.keys()) hasher.chunkDone(plan.chunks[i] as MergePlan['chunks'][number]);
       const chunks = chunksOfPart(plan, part.index);
       return new PartOutput(plan, target, part, info.fingerprint, dir, chunks, files, partial, hasher, lease);

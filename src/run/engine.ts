@@ -14,6 +14,7 @@ import {
   type ResolvedDevice,
 } from './devices.js';
 import type { ResolvedEngineOptions } from './options.js';
+import { HashThreads, hashThreadCount } from '../output/hash-threads.js';
 import { ChunkPool } from './pool.js';
 
 /**
@@ -52,9 +53,10 @@ export function cpuKernel(choice: KernelChoice): KernelName {
 }
 
 /**
- * The engine a merge runs on: the kernel, the devices, the worker pool, and the settings every
- * native chunk carries. Started before planning, so the threads and the addon load while the
- * headers are read; close() ends the workers.
+ * The engine a merge runs on: the kernel, the devices, the chunk threads, the hash threads, and
+ * the settings every native chunk carries. Started before planning, so that the first hash thread
+ * (a Node worker, 60-100 ms of a core to start) loads while the main thread reads the headers;
+ * close() ends the threads.
  */
 export class Engine {
   private constructor(
@@ -64,13 +66,17 @@ export class Engine {
     private readonly o: ResolvedEngineOptions,
     /** On GPUs: how the workers stage their data (reported with the merge). */
     readonly staging: GpuStaging | null,
+    /** The output's hash threads: the first starts with the engine (HashThreads.warm). */
+    readonly hashing: HashThreads,
   ) {}
 
   /** Checks the kernel and the devices against this machine, then starts the workers. */
   static start(o: ResolvedEngineOptions): Engine {
     const kernel = cpuKernel(o.kernel);
     const { device, threads, staging } = resolveDevices(o);
-    return new Engine(kernel, device, new ChunkPool(threads), o, staging);
+    const hashing = new HashThreads(hashThreadCount(Infinity));
+    hashing.warm();
+    return new Engine(kernel, device, new ChunkPool(threads), o, staging, hashing);
   }
 
   get threads(): number {
@@ -126,5 +132,6 @@ export class Engine {
 
   async close(): Promise<void> {
     await this.pool.close();
+    await this.hashing.close();
   }
 }

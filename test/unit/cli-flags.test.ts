@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
-import { COMMANDS } from '../../src/cli/main.js';
+import { allCommands } from '../../src/cli/main.js';
+
+const COMMANDS = await allCommands();
 import { HELP_FLAG, helpText, parseCommand, type ParsedCommand } from '../../src/cli/flags.js';
 import { thrownSync } from '../helpers/errors.js';
 
