@@ -6,6 +6,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "cuda/cuda.h"
@@ -14,6 +15,7 @@
 #include "engine/chunk_threads.h"
 #include "engine/file_io.h"
 #include "engine/fp_env.h"
+#include "engine/output_hash.h"
 #include "engine/stopwatch.h"
 #include "errors.h"
 #include "kernels/crc32.h"
@@ -372,6 +374,77 @@ class AnalyzeJob : public Job {
   std::vector<pma::OpMoments> moments_;
 };
 
+// One request of the output hasher (src/output/hash-threads.ts FileOp, or a whole file): parsed on
+// the JS thread, run on a chunk thread. Requests about one file come one at a time.
+class HashJob : public Job {
+ public:
+  HashJob(Napi::Env env, const Napi::Object& r, std::shared_ptr<pma::OutputFileHash> file)
+      : Job(env, r), op_(get_string(r, "op")), file_(std::move(file)) {
+    if (op_ == "update") {
+      from_ = get_u64(r, "from");
+      to_ = get_u64(r, "to");
+      drop_ = r.Get("drop").ToBoolean().Value();
+      const Napi::Array a = get_array(r, "crcs");
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        const Napi::Object m = as_object(a.Get(i), "crcs");
+        crcs_.push_back({get_u64(m, "start"), get_u64(m, "end"), uint32_t(get_u64(m, "crc"))});
+      }
+    } else if (op_ == "crc") {
+      from_ = get_u64(r, "start");
+      to_ = get_u64(r, "end");
+    } else if (op_ == "put") {
+      from_ = get_u64(r, "at");
+      value_ = uint32_t(get_u64(r, "value"));
+    } else if (op_ == "file") {
+      path_ = get_string(r, "path");
+    } else if (op_ != "digest") {
+      bad_arg("op", "'update', 'crc', 'put', 'digest' or 'file'");
+    }
+    if (op_ != "file" && !file_) bad_arg("file", "a file number");
+  }
+
+ private:
+  void execute(pma::ThreadState& state) override {
+    if (op_ == "update") {
+      seconds_ = file_->update(from_, to_, crcs_, drop_, state.hash_block);
+    } else if (op_ == "crc") {
+      value_ = file_->crc(from_, to_, state.hash_block);
+    } else if (op_ == "put") {
+      file_->put(from_, value_);
+    } else if (op_ == "digest") {
+      hex_ = file_->digest();
+    } else {
+      hex_ = pma::sha256_file(path_, state.hash_block);
+    }
+  }
+
+  Napi::Value value(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    if (op_ == "update") {
+      o.Set("read", double(seconds_.read_ns) / 1e9);
+      o.Set("update", double(seconds_.update_ns) / 1e9);
+      Napi::Array a = Napi::Array::New(env, crcs_.size());
+      for (size_t i = 0; i < crcs_.size(); ++i) a.Set(uint32_t(i), crcs_[i].crc);
+      o.Set("crcs", a);
+    } else if (op_ == "crc") {
+      o.Set("crc", value_);
+    } else if (op_ == "digest" || op_ == "file") {
+      o.Set("hex", hex_);
+    }
+    return o;
+  }
+
+  std::string op_;
+  std::shared_ptr<pma::OutputFileHash> file_;
+  std::string path_;
+  uint64_t from_ = 0, to_ = 0;
+  bool drop_ = false;
+  uint32_t value_ = 0;
+  std::vector<pma::MemberCrc> crcs_;
+  pma::HashSeconds seconds_;
+  std::string hex_;
+};
+
 // `new addon.Threads(count)`: the chunk threads of one merge or analysis (src/run/pool.ts). Each
 // call queues a chunk and returns a promise of its result. The threads hold the process open
 // only while chunks are in flight; close() waits for those queued and ends the threads.
@@ -382,6 +455,8 @@ class Threads : public Napi::ObjectWrap<Threads> {
                        {
                            InstanceMethod<&Threads::Guarded<&Threads::RunChunk>>("runChunk"),
                            InstanceMethod<&Threads::Guarded<&Threads::AnalyzeChunk>>("analyzeChunk"),
+                           InstanceMethod<&Threads::Guarded<&Threads::Hash>>("hash"),
+                           InstanceMethod<&Threads::Guarded<&Threads::ForgetHashes>>("forgetHashes"),
                            InstanceMethod<&Threads::Guarded<&Threads::Close>>("close"),
                        });
   }
@@ -426,6 +501,31 @@ class Threads : public Napi::ObjectWrap<Threads> {
     return submit(info.Env(), std::make_unique<AnalyzeJob>(info.Env(), as_object(info[0], "chunk")));
   }
 
+  // A request of the output hasher: `file` numbers the file (its state lives here from its first
+  // request to its digest), or op 'file' hashes a whole file by path.
+  Napi::Value Hash(const Napi::CallbackInfo& info) {
+    const Napi::Object r = as_object(info[0], "request");
+    const std::string op = get_string(r, "op");
+    std::shared_ptr<pma::OutputFileHash> file;
+    if (op != "file") {
+      const uint64_t id = get_u64(r, "file");
+      auto it = hashes_.find(id);
+      if (it == hashes_.end()) {
+        const bool writable = r.Get("writable").ToBoolean().Value();
+        it = hashes_.emplace(id, std::make_shared<pma::OutputFileHash>(get_string(r, "path"), writable)).first;
+      }
+      file = it->second;
+      if (op == "digest") hashes_.erase(it);  // the job keeps it to the end; the number is free again
+    }
+    return submit(info.Env(), std::make_unique<HashJob>(info.Env(), r, std::move(file)));
+  }
+
+  // Forgets every file being hashed (their requests have all settled): closes them.
+  Napi::Value ForgetHashes(const Napi::CallbackInfo& info) {
+    hashes_.clear();
+    return info.Env().Undefined();
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     stop();
     return info.Env().Undefined();
@@ -460,6 +560,7 @@ class Threads : public Napi::ObjectWrap<Threads> {
 
   std::shared_ptr<Flight> flight_;
   std::unique_ptr<pma::ChunkThreads> threads_;
+  std::unordered_map<uint64_t, std::shared_ptr<pma::OutputFileHash>> hashes_;
 };
 
 // One instance per JS environment (main thread or worker): napi keeps it as the env's instance

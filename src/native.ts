@@ -159,9 +159,33 @@ export interface CudaBenchResult {
   d2hGBps: number;
 }
 
+/** A zip member's running CRC-32, fed by the bytes of a hash pass that overlap [start, end). */
+export interface MemberCrc {
+  start: number;
+  end: number;
+  crc: number;
+}
+
+/**
+ * A request about one output file being hashed (native/engine/output_hash.h): hash [from, to)
+ * next, feeding the CRC-32 of the members given; the CRC-32 of [start, end) alone; write a CRC-32
+ * field; the digest, which closes the file. `file` numbers the file: its state is kept under it.
+ */
+export type FileOp = { file: number; path: string; writable: boolean } & (
+  | { op: 'update'; from: number; to: number; crcs: MemberCrc[]; drop: boolean }
+  | { op: 'crc'; start: number; end: number }
+  | { op: 'put'; at: number; value: number }
+  | { op: 'digest' }
+);
+
+/** What a hash request answers: seconds reading and hashing and the members' CRC-32 (update), a CRC-32, a digest. */
+export type HashValue = { read?: number; update?: number; crcs?: number[]; crc?: number; hex?: string };
+
 interface RawThreads {
   runChunk(chunk: NativeChunk, gpus: number[]): Promise<ChunkStats>;
   analyzeChunk(chunk: NativeAnalysis): Promise<OpMoments[]>;
+  hash(request: FileOp | { op: 'file'; path: string }): Promise<HashValue>;
+  forgetHashes(): void;
   close(): void;
 }
 
@@ -177,6 +201,13 @@ export interface NativeThreads {
    */
   runChunk(chunk: NativeChunk, gpus: readonly number[]): Promise<ChunkStats>;
   analyzeChunk(chunk: NativeAnalysis): Promise<OpMoments[]>;
+  /**
+   * A request of the output hasher (one at a time per file), or the SHA-256 of a whole file by
+   * path (op 'file'), run on the threads like a chunk.
+   */
+  hash(request: FileOp | { op: 'file'; path: string }): Promise<HashValue>;
+  /** Closes every file being hashed (none may have a request in flight). */
+  forgetHashes(): void;
   /** Waits for the chunks queued (the JS thread blocks), then ends the threads. Idempotent. */
   close(): void;
 }
@@ -304,6 +335,8 @@ export function native(): Native {
       return {
         runChunk: guardedAsync((c: NativeChunk, gpus: readonly number[]) => t.runChunk(c, [...gpus])),
         analyzeChunk: guardedAsync((c: NativeAnalysis) => t.analyzeChunk(c)),
+        hash: guardedAsync((r: FileOp | { op: 'file'; path: string }) => t.hash(r)),
+        forgetHashes: guarded(() => t.forgetHashes()),
         close: guarded(() => t.close()),
       };
     }),

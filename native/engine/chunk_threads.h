@@ -23,7 +23,8 @@ struct ThreadState {
   int index = 0;
   Scratch scratch;
   AnalyzeScratch analyze;
-  GpuStatePtr gpu;  // created on the thread's first GPU chunk
+  std::vector<uint8_t> hash_block;  // output_hash.h's reads
+  GpuStatePtr gpu;                  // created on the thread's first GPU chunk
 
   GpuState& gpu_state() {
     if (!gpu) gpu = gpu_state_new();

@@ -43,6 +43,21 @@ File::File(const std::string& path, bool write) : path_(path) {
   if (fd_ < 0) io_fail(write ? "cannot open output" : "cannot open input", path, {}, errno);
 }
 
+File File::open_existing(const std::string& path, bool write_too, const std::string& what) {
+  File f;
+  f.path_ = path;
+  do {
+    f.fd_ = ::open(path.c_str(), (write_too ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  } while (f.fd_ < 0 && errno == EINTR);
+  if (f.fd_ < 0) {
+    const int err = errno;
+    const bool bad_path = err == ENOENT || err == EACCES || err == EISDIR || err == ENOTDIR || err == EPERM ||
+                          err == ELOOP || err == ENAMETOOLONG;
+    throw EngineError(bad_path ? kCodeInput : kCodeIo, what + " " + path + ": " + std::strerror(err), path);
+  }
+  return f;
+}
+
 std::unique_ptr<File> File::open_direct(const std::string& path) {
 #if defined(O_DIRECT)
   int fd;

@@ -12,6 +12,10 @@ class File {
  public:
   File() = default;
   File(const std::string& path, bool write);
+  // Opens a file that must exist for reading, and for writing too with `write_too` (an output read
+  // back to hash it, whose CRC-32 fields are written). A path that is not a usable file (ENOENT,
+  // EACCES, EISDIR, ...) is E_INPUT, any other failure E_IO; both say `what` and name the path.
+  static File open_existing(const std::string& path, bool write_too, const std::string& what);
   // Opens for writing with O_DIRECT; nullptr where the filesystem does not support it (tmpfs).
   static std::unique_ptr<File> open_direct(const std::string& path);
   ~File();

@@ -14,7 +14,7 @@ import {
   type ResolvedDevice,
 } from './devices.js';
 import type { ResolvedEngineOptions } from './options.js';
-import { HashThreads, hashThreadCount } from '../output/hash-threads.js';
+import { HashThreads } from '../output/hash-threads.js';
 import { ChunkPool } from './pool.js';
 
 /**
@@ -53,10 +53,9 @@ export function cpuKernel(choice: KernelChoice): KernelName {
 }
 
 /**
- * The engine a merge runs on: the kernel, the devices, the chunk threads, the hash threads, and
- * the settings every native chunk carries. Started before planning, so that the first hash thread
- * (a Node worker, 60-100 ms of a core to start) loads while the main thread reads the headers;
- * close() ends the threads.
+ * The engine a merge runs on: the kernel, the devices, the addon's threads (the chunks and the
+ * output's hashing share them), and the settings every native chunk carries. close() ends the
+ * threads.
  */
 export class Engine {
   private constructor(
@@ -66,7 +65,7 @@ export class Engine {
     private readonly o: ResolvedEngineOptions,
     /** On GPUs: how the workers stage their data (reported with the merge). */
     readonly staging: GpuStaging | null,
-    /** The output's hash threads: the first starts with the engine (HashThreads.warm). */
+    /** The output's hashing, on the same threads as the chunks. */
     readonly hashing: HashThreads,
   ) {}
 
@@ -74,9 +73,8 @@ export class Engine {
   static start(o: ResolvedEngineOptions): Engine {
     const kernel = cpuKernel(o.kernel);
     const { device, threads, staging } = resolveDevices(o);
-    const hashing = new HashThreads(hashThreadCount(Infinity));
-    hashing.warm();
-    return new Engine(kernel, device, new ChunkPool(threads), o, staging, hashing);
+    const pool = new ChunkPool(threads);
+    return new Engine(kernel, device, pool, o, staging, new HashThreads(pool));
   }
 
   get threads(): number {
@@ -131,7 +129,7 @@ export class Engine {
   }
 
   async close(): Promise<void> {
-    await this.pool.close();
     await this.hashing.close();
+    await this.pool.close();
   }
 }

@@ -14,7 +14,8 @@ import {
  * taken from the merge itself (docs/performance.md, "Chunks on native threads").
  */
 export class ChunkPool {
-  private readonly native: NativeThreads;
+  /** The addon's threads: chunks here, and the output's hashing (src/output/hash-threads.ts). */
+  readonly native: NativeThreads;
 
   constructor(readonly threads: number) {
     this.native = native().threads(threads);

@@ -22,7 +22,7 @@ function file(name: string, bytes: Buffer): { path: string; bytes: Buffer } {
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('hash threads', () => {
-  it('hash several files at once, each from its ranges in turn on the thread it was pinned to', async () => {
+  it('hash several files at once, each from its ranges in turn, whichever thread takes each', async () => {
     // Sizes that are not multiples of the 256 KiB read block, ranges that cut through blocks.
     const files = [700_001, 1_300_000, 5].map((n, i) => file(`f${i}`, randomBytes(n)));
     const threads = new HashThreads(2);
@@ -30,9 +30,9 @@ describe('hash threads', () => {
       const cuts = files.map((f) =>
         [0, 3, 262_144, 262_145, 600_000, f.bytes.length].filter((c) => c <= f.bytes.length),
       );
-      // Interleaved: a request of file 0, then of file 1, ... A file's state lives on one thread,
-      // so a request that reached another thread would start a fresh hash there and the digest
-      // would be wrong.
+      // Interleaved: a request of file 0, then of file 1, ... Each file's state is kept under its
+      // number whichever thread takes a request, so a request that reached another file's state,
+      // or a fresh one, would make a digest wrong.
       for (let step = 0; step < 5; step++) {
         await Promise.all(
           files.map(async (f, i) => {
