@@ -517,7 +517,7 @@ class Threads : public Napi::ObjectWrap<Threads> {
       file = it->second;
       if (op == "digest") hashes_.erase(it);  // the job keeps it to the end; the number is free again
     }
-    return submit(info.Env(), std::make_unique<HashJob>(info.Env(), r, std::move(file)));
+    return submit(info.Env(), std::make_unique<HashJob>(info.Env(), r, std::move(file)), /* urgent */ true);
   }
 
   // Forgets every file being hashed (their requests have all settled): closes them.
@@ -531,22 +531,24 @@ class Threads : public Napi::ObjectWrap<Threads> {
     return info.Env().Undefined();
   }
 
-  Napi::Value submit(Napi::Env env, std::unique_ptr<Job> owned) {
+  Napi::Value submit(Napi::Env env, std::unique_ptr<Job> owned, bool urgent = false) {
     if (!threads_) throw pma::EngineError(pma::kCodeInternal, "native: the chunk threads are closed");
     const Napi::Promise promise = owned->promise();
     if (flight_->in_flight++ == 0) flight_->done.Ref(env);
     std::shared_ptr<Flight> flight = flight_;
-    threads_->submit([flight, job = owned.release()](pma::ThreadState& state) {
-      job->run(state);
-      // The queue is unbounded, so this never blocks: a chunk thread never waits for the JS thread.
-      // It fails only while the environment closes, when nothing is left to settle.
-      const napi_status queued = flight->done.BlockingCall(job, [flight](Napi::Env env, Napi::Function, Job* job) {
-        std::unique_ptr<Job> settled(job);
-        settled->settle(env);
-        if (--flight->in_flight == 0 && !flight->released) flight->done.Unref(env);
-      });
-      if (queued != napi_ok) delete job;
-    });
+    threads_->submit(
+        [flight, job = owned.release()](pma::ThreadState& state) {
+          job->run(state);
+          // The queue is unbounded, so this never blocks: a chunk thread never waits for the JS thread.
+          // It fails only while the environment closes, when nothing is left to settle.
+          const napi_status queued = flight->done.BlockingCall(job, [flight](Napi::Env env, Napi::Function, Job* job) {
+            std::unique_ptr<Job> settled(job);
+            settled->settle(env);
+            if (--flight->in_flight == 0 && !flight->released) flight->done.Unref(env);
+          });
+          if (queued != napi_ok) delete job;
+        },
+        urgent);
     return promise;
   }
 

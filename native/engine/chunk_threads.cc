@@ -11,10 +11,15 @@ ChunkThreads::ChunkThreads(int count) : count_(count) {
 
 ChunkThreads::~ChunkThreads() { join(); }
 
-void ChunkThreads::submit(Task task) {
+void ChunkThreads::submit(Task task, bool urgent) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(std::move(task));
+    if (urgent) {
+      queue_.insert(queue_.begin() + std::ptrdiff_t(urgent_), std::move(task));  // after the urgent ones: in order
+      ++urgent_;
+    } else {
+      queue_.push_back(std::move(task));
+    }
   }
   ready_.notify_one();
 }
@@ -44,6 +49,7 @@ void ChunkThreads::loop(int index) {
       if (queue_.empty()) return;  // stopping, and nothing left to run
       task = std::move(queue_.front());
       queue_.pop_front();
+      if (urgent_ > 0) --urgent_;
     }
     task(state);
   }

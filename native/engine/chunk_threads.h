@@ -43,8 +43,9 @@ class ChunkThreads {
   ChunkThreads& operator=(const ChunkThreads&) = delete;
 
   int count() const { return count_; }
-  // Queues a task for the first free thread.
-  void submit(Task task);
+  // Queues a task for the first free thread; an urgent one ahead of every task not urgent (the
+  // output's hashing, a sequential stream the end of the merge waits for, goes before chunks).
+  void submit(Task task, bool urgent = false);
   // Lets the queued tasks finish, then ends every thread and waits for it. Idempotent.
   void join();
 
@@ -55,6 +56,7 @@ class ChunkThreads {
   std::mutex mu_;
   std::condition_variable ready_;
   std::deque<Task> queue_;
+  size_t urgent_ = 0;  // the first urgent_ tasks of queue_ are urgent
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
