@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // Compiles src/ into dist/ when dist/ is stale: workers and CLI child processes run dist/.
+    // Compiles src/ into dist/ when dist/ is stale: CLI child processes run dist/.
     globalSetup: ['test/setup/build.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,

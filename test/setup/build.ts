@@ -1,5 +1,5 @@
-// Vitest global setup: the tests import src/ directly, but worker threads and the CLI child
-// processes run the compiled dist/. Before any test runs, dist/ is rebuilt when it is missing or
+// Vitest global setup: the tests import src/ directly, but the CLI child processes and the tests'
+// own child scripts run the compiled dist/. Before any test runs, dist/ is rebuilt when it is missing or
 // older than src/, so every way of running the tests (npm test, npx vitest run, a single file)
 // tests the current source.
 import { execFileSync } from 'node:child_process';
