@@ -445,8 +445,9 @@ class HashJob : public Job {
   std::string hex_;
 };
 
-// `new addon.Threads(count)`: the chunk threads of one merge or analysis (src/run/pool.ts). Each
-// call queues a chunk and returns a promise of its result. The threads hold the process open
+// `new addon.Threads(count, hashOnly)`: the threads of one merge or analysis (src/run/pool.ts),
+// and `hashOnly` more that only hash. Each call queues a chunk (or a hash request, ahead of the
+// chunks) and returns a promise of its result. The threads hold the process open
 // only while chunks are in flight; close() waits for those queued and ends the threads.
 class Threads : public Napi::ObjectWrap<Threads> {
  public:
@@ -465,11 +466,13 @@ class Threads : public Napi::ObjectWrap<Threads> {
     guarded(info.Env(), [&]() -> Napi::Value {
       const uint64_t count = as_u64(info[0], "count");
       if (count < 1 || count > 1024) bad_arg("count", "1 to 1024");
+      const uint64_t hash_only = info[1].IsUndefined() ? 0 : as_u64(info[1], "hashOnly");
+      if (hash_only > 64) bad_arg("hashOnly", "0 to 64");
       const Napi::Function none = Napi::Function::New(info.Env(), [](const Napi::CallbackInfo&) {});
       flight_ = std::make_shared<Flight>();
       flight_->done = Napi::ThreadSafeFunction::New(info.Env(), none, "pma chunk threads", 0, 1);
       flight_->done.Unref(info.Env());
-      threads_ = std::make_unique<pma::ChunkThreads>(int(count));
+      threads_ = std::make_unique<pma::ChunkThreads>(int(count), int(hash_only));
       return info.Env().Undefined();
     });
   }

@@ -214,7 +214,7 @@ export interface NativeThreads {
 
 interface RawAddon {
   cuda: boolean;
-  Threads: new (count: number) => RawThreads;
+  Threads: new (count: number, hashOnly: number) => RawThreads;
   cpuFeatures(): CpuInfo;
   runChunk(chunk: NativeChunk): ChunkStats;
   analyzeChunk(chunk: NativeAnalysis): OpMoments[];
@@ -230,8 +230,11 @@ export interface Native {
   /** The addon was built with CUDA. */
   readonly cuda: boolean;
   cpuFeatures(): CpuInfo;
-  /** `count` threads (1 to 1024) that run chunks off the JS thread. */
-  threads(count: number): NativeThreads;
+  /**
+   * `count` threads (1 to 1024) that run chunks and hash requests off the JS thread, and
+   * `hashOnly` more (0 to 64, default 0) that run only hash requests.
+   */
+  threads(count: number, hashOnly?: number): NativeThreads;
   runChunk(chunk: NativeChunk): ChunkStats;
   /**
    * Reads the chunk's merge ops like runChunk and returns their moments; writes nothing. Every
@@ -330,8 +333,8 @@ export function native(): Native {
   loaded = {
     cuda: raw.cuda,
     cpuFeatures: guarded(() => raw.cpuFeatures()),
-    threads: guarded((count: number) => {
-      const t = new raw.Threads(count);
+    threads: guarded((count: number, hashOnly = 0) => {
+      const t = new raw.Threads(count, hashOnly);
       return {
         runChunk: guardedAsync((c: NativeChunk, gpus: readonly number[]) => t.runChunk(c, [...gpus])),
         analyzeChunk: guardedAsync((c: NativeAnalysis) => t.analyzeChunk(c)),

@@ -4,9 +4,9 @@
 
 namespace pma {
 
-ChunkThreads::ChunkThreads(int count) : count_(count) {
-  threads_.reserve(size_t(count));
-  for (int i = 0; i < count; ++i) threads_.emplace_back(&ChunkThreads::loop, this, i);
+ChunkThreads::ChunkThreads(int count, int urgent_only) : count_(count) {
+  threads_.reserve(size_t(count + urgent_only));
+  for (int i = 0; i < count + urgent_only; ++i) threads_.emplace_back(&ChunkThreads::loop, this, i, i >= count);
 }
 
 ChunkThreads::~ChunkThreads() { join(); }
@@ -21,7 +21,8 @@ void ChunkThreads::submit(Task task, bool urgent) {
       queue_.push_back(std::move(task));
     }
   }
-  ready_.notify_one();
+  // Every thread: a task that is not urgent must not wake only a thread that takes urgent ones.
+  ready_.notify_all();
 }
 
 void ChunkThreads::join() {
@@ -36,7 +37,7 @@ void ChunkThreads::join() {
   threads_.clear();
 }
 
-void ChunkThreads::loop(int index) {
+void ChunkThreads::loop(int index, bool urgent_only) {
   // Local to the thread, so its GPU state (streams, pinned and device memory) is freed where it
   // was made.
   ThreadState state;
@@ -45,8 +46,9 @@ void ChunkThreads::loop(int index) {
     Task task;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and nothing left to run
+      const auto has_work = [&] { return urgent_only ? urgent_ > 0 : !queue_.empty(); };
+      ready_.wait(lock, [&] { return stopping_ || has_work(); });
+      if (!has_work()) return;  // stopping, and nothing left for this thread
       task = std::move(queue_.front());
       queue_.pop_front();
       if (urgent_ > 0) --urgent_;

@@ -37,7 +37,9 @@ class ChunkThreads {
   // A task must not throw: it catches what it runs and reports it itself.
   using Task = std::function<void(ThreadState&)>;
 
-  explicit ChunkThreads(int count);
+  // `count` threads that run any task, and `urgent_only` more that run only urgent ones (the
+  // output's hashing when the merge's own threads leave cores free: --threads 1 on 2 cores).
+  ChunkThreads(int count, int urgent_only);
   ~ChunkThreads();
   ChunkThreads(const ChunkThreads&) = delete;
   ChunkThreads& operator=(const ChunkThreads&) = delete;
@@ -50,7 +52,7 @@ class ChunkThreads {
   void join();
 
  private:
-  void loop(int index);
+  void loop(int index, bool urgent_only);
 
   const int count_;
   std::mutex mu_;

@@ -710,7 +710,7 @@ function floorWriteName(c: CeilingsResult): string {
  */
 function breakdownTable(merges: MergeRow[]): string[] {
   const L = [
-    '| threads | io | wall s | plan s | run s | finish s | engine s (threads) | read | scan | compute | write | hash s (hash threads) | hash read-back | hash wait | fsync s |',
+    '| threads | io | wall s | plan s | run s | finish s | engine s (threads) | read | scan | compute | write | hash s (threads) | hash read-back | hash wait | fsync s |',
     '|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const x of merges) {

@@ -37,9 +37,10 @@ interface FileState {
 /**
  * SHA-256 of every output file, computed while the merge runs: as chunks finish, the finished
  * prefix of each file is read back (from the page cache, usually) and hashed, so that at the end
- * little is left to hash. Hashing a file is sequential; it runs on hash threads (hash-threads.ts),
- * never on the JS main thread, several files at once on a machine with the cores for it. This
- * object only decides what is ready to hash, on the main thread.
+ * little is left to hash. Hashing a file is sequential; it runs on the addon's threads, the same
+ * as the chunks' (hash-threads.ts), never on the JS main thread, several files at once on a
+ * machine with the cores for it. This object only decides what is ready to hash, on the main
+ * thread.
  *
  * A DCP output's zip members whose bytes were averaged get their CRC-32 in the same pass: the
  * bytes are run through CRC-32 as they are hashed, and each CRC field is written before the pass
@@ -52,7 +53,7 @@ export class OutputHasher {
   // Once closed, nothing is sent to the threads again.
   private closed = false;
   private readonly threads: HashThreads;
-  /** Passes at once: one per hash thread. */
+  /** Passes at once (files hashed at the same time): hashThreadCount(files). */
   private readonly passes: number;
   private active = 0;
   /** Thread-seconds spent hashing and reading the output back (the merge's breakdown). */

@@ -3,7 +3,7 @@ import type { EngineSeconds } from '../native.js';
 /**
  * Where a merge's time went, in seconds: the wall time of its phases, and what its threads did.
  * The engine's threads run side by side, so their seconds add up to more than the run's wall
- * time when there are several; hash threads (src/output/hash-threads.ts) hash the output meanwhile.
+ * time when there are several; the same threads hash the output meanwhile (src/output/hash-threads.ts).
  */
 export interface MergeBreakdown {
   /** The whole merge() call. */
@@ -17,7 +17,7 @@ export interface MergeBreakdown {
   /** The engine's threads, summed: reading, scanning for NaN/Inf, arithmetic, writing. */
   engine: { total: number; read: number; scan: number; compute: number; write: number };
   /**
-   * SHA-256 of the output, thread seconds of the hash threads: hashing, reading the output back; and
+   * SHA-256 of the output, thread seconds spent hashing and reading the output back; and
    * the part of `finish` spent waiting for it to catch up.
    */
   hash: { update: number; read: number; wait: number };

@@ -14,7 +14,7 @@ import {
   type ResolvedDevice,
 } from './devices.js';
 import type { ResolvedEngineOptions } from './options.js';
-import { HashThreads } from '../output/hash-threads.js';
+import { HashThreads, hashThreadCount } from '../output/hash-threads.js';
 import { ChunkPool } from './pool.js';
 
 /**
@@ -73,7 +73,11 @@ export class Engine {
   static start(o: ResolvedEngineOptions): Engine {
     const kernel = cpuKernel(o.kernel);
     const { device, threads, staging } = resolveDevices(o);
-    const pool = new ChunkPool(threads);
+    // The output's hashing runs on the merge's threads, ahead of its chunks. Where they leave cores
+    // free (--threads 1 on two cores), threads that only hash take some of them, so that the
+    // sequential hash is not the one thread's work on top of the chunks.
+    const idle = device.kind === 'cpu' ? Math.max(0, availableParallelism() - threads) : 0;
+    const pool = new ChunkPool(threads, Math.min(idle, hashThreadCount(Infinity)));
     return new Engine(kernel, device, pool, o, staging, new HashThreads(pool));
   }
 

@@ -17,8 +17,12 @@ export class ChunkPool {
   /** The addon's threads: chunks here, and the output's hashing (src/output/hash-threads.ts). */
   readonly native: NativeThreads;
 
-  constructor(readonly threads: number) {
-    this.native = native().threads(threads);
+  /** `hashOnly`: threads beside the `threads` that only hash the output (see Engine.start). */
+  constructor(
+    readonly threads: number,
+    hashOnly = 0,
+  ) {
+    this.native = native().threads(threads, hashOnly);
   }
 
   /** Merges one chunk: reads, averages and writes its ops. On GPUs, each thread keeps to one of `gpus`. */

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -117,8 +118,30 @@ describe('native chunk threads', () => {
     }
   });
 
+  it('with threads that only hash beside them: chunks and whole-file hashes both done', async () => {
+    const threads = native().threads(1, 2);
+    try {
+      const chunks = Array.from({ length: 4 }, (_, i) => chunk(`h${i}`, 3));
+      const [stats, sums] = await Promise.all([
+        Promise.all(chunks.map((c) => threads.runChunk(c, []))),
+        Promise.all(chunks.map((c) => threads.hash({ op: 'file', path: c.inputs[0] as string }))),
+      ]);
+      expect(stats.map((s) => s.bytesWritten)).toEqual(chunks.map(() => COUNT * 4));
+      expect(sums.map((h) => h.hex)).toEqual(
+        chunks.map((c) =>
+          createHash('sha256')
+            .update(readFileSync(c.inputs[0] as string))
+            .digest('hex'),
+        ),
+      );
+    } finally {
+      threads.close();
+    }
+  });
+
   it('refuses a bad chunk or count as a bug in pma, and any chunk once closed', async () => {
     expect(thrownSync(() => native().threads(0)).code).toBe('E_INTERNAL');
+    expect(thrownSync(() => native().threads(1, 65)).code).toBe('E_INTERNAL');
     const threads = native().threads(1);
     const bad = await rejected(threads.runChunk({ inputs: [1] } as unknown as NativeChunk, []));
     expect([bad.code, bad.message]).toEqual(['E_INTERNAL', "native: 'inputs' must be a string"]);
