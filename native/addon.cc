@@ -543,13 +543,14 @@ class Threads : public Napi::ObjectWrap<Threads> {
         [flight, job = owned.release()](pma::ThreadState& state) {
           job->run(state);
           // The queue is unbounded, so this never blocks: a chunk thread never waits for the JS thread.
-          // It fails only while the environment closes, when nothing is left to settle.
+          // It fails only while the environment closes, when nothing is left to settle; the job is
+          // then left alone (its JS references may be released on the JS thread only).
           const napi_status queued = flight->done.BlockingCall(job, [flight](Napi::Env env, Napi::Function, Job* job) {
             std::unique_ptr<Job> settled(job);
             settled->settle(env);
             if (--flight->in_flight == 0 && !flight->released) flight->done.Unref(env);
           });
-          if (queued != napi_ok) delete job;
+          (void)queued;
         },
         urgent);
     return promise;
