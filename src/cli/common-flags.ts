@@ -170,7 +170,8 @@ export const DEVICE_FLAGS: Flag[] = [
     value: 'N',
     help: [
       'worker threads (default: number of cores; on GPUs, up to 8,',
-      '4 per GPU: each has a reader and a writer thread)',
+      '4 per GPU: each has a reader and a writer thread); the output',
+      'is hashed on them too, and on cores that N leaves free',
     ],
   },
   {
