@@ -60,8 +60,9 @@ export class OutputHasher {
   readonly seconds = { update: 0, read: 0 };
 
   /**
-   * `only`: the files to hash (a part's), else every output file. `threads`: hash threads to use
-   * (the engine's, started early), else its own; closed with the hasher either way.
+   * `only`: the files to hash (a part's), else every output file. `threads`: where to hash (the
+   * engine's, the merge's own threads), else on threads of its own; close() closes the files it
+   * hashes, and the threads if they are its own.
    */
   constructor(
     dir: string,
