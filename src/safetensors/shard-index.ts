@@ -38,11 +38,15 @@ export async function readShardIndex(path: string, cache?: ShardIndexCache): Pro
   if (!cache)
     return { path, ...(await withReadSlot(async (buffer) => parseShardIndex(path, await readAll(path, buffer)))) };
   const key = await withReadSlot((buffer) => hashOf(path, buffer(HASH_BLOCK).subarray(0, HASH_BLOCK)));
-  let parsed = cache.get(key);
-  if (!parsed) {
-    parsed = withReadSlot(async (buffer) => parseShardIndex(path, await readAll(path, buffer)));
-    cache.set(key, parsed);
+  const own = () => withReadSlot(async (buffer) => parseShardIndex(path, await readAll(path, buffer)));
+  const shared = cache.get(key);
+  if (shared) {
+    // A parse of the same bytes that failed named the other file: this one reads its own, so that
+    // its error names it.
+    return { path, ...((await shared.catch(() => undefined)) ?? (await own())) };
   }
+  const parsed = own();
+  cache.set(key, parsed);
   return { path, ...(await parsed) };
 }
 

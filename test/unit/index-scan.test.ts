@@ -4,6 +4,7 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
+import type { PmaError } from '../../src/errors.js';
 import { scanWeightMap } from '../../src/safetensors/index-scan.js';
 import { readShardIndex, type ShardIndexCache } from '../../src/safetensors/shard-index.js';
 
@@ -90,5 +91,18 @@ describe('readShardIndex with a cache', () => {
     expect([...(got[0]?.weightMap ?? [])]).toEqual([...viaJson(text)]);
     expect(got[0]?.shards).toEqual(SHARDS);
     expect([...(got[3]?.weightMap ?? [])]).toEqual([['x', SHARDS[0]]]);
+  });
+
+  it('words the error of a bad index that another file repeats with the path of each file', async () => {
+    const paths = ['bad1', 'bad2', 'bad3'].map((d) => join(root, `${d}.index.json`));
+    for (const p of paths) writeFileSync(p, '{"weight_map": {"a": 1}}');
+    const cache: ShardIndexCache = new Map();
+    // At once (the later ones wait for the first parse) and after it (the cache holds its failure).
+    const first = await Promise.allSettled(paths.slice(0, 2).map((p) => readShardIndex(p, cache)));
+    const later = await Promise.allSettled([readShardIndex(paths[2] as string, cache)]);
+    const errors = [...first, ...later].map((r) => (r.status === 'rejected' ? (r.reason as PmaError) : null));
+    expect(errors.map((e) => e?.code)).toEqual(['E_SAFETENSORS', 'E_SAFETENSORS', 'E_SAFETENSORS']);
+    expect(errors.map((e) => e?.file)).toEqual(paths);
+    for (const [i, e] of errors.entries()) expect(e?.message).toContain(paths[i] as string);
   });
 });
