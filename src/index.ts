@@ -78,6 +78,7 @@ export {
   type Native,
   type NativeThreads,
   type FileOp,
+  type HashRequest,
   type HashValue,
   type MemberCrc,
   type NativeChunk,

@@ -178,13 +178,16 @@ export type FileOp = { file: number; path: string; writable: boolean } & (
   | { op: 'digest' }
 );
 
+/** A request of the output hasher, or the SHA-256 of a whole file by path. */
+export type HashRequest = FileOp | { op: 'file'; path: string };
+
 /** What a hash request answers: seconds reading and hashing and the members' CRC-32 (update), a CRC-32, a digest. */
 export type HashValue = { read?: number; update?: number; crcs?: number[]; crc?: number; hex?: string };
 
 interface RawThreads {
   runChunk(chunk: NativeChunk, gpus: number[]): Promise<ChunkStats>;
   analyzeChunk(chunk: NativeAnalysis): Promise<OpMoments[]>;
-  hash(request: FileOp | { op: 'file'; path: string }): Promise<HashValue>;
+  hash(request: HashRequest): Promise<HashValue>;
   forgetHashes(): void;
   close(): void;
 }
@@ -205,7 +208,7 @@ export interface NativeThreads {
    * A request of the output hasher (one at a time per file), or the SHA-256 of a whole file by
    * path (op 'file'), run on the threads like a chunk.
    */
-  hash(request: FileOp | { op: 'file'; path: string }): Promise<HashValue>;
+  hash(request: HashRequest): Promise<HashValue>;
   /** Closes every file being hashed (none may have a request in flight). */
   forgetHashes(): void;
   /** Waits for the chunks queued (the JS thread blocks), then ends the threads. Idempotent. */
@@ -338,7 +341,7 @@ export function native(): Native {
       return {
         runChunk: guardedAsync((c: NativeChunk, gpus: readonly number[]) => t.runChunk(c, [...gpus])),
         analyzeChunk: guardedAsync((c: NativeAnalysis) => t.analyzeChunk(c)),
-        hash: guardedAsync((r: FileOp | { op: 'file'; path: string }) => t.hash(r)),
+        hash: guardedAsync((r: HashRequest) => t.hash(r)),
         forgetHashes: guarded(() => t.forgetHashes()),
         close: guarded(() => t.close()),
       };

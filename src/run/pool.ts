@@ -11,7 +11,7 @@ import {
  * The threads a merge or an analysis runs its chunks on: native threads of the addon (one native
  * call per chunk, off the JS thread). Not Node worker threads: each of those costs 60-130 ms of a
  * core to start (a JS environment, the module graph, the addon), which on a small machine is time
- * taken from the merge itself (docs/performance.md, "Chunks on native threads").
+ * taken from the merge itself (docs/performance.md, "Chunks and hashing on native threads").
  */
 export class ChunkPool {
   /** The addon's threads: chunks here, and the output's hashing (src/output/hash-threads.ts). */
