@@ -1,6 +1,7 @@
 import { planOnly, type PhaseTimes } from '../run/breakdown.js';
 import { PmaError } from '../errors.js';
-import { finalizedFingerprint, finalizeParts, partsOf, type FinalizeResult } from '../output/finalize.js';
+import { finalizeParts, partsOf, type FinalizeResult } from '../output/finalize.js';
+import { finalizedFingerprint } from '../output/parts.js';
 import { withFileHashing } from '../output/hash-threads.js';
 import { checkTarget } from '../output/output.js';
 import { partialPath, resumedChunkSize } from '../output/partial.js';
@@ -85,14 +86,15 @@ export async function attemptPart(
   });
   const path = await realish(o.out);
   // Already in place, finalized by a part or by `pma finalize`: a scheduler's late rerun.
+  const finalizedBefore = (out: string) => ({
+    ...base,
+    out,
+    part: part('finalized-before', null, []),
+    times: planOnly((performance.now() - t0) / 1000),
+  });
   if ((await finalizedFingerprint(path)) === planFingerprint(plan)) {
     options.onPlan?.(plan, skipped);
-    return {
-      ...base,
-      out: path,
-      part: part('finalized-before', null, []),
-      times: planOnly((performance.now() - t0) / 1000),
-    };
+    return finalizedBefore(path);
   }
   const target = await checkTarget(plan, o.out, o.force);
   options.onPlan?.(plan, skipped);
@@ -100,6 +102,7 @@ export async function attemptPart(
   const dropCache = engine.dropsCache(plan);
   const info = partsInfo(plan, provenance(plan, engine, options.commandLine), o.force);
   const output = await PartOutput.open(plan, target, spec, info, dropCache, engine.hashing);
+  if (output === null) return finalizedBefore(target.path); // while this part started
   if (!(output instanceof PartOutput)) {
     const t1 = performance.now();
     const fin = await finalizeIfLast(target.path);

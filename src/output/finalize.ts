@@ -1,7 +1,6 @@
-import { readFile, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
-import { PMA_RECORD } from '../checkpoints/pma-output.js';
 import { PmaError } from '../errors.js';
 import { exists, fsyncPath } from '../util/fs.js';
 import { goneHere, Lease } from '../util/lease.js';
@@ -9,6 +8,7 @@ import { finishOutput } from './finish.js';
 import { finishingPath, META_DIR, partialPath, recoverFinishing } from './partial.js';
 import {
   describePartState,
+  finalizedFingerprint,
   finalizeLeasePath,
   partStates,
   readPartsInfo,
@@ -37,16 +37,6 @@ export interface FinalizeResult {
   files: number;
   bytes: number;
   elapsedMs: number;
-}
-
-/** The plan fingerprint of the merge in parts whose output is in place at `target` (its pma.json's `parts`), or null. */
-export async function finalizedFingerprint(target: string): Promise<string | null> {
-  try {
-    const r = JSON.parse(await readFile(join(target, PMA_RECORD), 'utf8')) as { parts?: { fingerprint?: string } };
-    return r.parts?.fingerprint ?? null;
-  } catch {
-    return null;
-  }
 }
 
 /** The state of every part of the merge in parts at `dir` (`pma status`). */
@@ -137,6 +127,7 @@ export async function finalizeParts(
     // holds only the output; a crash in between is undone by recoverFinishing().
     await rename(join(dir, META_DIR), finishingPath(dir));
     aside = true;
+    lease.relocate(join(finishingPath(dir), basename(leasePath))); // it beats where it is now
     await fsyncPath(dirname(dir));
     await finishOutput(dir, target, info, record, info.replace, sums, hash);
     aside = false;
@@ -150,7 +141,10 @@ export async function finalizeParts(
       elapsedMs: performance.now() - started,
     };
   } finally {
-    if (aside) await recoverFinishing(dir).catch(() => {}); // the lease comes back with it
+    if (aside) {
+      await recoverFinishing(dir).catch(() => {}); // the lease comes back with it
+      lease.relocate(leasePath);
+    }
     await lease.release();
   }
 }

@@ -61,7 +61,7 @@ export class PartOutput {
 
   /**
    * Joins (or creates) the shared partial and takes this part's lease. Returns the part's record
-   * instead when it is already complete.
+   * instead when it is already complete, null when the merge's output is in place already.
    */
   static async open(
     plan: MergePlan,
@@ -70,8 +70,9 @@ export class PartOutput {
     info: PartsInfo,
     dropCache: boolean,
     hashing?: HashThreads,
-  ): Promise<PartOutput | PartRecord> {
+  ): Promise<PartOutput | PartRecord | null> {
     const dir = await joinPartial(target.path, plan, target.stamps, info);
+    if (dir === null) return null;
     const pdir = partDir(dir, part.index);
     await makeDirs(pdir);
     const lease = await Lease.acquire(join(pdir, 'lock'), `part ${part.index} of ${dir}`, 'pma merge part');

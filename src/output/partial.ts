@@ -4,7 +4,8 @@ import { basename, dirname, join } from 'node:path';
 import { PmaError, fsError } from '../errors.js';
 import type { MergePlan } from '../plan/types.js';
 import { exists, fsyncPath, fsyncSubdirs, makeDirs } from '../util/fs.js';
-import { acquireLock, isAlive, lockHeldLive, lockToken, releaseLock } from '../util/lock.js';
+import { leaseHeldLive } from '../util/lease.js';
+import { acquireLock, isAlive, lockHeldLive, lockHolder, lockToken, releaseLock } from '../util/lock.js';
 import { utf8Pieces } from '../util/utf8-pieces.js';
 import { Journal, type NonFiniteCounts } from './journal.js';
 import type { InputStamp } from './stamps.js';
@@ -30,13 +31,45 @@ const CREATING = '.creating-';
 
 /**
  * Resume data left beside the partial by a finish cut short: put back into the partial, or, when
- * the partial was already renamed into place, dropped.
+ * the partial was already renamed into place, dropped. Resume data that a live process is finishing
+ * with (the merge's lock or the finalize lease went aside with it) is its own: this waits until
+ * that process has renamed the partial into place (or died), so that nothing is put back into a
+ * directory on its way to becoming the output.
  */
 export async function recoverFinishing(dir: string): Promise<void> {
   const finishing = finishingPath(dir);
-  if (!(await exists(finishing))) return;
-  if (await exists(dir)) await rename(finishing, join(dir, META_DIR));
-  else await rm(finishing, { recursive: true, force: true });
+  while (await exists(finishing)) {
+    if (await finisherLive(finishing)) {
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
+    try {
+      if (await exists(dir)) await rename(finishing, join(dir, META_DIR));
+      else await rm(finishing, { recursive: true, force: true });
+    } catch (e) {
+      // Another process recovered it first.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fsError(e, 'cannot recover', finishing);
+    }
+    return;
+  }
+}
+
+/**
+ * Whether a live process holds the resume data moved aside to `finishing`: a merge in one process
+ * by its lock (refused when that lock belongs to another host: its holder cannot be seen from
+ * here), a merge in parts by the finalize lease.
+ */
+async function finisherLive(finishing: string): Promise<boolean> {
+  const lock = join(finishing, 'lock');
+  const holder = await lockHolder(lock);
+  if (holder === 'elsewhere') {
+    throw new PmaError(
+      'E_OUTPUT',
+      `${finishing} is held by a merge on another host that was renaming its output into place; if that merge is gone, delete ${lock}`,
+      { file: finishing },
+    );
+  }
+  return holder === 'here' || (await leaseHeldLive(join(finishing, 'finalize')));
 }
 
 /** Whether the partial `dir` is held by a merge that is still running (or by another host). */

@@ -1,6 +1,7 @@
 import { open, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import { PMA_RECORD } from '../checkpoints/pma-output.js';
 import { PmaError, fsError } from '../errors.js';
 import type { MergePlan, PlanCopyFile } from '../plan/types.js';
 import { chunksOfPart } from '../plan/types.js';
@@ -127,16 +128,36 @@ export async function writePartRecord(dir: string, r: PartRecord): Promise<void>
   }
 }
 
+/** The plan fingerprint of the merge in parts whose output is in place at `target` (its pma.json's `parts`), or null. */
+export async function finalizedFingerprint(target: string): Promise<string | null> {
+  try {
+    const r = JSON.parse(await readFile(join(target, PMA_RECORD), 'utf8')) as { parts?: { fingerprint?: string } };
+    return r.parts?.fingerprint ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The shared partial of a merge in parts, created if none is there (by whichever part comes
  * first: built under a temporary name and renamed, so parts starting together agree on one), or
  * joined: refused when it belongs to another merge (other arguments, another number of parts,
- * changed inputs) or to a merge in one process. Returns its directory.
+ * changed inputs) or to a merge in one process. Returns its directory, or null when this merge's
+ * output is in place already.
  */
-export async function joinPartial(target: string, plan: MergePlan, stamps: InputStamp[], info: PartsInfo) {
+export async function joinPartial(
+  target: string,
+  plan: MergePlan,
+  stamps: InputStamp[],
+  info: PartsInfo,
+): Promise<string | null> {
   const dir = partialPath(target);
-  await recoverFinishing(dir);
-  if (!(await exists(dir))) await createShared(dir, plan, stamps, info);
+  await recoverFinishing(dir); // waits for a part or `pma finalize` renaming it into place
+  if (!(await exists(dir))) {
+    // Finalized a moment ago (this part's record was there already: a scheduler's rerun).
+    if ((await finalizedFingerprint(target)) === info.fingerprint) return null;
+    await createShared(dir, plan, stamps, info);
+  }
   if (!(await exists(metaDir(dir)))) {
     throw new PmaError(
       'E_OUTPUT',

@@ -69,15 +69,29 @@ async function holderLive(path: string, h: LeaseHolder): Promise<boolean> {
   return false;
 }
 
+/**
+ * Whether the lease at `path` is held by a live process: at once on the holder's host; elsewhere
+ * after watching its beat for three beats. False when there is no lease.
+ */
+export async function leaseHeldLive(path: string): Promise<boolean> {
+  const held = await readLease(path);
+  return held !== null && (await holderLive(path, held));
+}
+
 export class Lease {
   private timer: NodeJS.Timeout | null = null;
   private beat = 0;
   private lost: PmaError | null = null;
 
   private constructor(
-    readonly path: string,
+    private path: string,
     private readonly me: LeaseHolder,
   ) {}
+
+  /** Where the lease file is now: the finalizer moves it aside with the resume data, and back. */
+  relocate(path: string): void {
+    this.path = path;
+  }
 
   /**
    * Takes the lease at `path` for `what` (named in a refusal, with `holder`: "pma merge part 3"):

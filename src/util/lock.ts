@@ -90,3 +90,15 @@ export async function lockHeldLive(path: string): Promise<boolean> {
   const held = await readLock(path);
   return held !== null && (held.host !== hostname() || isAlive(held.pid));
 }
+
+/**
+ * Where the live holder of the lock at `path` runs: 'here' (another process on this host),
+ * 'elsewhere' (another host: it cannot be seen from here), or null (no lock, or its process is gone;
+ * this process's own pid counts as gone, as a rerun container may reuse it).
+ */
+export async function lockHolder(path: string): Promise<'here' | 'elsewhere' | null> {
+  const held = await readLock(path);
+  if (held === null) return null;
+  if (held.host !== hostname()) return 'elsewhere';
+  return held.pid !== process.pid && isAlive(held.pid) ? 'here' : null;
+}

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -235,6 +236,38 @@ describe('parts that fail, finish early or disagree', () => {
       return;
     }
   }, 120_000);
+
+  it('a part rerun while another process renames the output into place waits for it, and leaves the output alone', async () => {
+    // The moment a Slurm requeue can hit: every part is done and the finalizer has moved the resume
+    // data aside (its lease with it) but not yet renamed the partial into place.
+    const single = out();
+    expect(pma(['merge', run, '--out', single, '-q', ...shardSizeFor(run, 2)]).status).toBe(0);
+    const o = out();
+    await parts(run, o, 2);
+    renameSync(o, `${o}.partial`);
+    const finishing = `${o}.partial.finishing`;
+    mkdirSync(finishing);
+    const finalizer = spawn('sleep', ['60']); // a live process on this host holds the lease
+    const lease = { pid: finalizer.pid, host: hostname(), token: 't-1', since: 'now', beat: 0, at: 'now' };
+    writeFileSync(join(finishing, 'finalize'), JSON.stringify(lease));
+    try {
+      const rerun = start(['merge', run, '--out', o, '--part', '1/2', '--json', '-q']);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(existsSync(join(`${o}.partial`, '.pma-resume'))).toBe(false); // not put back
+      expect(existsSync(finishing)).toBe(true);
+      // The finalizer completes.
+      renameSync(`${o}.partial`, o);
+      rmSync(finishing, { recursive: true });
+      const r = await rerun.done;
+      expect(r.status, r.stderr).toBe(0);
+      expect((JSON.parse(r.stdout) as PartJson).status).toBe('finalized-before');
+    } finally {
+      finalizer.kill();
+    }
+    expect(existsSync(`${o}.partial`)).toBe(false);
+    expect(existsSync(join(o, '.pma-resume'))).toBe(false);
+    expectSameOutput(single, o);
+  }, 60_000);
 
   it('a part held by a live process elsewhere is refused; one whose holder stopped beating is taken over', async () => {
     const o = out();

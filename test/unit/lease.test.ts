@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -36,6 +36,21 @@ describe('Lease', () => {
     expect(first).toMatchObject({ pid: process.pid, host: hostname() });
     await lease.release();
     expect(existsSync(path)).toBe(false);
+  });
+
+  it('beats where it was moved to (the finalizer moves it aside with the resume data), and is released there', async () => {
+    process.env.PMA_LEASE_BEAT_MS = '20';
+    const path = lockPath();
+    const lease = await Lease.acquire(path, 'the thing', 'pma test');
+    const moved = `${path}.aside`;
+    renameSync(path, moved);
+    lease.relocate(moved);
+    const first = await readLease(moved);
+    await new Promise((r) => setTimeout(r, 120));
+    expect((await readLease(moved))?.beat).toBeGreaterThan(first?.beat ?? 0);
+    expect(existsSync(path)).toBe(false);
+    await lease.release();
+    expect(existsSync(moved)).toBe(false);
   });
 
   it('takes over a lease whose process is gone from this host at once', async () => {
