@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // A known abuse of the format at full size: two checkpoints of N one-element bf16 tensors each
-// (default 1,048,576: a 74 MB header). Prints the time to plan and to merge them, peak memory,
-// and, as this machine's floor, the time to read the same files; with the page faults the process
-// took and what each costs here (bench/fresh-memory.js).
+// (default 1,048,576: a 74 MB header). Prints the time to plan and to merge them (plan() and
+// merge() in this process, and a whole `pma merge` process), peak memory, and, as this machine's
+// floor, the time to read the same files; with the page faults the process took and what each
+// costs here (bench/fresh-memory.js).
 //
 //   node bench/many-tensors.bench.js [--tensors 1048576] [--runs 3] [--dir /tmp/pma-many]
+import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,7 +50,8 @@ function readAll() {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const rows = { read: [], plan: [], merge: [] };
+const rows = { read: [], plan: [], merge: [], process: [] };
+const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 for (let r = 0; r < Number(values.runs); r++) {
   let t = performance.now();
   readAll();
@@ -61,6 +64,11 @@ for (let r = 0; r < Number(values.runs); r++) {
   await merge({ inputs: join(dir, 'run'), out });
   rows.merge.push((performance.now() - t) / 1000);
   rmSync(out, { recursive: true, force: true });
+  t = performance.now();
+  const p = spawnSync(process.execPath, [CLI, 'merge', join(dir, 'run'), '--out', out, '-q'], { encoding: 'utf8' });
+  rows.process.push((performance.now() - t) / 1000);
+  if (p.status !== 0) throw new Error(`pma merge failed: ${p.stderr}`);
+  rmSync(out, { recursive: true, force: true });
 }
 console.log(`2 checkpoints x ${count} one-element bf16 tensors, ${values.runs} rounds\n`);
 console.log('| what | median s | min s | max s |');
@@ -69,12 +77,13 @@ for (const [name, xs] of [
   ['read the files', rows.read],
   ['plan()', rows.plan],
   ['merge() (plans again)', rows.merge],
+  ['pma merge (a whole process)', rows.process],
 ]) {
   console.log(`| ${name} | ${median(xs).toFixed(2)} | ${Math.min(...xs).toFixed(2)} | ${Math.max(...xs).toFixed(2)} |`);
 }
 const { maxRSS, minorPageFault } = process.resourceUsage();
 const us = pageFaultMicros();
-console.log(`\npeak resident memory of this process: ${(maxRSS / 2 ** 20).toFixed(2)} GiB`);
+console.log(`\npeak resident memory of this process (plan() and merge()): ${(maxRSS / 2 ** 20).toFixed(2)} GiB`);
 console.log(
   `page faults of this process: ${minorPageFault}, at ${us.toFixed(1)} us each on this machine: about ${((minorPageFault * us) / 1e6).toFixed(1)} s in all`,
 );
