@@ -5,6 +5,7 @@
 // own when its package.json asks for other packages).
 //
 //   node bench/against-commit.bench.js <commit> [--inputs RUN_DIR] [--runs 7] [--threads 2] [--plan | --analyze]
+//     [--write direct]
 //
 // --plan compares plan() instead of merge(): the planning of a series with many tensors;
 // --analyze compares analyze(). --process runs each as a whole `pma` process (pma merge, pma merge
@@ -27,6 +28,7 @@ const { values, positionals } = parseArgs({
     plan: { type: 'boolean', default: false },
     analyze: { type: 'boolean', default: false },
     process: { type: 'boolean', default: false },
+    write: { type: 'string' },
   },
 });
 const commit = positionals[0];
@@ -67,9 +69,13 @@ try {
   const what = values.plan ? 'plan' : values.analyze ? 'analyze' : 'merge';
   const opts = what === 'merge' ? { inputs, out, threads: Number(values.threads) } : { inputs };
   if (what === 'analyze') opts.threads = Number(values.threads);
+  if (what === 'merge' && values.write) opts.write = values.write;
   const threads = String(values.threads);
   const cliArgs = {
-    merge: ['merge', inputs, '--out', out, '--threads', threads, '--on-nonfinite', 'warn', '-q'],
+    merge: [
+      ...['merge', inputs, '--out', out, '--threads', threads, '--on-nonfinite', 'warn', '-q'],
+      ...(values.write ? ['--write', values.write] : []),
+    ],
     plan: ['merge', inputs, '--dry-run', '-q'],
     analyze: ['analyze', inputs, '--threads', threads],
   }[what];

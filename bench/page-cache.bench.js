@@ -1,5 +1,6 @@
 // A merge larger than RAM: peak RSS, speed against a cold `cat` of the same files, and what the
-// merge does to the rest of the machine's page cache, with --page-cache keep and drop.
+// merge does to the rest of the machine's page cache, with --page-cache keep and drop and
+// buffered writes, and with drop and the default --write auto (direct writes).
 //
 //   node bench/page-cache.bench.js [--inputs 4] [--size 7GB] [--victim 2GB] [--data-dir DIR]
 //
@@ -37,7 +38,7 @@ const cli = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 // Each checkpoint: one model.safetensors of bf16 tensors of 64 MiB (the last one smaller), made by
 // the synthetic-checkpoint writer from windows of one buffer of weight-like values.
 function generate() {
-  const stamp = JSON.stringify({ N, SIZE, generator: 2 });
+  const stamp = JSON.stringify({ N, SIZE, generator: 3 });
   const manifest = join(dir, 'manifest.json');
   if (existsSync(manifest) && readFileSync(manifest, 'utf8') === stamp) return;
   rmSync(dir, { recursive: true, force: true });
@@ -54,7 +55,8 @@ function generate() {
   for (let c = 1; c <= N; c++) {
     writeSyntheticCheckpoint(join(run, `checkpoint-${c * 1000}`), {
       tensors,
-      data: (t, i) => noise.subarray((c * 131 + i * 8) % 4096, ((c * 131 + i * 8) % 4096) + t.shape[0] * 2),
+      // An even byte offset: the window starts on a bf16 value (an odd one makes NaNs of the noise).
+      data: (t, i) => noise.subarray((c * 262 + i * 8) % 4096, ((c * 262 + i * 8) % 4096) + t.shape[0] * 2),
       files: { 'config.json': '{}' },
     });
   }
@@ -83,7 +85,11 @@ const catS = (performance.now() - t) / 1000;
 console.log(`cold cat of the inputs: ${catS.toFixed(1)} s = ${(total / 1e9 / catS).toFixed(2)} GB/s`);
 
 const rows = [];
-for (const mode of ['keep', 'drop']) {
+for (const [mode, extra] of [
+  ['keep', ['--write', 'buffered']],
+  ['drop', ['--write', 'buffered']],
+  ['drop', []], // --write auto: direct, as the page cache is dropped
+]) {
   const out = join(dir, 'out');
   rmSync(out, { recursive: true, force: true });
   dropAll();
@@ -92,7 +98,7 @@ for (const mode of ['keep', 'drop']) {
   t = performance.now();
   const r = spawnSync(
     '/usr/bin/time',
-    ['-f', '%M', process.execPath, cli, 'merge', run, '--out', out, '--page-cache', mode, '--json'],
+    ['-f', '%M', process.execPath, cli, 'merge', run, '--out', out, '--page-cache', mode, ...extra, '--json'],
     { encoding: 'utf8' },
   );
   const wall = (performance.now() - t) / 1000;
@@ -100,7 +106,7 @@ for (const mode of ['keep', 'drop']) {
   const rssMiB = Number(r.stderr.trim().split('\n').pop()) / 1024;
   const victimAfter = resident(join(dir, 'victim.bin'));
   rows.push({
-    mode,
+    mode: `${mode}${extra.length > 0 ? ` ${extra.join(' ')}` : ' (--write auto: direct)'}`,
     wall,
     gbps: total / 1e9 / wall,
     vsCat: wall / catS,
@@ -111,7 +117,7 @@ for (const mode of ['keep', 'drop']) {
   rmSync(out, { recursive: true, force: true });
 }
 console.log(
-  '\n| --page-cache | wall s | input GB/s | x cold cat | peak RSS MiB | victim file still cached | page cache after, GB |',
+  '\n| --page-cache, --write | wall s | input GB/s | x cold cat | peak RSS MiB | victim file still cached | page cache after, GB |',
 );
 console.log('|:--|--:|--:|--:|--:|--:|--:|');
 for (const r of rows)

@@ -2,8 +2,11 @@
 // JS values here, on the calling thread, into plain structs; the engine and kernels never see napi.
 #include <napi.h>
 
+#include <atomic>
 #include <exception>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <unordered_map>
@@ -13,6 +16,7 @@
 #include "engine/analyze.h"
 #include "engine/chunk.h"
 #include "engine/chunk_threads.h"
+#include "engine/direct_writes.h"
 #include "engine/file_io.h"
 #include "engine/fp_env.h"
 #include "engine/output_hash.h"
@@ -291,8 +295,9 @@ Napi::Value moments_value(Napi::Env env, const std::vector<pma::OpMoments>& ms) 
 }
 
 // One chunk handed to the chunk threads: parsed on the JS thread, run on a chunk thread, settled
-// (its promise resolved or rejected) back on the JS thread.
-class Job {
+// (its promise resolved or rejected) back on the JS thread once the thread is done with it and the
+// writes it handed to the writer thread (direct_writes.h) are finished.
+class Job : public pma::WriteTicket {
  public:
   Job(Napi::Env env, const Napi::Object& chunk) : deferred_(Napi::Promise::Deferred::New(env)) {
     // The cancel flag's buffer stays alive while the job runs, whatever the caller drops.
@@ -303,14 +308,24 @@ class Job {
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
+  // Called (on a chunk thread, or the writer thread) when the job can be settled.
+  void when_done(std::function<void()> f) { when_done_ = std::move(f); }
+
   // On a chunk thread.
   void run(pma::ThreadState& state) {
     try {
       execute(state);
     } catch (...) {
-      failed_ = true;
-      error_ = engine_error(std::current_exception());
+      fail(std::current_exception());
     }
+    release();
+  }
+
+  // WriteTicket: a write queued, and finished (on the writer thread).
+  void add() override { pending_.fetch_add(1, std::memory_order_relaxed); }
+  void done(std::exception_ptr error) override {
+    if (error) fail(error);
+    release();
   }
 
   // On the JS thread.
@@ -332,22 +347,40 @@ class Job {
   virtual Napi::Value value(Napi::Env env) = 0;
 
  private:
+  // The first failure wins: the chunk's own, or a write's.
+  void fail(std::exception_ptr e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failed_) return;
+    failed_ = true;
+    error_ = engine_error(e);
+  }
+  void release() {
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) when_done_();
+  }
+
   Napi::Promise::Deferred deferred_;
   Napi::ObjectReference cancel_;
+  std::function<void()> when_done_;
+  std::atomic<int> pending_{1};  // the chunk thread's part, and each write in flight
+  std::mutex mu_;
   bool failed_ = false;
   pma::EngineError error_{"", ""};
 };
 
 class MergeJob : public Job {
  public:
-  MergeJob(Napi::Env env, const Napi::Object& chunk, std::vector<int> gpus)
-      : Job(env, chunk), spec_(parse_chunk(chunk)), gpus_(std::move(gpus)) {}
+  MergeJob(Napi::Env env, const Napi::Object& chunk, std::vector<int> gpus, pma::DirectWrites* writes)
+      : Job(env, chunk), spec_(parse_chunk(chunk)), gpus_(std::move(gpus)), writes_(writes) {}
 
  private:
   void execute(pma::ThreadState& state) override {
     // On GPUs each thread merges on one of them, always the same, so that its pinned staging is
     // held once.
     if (!gpus_.empty()) spec_.device = gpus_[size_t(state.index) % gpus_.size()];
+    if (spec_.direct_write && spec_.device < 0) {
+      spec_.writes = writes_;
+      spec_.ticket = this;
+    }
     const uint64_t t0 = pma::now_ns();
     stats_ = spec_.device >= 0 ? pma::run_chunk_cuda(spec_, state.gpu_state()) : pma::run_chunk(spec_, state.scratch);
     engine_ns_ = pma::now_ns() - t0;
@@ -356,6 +389,7 @@ class MergeJob : public Job {
 
   pma::ChunkSpec spec_;
   std::vector<int> gpus_;
+  pma::DirectWrites* writes_;
   pma::ChunkStats stats_;
   uint64_t engine_ns_ = 0;
 };
@@ -378,8 +412,8 @@ class AnalyzeJob : public Job {
 // the JS thread, run on a chunk thread. Requests about one file come one at a time.
 class HashJob : public Job {
  public:
-  HashJob(Napi::Env env, const Napi::Object& r, std::shared_ptr<pma::OutputFileHash> file)
-      : Job(env, r), op_(get_string(r, "op")), file_(std::move(file)) {
+  HashJob(Napi::Env env, const Napi::Object& r, std::shared_ptr<pma::OutputFileHash> file, pma::DirectWrites* held)
+      : Job(env, r), op_(get_string(r, "op")), file_(std::move(file)), held_(held) {
     if (op_ == "update") {
       from_ = get_u64(r, "from");
       to_ = get_u64(r, "to");
@@ -406,13 +440,13 @@ class HashJob : public Job {
  private:
   void execute(pma::ThreadState& state) override {
     if (op_ == "update") {
-      seconds_ = file_->update(from_, to_, crcs_, drop_, state.hash_block);
+      seconds_ = file_->update(from_, to_, crcs_, drop_, state.hash_block, held_);
     } else if (op_ == "crc") {
       value_ = file_->crc(from_, to_, state.hash_block);
     } else if (op_ == "put") {
       file_->put(from_, value_);
     } else if (op_ == "digest") {
-      hex_ = file_->digest();
+      hex_ = file_->digest(held_);
     } else {
       hex_ = pma::sha256_file(path_, state.hash_block);
     }
@@ -436,6 +470,7 @@ class HashJob : public Job {
 
   std::string op_;
   std::shared_ptr<pma::OutputFileHash> file_;
+  pma::DirectWrites* held_;
   std::string path_;
   uint64_t from_ = 0, to_ = 0;
   bool drop_ = false;
@@ -472,6 +507,7 @@ class Threads : public Napi::ObjectWrap<Threads> {
       flight_ = std::make_shared<Flight>();
       flight_->done = Napi::ThreadSafeFunction::New(info.Env(), none, "pma chunk threads", 0, 1);
       flight_->done.Unref(info.Env());
+      writes_ = std::make_unique<pma::DirectWrites>();
       threads_ = std::make_unique<pma::ChunkThreads>(int(count), int(hash_only));
       return info.Env().Undefined();
     });
@@ -497,7 +533,8 @@ class Threads : public Napi::ObjectWrap<Threads> {
     std::vector<int> gpus;
     const Napi::Array a = as_array(info[1], "gpus");
     for (uint32_t i = 0; i < a.Length(); ++i) gpus.push_back(int(as_u64(a.Get(i), "gpus")));
-    return submit(info.Env(), std::make_unique<MergeJob>(info.Env(), as_object(info[0], "chunk"), std::move(gpus)));
+    return submit(info.Env(),
+                  std::make_unique<MergeJob>(info.Env(), as_object(info[0], "chunk"), std::move(gpus), writes_.get()));
   }
 
   Napi::Value AnalyzeChunk(const Napi::CallbackInfo& info) {
@@ -520,12 +557,14 @@ class Threads : public Napi::ObjectWrap<Threads> {
       file = it->second;
       if (op == "digest") hashes_.erase(it);  // the job keeps it to the end; the number is free again
     }
-    return submit(info.Env(), std::make_unique<HashJob>(info.Env(), r, std::move(file)), /* urgent */ true);
+    return submit(info.Env(), std::make_unique<HashJob>(info.Env(), r, std::move(file), writes_.get()),
+                  /* urgent */ true);
   }
 
   // Forgets every file being hashed (their requests have all settled): closes them.
   Napi::Value ForgetHashes(const Napi::CallbackInfo& info) {
     hashes_.clear();
+    if (writes_) writes_->forget_all();
     return info.Env().Undefined();
   }
 
@@ -539,20 +578,19 @@ class Threads : public Napi::ObjectWrap<Threads> {
     const Napi::Promise promise = owned->promise();
     if (flight_->in_flight++ == 0) flight_->done.Ref(env);
     std::shared_ptr<Flight> flight = flight_;
-    threads_->submit(
-        [flight, job = owned.release()](pma::ThreadState& state) {
-          job->run(state);
-          // The queue is unbounded, so this never blocks: a chunk thread never waits for the JS thread.
-          // It fails only while the environment closes, when nothing is left to settle; the job is
-          // then left alone (its JS references may be released on the JS thread only).
-          const napi_status queued = flight->done.BlockingCall(job, [flight](Napi::Env env, Napi::Function, Job* job) {
-            std::unique_ptr<Job> settled(job);
-            settled->settle(env);
-            if (--flight->in_flight == 0 && !flight->released) flight->done.Unref(env);
-          });
-          (void)queued;
-        },
-        urgent);
+    Job* job = owned.release();
+    job->when_done([flight, job] {
+      // The queue is unbounded, so this never blocks: no engine thread waits for the JS thread.
+      // It fails only while the environment closes, when nothing is left to settle; the job is
+      // then left alone (its JS references may be released on the JS thread only).
+      const napi_status queued = flight->done.BlockingCall(job, [flight](Napi::Env env, Napi::Function, Job* job) {
+        std::unique_ptr<Job> settled(job);
+        settled->settle(env);
+        if (--flight->in_flight == 0 && !flight->released) flight->done.Unref(env);
+      });
+      (void)queued;
+    });
+    threads_->submit([job](pma::ThreadState& state) { job->run(state); }, urgent);
     return promise;
   }
 
@@ -560,11 +598,13 @@ class Threads : public Napi::ObjectWrap<Threads> {
     if (!threads_) return;
     threads_->join();
     threads_.reset();
+    writes_.reset();  // after the chunk threads, which queue writes: waits for the writes queued
     flight_->released = true;
     flight_->done.Release();
   }
 
   std::shared_ptr<Flight> flight_;
+  std::unique_ptr<pma::DirectWrites> writes_;
   std::unique_ptr<pma::ChunkThreads> threads_;
   std::unordered_map<uint64_t, std::shared_ptr<pma::OutputFileHash>> hashes_;
 };

@@ -20,7 +20,13 @@ export {
   type PmaErrorWire,
 } from './errors.js';
 export type { PlanOptions, SelectionOptions } from './plan/options.js';
-export { PAGE_CACHE_MODES, type EngineOptions, type PageCacheMode } from './run/options.js';
+export {
+  PAGE_CACHE_MODES,
+  WRITE_MODES,
+  type EngineOptions,
+  type PageCacheMode,
+  type WriteChoice,
+} from './run/options.js';
 export type { Progress } from './run/run-chunks.js';
 export type {
   Accumulate,

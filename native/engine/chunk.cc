@@ -290,7 +290,7 @@ void run_ops_on_cpu(const ChunkSpec& spec, Scratch& scratch, bool (*pick)(const 
   FileTable in(spec.inputs, false);
   ReadAhead reader(in);
   FileTable out(spec.outputs, true);
-  OutputWriter writer(out, spec.direct_write, scratch.direct);
+  OutputWriter writer(out, spec.direct_write, scratch.direct, spec.writes, spec.ticket);
   check_ops(spec);
   for (uint32_t i = 0; i < spec.ops.size(); ++i) {
     const Op& op = spec.ops[i];

@@ -80,8 +80,11 @@ struct ChunkSpec : ChunkReads {
   IoMode io = IoMode::Pread;
   // Drop what the chunk read and wrote from the page cache once done (merges larger than RAM).
   bool drop_cache = false;
-  // Write the aligned middle of each output run with O_DIRECT (see output_writer.h).
+  // Write the aligned middle of each output run with O_DIRECT (see output_writer.h); on the CPU,
+  // through `writes` when given, reporting to `ticket` (direct_writes.h). Neither is owned.
   bool direct_write = false;
+  DirectWrites* writes = nullptr;
+  WriteTicket* ticket = nullptr;
   // -1: the CPU kernels; otherwise the CUDA device to merge on, with its memory budget in bytes.
   int device = -1;
   uint64_t gpu_memory = 0;

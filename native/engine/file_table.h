@@ -20,6 +20,10 @@ class FileTable {
     return *files_[i];
   }
 
+  const std::string& path(uint32_t i) const {
+    check(i);
+    return paths_[i];
+  }
   // The O_DIRECT handle of an output, or nullptr where the filesystem refuses it.
   const File* direct(uint32_t i) {
     check(i);

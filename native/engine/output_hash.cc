@@ -57,13 +57,25 @@ const File& OutputFileHash::file() {
 }
 
 HashSeconds OutputFileHash::update(uint64_t from, uint64_t to, std::vector<MemberCrc>& crcs, bool drop,
-                                   std::vector<uint8_t>& buf) {
+                                   std::vector<uint8_t>& buf, DirectWrites* held) {
   const File& f = file();
+  if (held && writable_) held->forget_held(path_, from, to);
+  if (writable_) held = nullptr;
   uint8_t* b = block(buf);
   HashSeconds s;
   for (uint64_t pos = from; pos < to;) {
     const uint64_t t0 = now_ns();
-    const size_t n = f.read_some(b, size_t(std::min<uint64_t>(kHashBlock, to - pos)), pos, {});
+    const uint8_t* p = b;
+    size_t n = 0;
+    const DirectBufferPtr kept = held ? held->take_held(path_, pos, &p, &n) : nullptr;
+    if (kept && n > to - pos) {  // not a range this request covers whole: read it back
+      p = b;
+      n = 0;
+    }
+    if (n == 0) {
+      const uint64_t stop = std::min(to, held ? held->next_held(path_, pos) : UINT64_MAX);
+      n = f.read_some(b, size_t(std::min<uint64_t>(kHashBlock, stop - pos)), pos, {});
+    }
     const uint64_t t1 = now_ns();
     s.read_ns += t1 - t0;
     if (n == 0) {
@@ -72,12 +84,12 @@ HashSeconds OutputFileHash::update(uint64_t from, uint64_t to, std::vector<Membe
                             std::to_string(to) + " bytes",
                         path_);
     }
-    sha_.update(b, n);
+    sha_.update(p, n);
     const uint64_t end = pos + n;
     for (MemberCrc& m : crcs) {
       if (m.end <= pos || m.start >= end) continue;
       const uint64_t a = std::max(m.start, pos), z = std::min(m.end, end);
-      m.crc = crc32(m.crc, b + (a - pos), size_t(z - a));
+      m.crc = crc32(m.crc, p + (a - pos), size_t(z - a));
     }
     s.update_ns += now_ns() - t1;
     pos = end;
@@ -106,7 +118,8 @@ void OutputFileHash::put(uint64_t at, uint32_t value) {
   file().write_at(le, 4, at, {});
 }
 
-std::string OutputFileHash::digest() {
+std::string OutputFileHash::digest(DirectWrites* held) {
+  if (held) held->forget_held(path_, 0, UINT64_MAX);
   file();  // a file never read is still opened: a missing one is an error, not the empty digest
   file_.reset();
   return sha_.hex();

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/direct_writes.h"
 #include "engine/file_io.h"
 
 namespace pma {
@@ -54,13 +55,16 @@ class OutputFileHash {
 
   // Hashes [from, to), feeding the CRC-32 of `crcs` (in order, not overlapping); with `drop`,
   // then drops the range from the page cache. A file that ends before `to` is E_IO.
-  HashSeconds update(uint64_t from, uint64_t to, std::vector<MemberCrc>& crcs, bool drop, std::vector<uint8_t>& buf);
+  // Bytes that `held` kept when it wrote them (direct_writes.h) are hashed from memory, not read
+  // back (never in a file whose CRC-32 fields are written: those bytes may have changed since).
+  HashSeconds update(uint64_t from, uint64_t to, std::vector<MemberCrc>& crcs, bool drop, std::vector<uint8_t>& buf,
+                     DirectWrites* held = nullptr);
   // The CRC-32 of [start, end) alone (a member whose CRC field comes before its bytes).
   uint32_t crc(uint64_t start, uint64_t end, std::vector<uint8_t>& buf);
   // Writes a CRC-32 field: 4 bytes little-endian at `at`.
   void put(uint64_t at, uint32_t value);
-  // The file's SHA-256; closes it.
-  std::string digest();
+  // The file's SHA-256; closes it, and forgets what `held` kept of it.
+  std::string digest(DirectWrites* held = nullptr);
 
  private:
   const File& file();

@@ -46,7 +46,8 @@ void OutputWriter::write(uint32_t file, uint64_t off, const uint8_t* data, size_
   }
   if (pending_ && (file != file_ || off != end_)) flush();
   if (!pending_) {
-    buf_.reserve(kRunBuffer);
+    if (async_) run_ = async_->take();
+    else buf_.reserve(kRunBuffer);
     pending_ = true;
     file_ = file;
     base_ = down(off);
@@ -54,39 +55,44 @@ void OutputWriter::write(uint32_t file, uint64_t off, const uint8_t* data, size_
   }
   tensor_ = tensor;
   while (n > 0) {
-    const size_t room = size_t(base_ + buf_.size - end_);
+    const size_t room = size_t(base_ + run_size() - end_);
     const size_t m = n < room ? n : room;
-    std::memcpy(buf_.data + (end_ - base_), data, m);
+    std::memcpy(run_data() + (end_ - base_), data, m);
     end_ += m;
     data += m;
     n -= m;
-    if (end_ - base_ == buf_.size) write_aligned(false);
+    if (end_ - base_ == run_size()) write_aligned(false);
   }
 }
 
 // Writes the unaligned head of the run (buffered, once), then the aligned middle (direct). On the
 // final flush the unaligned tail goes buffered; otherwise the buffer is full, so the run's end is
 // aligned (base_ and the buffer size are) and the buffer starts afresh there.
+// With async_, the middle goes to the writer thread, and the next run starts in a fresh buffer.
 void OutputWriter::write_aligned(bool final_flush) {
+  uint8_t* const data = run_data();
   const uint64_t head_end = up(start_) < end_ ? up(start_) : end_;
   if (start_ % kDirectAlign != 0) {
-    buffered(start_, buf_.data + (start_ - base_), size_t(head_end - start_));
+    buffered(start_, data + (start_ - base_), size_t(head_end - start_));
     start_ = head_end;
   }
   const uint64_t mid_end = down(end_);
   if (mid_end > start_) {
-    const uint8_t* p = buf_.data + (start_ - base_);
+    const uint8_t* p = data + (start_ - base_);
     const size_t n = size_t(mid_end - start_);
-    if (!files_.direct(file_)->try_write_at(p, n, start_, tensor_)) {
+    if (async_) {
+      async_->write(files_.path(file_), start_, run_, size_t(start_ - base_), n, tensor_, /* hold */ true, *ticket_);
+    } else if (!files_.direct(file_)->try_write_at(p, n, start_, tensor_)) {
       direct_ = false;  // this device wants larger alignment: the page cache for the rest
       buffered(start_, p, n);
     }
     start_ = mid_end;
   }
   if (final_flush) {
-    buffered(start_, buf_.data + (start_ - base_), size_t(end_ - start_));
+    buffered(start_, data + (start_ - base_), size_t(end_ - start_));
     pending_ = false;
   }
+  if (async_) run_ = final_flush ? nullptr : async_->take();
   base_ = start_ = end_;
 }
 

@@ -4,13 +4,16 @@
 // with the neighbouring chunks, go through the page cache, so two workers never write the same
 // block directly. Unwritten data after an error does not matter: the output is discarded.
 // Either way, small writes that continue each other are gathered first (a file of a million tiny
-// tensors would otherwise cost a system call per tensor).
+// tensors would otherwise cost a system call per tensor). Given a DirectWrites, the aligned middle
+// goes to its writer thread instead of being written here (direct_writes.h), and each run starts
+// in a fresh buffer from its pool.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "engine/direct_writes.h"
 #include "engine/file_table.h"
 
 namespace pma {
@@ -30,7 +33,9 @@ class OutputWriter {
   // Nanoseconds spent in write(), completed() and flush().
   uint64_t ns = 0;
 
-  OutputWriter(FileTable& files, bool direct, AlignedBuffer& buf) : files_(files), direct_(direct), buf_(buf) {}
+  OutputWriter(FileTable& files, bool direct, AlignedBuffer& buf, DirectWrites* async = nullptr,
+               WriteTicket* ticket = nullptr)
+      : files_(files), direct_(direct), buf_(buf), async_(ticket ? async : nullptr), ticket_(ticket) {}
   void write(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor);
   // An op's output range [off, off+n) is complete: starts its writeback, once enough has
   // accumulated (one request per 8 MiB or per run, not one per tiny tensor). `tensor` names the
@@ -45,9 +50,15 @@ class OutputWriter {
   void gather(uint32_t file, uint64_t off, const uint8_t* data, size_t n, const std::string& tensor);
   void flush_gathered();
 
+  uint8_t* run_data() const { return async_ ? run_->data() : buf_.data; }
+  size_t run_size() const { return async_ ? DirectWrites::kBuffer : buf_.size; }
+
   FileTable& files_;
   bool direct_;
   AlignedBuffer& buf_;
+  DirectWrites* async_;
+  WriteTicket* ticket_;
+  DirectBufferPtr run_;  // with async_: the pending run's buffer, never written into once handed over
   // The pending run: file offset `base_` is buf_.data[0] (4 KiB-aligned); bytes of the run are
   // [start_, end_) in file offsets; [base_, start_) is not ours and never written.
   bool pending_ = false;

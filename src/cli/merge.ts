@@ -141,8 +141,9 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           option: 'write',
           value: 'MODE',
           help: [
-            'buffered (default): results through the page cache; direct: their',
-            'aligned middle with O_DIRECT where the filesystem allows (same bytes)',
+            'auto|buffered|direct: buffered goes through the page cache; direct',
+            'writes the aligned middle with O_DIRECT on writer threads, past it',
+            '(default auto: direct when the page cache is dropped; same bytes)',
           ],
         },
       ],

@@ -124,7 +124,8 @@ export class Engine {
       kernel: this.kernel,
       io: this.o.io,
       dropCache,
-      write: this.o.write,
+      // A merge that keeps its output out of the page cache anyway writes it past the cache.
+      write: this.o.write === 'auto' ? (dropCache ? 'direct' : 'buffered') : this.o.write,
       device: -1,
       gpuMemory: this.staging?.perWorker ?? 0,
       cancel,

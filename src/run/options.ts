@@ -1,10 +1,12 @@
-import type { IoMode, KernelChoice, WriteMode } from '../native.js';
+import type { IoMode, KernelChoice } from '../native.js';
 import * as v from '../validate.js';
 import { parseDevice, type DeviceOption, type DeviceRequest } from './devices.js';
 
 export const KERNEL_CHOICES = ['auto', 'scalar', 'avx2', 'avx512'] as const;
 export const IO_MODES = ['pread', 'mmap'] as const;
-export const WRITE_MODES = ['buffered', 'direct'] as const;
+export const WRITE_MODES = ['auto', 'buffered', 'direct'] as const;
+/** How results are written: a WriteMode, or 'auto' (direct when the merge drops the page cache). */
+export type WriteChoice = (typeof WRITE_MODES)[number];
 export const PAGE_CACHE_MODES = ['auto', 'keep', 'drop'] as const;
 export type PageCacheMode = (typeof PAGE_CACHE_MODES)[number];
 
@@ -31,11 +33,13 @@ export interface EngineOptions {
    */
   pageCache?: PageCacheMode;
   /**
-   * 'buffered' (default): results go through the page cache, with early writeback; 'direct': the
-   * aligned middle of each output run goes to disk with O_DIRECT where the filesystem allows. The
-   * bytes are the same; which is faster depends on the disk (see docs/performance.md).
+   * 'buffered': results go through the page cache, with early writeback; 'direct': the aligned
+   * middle of each output run goes to disk with O_DIRECT where the filesystem allows, on writer
+   * threads of its own, and the output's hash takes those bytes from memory; 'auto' (default):
+   * direct when the merge drops the page cache (pageCache), else buffered. The bytes are the same;
+   * which is faster depends on the disk and the page cache (see docs/performance.md).
    */
-  write?: WriteMode;
+  write?: WriteChoice;
 }
 
 export interface ResolvedEngineOptions {
@@ -48,7 +52,7 @@ export interface ResolvedEngineOptions {
   gpuMemory: number | undefined;
   io: IoMode;
   pageCache: PageCacheMode;
-  write: WriteMode;
+  write: WriteChoice;
 }
 
 /** The `kernel` option checked: 'auto' when not given. */
@@ -65,6 +69,6 @@ export function resolveEngineOptions(o: EngineOptions): ResolvedEngineOptions {
     gpuMemory: o.gpuMemory === undefined ? undefined : v.byteSize('gpuMemory', o.gpuMemory),
     io: o.io === undefined ? 'pread' : v.oneOf('io', o.io, IO_MODES),
     pageCache: o.pageCache === undefined ? 'auto' : v.oneOf('pageCache', o.pageCache, PAGE_CACHE_MODES),
-    write: o.write === undefined ? 'buffered' : v.oneOf('write', o.write, WRITE_MODES),
+    write: o.write === undefined ? 'auto' : v.oneOf('write', o.write, WRITE_MODES),
   };
 }

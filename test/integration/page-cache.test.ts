@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { merge } from '../../src/index.js';
+import { merge, verify } from '../../src/index.js';
 import { describeNeeds, hasCommand } from '../helpers/requires.js';
 import { writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
 
@@ -80,6 +80,7 @@ describe('direct and buffered writes', () => {
       const out = join(tmp, `big-${i}`);
       await merge({ inputs: big, out, threads: 1, chunkSize: '256MiB', ...o });
       outs.push(readFileSync(join(out, 'model.safetensors')));
+      expect((await verify(out)).problems).toEqual([]);
     }
     expect(outs[1]?.equals(outs[0] as Buffer)).toBe(true);
     const f32 = join(tmp, 'big-f32-buffered');
@@ -102,6 +103,8 @@ describe('direct and buffered writes', () => {
       const out = join(tmp, `direct-${i}`);
       await merge({ inputs: run, out, write: 'direct', ...c });
       expect(readFileSync(join(out, 'model.safetensors')).equals(want), JSON.stringify(c)).toBe(true);
+      // pma.json's SHA-256, taken from the bytes the writer thread kept, is the file's.
+      expect((await verify(out)).problems, JSON.stringify(c)).toEqual([]);
     }
   });
 });

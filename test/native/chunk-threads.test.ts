@@ -139,6 +139,80 @@ describe('native chunk threads', () => {
     }
   });
 
+  // Direct writes (native/engine/direct_writes.h): 3 x 4 KiB of f32 at offset 0, so every byte
+  // is an aligned middle and goes through the writer thread.
+  const ALIGNED = 3 * 1024;
+  function alignedChunk(tag: string, extra: Partial<NativeChunk> = {}): NativeChunk {
+    const paths = Array.from({ length: 3 }, (_, k) => {
+      const path = join(tmp, `${tag}-${k}.bin`);
+      writeFileSync(path, new Uint8Array(Float32Array.from({ length: ALIGNED }, (_, i) => i * (k + 1) * 0.25).buffer));
+      return path;
+    });
+    const output = out();
+    writeFileSync(output, Buffer.alloc(ALIGNED * 4));
+    const op = { ...mergeOp(3), count: ALIGNED, tensor: `${tag}.weight` };
+    return cpuChunk({ inputs: paths, outputs: [output], ops: [op], write: 'direct', ...extra });
+  }
+
+  it('direct writes: a chunk settles once its bytes are in the file, and the hash takes them from memory', async () => {
+    const threads = native().threads(2);
+    try {
+      const chunks = Array.from({ length: 6 }, (_, i) => alignedChunk(`d${i}`));
+      await Promise.all(chunks.map((c) => threads.runChunk(c, [])));
+      const written = chunks.map((c) => readFileSync(c.outputs[0] as string));
+      for (const [i, c] of chunks.entries()) {
+        const again = { ...c, outputs: [out()], write: 'buffered' as const };
+        writeFileSync(again.outputs[0] as string, Buffer.alloc(ALIGNED * 4));
+        native().runChunk(again);
+        expect(written[i]?.equals(readFileSync(again.outputs[0] as string)), `chunk ${i}`).toBe(true);
+      }
+      // The bytes kept for the hash are the bytes written: the file changed since does not change
+      // the digest of a range the writer kept (and a range it did not keep is read back).
+      const path = chunks[0]?.outputs[0] as string;
+      writeFileSync(path, Buffer.alloc(ALIGNED * 4, 7));
+      const about = { file: 1, path, writable: false };
+      await threads.hash({ ...about, op: 'update', from: 0, to: ALIGNED * 4, crcs: [], drop: false });
+      const { hex } = await threads.hash({ ...about, op: 'digest' });
+      expect(hex).toBe(
+        createHash('sha256')
+          .update(written[0] as Buffer)
+          .digest('hex'),
+      );
+    } finally {
+      threads.close();
+    }
+  });
+
+  for (const errno of ['ENOSPC', 'EIO']) {
+    it(`direct writes: ${errno} on the writer thread rejects the chunk, naming the output file and the tensor`, () => {
+      const c = alignedChunk(`f${errno}`);
+      const script = `
+        const { native } = await import(${JSON.stringify(join(ROOT, 'dist', 'native.js'))});
+        const threads = native().threads(1);
+        const e = await threads.runChunk(${JSON.stringify(c)}, []).then(() => null, (e) => e);
+        threads.close();
+        console.log(JSON.stringify(e && { code: e.code, file: e.file, tensor: e.tensor, message: e.message }));
+      `;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        timeout: 30_000,
+        env: { ...process.env, PMA_FAULTS: `write:${errno}:${c.outputs[0]}` },
+      });
+      expect(r.stderr).toBe('');
+      const e = JSON.parse(r.stdout) as { code: string; file: string; tensor: string; message: string };
+      const output = c.outputs[0] as string;
+      expect(e).toEqual({
+        code: errno === 'EIO' ? 'E_IO' : 'E_NOSPACE',
+        file: output,
+        tensor: `f${errno}.weight`,
+        message:
+          errno === 'EIO'
+            ? `write failed on ${output} (tensor fEIO.weight): Input/output error`
+            : `no space left on the device writing ${output} (tensor fENOSPC.weight): No space left on device`,
+      });
+    });
+  }
+
   it('refuses a bad chunk or count as a bug in pma, and any chunk once closed', async () => {
     expect(thrownSync(() => native().threads(0)).code).toBe('E_INTERNAL');
     expect(thrownSync(() => native().threads(1, 65)).code).toBe('E_INTERNAL');

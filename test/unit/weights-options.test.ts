@@ -340,7 +340,7 @@ describe('resolveMergeOptions', () => {
         gpuMemory: undefined,
         io: 'pread',
         pageCache: 'auto',
-        write: 'buffered',
+        write: 'auto',
       },
     });
     expect(
@@ -435,7 +435,7 @@ describe('resolveMergeOptions', () => {
     ['kernel: "neon"', { kernel: 'neon' }, 'invalid kernel: expected one of auto, scalar, avx2, avx512, got "neon"'],
     ['io: "aio"', { io: 'aio' }, 'invalid io: expected one of pread, mmap, got "aio"'],
     ['pageCache: "purge"', { pageCache: 'purge' }, 'invalid pageCache: expected one of auto, keep, drop, got "purge"'],
-    ['write: "async"', { write: 'async' }, 'invalid write: expected one of buffered, direct, got "async"'],
+    ['write: "async"', { write: 'async' }, 'invalid write: expected one of auto, buffered, direct, got "async"'],
     ['out: ""', { out: '' }, 'invalid out: expected a non-empty string, got ""'],
     ['out missing', { out: undefined }, 'invalid out: expected a non-empty string, got nothing'],
     ['force: "yes"', { force: 'yes' }, 'invalid force: expected true or false, got "yes"'],

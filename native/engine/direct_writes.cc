@@ -1,0 +1,147 @@
+#include "engine/direct_writes.h"
+
+#include <cstdlib>
+#include <new>
+#include <utility>
+
+#include "errors.h"
+
+namespace pma {
+
+BufferPool::~BufferPool() {
+  for (uint8_t* p : free_) std::free(p);
+}
+
+uint8_t* BufferPool::get() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!free_.empty()) {
+      uint8_t* p = free_.back();
+      free_.pop_back();
+      return p;
+    }
+    ++made_;
+  }
+  void* p = nullptr;
+  if (::posix_memalign(&p, kDirectAlign, size_) != 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    --made_;
+    throw std::bad_alloc();
+  }
+  return static_cast<uint8_t*>(p);
+}
+
+void BufferPool::give_back(uint8_t* p) {
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.push_back(p);
+}
+
+size_t BufferPool::made() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return made_;
+}
+
+DirectWrites::DirectWrites() : pool_(std::make_shared<BufferPool>(kBuffer)) {}
+
+DirectWrites::~DirectWrites() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void DirectWrites::write(const std::string& path, uint64_t off, DirectBufferPtr b, size_t at, size_t n,
+                         std::string tensor, bool hold, WriteTicket& ticket) {
+  ticket.add();
+  std::unique_lock<std::mutex> lock(mu_);
+  if (threads_.empty()) {
+    for (size_t i = 0; i < kWriters; ++i) threads_.emplace_back(&DirectWrites::loop, this);
+  }
+  changed_.wait(lock, [&] { return queue_.size() < kQueued || stopping_; });
+  queue_.push_back({path, off, std::move(b), at, n, std::move(tensor), hold, &ticket});
+  changed_.notify_all();
+}
+
+void DirectWrites::loop() {
+  for (;;) {
+    Write w;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      changed_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping: every queued write was done
+      w = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    changed_.notify_all();  // room in the queue
+    std::exception_ptr error;
+    try {
+      put(w);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (!error && w.hold) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (held_bytes_ + w.n <= kHeld) {
+        held_bytes_ += w.n;
+        held_[w.path][w.off] = {w.buf, w.at, w.n};
+      }
+    }
+    w.buf.reset();
+    w.ticket->done(error);  // last: the chunk may be reported (and its hash asked for) from here on
+  }
+}
+
+// On the writer thread. The file is opened for each write (an 8 MiB transfer): a handle kept
+// from one merge to the next could point at a file since replaced. A device that refuses the
+// alignment (larger blocks) gets the bytes through the page cache instead, as OutputWriter's own
+// direct writes do.
+void DirectWrites::put(const Write& w) {
+  const uint8_t* p = w.buf->data() + w.at;
+  const std::unique_ptr<File> direct = File::open_direct(w.path);
+  if (direct && direct->try_write_at(p, w.n, w.off, w.tensor)) return;
+  File(w.path, true).write_at(p, w.n, w.off, w.tensor);
+}
+
+DirectBufferPtr DirectWrites::take_held(const std::string& path, uint64_t off, const uint8_t** p, size_t* n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto file = held_.find(path);
+  if (file == held_.end()) return nullptr;
+  auto it = file->second.find(off);
+  if (it == file->second.end()) return nullptr;
+  Held h = std::move(it->second);
+  file->second.erase(it);
+  held_bytes_ -= h.n;
+  *p = h.buf->data() + h.at;
+  *n = h.n;
+  return h.buf;
+}
+
+uint64_t DirectWrites::next_held(const std::string& path, uint64_t off) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto file = held_.find(path);
+  if (file == held_.end()) return UINT64_MAX;
+  auto it = file->second.lower_bound(off);
+  return it == file->second.end() ? UINT64_MAX : it->first;
+}
+
+void DirectWrites::forget_all() {
+  std::lock_guard<std::mutex> lock(mu_);
+  held_.clear();
+  held_bytes_ = 0;
+}
+
+void DirectWrites::forget_held(const std::string& path, uint64_t from, uint64_t to) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto file = held_.find(path);
+  if (file == held_.end()) return;
+  auto& m = file->second;
+  for (auto it = m.lower_bound(from); it != m.end() && it->first < to;) {
+    held_bytes_ -= it->second.n;
+    it = m.erase(it);
+  }
+  if (m.empty()) held_.erase(file);
+}
+
+}  // namespace pma
