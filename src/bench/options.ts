@@ -47,6 +47,8 @@ export interface BenchOptions {
   /** Progress messages (stderr in the CLI). */
   log?: (msg: string) => void;
   signal?: AbortSignal;
+  /** Time whole `pma merge` processes (their start included), as a user runs them, instead of merge() in this process. */
+  process?: boolean;
   /** Recorded in the result. */
   command?: string;
 }
@@ -68,6 +70,7 @@ export interface ResolvedBenchOptions {
   dirGiven: boolean;
   keep: boolean;
   regenerate: boolean;
+  process: boolean;
 }
 
 export function defaultBenchDir(): string {
@@ -146,5 +149,6 @@ export function resolveBenchOptions(o: BenchOptions, cores: number): ResolvedBen
     dirGiven: o.dir !== undefined,
     keep: o.keep === undefined ? false : v.boolean('keep', o.keep),
     regenerate: o.regenerate === undefined ? false : v.boolean('regenerate', o.regenerate),
+    process: o.process === undefined ? false : v.boolean('process', o.process),
   };
 }

@@ -3,10 +3,13 @@
  * own floor (read the inputs once with cat, write the output once with write + fsync), all
  * measured in the same run, interleaved round by round.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, realpathSync, rmdirSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { join, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 import { combineBreakdowns, type MergeBreakdown } from '../run/breakdown.js';
 import { parseDevice, resolveDevice } from '../run/devices.js';
@@ -91,7 +94,7 @@ export interface MergeRow {
   /** Where the time went, every run (MergeResult.breakdown), and the median of each figure. */
   breakdowns: MergeBreakdown[];
   breakdown: MergeBreakdown;
-  /** Wall time around merge(), every run. */
+  /** Wall time around merge() (or the whole `pma merge` process, with `process`), every run. */
   wallMs: number[];
   /** The library's own elapsedMs, every run. */
   libraryElapsedMs: number[];
@@ -128,7 +131,7 @@ export interface CaseData {
 /** What one case measures: the merge options of every row, and how many rounds. */
 export type CaseParams = Pick<
   ResolvedBenchOptions,
-  'runs' | 'threads' | 'io' | 'kernel' | 'devices' | 'outDtype' | 'last' | 'maxShardSize'
+  'runs' | 'threads' | 'io' | 'kernel' | 'devices' | 'outDtype' | 'last' | 'maxShardSize' | 'process'
 >;
 
 export interface CaseResult {
@@ -374,7 +377,7 @@ async function measureCase(
         await rm(outDir, { recursive: true, force: true });
         syncAll(); // the previous output's deletion is flushed outside the timing
         const t0 = performance.now();
-        const r = await merge({
+        const mergeOpts = {
           ...planOpts,
           out: outDir,
           threads: c.threads,
@@ -382,7 +385,8 @@ async function measureCase(
           kernel: params.kernel,
           device: c.device,
           ...(ctx.signal ? { signal: ctx.signal } : {}),
-        });
+        };
+        const r = params.process ? await mergeProcess(mergeOpts) : await merge(mergeOpts);
         c.wallMs.push(performance.now() - t0);
         c.libraryElapsedMs.push(r.elapsedMs);
         c.breakdowns.push(r.breakdown);
@@ -492,6 +496,54 @@ async function measureCase(
   }
 }
 
+/** What the report needs of a merge, from a whole `pma merge --json` process. */
+interface ProcessMerge {
+  elapsedMs: number;
+  breakdown: MergeBreakdown;
+  device: string;
+  kernel: string;
+}
+
+const execFileAsync = promisify(execFile);
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+/** Runs the merge as a user does: `pma merge ... --json` in a process of its own. */
+async function mergeProcess(o: {
+  inputs: string | string[];
+  out: string;
+  dtype: OutputDTypeOption;
+  last?: number;
+  maxShardSize?: number;
+  threads: number;
+  io: IoMode;
+  kernel: KernelChoice;
+  device: string;
+  signal?: AbortSignal;
+}): Promise<ProcessMerge> {
+  const args = [
+    CLI,
+    'merge',
+    ...(Array.isArray(o.inputs) ? o.inputs : [o.inputs]),
+    ...['--out', o.out, '--dtype', o.dtype, '--threads', String(o.threads), '--io', o.io],
+    ...['--kernel', o.kernel, '--device', o.device, '--json', '--quiet'],
+    ...(o.last !== undefined ? ['--last', String(o.last)] : []),
+    ...(o.maxShardSize !== undefined ? ['--max-shard-size', String(o.maxShardSize)] : []),
+  ];
+  let stdout: string;
+  try {
+    ({ stdout } = await execFileAsync(process.execPath, args, {
+      maxBuffer: 1 << 30,
+      ...(o.signal ? { signal: o.signal } : {}),
+    }));
+  } catch (e) {
+    if (o.signal?.aborted) throw new PmaError('E_ABORTED', 'the benchmark was aborted');
+    const stderr = (e as { stderr?: string }).stderr ?? String(e);
+    throw new PmaError('E_INTERNAL', `pma merge failed in the benchmark: ${stderr.trim()}`);
+  }
+  const j = JSON.parse(stdout) as { seconds: number; breakdown: MergeBreakdown; device: string; kernel: string };
+  return { elapsedMs: j.seconds * 1000, breakdown: j.breakdown, device: j.device, kernel: j.kernel };
+}
+
 function checkKernel(cpu: CpuInfo, kernel: KernelChoice): void {
   if (kernel !== 'auto' && !cpu.kernels.includes(kernel)) {
     throw new PmaError(
@@ -541,6 +593,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       outDtype: o.outDtype,
       last: o.last,
       maxShardSize: o.maxShardSize,
+      process: o.process,
     };
     const c = await measureCase(ctx, series ? series.runDir : o.paths!, params, series);
     return {
@@ -580,6 +633,8 @@ export interface SuiteCase {
   io: IoMode[];
   runs: number;
   kernel?: KernelChoice;
+  /** Whole `pma merge` processes instead of merge() in this process. */
+  process?: boolean;
   /** Printed under the table (e.g. why the size was reduced). */
   note?: string;
 }
@@ -655,6 +710,7 @@ export async function runSuite(cases: SuiteCase[], o: SuiteOptions): Promise<Sui
         outDtype: c.outDtype,
         last: null,
         maxShardSize: c.maxShardSize ?? null,
+        process: c.process ?? false,
       };
       results[i] = { ...(await measureCase(ctx, series.runDir, params, series)), note: c.note ?? null };
     }
@@ -763,7 +819,10 @@ export function formatBenchReport(r: BenchResult, options: BenchReportOptions = 
   L.push(inputsLine(r));
   L.push(
     `load average (1/5/15 min) before ${r.loadAverage.before.map(f2).join('/')}, after ${r.loadAverage.after.map(f2).join('/')}; ` +
-      `measurements interleaved round by round; work dir ${r.dir}`,
+      `measurements interleaved round by round; work dir ${r.dir}; ` +
+      (r.params.process
+        ? 'each merge a whole `pma merge --json` process, its start included'
+        : 'each merge a merge() call in this process (--process: whole `pma merge` processes)'),
   );
   L.push('');
   L.push(ceilingsLine(c));
@@ -810,7 +869,7 @@ export function formatSuiteReport(r: SuiteResult): string {
       `${r.dir}; ` +
       'every row has its own inputs and its own floor, measured in the same rounds as its merges: ' +
       'read ceiling = cat of the same files > /dev/null, write ceiling = an output-sized file in the same filesystem, the faster of an O_DIRECT write with fdatasync (dd) and a write + fsync, ' +
-      'floor = read + write; median of the runs; warm page cache',
+      'floor = read + write; median of the runs; warm page cache; merge() in the benchmark process unless the row says whole process (a `pma merge --json` process, its start included)',
   );
   L.push('');
   L.push(
@@ -821,7 +880,8 @@ export function formatSuiteReport(r: SuiteResult): string {
     const d = c.data;
     const inputs = d.series ? d.series.description : `${d.checkpoints.length} checkpoints`;
     const dtype = d.outDtype === 'keep' ? `keep (${d.series?.dtype ?? '?'})` : d.outDtype;
-    const out = d.outputFiles > 1 ? `${dtype}, ${d.outputFiles} files` : dtype;
+    const files = d.outputFiles > 1 ? `${dtype}, ${d.outputFiles} files` : dtype;
+    const out = c.params.process ? `${files}, whole process` : files;
     for (const x of c.merges) {
       L.push(
         `| ${inputs} | ${out} | ${x.threads} | ${x.io} | ${x.kernel} | ${c.params.runs} | ${f3(x.medianSeconds)} | ${f2(x.inputGBps)} | ` +
@@ -833,7 +893,8 @@ export function formatSuiteReport(r: SuiteResult): string {
   for (const [i, c] of r.cases.entries()) {
     const d = c.data;
     const files = d.outputFiles > 1 ? ` (${d.outputFiles} files)` : '';
-    const label = d.series ? `${d.series.description} -> ${d.outDtype}${files}` : `case ${i + 1}`;
+    const how = c.params.process ? ', whole `pma merge` processes' : '';
+    const label = d.series ? `${d.series.description} -> ${d.outDtype}${files}${how}` : `case ${i + 1}`;
     L.push(
       `- ${label}: reads ${gb(d.inputTensorBytes)}, writes ${gb(d.outputFileBytes)}; ${ceilingsLine(c.ceilings)}` +
         (c.ioComparison.length > 0

@@ -59,6 +59,8 @@ export function standardSuite(o: StandardSuiteOptions): { cases: SuiteCase[]; no
   };
   const cases = [
     mk(baseInputs, 'bf16', 'keep', true),
+    // The same merge as whole `pma merge` processes, as a user runs it: Node's start included.
+    { ...mk(baseInputs, 'bf16', 'keep', false), process: true },
     // The same series into shards of at most a quarter of the output: several files to hash.
     { ...mk(baseInputs, 'bf16', 'keep', false), maxShardSize: Math.ceil(size / 4) },
     mk(baseInputs, 'bf16', 'f32', false),
@@ -68,7 +70,7 @@ export function standardSuite(o: StandardSuiteOptions): { cases: SuiteCase[]; no
     mk(baseInputs, 'f32', 'keep', false),
   ];
   notes.push(
-    `the first rows: threads ${threads.join(', ')} x pread, mmap, ${baseRuns} runs; the other rows: ${top} threads, pread, ${extraRuns} runs (SMA, kernel auto)`,
+    `the first rows: threads ${threads.join(', ')} x pread, mmap, ${baseRuns} runs; the other rows: ${top} threads, pread, ${extraRuns} runs (SMA, kernel auto); the row marked whole process times \`pma merge\` processes, the others merge() in the benchmark's process`,
   );
   return { cases, notes };
 }

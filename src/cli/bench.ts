@@ -99,6 +99,15 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           help: 'arithmetic backend: auto (default), scalar, avx2, avx512',
         },
         {
+          name: 'process',
+          type: 'boolean',
+          option: 'process',
+          help: [
+            'time whole `pma merge` processes, their start included, as a user',
+            'runs them (default: merge() inside the benchmark process)',
+          ],
+        },
+        {
           name: 'device',
           type: 'string',
           option: 'device',
@@ -152,6 +161,7 @@ index each); with inputs it merges those, writing only into --dir, never beside 
     'pma bench --size 1GB --inputs 5 --threads 8 --device cpu,cuda   # CPU against GPU, same files',
     'pma bench --dtype f32 --out-dtype bf16 --json > bench.json',
     'pma bench --threads 2 --breakdown                # where the time goes',
+    'pma bench --threads 2 --process                  # whole pma merge processes',
     'pma bench runs/exp7 --last 4 --runs 3 --dir /scratch/bench-out   # your own checkpoints',
   ],
   footer: `The full table of the repository's benchmark (several input counts and dtypes): npm run bench.

@@ -225,6 +225,29 @@ describe('pma bench', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('--process times whole pma merge processes, with the same options as the merges in process', () => {
+    const run = join(tmp, 'process-run');
+    const specs: TensorSpec[] = [
+      { name: 'model.embed_tokens.weight', dtype: 'BF16', shape: [256, 64] },
+      { name: 'model.norm.weight', dtype: 'F32', shape: [64] },
+    ];
+    for (const step of [100, 200, 300]) writeCheckpoint(join(run, `checkpoint-${step}`), specs, step);
+    const args = ['--runs', '1', '--threads', '2', '--max-shard-size', '20000', '--out-dtype', 'f32', '--json'];
+    const r = pma(['bench', run, '--last', '2', ...args, '--process', '--dir', join(tmp, 'process-out')]);
+    expect(r.status, r.stderr).toBe(0);
+    const res = JSON.parse(r.stdout) as Result & { params: { process: boolean } };
+    checkMeasurements(res);
+    expect(res.params.process).toBe(true);
+    expect(res.data.checkpoints.map((c) => c.path)).toEqual([join(run, 'checkpoint-200'), join(run, 'checkpoint-300')]);
+    expect(res.data.outputFiles).toBeGreaterThan(1);
+    // The process's wall time holds Node's start and the merge's own time (its --json `seconds`).
+    const m = res.merges[0] as Row & { libraryElapsedMs: number[] };
+    expect(m.wallMs[0]).toBeGreaterThan(m.libraryElapsedMs[0] as number);
+    const report = pma(['bench', run, '--last', '2', '--runs', '1', '--threads', '2', '--process', '-q']);
+    expect(report.status, report.stderr).toBe(0);
+    expect(report.stdout).toContain('each merge a whole `pma merge --json` process, its start included');
+  });
+
   it('refuses bad options with exit status 2 and the one message format, before any work', () => {
     const dir = join(tmp, 'never');
     const cases: [string[], string][] = [
