@@ -98,6 +98,8 @@ describe('direct and buffered writes', () => {
       { threads: 2, chunkSize: 5000 },
       { threads: 2, io: 'mmap' as const, chunkSize: 3 * 2 ** 20 + 1 },
       { threads: 2, pageCache: 'drop' as const },
+      // The default, write 'auto', writes direct when the page cache is dropped.
+      { threads: 2, pageCache: 'drop' as const, write: 'auto' as const },
     ];
     for (const [i, c] of cases.entries()) {
       const out = join(tmp, `direct-${i}`);
