@@ -1,5 +1,8 @@
 #include "engine/direct_writes.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 #include <utility>
@@ -41,7 +44,17 @@ size_t BufferPool::made() const {
   return made_;
 }
 
-DirectWrites::DirectWrites() : pool_(std::make_shared<BufferPool>(kBuffer)) {}
+namespace {
+
+size_t held_cap() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return DirectWrites::kHeld;
+  return std::min(DirectWrites::kHeld, size_t(pages) * size_t(page) / 32);
+}
+
+}  // namespace
+
+DirectWrites::DirectWrites() : pool_(std::make_shared<BufferPool>(kBuffer)), held_cap_(held_cap()) {}
 
 DirectWrites::~DirectWrites() {
   {
@@ -83,7 +96,7 @@ void DirectWrites::loop() {
     }
     if (!error && w.hold) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (held_bytes_ + w.n <= kHeld) {
+      if (held_bytes_ + w.n <= held_cap_) {
         held_bytes_ += w.n;
         held_[w.path][w.off] = {w.buf, w.at, w.n};
       }

@@ -76,9 +76,11 @@ class DirectWrites {
   // At most this many buffers wait for the writers: a chunk thread that finds the queue full waits
   // for the disk (the writer never waits for anything but the disk, so this cannot deadlock).
   static constexpr size_t kQueued = 4;
-  // At most this many bytes are kept for the hash; beyond it a buffer is released once written
-  // (the hash reads those bytes back).
-  static constexpr size_t kHeld = size_t(64) << 20;
+  // At most this many bytes are kept for the hash (and no more than 1/32 of the machine's memory);
+  // beyond it a buffer is released once written and the hash reads those bytes back. The hash of
+  // one file is one stream, slower than two threads merging: a 2 GB output needed about 200 MiB
+  // kept to never read back (docs/performance.md).
+  static constexpr size_t kHeld = size_t(256) << 20;
 
   DirectWrites();
   ~DirectWrites();
@@ -124,6 +126,7 @@ class DirectWrites {
   void put(const Write& w);
 
   std::shared_ptr<BufferPool> pool_;
+  const size_t held_cap_;
   std::mutex mu_;
   std::condition_variable changed_;
   std::deque<Write> queue_;

@@ -143,7 +143,7 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           help: [
             'auto|buffered|direct: buffered goes through the page cache; direct',
             'writes the aligned middle with O_DIRECT on writer threads, past it',
-            '(default auto: direct when the page cache is dropped; same bytes)',
+            '(default auto: direct; on GPUs only when the page cache is dropped)',
           ],
         },
       ],

@@ -2,7 +2,14 @@ import { availableParallelism, totalmem } from 'node:os';
 import { join } from 'node:path';
 
 import { PmaError } from '../errors.js';
-import { native, type ChunkStats, type KernelChoice, type KernelName, type NativeChunk } from '../native.js';
+import {
+  native,
+  type ChunkStats,
+  type KernelChoice,
+  type KernelName,
+  type NativeChunk,
+  type WriteMode,
+} from '../native.js';
 import type { MergePlan } from '../plan/types.js';
 import {
   defaultThreads,
@@ -124,13 +131,22 @@ export class Engine {
       kernel: this.kernel,
       io: this.o.io,
       dropCache,
-      // A merge that keeps its output out of the page cache anyway writes it past the cache.
-      write: this.o.write === 'auto' ? (dropCache ? 'direct' : 'buffered') : this.o.write,
+      write: this.writeMode(dropCache),
       device: -1,
       gpuMemory: this.staging?.perWorker ?? 0,
       cancel,
       ops: c.ops,
     };
+  }
+
+  /**
+   * 'auto': direct on the CPU (its writer threads keep the chunk threads computing, and no page
+   * cache is filled: docs/performance.md, "Direct writes on writer threads"); on GPUs, whose
+   * pipeline writes direct from a thread of each chunk, only when the page cache is dropped anyway.
+   */
+  private writeMode(dropCache: boolean): WriteMode {
+    if (this.o.write !== 'auto') return this.o.write;
+    return this.device.kind !== 'cuda' || dropCache ? 'direct' : 'buffered';
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,7 @@ import { parseDevice, type DeviceOption, type DeviceRequest } from './devices.js
 export const KERNEL_CHOICES = ['auto', 'scalar', 'avx2', 'avx512'] as const;
 export const IO_MODES = ['pread', 'mmap'] as const;
 export const WRITE_MODES = ['auto', 'buffered', 'direct'] as const;
-/** How results are written: a WriteMode, or 'auto' (direct when the merge drops the page cache). */
+/** How results are written: a WriteMode, or 'auto' (direct on the CPU; on GPUs when the page cache is dropped). */
 export type WriteChoice = (typeof WRITE_MODES)[number];
 export const PAGE_CACHE_MODES = ['auto', 'keep', 'drop'] as const;
 export type PageCacheMode = (typeof PAGE_CACHE_MODES)[number];
@@ -36,8 +36,8 @@ export interface EngineOptions {
    * 'buffered': results go through the page cache, with early writeback; 'direct': the aligned
    * middle of each output run goes to disk with O_DIRECT where the filesystem allows, on writer
    * threads of its own, and the output's hash takes those bytes from memory; 'auto' (default):
-   * direct when the merge drops the page cache (pageCache), else buffered. The bytes are the same;
-   * which is faster depends on the disk and the page cache (see docs/performance.md).
+   * direct on the CPU, and on GPUs when the merge drops the page cache (pageCache). The bytes are
+   * the same; which is faster depends on the disk and the page cache (see docs/performance.md).
    */
   write?: WriteChoice;
 }
