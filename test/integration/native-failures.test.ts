@@ -88,13 +88,26 @@ describe('an I/O error in the engine', () => {
   });
 
   it('EIO writing the output: E_IO naming the output file and tensor, a partial that resumes', () => {
+    // Buffered writes, one per chunk here, so the four that succeed are whole chunks.
     const o = out();
-    const r = pmaWith('write:EIO:.partial/model.safetensors:4', args(o));
+    const r = pmaWith('write:EIO:.partial/model.safetensors:4', args(o, '--write', 'buffered'));
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(
       /pma: error \[E_IO\]: write failed on \S*\.partial\/model\.safetensors \(tensor [\w.]+\): Input\/output error; the work done so far is kept in/,
     );
-    expectResumes(o);
+    expectResumes(o, '--write', 'buffered');
+  });
+
+  it('EIO with direct writes (the default): E_IO naming the output file and tensor; what was done resumes', () => {
+    // A chunk's direct writes finish on the writer threads, so whether a chunk was complete when
+    // the fifth write failed is up to the timing: both ways must hold.
+    const o = out();
+    const r = pmaWith('write:EIO:.partial/model.safetensors:4', args(o));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /pma: error \[E_IO\]: write failed on \S*\.partial\/model\.safetensors \(tensor [\w.]+\): Input\/output error/,
+    );
+    expectResumes(o, ...(r.stderr.includes('the work done so far is kept in') ? [] : ['--nothing-done']));
   });
 
   it('a refused mmap: E_IO naming the file and tensor', () => {
