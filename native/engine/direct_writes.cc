@@ -24,17 +24,12 @@ uint8_t* BufferPool::get() {
       free_.pop_back();
       return p;
     }
-    ++made_;
   }
   // Aligned to 2 MiB and backed by huge pages where the kernel gives them: a fresh 8 MiB buffer is
   // then 4 page faults, not 2,048 (each costs microseconds in a VM: bench/fresh-memory.js).
   constexpr size_t kHuge = size_t(2) << 20;
   void* p = nullptr;
-  if (::posix_memalign(&p, size_ % kHuge == 0 ? kHuge : kDirectAlign, size_) != 0) {
-    std::lock_guard<std::mutex> lock(mu_);
-    --made_;
-    throw std::bad_alloc();
-  }
+  if (::posix_memalign(&p, size_ % kHuge == 0 ? kHuge : kDirectAlign, size_) != 0) throw std::bad_alloc();
 #ifdef MADV_HUGEPAGE
   if (size_ % kHuge == 0) (void)::madvise(p, size_, MADV_HUGEPAGE);  // a hint: refused is fine
 #endif
@@ -44,11 +39,6 @@ uint8_t* BufferPool::get() {
 void BufferPool::give_back(uint8_t* p) {
   std::lock_guard<std::mutex> lock(mu_);
   free_.push_back(p);
-}
-
-size_t BufferPool::made() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return made_;
 }
 
 namespace {
@@ -73,14 +63,14 @@ DirectWrites::~DirectWrites() {
 }
 
 void DirectWrites::write(const std::string& path, uint64_t off, DirectBufferPtr b, size_t at, size_t n,
-                         std::string tensor, bool hold, WriteTicket& ticket) {
+                         std::string tensor, WriteTicket& ticket) {
   ticket.add();
   std::unique_lock<std::mutex> lock(mu_);
   if (threads_.empty()) {
     for (size_t i = 0; i < kWriters; ++i) threads_.emplace_back(&DirectWrites::loop, this);
   }
   changed_.wait(lock, [&] { return queue_.size() < kQueued || stopping_; });
-  queue_.push_back({path, off, std::move(b), at, n, std::move(tensor), hold, &ticket});
+  queue_.push_back({path, off, std::move(b), at, n, std::move(tensor), &ticket});
   changed_.notify_all();
 }
 
@@ -101,7 +91,7 @@ void DirectWrites::loop() {
     } catch (...) {
       error = std::current_exception();
     }
-    if (!error && w.hold) {
+    if (!error) {
       std::lock_guard<std::mutex> lock(mu_);
       if (held_bytes_ + w.n <= held_cap_) {
         held_bytes_ += w.n;

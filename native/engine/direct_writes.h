@@ -1,5 +1,5 @@
 // Output written with O_DIRECT off the chunk threads (--write direct), and kept for the output's
-// hash. A chunk thread fills an aligned buffer, hands it to the writer thread and goes on
+// hash. A chunk thread fills an aligned buffer, hands it to the writer threads and goes on
 // computing: O_DIRECT makes the disk copy the bytes (no page cache to fill, nothing left for the
 // final fsync), and a thread waiting for the disk holds no core. The buffer is then kept, up to a
 // limit, until the hash reaches its bytes, so that the hash does not read the output back from the
@@ -42,13 +42,11 @@ class BufferPool {
   BufferPool& operator=(const BufferPool&) = delete;
   uint8_t* get();
   void give_back(uint8_t* p);
-  size_t made() const;
 
  private:
   const size_t size_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::vector<uint8_t*> free_;
-  size_t made_ = 0;
 };
 
 // One buffer of the pool, back in it when the last holder lets go (the pool lives as long).
@@ -78,8 +76,8 @@ class DirectWrites {
   static constexpr size_t kQueued = 4;
   // At most this many bytes are kept for the hash (and no more than 1/32 of the machine's memory);
   // beyond it a buffer is released once written and the hash reads those bytes back. The hash of
-  // one file is one stream, slower than two threads merging: a 2 GB output needed about 200 MiB
-  // kept to never read back (docs/performance.md).
+  // one file is one stream, slower than two threads merging: with 64 MiB kept, the hash of a 2 GB
+  // output read much of it back from the disk; with 256 MiB, nothing (docs/performance.md).
   static constexpr size_t kHeld = size_t(256) << 20;
 
   DirectWrites();
@@ -92,9 +90,9 @@ class DirectWrites {
 
   // Queues the write of n bytes at `at` in `b` to [off, off + n) of the file `path` (off, n and
   // `at` 4 KiB-aligned); `tensor` names the first tensor of the range in an error. Keeps the
-  // bytes for the hash when `hold` and there is room. Waits while kQueued writes are queued.
+  // bytes for the hash while there is room. Waits while kQueued writes are queued.
   void write(const std::string& path, uint64_t off, DirectBufferPtr b, size_t at, size_t n, std::string tensor,
-             bool hold, WriteTicket& ticket);
+             WriteTicket& ticket);
 
   // The bytes kept for [off, ...) of `path`, if a held write starts there: its length, the bytes
   // in *p (valid while the returned buffer lives). The kept write is forgotten.
@@ -110,12 +108,11 @@ class DirectWrites {
  private:
   struct Write {
     std::string path;
-    uint64_t off;
+    uint64_t off = 0;
     DirectBufferPtr buf;
-    size_t at, n;
+    size_t at = 0, n = 0;
     std::string tensor;
-    bool hold;
-    WriteTicket* ticket;
+    WriteTicket* ticket = nullptr;
   };
   struct Held {
     DirectBufferPtr buf;

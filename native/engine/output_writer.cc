@@ -81,7 +81,7 @@ void OutputWriter::write_aligned(bool final_flush) {
     const uint8_t* p = data + (start_ - base_);
     const size_t n = size_t(mid_end - start_);
     if (async_) {
-      async_->write(files_.path(file_), start_, run_, size_t(start_ - base_), n, tensor_, /* hold */ true, *ticket_);
+      async_->write(files_.path(file_), start_, run_, size_t(start_ - base_), n, tensor_, *ticket_);
     } else if (!files_.direct(file_)->try_write_at(p, n, start_, tensor_)) {
       direct_ = false;  // this device wants larger alignment: the page cache for the rest
       buffered(start_, p, n);
