@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { parseDevice, type DeviceOption } from '../run/devices.js';
 import { OUTPUT_DTYPES, type OutputDTypeOption } from '../dtypes.js';
 import type { IoMode, KernelChoice } from '../native.js';
-import { IO_MODES, KERNEL_CHOICES } from '../run/options.js';
+import { IO_MODES, KERNEL_CHOICES, WRITE_MODES, type WriteChoice } from '../run/options.js';
 import * as v from '../validate.js';
 import { SERIES_DTYPES, type SeriesParams } from './series.js';
 
@@ -32,6 +32,8 @@ export interface BenchOptions {
   /** Read modes to merge with: a list, or "pread,mmap" (default pread). */
   io?: string | string[];
   kernel?: string;
+  /** How the merges write their output: auto (default), buffered or direct (EngineOptions.write). */
+  write?: string;
   /** Devices to merge on: a list, or "cpu,cuda" (default cpu); each row of the table names its own. */
   device?: string | string[];
   /** Output dtype of the merges (default keep). */
@@ -61,6 +63,7 @@ export interface ResolvedBenchOptions {
   threads: number[];
   io: IoMode[];
   kernel: KernelChoice;
+  write: WriteChoice;
   devices: DeviceOption[];
   outDtype: OutputDTypeOption;
   /** null: the merge's default. */
@@ -142,6 +145,7 @@ export function resolveBenchOptions(o: BenchOptions, cores: number): ResolvedBen
     threads: o.threads === undefined ? [...new Set([1, Math.max(1, cores)])] : threadList('threads', o.threads),
     io: o.io === undefined ? ['pread'] : ioList('io', o.io),
     kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, KERNEL_CHOICES),
+    write: o.write === undefined ? 'auto' : v.oneOf('write', o.write, WRITE_MODES),
     devices: o.device === undefined ? ['cpu'] : deviceList('device', o.device),
     outDtype: o.outDtype === undefined ? 'keep' : v.oneOf('outDtype', o.outDtype, OUTPUT_DTYPES),
     maxShardSize: o.maxShardSize === undefined ? null : v.byteSize('maxShardSize', o.maxShardSize),

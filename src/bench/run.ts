@@ -31,6 +31,7 @@ import {
   type WriteTiming,
 } from './ceilings.js';
 import { resolveBenchOptions, type BenchOptions, type ResolvedBenchOptions } from './options.js';
+import type { WriteChoice } from '../run/options.js';
 import {
   ELEMENT_BYTES,
   SHARDS,
@@ -131,7 +132,7 @@ export interface CaseData {
 /** What one case measures: the merge options of every row, and how many rounds. */
 export type CaseParams = Pick<
   ResolvedBenchOptions,
-  'runs' | 'threads' | 'io' | 'kernel' | 'devices' | 'outDtype' | 'last' | 'maxShardSize' | 'process'
+  'runs' | 'threads' | 'io' | 'kernel' | 'write' | 'devices' | 'outDtype' | 'last' | 'maxShardSize' | 'process'
 >;
 
 export interface CaseResult {
@@ -383,6 +384,7 @@ async function measureCase(
           threads: c.threads,
           io: c.io,
           kernel: params.kernel,
+          write: params.write,
           device: c.device,
           ...(ctx.signal ? { signal: ctx.signal } : {}),
         };
@@ -517,6 +519,7 @@ async function mergeProcess(o: {
   threads: number;
   io: IoMode;
   kernel: KernelChoice;
+  write: WriteChoice;
   device: string;
   signal?: AbortSignal;
 }): Promise<ProcessMerge> {
@@ -525,7 +528,7 @@ async function mergeProcess(o: {
     'merge',
     ...(Array.isArray(o.inputs) ? o.inputs : [o.inputs]),
     ...['--out', o.out, '--dtype', o.dtype, '--threads', String(o.threads), '--io', o.io],
-    ...['--kernel', o.kernel, '--device', o.device, '--json', '--quiet'],
+    ...['--kernel', o.kernel, '--write', o.write, '--device', o.device, '--json', '--quiet'],
     ...(o.last !== undefined ? ['--last', String(o.last)] : []),
     ...(o.maxShardSize !== undefined ? ['--max-shard-size', String(o.maxShardSize)] : []),
   ];
@@ -589,6 +592,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       threads: o.threads,
       io: o.io,
       kernel: o.kernel,
+      write: o.write,
       devices: o.devices,
       outDtype: o.outDtype,
       last: o.last,
@@ -706,6 +710,7 @@ export async function runSuite(cases: SuiteCase[], o: SuiteOptions): Promise<Sui
         threads: c.threads,
         io: c.io,
         kernel: c.kernel ?? 'auto',
+        write: 'auto',
         devices: ['cpu'],
         outDtype: c.outDtype,
         last: null,
@@ -791,7 +796,7 @@ function inputsLine(r: CaseResult): string {
       `${d.inputFiles} files, ${d.tensors} tensors each`;
   return (
     `inputs: ${what}; the merge reads ${gb(d.inputTensorBytes)} and writes ${gb(d.outputFileBytes)} ` +
-    `(output dtype ${d.outDtype}, ${d.outputFiles} file(s)); ${r.params.runs} run(s) each, medians`
+    `(output dtype ${d.outDtype}, ${d.outputFiles} file(s), --write ${r.params.write}); ${r.params.runs} run(s) each, medians`
   );
 }
 

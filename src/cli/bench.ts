@@ -99,6 +99,13 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           help: 'arithmetic backend: auto (default), scalar, avx2, avx512',
         },
         {
+          name: 'write',
+          type: 'string',
+          option: 'write',
+          value: 'MODE',
+          help: 'how the merges write: auto (default), buffered, direct (pma merge --write)',
+        },
+        {
           name: 'process',
           type: 'boolean',
           option: 'process',

@@ -233,11 +233,11 @@ describe('pma bench', () => {
     ];
     for (const step of [100, 200, 300]) writeCheckpoint(join(run, `checkpoint-${step}`), specs, step);
     const args = ['--runs', '1', '--threads', '2', '--max-shard-size', '20000', '--out-dtype', 'f32', '--json'];
-    const r = pma(['bench', run, '--last', '2', ...args, '--process', '--dir', join(tmp, 'process-out')]);
+    const r = pma(['bench', run, '--last', '2', ...args, '--process', '--write', 'buffered', '--dir', join(tmp, 'p')]);
     expect(r.status, r.stderr).toBe(0);
-    const res = JSON.parse(r.stdout) as Result & { params: { process: boolean } };
+    const res = JSON.parse(r.stdout) as Result & { params: { process: boolean; write: string } };
     checkMeasurements(res);
-    expect(res.params.process).toBe(true);
+    expect(res.params).toMatchObject({ process: true, write: 'buffered' });
     expect(res.data.checkpoints.map((c) => c.path)).toEqual([join(run, 'checkpoint-200'), join(run, 'checkpoint-300')]);
     expect(res.data.outputFiles).toBeGreaterThan(1);
     // The process's wall time holds Node's start and the merge's own time (its --json `seconds`).
@@ -254,6 +254,7 @@ describe('pma bench', () => {
       [['--runs', '0'], 'invalid --runs: expected an integer from 1 to 1000, got "0"'],
       [['--threads', '1,x'], 'invalid --threads: expected an integer from 1 to 1024, got "x"'],
       [['--io', 'pread,aio'], 'invalid --io: expected one of pread, mmap, got "aio"'],
+      [['--write', 'async'], 'invalid --write: expected one of auto, buffered, direct, got "async"'],
       [['--size', 'big'], 'invalid --size: expected a size such as 5GB, 500MB or 2GiB, got "big"'],
       [['--inputs', '1'], 'invalid --inputs: expected an integer from 2 to 1000, got "1"'],
       [['--dtype', 'f8'], 'invalid --dtype: expected one of bf16, f16, f32, got "f8"'],
