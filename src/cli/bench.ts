@@ -103,7 +103,7 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           type: 'string',
           option: 'write',
           value: 'MODE',
-          help: 'how the merges write: auto (default), buffered, direct (pma merge --write)',
+          help: 'how the merges write: auto (default), buffered, direct (as pma merge)',
         },
         {
           name: 'process',
