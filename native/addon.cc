@@ -296,7 +296,7 @@ Napi::Value moments_value(Napi::Env env, const std::vector<pma::OpMoments>& ms) 
 
 // One chunk handed to the chunk threads: parsed on the JS thread, run on a chunk thread, settled
 // (its promise resolved or rejected) back on the JS thread once the thread is done with it and the
-// writes it handed to the writer thread (direct_writes.h) are finished.
+// writes it handed to the writer threads (direct_writes.h) are finished.
 class Job : public pma::WriteTicket {
  public:
   Job(Napi::Env env, const Napi::Object& chunk) : deferred_(Napi::Promise::Deferred::New(env)) {
@@ -308,7 +308,7 @@ class Job : public pma::WriteTicket {
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
-  // Called (on a chunk thread, or the writer thread) when the job can be settled.
+  // Called (on a chunk thread, or a writer thread) when the job can be settled.
   void when_done(std::function<void()> f) { when_done_ = std::move(f); }
 
   // On a chunk thread.
@@ -321,7 +321,7 @@ class Job : public pma::WriteTicket {
     release();
   }
 
-  // WriteTicket: a write queued, and finished (on the writer thread).
+  // WriteTicket: a write queued, and finished (on a writer thread).
   void add() override { pending_.fetch_add(1, std::memory_order_relaxed); }
   void done(std::exception_ptr error) override {
     if (error) fail(error);

@@ -68,7 +68,7 @@ void OutputWriter::write(uint32_t file, uint64_t off, const uint8_t* data, size_
 // Writes the unaligned head of the run (buffered, once), then the aligned middle (direct). On the
 // final flush the unaligned tail goes buffered; otherwise the buffer is full, so the run's end is
 // aligned (base_ and the buffer size are) and the buffer starts afresh there.
-// With async_, the middle goes to the writer thread, and the next run starts in a fresh buffer.
+// With async_, the middle goes to the writer threads, and the next run starts in a fresh buffer.
 void OutputWriter::write_aligned(bool final_flush) {
   uint8_t* const data = run_data();
   const uint64_t head_end = up(start_) < end_ ? up(start_) : end_;

@@ -5,7 +5,7 @@
 // block directly. Unwritten data after an error does not matter: the output is discarded.
 // Either way, small writes that continue each other are gathered first (a file of a million tiny
 // tensors would otherwise cost a system call per tensor). Given a DirectWrites, the aligned middle
-// goes to its writer thread instead of being written here (direct_writes.h), and each run starts
+// goes to its writer threads instead of being written here (direct_writes.h), and each run starts
 // in a fresh buffer from its pool.
 #pragma once
 #include <cstdint>

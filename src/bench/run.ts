@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 
 import { combineBreakdowns, type MergeBreakdown } from '../run/breakdown.js';
 import { parseDevice, resolveDevice } from '../run/devices.js';
+import type { WriteChoice } from '../run/options.js';
 import type { OutputDTypeOption } from '../dtypes.js';
 import { PmaError } from '../errors.js';
 import { merge, plan as makePlan } from '../merge/merge.js';
@@ -31,7 +32,6 @@ import {
   type WriteTiming,
 } from './ceilings.js';
 import { resolveBenchOptions, type BenchOptions, type ResolvedBenchOptions } from './options.js';
-import type { WriteChoice } from '../run/options.js';
 import {
   ELEMENT_BYTES,
   SHARDS,
