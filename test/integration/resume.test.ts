@@ -70,18 +70,28 @@ function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((r) => child.once('exit', (code) => r(code)));
 }
 
-/** Waits (up to 5 s) until a merge into o has made a chunk durable, or finished. */
-async function journalStarted(o: string): Promise<void> {
-  const journal = join(partialOf(o), '.pma-resume', 'journal');
-  for (let t = 0; t < 500; t++) {
-    if (existsSync(o) || (existsSync(journal) && readFileSync(journal, 'utf8').length > 0)) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const journalOf = (o: string) => join(partialOf(o), '.pma-resume', 'journal');
 const journalLines = (o: string) =>
-  readFileSync(join(partialOf(o), '.pma-resume', 'journal'), 'utf8')
+  readFileSync(journalOf(o), 'utf8')
     .split('\n')
     .filter((l) => l !== '').length;
+/** The chunk ids on the journal's complete lines (a line cut short by a kill does not count). */
+const journalIds = (o: string) =>
+  new Set(
+    readFileSync(journalOf(o), 'utf8')
+      .split('\n')
+      .slice(0, -1)
+      .map((l) => l.split(' ')[0]),
+  );
+
+/** Waits (up to 5 s) until a merge into o has made a chunk durable, or finished. */
+async function journalStarted(o: string): Promise<void> {
+  const journal = journalOf(o);
+  for (let t = 0; t < 2500; t++) {
+    if (existsSync(o) || (existsSync(journal) && readFileSync(journal, 'utf8').length > 0)) return;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
 
 beforeAll(async () => {
   for (const [i, s] of STEPS.entries()) writeCheckpoint(join(run, `checkpoint-${s}`), SPECS, 10 + i, { shards: 2 });
@@ -379,21 +389,28 @@ describe('killed at random moments', () => {
     for (let k = 0; k < 6; k++) {
       const o = out();
       const child = spawn(process.execPath, args(o), { stdio: 'ignore' });
-      // Every other kill waits for the journal's first line: it lands after some work is on disk.
-      if (k % 2 === 1) await journalStarted(o);
-      await new Promise((r) => setTimeout(r, Math.round(fullMs * (k % 2 === 1 ? 0.5 : 0.95) * rand())));
+      // Every other kill waits for the journal's first line, so that it lands after some work is on
+      // disk; the first of them at once (the merge's first flush is a quarter of a second in, well
+      // before its end), so that at least one resume finds work done, however fast the merge runs.
+      const waits = k % 2 === 1;
+      if (waits) await journalStarted(o);
+      const delay = k === 1 ? 0 : fullMs * (waits ? 0.3 : 0.95) * rand();
+      await new Promise((r) => setTimeout(r, Math.round(delay)));
       child.kill('SIGKILL');
       await exited(child);
       if (!existsSync(o)) {
+        // What the killed merge made durable is exactly what the resume takes as done.
+        const durable = existsSync(journalOf(o)) ? journalIds(o).size : 0;
         const r = spawnSync(process.execPath, [...args(o), '--resume'], { encoding: 'utf8', timeout: 60_000 });
         expect(r.status, r.stderr).toBe(0);
-        resumed.push((JSON.parse(r.stdout) as { resumedChunks: number }).resumedChunks);
+        const found = (JSON.parse(r.stdout) as { resumedChunks: number }).resumedChunks;
+        expect(found).toBe(durable);
+        resumed.push(found);
       }
       expectSame(bigRef, o);
       expect(existsSync(partialOf(o))).toBe(false);
     }
-    // Where each kill landed, for the log: chunks found done by each resume; the kills that waited
-    // for the journal make sure that some resume found work done.
+    // Where each kill landed, for the log: chunks found done by each resume.
     console.log(`merge ${Math.round(fullMs)} ms; chunks found done on resume: ${resumed.join(', ')}`);
     expect(resumed.some((c) => c > 0)).toBe(true);
   }, 120_000);
