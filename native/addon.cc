@@ -63,6 +63,12 @@ Napi::Array as_array(const Napi::Value& v, const char* key) {
 }
 
 std::string get_string(const Napi::Object& o, const char* key) { return as_string(o.Get(key), key); }
+
+pma::Checksum checksum_arg(const Napi::Object& o) {
+  pma::Checksum c;
+  if (!pma::parse_checksum(get_string(o, "checksum"), &c)) bad_arg("checksum", "'blake3' or 'sha256'");
+  return c;
+}
 double get_number(const Napi::Object& o, const char* key) { return as_number(o.Get(key), key); }
 uint64_t get_u64(const Napi::Object& o, const char* key) { return as_u64(o.Get(key), key); }
 Napi::Array get_array(const Napi::Object& o, const char* key) { return as_array(o.Get(key), key); }
@@ -431,6 +437,7 @@ class HashJob : public Job {
       value_ = uint32_t(get_u64(r, "value"));
     } else if (op_ == "file") {
       path_ = get_string(r, "path");
+      checksum_ = checksum_arg(r);
     } else if (op_ != "digest") {
       bad_arg("op", "'update', 'crc', 'put', 'digest' or 'file'");
     }
@@ -448,7 +455,7 @@ class HashJob : public Job {
     } else if (op_ == "digest") {
       hex_ = file_->digest(held_);
     } else {
-      hex_ = pma::sha256_file(path_, state.hash_block);
+      hex_ = pma::hash_file(path_, checksum_, state.hash_block);
     }
   }
 
@@ -472,6 +479,7 @@ class HashJob : public Job {
   std::shared_ptr<pma::OutputFileHash> file_;
   pma::DirectWrites* held_;
   std::string path_;
+  pma::Checksum checksum_ = pma::Checksum::Blake3;
   uint64_t from_ = 0, to_ = 0;
   bool drop_ = false;
   uint32_t value_ = 0;
@@ -552,7 +560,9 @@ class Threads : public Napi::ObjectWrap<Threads> {
       auto it = hashes_.find(id);
       if (it == hashes_.end()) {
         const bool writable = r.Get("writable").ToBoolean().Value();
-        it = hashes_.emplace(id, std::make_shared<pma::OutputFileHash>(get_string(r, "path"), writable)).first;
+        it =
+            hashes_.emplace(id, std::make_shared<pma::OutputFileHash>(get_string(r, "path"), writable, checksum_arg(r)))
+                .first;
       }
       file = it->second;
       if (op == "digest") hashes_.erase(it);  // the job keeps it to the end; the number is free again
@@ -622,6 +632,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
                              Exported<&PmaAddon::CudaInfo>("cudaInfo"),
                              Exported<&PmaAddon::DropCache>("dropCache"),
                              Exported<&PmaAddon::Crc32>("crc32"),
+                             Exported<&PmaAddon::Blake3>("blake3"),
                              Exported<&PmaAddon::CountNonfinite>("countNonfinite"),
                              Exported<&PmaAddon::CudaBench>("cudaBench"),
                          });
@@ -741,6 +752,18 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
     const uint64_t crc = as_u64(info[1], "crc");
     if (crc > 0xffffffffu) bad_arg("crc", "a CRC-32 (0 to 2^32 - 1)");
     return Napi::Number::New(info.Env(), pma::crc32(uint32_t(crc), b.Data(), b.ElementLength()));
+  }
+
+  // The BLAKE3 digest (hex) of a Uint8Array, its whole chunks hashed by the SIMD path of a kernel
+  // ("auto": the best this CPU has): the hash threads' BLAKE3, for tests of each path.
+  Napi::Value Blake3(const Napi::CallbackInfo& info) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      bad_arg("bytes", "a Uint8Array");
+    }
+    const Napi::Uint8Array b = info[0].As<Napi::Uint8Array>();
+    pma::Blake3 h(parse_kernel(as_string(info[1], "kernel")));
+    h.update(b.Data(), b.ElementLength());
+    return Napi::String::New(info.Env(), h.hex());
   }
 
   // The merge's NaN/Inf count (engine/chunk.cc) over values of one dtype: how a finding in an op

@@ -28,8 +28,10 @@ export {
   type WriteChoice,
 } from './run/options.js';
 export type { Progress } from './run/run-chunks.js';
+export { CHECKSUMS } from './plan/types.js';
 export type {
   Accumulate,
+  Checksum,
   MergePlan,
   PlanChunk,
   PlanCheckpoint,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import type { FloatDType } from './dtypes.js';
 import { PmaError, type PmaErrorWire } from './errors.js';
-import type { Accumulate, PlanOp } from './plan/types.js';
+import type { Accumulate, Checksum, PlanOp } from './plan/types.js';
 import { PACKAGE_ROOT } from './util/package.js';
 
 /**
@@ -171,15 +171,15 @@ export interface MemberCrc {
  * next, feeding the CRC-32 of the members given; the CRC-32 of [start, end) alone; write a CRC-32
  * field; the digest, which closes the file. `file` numbers the file: its state is kept under it.
  */
-export type FileOp = { file: number; path: string; writable: boolean } & (
+export type FileOp = { file: number; path: string; writable: boolean; checksum: Checksum } & (
   | { op: 'update'; from: number; to: number; crcs: MemberCrc[]; drop: boolean }
   | { op: 'crc'; start: number; end: number }
   | { op: 'put'; at: number; value: number }
   | { op: 'digest' }
 );
 
-/** A request of the output hasher, or the SHA-256 of a whole file by path. */
-export type HashRequest = FileOp | { op: 'file'; path: string };
+/** A request of the output hasher, or the checksum of a whole file by path. */
+export type HashRequest = FileOp | { op: 'file'; path: string; checksum: Checksum };
 
 /** What a hash request answers: seconds reading and hashing and the members' CRC-32 (update), a CRC-32, a digest. */
 export type HashValue = { read?: number; update?: number; crcs?: number[]; crc?: number; hex?: string };
@@ -205,7 +205,7 @@ export interface NativeThreads {
   runChunk(chunk: NativeChunk, gpus: readonly number[]): Promise<ChunkStats>;
   analyzeChunk(chunk: NativeAnalysis): Promise<OpMoments[]>;
   /**
-   * A request of the output hasher (one at a time per file), or the SHA-256 of a whole file by
+   * A request of the output hasher (one at a time per file), or the checksum of a whole file by
    * path (op 'file'), run on the threads like a chunk.
    */
   hash(request: HashRequest): Promise<HashValue>;
@@ -226,6 +226,7 @@ interface RawAddon {
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
   dropCache(path: string, offset: number, length: number): void;
   crc32(bytes: Uint8Array, crc: number): number;
+  blake3(bytes: Uint8Array, kernel: KernelChoice): string;
   countNonfinite(bytes: Uint8Array, dtype: FloatDType): number;
 }
 
@@ -255,6 +256,11 @@ export interface Native {
   dropCache(path: string, offset: number, length: number): void;
   /** zip's CRC-32 of `bytes` (zlib's value), continuing from `crc` (0 to start): a DCP output's rewritten members. */
   crc32(bytes: Uint8Array, crc: number): number;
+  /**
+   * The BLAKE3 digest (hex) of `bytes`, as the hash threads compute it, with the SIMD path of
+   * `kernel` ('auto': the best this CPU has; E_UNSUPPORTED where the CPU lacks it).
+   */
+  blake3(bytes: Uint8Array, kernel?: KernelChoice): string;
   /** NaN and infinite values among `bytes` read as `dtype` (the merge's own count). */
   countNonfinite(bytes: Uint8Array, dtype: FloatDType): number;
 }
@@ -353,6 +359,7 @@ export function native(): Native {
     cudaBench: guarded((a: CudaBenchArgs) => raw.cudaBench(a)),
     dropCache: guarded((p: string, off: number, len: number) => raw.dropCache(p, off, len)),
     crc32: guarded((b: Uint8Array, crc: number) => raw.crc32(b, crc)),
+    blake3: guarded((b: Uint8Array, kernel: KernelChoice = 'auto') => raw.blake3(b, kernel)),
     countNonfinite: guarded((b: Uint8Array, dtype: FloatDType) => raw.countNonfinite(b, dtype)),
   };
   return loaded;

@@ -7,6 +7,7 @@ import { loadCheckpoint } from './checkpoints/load.js';
 import { PMA_RECORD } from './checkpoints/pma-output.js';
 import { PmaError, fsError } from './errors.js';
 import { withFileHashing } from './output/hash-threads.js';
+import { CHECKSUMS, type Checksum } from './plan/types.js';
 import { nonEmptyString } from './validate.js';
 
 export interface VerifiedFile {
@@ -20,8 +21,10 @@ export interface VerifiedFile {
 
 export interface VerifyResult {
   out: string;
-  /** Every header and the index were valid, and every recorded file has its recorded SHA-256. */
+  /** Every header and the index were valid, and every recorded file has its recorded checksum. */
   ok: boolean;
+  /** The checksum pma.json records ('blake3', or 'sha256'); null when it records none. */
+  checksum: Checksum | null;
   tensors: number;
   files: VerifiedFile[];
   /** Files in the output that pma.json does not list (not a failure: added later by someone). */
@@ -38,7 +41,8 @@ async function filesUnder(dir: string): Promise<string[]> {
 /**
  * Re-reads a merged checkpoint: validates every safetensors header and the shard index, or a DCP
  * checkpoint's metadata and chunk archives (as an
- * input is validated), and recomputes the SHA-256 of each file recorded in pma.json. Throws for an
+ * input is validated), and recomputes the checksum (BLAKE3 or SHA-256, the one recorded) of each
+ * file recorded in pma.json. Throws for an
  * unreadable output or header; a checksum that differs is reported in the result (ok: false).
  *
  * @example
@@ -51,7 +55,7 @@ async function filesUnder(dir: string): Promise<string[]> {
  */
 export async function verify(out: string): Promise<VerifyResult> {
   const dir = nonEmptyString('out', out);
-  let record: { sha256?: Record<string, string> };
+  let record: Partial<Record<Checksum, Record<string, string>>>;
   try {
     record = JSON.parse(await readFile(join(dir, PMA_RECORD), 'utf8')) as typeof record;
   } catch (e) {
@@ -77,10 +81,11 @@ export async function verify(out: string): Promise<VerifyResult> {
   if (!ref) throw new PmaError('E_INPUT', `${dir} holds no checkpoint (safetensors or DCP)`, { file: dir });
   const ck = await loadCheckpoint(ref);
   const problems: string[] = [];
-  const sums = record.sha256;
+  const checksum = CHECKSUMS.find((c) => record[c] !== undefined) ?? null;
+  const sums = checksum === null ? undefined : record[checksum];
   if (!sums || typeof sums !== 'object')
     problems.push(
-      'pma.json records no SHA-256 sums (written by pma 0.1 before they were added): only the headers were checked',
+      'pma.json records no checksums (written by pma 0.1 before they were added): only the headers were checked',
     );
   const names = Object.keys(sums ?? {}).sort();
   const present = new Set(await filesUnder(dir));
@@ -91,7 +96,7 @@ export async function verify(out: string): Promise<VerifyResult> {
         names.map(async (name) => {
           const expected = String((sums as Record<string, string>)[name]);
           if (!present.has(name)) return { name, expected, actual: null, ok: false };
-          const actual = await hash(join(dir, name));
+          const actual = await hash(join(dir, name), checksum as Checksum);
           return { name, expected, actual, ok: actual === expected };
         }),
       ),
@@ -101,12 +106,13 @@ export async function verify(out: string): Promise<VerifyResult> {
       problems.push(
         f.actual === null
           ? `${f.name} is missing`
-          : `${f.name} has SHA-256 ${f.actual}, pma.json records ${f.expected}`,
+          : `${f.name} has ${checksum === 'sha256' ? 'SHA-256' : 'BLAKE3'} ${f.actual}, pma.json records ${f.expected}`,
       );
   }
   const unrecorded = [...present].filter((f) => f !== PMA_RECORD && !names.includes(f)).sort();
   return {
     out: dir,
+    checksum,
     ok: files.every((f) => f.ok) && sums !== undefined,
     tensors: ck.contents.tensors.length,
     files,

@@ -42,6 +42,35 @@ std::string Sha256::hex() {
   return out;
 }
 
+bool parse_checksum(const std::string& name, Checksum* out) {
+  if (name == "blake3") {
+    *out = Checksum::Blake3;
+  } else if (name == "sha256") {
+    *out = Checksum::Sha256;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+Digest::Digest(Checksum c) {
+  if (c == Checksum::Blake3) {
+    blake3_ = std::make_unique<Blake3>();
+  } else {
+    sha256_ = std::make_unique<Sha256>();
+  }
+}
+
+void Digest::update(const uint8_t* p, size_t n) {
+  if (blake3_) {
+    blake3_->update(p, n);
+  } else {
+    sha256_->update(p, n);
+  }
+}
+
+std::string Digest::hex() { return blake3_ ? blake3_->hex() : sha256_->hex(); }
+
 namespace {
 
 uint8_t* block(std::vector<uint8_t>& buf) {
@@ -84,7 +113,7 @@ HashSeconds OutputFileHash::update(uint64_t from, uint64_t to, std::vector<Membe
                             std::to_string(to) + " bytes",
                         path_);
     }
-    sha_.update(p, n);
+    digest_.update(p, n);
     const uint64_t end = pos + n;
     for (MemberCrc& m : crcs) {
       if (m.end <= pos || m.start >= end) continue;
@@ -122,13 +151,13 @@ std::string OutputFileHash::digest(DirectWrites* held) {
   if (held) held->forget_held(path_, 0, UINT64_MAX);
   file();  // a file never read is still opened: a missing one is an error, not the empty digest
   file_.reset();
-  return sha_.hex();
+  return digest_.hex();
 }
 
-std::string sha256_file(const std::string& path, std::vector<uint8_t>& buf) {
+std::string hash_file(const std::string& path, Checksum checksum, std::vector<uint8_t>& buf) {
   const File f = File::open_existing(path, false, "cannot read");
   uint8_t* b = block(buf);
-  Sha256 sha;
+  Digest sha(checksum);
   for (uint64_t pos = 0;;) {
     const size_t n = f.read_some(b, kHashBlock, pos, {});
     if (n == 0) break;

@@ -154,6 +154,17 @@ export const DTYPE_FLAGS: Flag[] = [
   },
 ];
 
+export const CHECKSUM_FLAG: Flag = {
+  name: 'checksum',
+  type: 'string',
+  option: 'checksum',
+  value: 'C',
+  help: [
+    "checksum of the output files in pma.json: blake3 (default; b3sum's",
+    'digest, several times faster) or sha256',
+  ],
+};
+
 export const KERNEL_FLAG: Flag = {
   name: 'kernel',
   type: 'string',

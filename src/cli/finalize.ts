@@ -11,7 +11,7 @@ export const FINALIZE_SPEC: CommandSpec = {
   about: `Finishes a merge run in parts (pma merge --part I/N): checks that every part is complete for the
 same plan (its record, the sizes and modification times of its files, the inputs unchanged), writes
 the shard index, the companion files and pma.json (with every part's host, time, bytes and the
-SHA-256 it computed of its files), flushes, and renames <out>.partial to <out>. The part that
+checksum it computed of its files), flushes, and renames <out>.partial to <out>. The part that
 completes last does this itself; run it when that part was killed while finalizing, or as the job
 that follows the parts. <out> may also be given as <out>.partial.`,
   positionals: { min: 1, max: 1, wrong: 'pma finalize needs the output directory of a merge in parts' },

@@ -12,6 +12,7 @@ import { resolveEngineOptions } from '../run/options.js';
 import type { Command } from './command.js';
 import {
   DEVICE_FLAGS,
+  CHECKSUM_FLAG,
   DTYPE_FLAGS,
   FORMAT_FLAG,
   JSON_FLAG,
@@ -73,6 +74,7 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
           value: 'SIZE',
           help: 'shard the output above SIZE (default 5GB; 5GB = 5e9, 5GiB = 5*2^30)',
         },
+        CHECKSUM_FLAG,
       ],
     },
     {

@@ -7,9 +7,10 @@ import type { CommandSpec } from './flags.js';
 export const VERIFY_SPEC: CommandSpec = {
   name: 'verify',
   usage: '<merged-dir> [--json]',
-  summary: "re-check a merge's headers and SHA-256 sums",
+  summary: "re-check a merge's headers and checksums",
   about: `Re-reads a checkpoint written by pma merge: checks every safetensors header and the shard index,
-and recomputes the SHA-256 of every file against the sums recorded in its pma.json.`,
+and recomputes the checksum of every file (BLAKE3, or SHA-256: the one its pma.json records)
+against the sums recorded there.`,
   positionals: { min: 1, max: 1, wrong: 'pma verify needs one merged checkpoint directory (see pma verify --help)' },
   groups: [{ title: 'Options', flags: [JSON_FLAG] }],
   footer: `Exit status: 0 intact, 2 a header, the index or a checksum is wrong (or no pma.json), 1 the
@@ -27,7 +28,7 @@ export const verifyCommand: Command = {
       for (const f of r.unrecorded) lines.push(`extra   ${f} (not recorded in pma.json)`);
       lines.push(
         r.ok
-          ? `${r.out}: intact (${r.tensors} tensors, ${r.files.length} files checked)`
+          ? `${r.out}: intact (${r.tensors} tensors, ${r.files.length} files checked, ${r.checksum})`
           : `${r.out}: ${r.problems.join('; ')}`,
       );
       io.out(`${lines.join('\n')}\n`);

@@ -3,7 +3,15 @@ import { availableParallelism, setPriority } from 'node:os';
 import { PmaError, isAbort } from '../errors.js';
 import { watchRun, type WatchOptions } from '../watch.js';
 import type { Command } from './command.js';
-import { DEVICE_FLAGS, DTYPE_FLAGS, FORMAT_FLAG, SELECTION_FLAGS, WEIGHT_FLAGS, outFlag } from './common-flags.js';
+import {
+  CHECKSUM_FLAG,
+  DEVICE_FLAGS,
+  DTYPE_FLAGS,
+  FORMAT_FLAG,
+  SELECTION_FLAGS,
+  WEIGHT_FLAGS,
+  outFlag,
+} from './common-flags.js';
 import { without, type CommandSpec } from './flags.js';
 import { formatDuration } from './format.js';
 import { untilStopped } from './stop.js';
@@ -76,7 +84,7 @@ watcher carries on (and resumes a merge it was stopped in). Runs at low CPU and 
     },
     {
       title: 'The merge, as for pma merge',
-      flags: [...WEIGHT_FLAGS, ...DTYPE_FLAGS, FORMAT_FLAG, ...DEVICE_FLAGS],
+      flags: [...WEIGHT_FLAGS, ...DTYPE_FLAGS, FORMAT_FLAG, CHECKSUM_FLAG, ...DEVICE_FLAGS],
     },
     { title: 'Reporting', flags: [{ name: 'json', type: 'boolean', help: 'one JSON line per merge on stdout' }] },
   ],

@@ -5,6 +5,7 @@ import { PmaError } from '../errors.js';
 import { exists, fsyncPath } from '../util/fs.js';
 import { goneHere, Lease } from '../util/lease.js';
 import { finishOutput } from './finish.js';
+import type { HashFile } from './hash-threads.js';
 import { finishingPath, META_DIR, partialPath, recoverFinishing } from './partial.js';
 import {
   describePartState,
@@ -53,7 +54,7 @@ export async function partsOf(dir: string): Promise<{ info: PartsInfo; parts: Pa
 /**
  * Finishes a merge in parts once every part is complete: checks each part's record against the
  * merge (same plan, its files' sizes and modification times unchanged since) and the inputs, writes
- * the index, the companion files and pma.json (every part's host, time and bytes, and the SHA-256
+ * the index, the companion files and pma.json (every part's host, time and bytes, and the checksum
  * each part computed of its files), flushes and renames `<out>.partial` to `<out>`.
  *
  * Throws E_INCOMPLETE, naming the parts that are missing, running or failed, and leaves everything
@@ -62,7 +63,7 @@ export async function partsOf(dir: string): Promise<{ info: PartsInfo; parts: Pa
  */
 export async function finalizeParts(
   target: string,
-  hash: (path: string) => Promise<string>,
+  hash: HashFile,
   o: { auto: boolean },
 ): Promise<FinalizeResult | null> {
   const started = performance.now();
@@ -113,7 +114,10 @@ export async function finalizeParts(
     }
     await checkOutputPath(target, { checkpoints: [] }, info.replace);
     const records = parts.map((p) => p.record as PartRecord);
-    const sums = Object.fromEntries(records.flatMap((r) => Object.entries(r.files).map(([n, f]) => [n, f.sha256])));
+    const checksum = info.checksum ?? 'sha256';
+    const sums = Object.fromEntries(
+      records.flatMap((r) => Object.entries(r.files).map(([n, f]) => [n, (f.sum ?? f.sha256) as string])),
+    );
     const record = {
       ...info.record,
       createdAt: new Date().toISOString(),
@@ -129,7 +133,7 @@ export async function finalizeParts(
     aside = true;
     lease.relocate(join(finishingPath(dir), basename(leasePath))); // it beats where it is now
     await fsyncPath(dirname(dir));
-    await finishOutput(dir, target, info, record, info.replace, sums, hash);
+    await finishOutput(dir, target, { ...info, checksum }, record, info.replace, sums, (p) => hash(p, checksum));
     aside = false;
     await rm(finishingPath(dir), { recursive: true, force: true });
     return {

@@ -8,15 +8,15 @@ import { INDEX_NAME } from '../safetensors/shard-index.js';
 import { exists, fsyncPath, fsyncSubdirs, makeDirs } from '../util/fs.js';
 
 /**
- * Writes the index, companion files and pma.json (with the SHA-256 of every other file: the
- * safetensors sums come from the OutputHasher) into the partial directory, flushes everything,
+ * Writes the index, companion files and pma.json (with the checksum of every other file, under
+ * the checksum's name: the safetensors sums come from the OutputHasher) into the partial directory, flushes everything,
  * and renames it into place (replacing what is there with `force`). Returns the seconds spent in
  * fsync.
  */
 export async function finishOutput(
   dir: string,
   target: string,
-  plan: Pick<MergePlan, 'index' | 'copyFiles' | 'writtenFiles'>,
+  plan: Pick<MergePlan, 'index' | 'copyFiles' | 'writtenFiles' | 'checksum'>,
   record: Record<string, unknown>,
   force: boolean,
   outputSums: Record<string, string>,
@@ -41,15 +41,13 @@ export async function finishOutput(
       ]),
     ];
     const smallSums = await Promise.all(small.map((n) => hash(join(dir, n))));
-    const sha256: Record<string, string> = {
+    const sums: Record<string, string> = {
       ...outputSums,
       ...Object.fromEntries(small.map((n, i) => [n, smallSums[i] as string])),
     };
-    const names = Object.keys(sha256).sort();
-    await writeFile(
-      join(dir, PMA_RECORD),
-      `${JSON.stringify({ ...record, sha256: Object.fromEntries(names.map((n) => [n, sha256[n]])) }, null, 2)}\n`,
-    );
+    const names = Object.keys(sums).sort();
+    const sorted = Object.fromEntries(names.map((n) => [n, sums[n]]));
+    await writeFile(join(dir, PMA_RECORD), `${JSON.stringify({ ...record, [plan.checksum]: sorted }, null, 2)}\n`);
     const synced = performance.now();
     await Promise.all(names.map((n) => fsyncPath(join(dir, n))));
     await fsyncPath(join(dir, PMA_RECORD));

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 
 import type { FileOp, HashValue, NativeThreads } from '../native.js';
+import type { Checksum } from '../plan/types.js';
 import { ChunkPool } from '../run/pool.js';
 
 export type { FileOp, HashValue, MemberCrc } from '../native.js';
@@ -15,7 +16,7 @@ export function hashThreadCount(files: number): number {
 }
 
 /**
- * Hashing on the addon's chunk threads (SHA-256 from the OpenSSL inside Node): a merge's requests
+ * Hashing on the addon's chunk threads (BLAKE3, or SHA-256 from the OpenSSL inside Node): a merge's requests
  * go to the threads that run its chunks, so hashing takes its share of the cores instead of a
  * thread of its own competing with them, and no Node worker starts. A file's requests come one at
  * a time (OutputHasher sends the next when the last is answered), so its SHA-256 state is never
@@ -39,11 +40,11 @@ export class HashThreads {
   }
 
   /**
-   * SHA-256 (hex) of a whole file, on the first free thread: a merge's companion files,
+   * The checksum (hex) of a whole file, on the first free thread: a merge's companion files,
    * `pma verify`, finalizing a merge in parts.
    */
-  async hashFile(path: string): Promise<string> {
-    return (await this.threads.hash({ op: 'file', path })).hex as string;
+  async hashFile(path: string, checksum: Checksum): Promise<string> {
+    return (await this.threads.hash({ op: 'file', path, checksum })).hex as string;
   }
 
   /** Closes the files being hashed (none may be in flight), and the threads if they are its own. */
@@ -53,16 +54,16 @@ export class HashThreads {
   }
 }
 
+/** The checksum of a whole file, hex. */
+export type HashFile = (path: string, checksum: Checksum) => Promise<string>;
+
 /**
  * Runs `f` with a hash of whole files on `threads` threads of its own, and stops them after.
  */
-export async function withFileHashing<T>(
-  threads: number,
-  f: (hash: (path: string) => Promise<string>) => Promise<T>,
-): Promise<T> {
+export async function withFileHashing<T>(threads: number, f: (hash: HashFile) => Promise<T>): Promise<T> {
   const t = new HashThreads(threads);
   try {
-    return await f((path) => t.hashFile(path));
+    return await f((path, checksum) => t.hashFile(path, checksum));
   } finally {
     await t.close();
   }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
-import { opWrites, type MergePlan, type PlanChunk, type PlanCrcPatch } from '../plan/types.js';
+import { opWrites, type Checksum, type MergePlan, type PlanChunk, type PlanCrcPatch } from '../plan/types.js';
 import { HashThreads, hashThreadCount, type MemberCrc } from './hash-threads.js';
 
 /** A zip member whose CRC-32 is rewritten: its running CRC, and how many of its bytes are still to be written. */
@@ -35,7 +35,7 @@ interface FileState {
 }
 
 /**
- * SHA-256 of every output file, computed while the merge runs: as chunks finish, the finished
+ * The checksum (plan.checksum) of every output file, computed while the merge runs: as chunks finish, the finished
  * prefix of each file is read back (from the page cache, usually) and hashed, so that at the end
  * little is left to hash. Hashing a file is sequential; it runs on the addon's threads, the same
  * as the chunks' (hash-threads.ts), never on the JS main thread, several files at once on a
@@ -55,6 +55,7 @@ export class OutputHasher {
   private readonly threads: HashThreads;
   /** Passes at once (files hashed at the same time): hashThreadCount(files). */
   private readonly passes: number;
+  private readonly checksum: Checksum;
   private active = 0;
   /** Thread-seconds spent hashing and reading the output back (the merge's breakdown). */
   readonly seconds = { update: 0, read: 0 };
@@ -71,6 +72,7 @@ export class OutputHasher {
     only?: ReadonlySet<string>,
     threads?: HashThreads,
   ) {
+    this.checksum = plan.checksum;
     for (const f of plan.outputs) {
       if (only && !only.has(f.name)) continue;
       const crcs = f.crcs
@@ -128,8 +130,8 @@ export class OutputHasher {
   }
 
   /** What every request about `f` carries. */
-  private about(f: FileState): { file: number; path: string; writable: boolean } {
-    return { file: f.id, path: f.path, writable: f.crcs.length > 0 };
+  private about(f: FileState): { file: number; path: string; writable: boolean; checksum: Checksum } {
+    return { file: f.id, path: f.path, writable: f.crcs.length > 0, checksum: this.checksum };
   }
 
   /** Hashes forward while the range at the frontier is ready; `untilEnd`: to the file's end. */
@@ -220,9 +222,9 @@ export class OutputHasher {
     }
   }
 
-  /** SHA-256 of a whole file (a companion file of the output) on the hash threads. */
+  /** The checksum of a whole file (a companion file of the output) on the hash threads. */
   hashFile(path: string): Promise<string> {
-    return this.threads.hashFile(path);
+    return this.threads.hashFile(path, this.checksum);
   }
 
   async close(): Promise<void> {

@@ -36,7 +36,7 @@ export interface OpenOutputOptions {
 }
 
 /**
- * A merge's output while it is written: the partial directory with its journal, and the SHA-256
+ * A merge's output while it is written: the partial directory with its journal, and the checksum
  * of every output file, computed as each file's prefix is finished. It ends in one of three ways:
  * finish() (renamed into place), fail() (left for --resume) or discard() (removed).
  */

@@ -159,7 +159,7 @@ export class PartOutput {
     const files: PartRecord['files'] = {};
     for (const name of this.files) {
       const s = await stat(join(this.dir, name));
-      files[name] = { size: s.size, mtimeMs: s.mtimeMs, sha256: sums[name] as string };
+      files[name] = { size: s.size, mtimeMs: s.mtimeMs, sum: sums[name] };
     }
     const finishedAt = new Date();
     const record: PartRecord = {

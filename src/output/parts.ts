@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { PMA_RECORD } from '../checkpoints/pma-output.js';
 import { PmaError, fsError } from '../errors.js';
-import type { MergePlan, PlanCopyFile } from '../plan/types.js';
+import type { Checksum, MergePlan, PlanCopyFile } from '../plan/types.js';
 import { chunksOfPart } from '../plan/types.js';
 import { exists, fsyncPath } from '../util/fs.js';
 import { lockToken } from '../util/lock.js';
@@ -38,6 +38,8 @@ export interface PartsInfo {
   writtenFiles: Record<string, string>;
   /** pma.json's fields that the plan decides. */
   record: Record<string, unknown>;
+  /** The checksum the parts compute of their files (absent before it was a choice: SHA-256). */
+  checksum?: Checksum;
   /** Replace an existing output at the end (--force). */
   replace: boolean;
 }
@@ -61,8 +63,11 @@ export interface PartRecord {
   bytesWritten: number;
   /** Chunks found done by this run (a rerun after a failure). */
   resumedChunks: number;
-  /** Each file the part wrote: its size, modification time and SHA-256, checked by finalize. */
-  files: Record<string, { size: number; mtimeMs: number; sha256: string }>;
+  /**
+   * Each file the part wrote: its size, modification time and checksum (PartsInfo.checksum),
+   * checked by finalize. `sha256` in the records of pma before the checksum was a choice.
+   */
+  files: Record<string, { size: number; mtimeMs: number; sum?: string; sha256?: string }>;
   /** NaN/Inf found in its inputs (merged anyway: --on-nonfinite warn). */
   nonfinite: unknown[];
   commandLine: string[] | null;
@@ -90,6 +95,7 @@ export function partsInfo(plan: MergePlan, record: Record<string, unknown>, repl
     copyFiles: plan.copyFiles,
     writtenFiles: plan.writtenFiles,
     record,
+    checksum: plan.checksum,
     replace,
   };
 }

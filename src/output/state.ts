@@ -37,6 +37,7 @@ function mergeArgs(plan: MergePlan): MergeArgs {
     '--weights': plan.weights.w64.join(','),
     '--dtype': plan.dtype,
     '--accumulate': plan.accumulate,
+    '--checksum': plan.checksum,
     [OUTPUT_FILES]: plan.outputs.map((f) => `${f.name} ${f.size}`).join(', '),
     ...(plan.parts ? { '--part (the number of parts)': String(plan.parts.count) } : {}),
   };

@@ -2,7 +2,7 @@ import type { TokenSelection } from '../checkpoints/tokens.js';
 import { OUTPUT_DTYPES, type OutputDTypeOption } from '../dtypes.js';
 import * as v from '../validate.js';
 import { resolvePart, type PartSpec } from './parts.js';
-import { OUTPUT_FORMATS, type Accumulate, type OutputFormat } from './types.js';
+import { CHECKSUMS, OUTPUT_FORMATS, type Accumulate, type Checksum, type OutputFormat } from './types.js';
 import { METHODS, SCHEDULES, type Method, type Schedule } from './weights.js';
 
 export interface SelectionOptions {
@@ -38,6 +38,8 @@ export interface PlanOptions extends SelectionOptions {
   dtype?: OutputDTypeOption;
   /** Accumulator precision; default 'f32' (the golden contract). */
   accumulate?: Accumulate;
+  /** The checksum pma.json records of every output file; default 'blake3'. */
+  checksum?: Checksum;
   /** Largest output shard, bytes or "5GB"; default 5GB. */
   maxShardSize?: number | string;
   /**
@@ -90,6 +92,7 @@ export interface ResolvedPlanOptions {
   weights: number[] | undefined;
   dtype: OutputDTypeOption;
   accumulate: Accumulate;
+  checksum: Checksum;
   maxShardSize: number;
   /** Whether maxShardSize was asked for: otherwise a merge in parts may shard finer, so every part has files. */
   maxShardSizeSet: boolean;
@@ -172,6 +175,7 @@ export function resolvePlanOptions(o: PlanOptions): ResolvedPlanOptions {
     ...resolveWeights(o),
     dtype: o.dtype === undefined ? 'keep' : v.oneOf('dtype', o.dtype, OUTPUT_DTYPES),
     accumulate: o.accumulate === undefined ? 'f32' : v.oneOf('accumulate', o.accumulate, ['f32', 'f64'] as const),
+    checksum: o.checksum === undefined ? 'blake3' : v.oneOf('checksum', o.checksum, CHECKSUMS),
     maxShardSize: o.maxShardSize === undefined ? DEFAULT_MAX_SHARD_SIZE : v.byteSize('maxShardSize', o.maxShardSize),
     maxShardSizeSet: o.maxShardSize !== undefined,
     chunkSize: o.chunkSize === undefined ? null : v.byteSize('chunkSize', o.chunkSize),

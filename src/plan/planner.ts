@@ -400,6 +400,7 @@ export async function planResolved(
     schedule: o.schedule,
     accumulate: o.accumulate,
     dtype: o.dtype,
+    checksum: o.checksum,
     checkpoints: cks.map((c) => ({
       path: c.path,
       name: c.name,

@@ -14,6 +14,13 @@ export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 /** The accumulator: 'f32' is the golden contract; 'f64' accumulates with float64 weights. */
 export type Accumulate = 'f32' | 'f64';
+/**
+ * The checksum pma.json records of every output file: 'blake3' (the default; `b3sum` prints the
+ * same digest) hashes several times faster than 'sha256' on one core, so it keeps up with the
+ * disk; 'sha256' where a consumer needs that digest.
+ */
+export const CHECKSUMS = ['blake3', 'sha256'] as const;
+export type Checksum = (typeof CHECKSUMS)[number];
 
 /** Where an op reads one checkpoint's bytes. */
 export interface PlanInputRange {
@@ -155,6 +162,8 @@ export interface MergePlan {
   schedule: Schedule | null;
   accumulate: Accumulate;
   dtype: OutputDTypeOption;
+  /** The checksum of the output files in pma.json. */
+  checksum: Checksum;
   checkpoints: PlanCheckpoint[];
   weights: { w64: number[]; w32: number[] };
   outputs: PlanOutputFile[];

@@ -17,7 +17,7 @@ export interface MergeBreakdown {
   /** The engine's threads, summed: reading, scanning for NaN/Inf, arithmetic, writing. */
   engine: { total: number; read: number; scan: number; compute: number; write: number };
   /**
-   * SHA-256 of the output, thread seconds spent hashing and reading the output back; and
+   * The checksum of the output: thread seconds spent hashing and reading the output back; and
    * the part of `finish` spent waiting for it to catch up.
    */
   hash: { update: number; read: number; wait: number };

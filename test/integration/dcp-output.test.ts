@@ -118,7 +118,7 @@ describe('a DCP merge written as DCP', () => {
     expect(r.status, r.stderr).toBe(0);
     const v = pma(['verify', o]);
     expect(v.status, v.stdout + v.stderr).toBe(0);
-    expect(v.stdout).toContain('intact (4 tensors, 2 files checked)');
+    expect(v.stdout).toContain('intact (4 tensors, 2 files checked, blake3)');
     // One bit of an averaged element: the archives still read, the checksum tells.
     const at = (JSON.parse(pma(['merge', RESHARDED, '--dry-run', '--json']).stdout) as MergePlan).tensors[0]?.offset;
     const file = join(o, '__0_0.distcp');
@@ -128,7 +128,7 @@ describe('a DCP merge written as DCP', () => {
     const broken = pma(['verify', o]);
     expect(broken.status).toBe(2);
     expect(broken.stderr).toContain('[E_CORRUPT]');
-    expect(broken.stderr).toContain('__0_0.distcp has SHA-256');
+    expect(broken.stderr).toContain('__0_0.distcp has BLAKE3');
   });
 
   it('refuses a dtype other than the stored one, and a newest checkpoint that is not DCP (exit 2, nothing written)', async () => {

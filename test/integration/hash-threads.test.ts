@@ -7,7 +7,9 @@ import { describe, expect, it } from 'vitest';
 
 import { native } from '../../src/native.js';
 import { HashThreads, hashThreadCount } from '../../src/output/hash-threads.js';
+import type { Checksum } from '../../src/plan/types.js';
 import { PACKAGE_ROOT } from '../../src/util/package.js';
+import { blake3Hex } from '../helpers/blake3.js';
 import { rejected } from '../helpers/errors.js';
 import { scratch } from '../helpers/scratch.js';
 
@@ -20,6 +22,9 @@ function file(name: string, bytes: Buffer): { path: string; bytes: Buffer } {
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+/** Each file its own checksum: BLAKE3 for even numbers, SHA-256 for odd, so states never mix. */
+const CHECKSUM = ['blake3', 'sha256'] as const;
+const digestOf = (i: number, b: Buffer) => (i % 2 === 0 ? blake3Hex(b) : sha(b));
 
 describe('hash threads', () => {
   it('hash several files at once, each from its ranges in turn, whichever thread takes each', async () => {
@@ -42,6 +47,7 @@ describe('hash threads', () => {
               file: i,
               path: f.path,
               writable: false,
+              checksum: CHECKSUM[i % 2] as Checksum,
               op: 'update',
               from: c[step] as number,
               to: c[step + 1] as number,
@@ -53,9 +59,17 @@ describe('hash threads', () => {
         );
       }
       const digests = await Promise.all(
-        files.map((f, i) => threads.request({ file: i, path: f.path, writable: false, op: 'digest' })),
+        files.map((f, i) =>
+          threads.request({
+            file: i,
+            path: f.path,
+            writable: false,
+            checksum: CHECKSUM[i % 2] as Checksum,
+            op: 'digest',
+          }),
+        ),
       );
-      expect(digests.map((d) => d.hex)).toEqual(files.map((f) => sha(f.bytes)));
+      expect(digests.map((d) => d.hex)).toEqual(files.map((f, i) => digestOf(i, f.bytes)));
     } finally {
       await threads.close();
     }
@@ -64,7 +78,7 @@ describe('hash threads', () => {
   it('feed the CRC-32 of the members a range overlaps, compute one alone, and write a field', async () => {
     const f = file('crc', randomBytes(600_000));
     const threads = new HashThreads(1);
-    const about = { file: 0, path: f.path, writable: true };
+    const about = { file: 0, path: f.path, writable: true, checksum: 'sha256' as const };
     try {
       const members = [
         { start: 10, end: 300_000, crc: 0 },
@@ -97,6 +111,7 @@ describe('hash threads', () => {
           file: 0,
           path: missing,
           writable: false,
+          checksum: 'blake3',
           op: 'update',
           from: 0,
           to: 10,
@@ -112,6 +127,7 @@ describe('hash threads', () => {
           file: 1,
           path: short.path,
           writable: false,
+          checksum: 'blake3',
           op: 'update',
           from: 0,
           to: 4096,
@@ -132,7 +148,7 @@ describe('hash threads', () => {
     const script = `
       import { HashThreads } from ${JSON.stringify(join(PACKAGE_ROOT, 'dist', 'output', 'hash-threads.js'))};
       const t = new HashThreads(2);
-      const r = await t.request({ file: 0, path: ${JSON.stringify(f.path)}, writable: false, op: 'digest' });
+      const r = await t.request({ file: 0, path: ${JSON.stringify(f.path)}, writable: false, checksum: 'sha256', op: 'digest' });
       console.log(r.hex);
     `;
     const c = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });

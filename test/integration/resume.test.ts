@@ -28,7 +28,8 @@ import {
   writeSparseSafetensors,
   type TensorSpec,
 } from '../helpers/safetensors.js';
-import { itNeeds, noTmpfs } from '../helpers/requires.js';
+import { blake3Hex } from '../helpers/blake3.js';
+import { hasCommand, itNeeds, noTmpfs } from '../helpers/requires.js';
 import { scratch } from '../helpers/scratch.js';
 
 // Interrupted merges: what stays on disk, and --resume finishing it byte for byte.
@@ -139,16 +140,46 @@ describe('an interrupted merge', () => {
     expect(readdirSync(o)).not.toContain('.pma-resume');
   });
 
-  it('records the SHA-256 of every file in pma.json', async () => {
-    const rec = JSON.parse(readFileSync(join(reference, 'pma.json'), 'utf8')) as { sha256: Record<string, string> };
+  it('records the BLAKE3 of every file in pma.json (the default), as the model computes it', () => {
+    const rec = JSON.parse(readFileSync(join(reference, 'pma.json'), 'utf8')) as Record<string, unknown>;
     const files = readdirSync(reference)
       .filter((f) => f !== 'pma.json')
       .sort();
-    expect(Object.keys(rec.sha256).sort()).toEqual(files);
-    const sha = spawnSync('sha256sum', files, { cwd: reference, encoding: 'utf8' });
+    const sums = rec.blake3 as Record<string, string>;
+    expect(Object.keys(sums).sort()).toEqual(files);
+    expect(rec.sha256).toBeUndefined();
+    for (const name of files) expect(sums[name], name).toBe(blake3Hex(readFileSync(join(reference, name))));
+  });
+
+  itNeeds(hasCommand('b3sum') ? null : 'needs b3sum (Debian: b3sum)')(
+    'b3sum agrees with the BLAKE3 sums in pma.json',
+    () => {
+      const rec = JSON.parse(readFileSync(join(reference, 'pma.json'), 'utf8')) as { blake3: Record<string, string> };
+      const files = Object.keys(rec.blake3).sort();
+      const r = spawnSync('b3sum', files, { cwd: reference, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      for (const line of r.stdout.trim().split('\n')) {
+        const [sum, name] = line.split(/\s+/);
+        expect(rec.blake3[name as string], name).toBe(sum);
+      }
+    },
+  );
+
+  it('records the SHA-256 of every file with --checksum sha256, as sha256sum prints it', async () => {
+    const o = out();
+    await merge({ inputs: run, out: o, chunkSize: 64 * 1024, checksum: 'sha256' });
+    expectSame(reference, o);
+    const rec = JSON.parse(readFileSync(join(o, 'pma.json'), 'utf8')) as Record<string, unknown>;
+    const sums = rec.sha256 as Record<string, string>;
+    expect(rec.blake3).toBeUndefined();
+    const files = readdirSync(o)
+      .filter((f) => f !== 'pma.json')
+      .sort();
+    expect(Object.keys(sums).sort()).toEqual(files);
+    const sha = spawnSync('sha256sum', files, { cwd: o, encoding: 'utf8' });
     for (const line of sha.stdout.trim().split('\n')) {
       const [sum, name] = line.split(/\s+/);
-      expect(rec.sha256[name as string], name).toBe(sum);
+      expect(sums[name as string], name).toBe(sum);
     }
   });
 
@@ -175,6 +206,10 @@ describe('an interrupted merge', () => {
     const cli = pma(['merge', run, '--out', o, '--chunk-size', '32KiB', '--resume', '--dtype', 'f32']);
     expect(cli.status).toBe(2);
     expect(cli.stderr).toContain('different arguments: --dtype (keep then, f32 now); resume it with the original');
+    // The checksum is the merge's too: a merge in parts records one kind for all of its files.
+    const sum = pma(['merge', run, '--out', o, '--chunk-size', '32KiB', '--resume', '--checksum', 'sha256']);
+    expect(sum.status).toBe(2);
+    expect(sum.stderr).toContain('different arguments: --checksum (blake3 then, sha256 now)');
 
     const victim = join(run, 'checkpoint-200', 'model-00001-of-00002.safetensors');
     const st = statSync(victim);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { merge, verify } from '../../src/index.js';
+import { merge, verify, type Checksum } from '../../src/index.js';
 import { pma } from '../helpers/cli.js';
 import { rejected } from '../helpers/errors.js';
 import { writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
@@ -22,9 +22,9 @@ beforeAll(() => {
   for (const s of [1, 2, 3]) writeCheckpoint(join(run, `step-${s}`), SPECS, s, { shards: 2 });
 });
 
-async function fresh(): Promise<string> {
+async function fresh(checksum?: Checksum): Promise<string> {
   const o = join(tmp, `out-${n++}`);
-  await merge({ inputs: run, out: o, maxShardSize: 3000 });
+  await merge({ inputs: run, out: o, maxShardSize: 3000, checksum });
   return o;
 }
 
@@ -33,6 +33,7 @@ describe('pma verify', () => {
     const o = await fresh();
     const r = await verify(o);
     expect(r.ok).toBe(true);
+    expect(r.checksum).toBe('blake3');
     expect(r.tensors).toBe(2);
     expect(r.files.map((f) => f.name)).toEqual([
       'config.json',
@@ -43,7 +44,25 @@ describe('pma verify', () => {
     ]);
     const cli = pma(['verify', o]);
     expect(cli.status).toBe(0);
-    expect(cli.stdout).toMatch(/intact \(2 tensors, 5 files checked\)/);
+    expect(cli.stdout).toMatch(/intact \(2 tensors, 5 files checked, blake3\)/);
+  });
+
+  it('checks an output whose pma.json records SHA-256 (--checksum sha256) against those sums', async () => {
+    const o = await fresh('sha256');
+    const r = await verify(o);
+    expect(r.ok).toBe(true);
+    expect(r.checksum).toBe('sha256');
+    expect(r.files).toHaveLength(5);
+    const f = join(o, 'model-00002-of-00002.safetensors');
+    const buf = readFileSync(f);
+    buf[buf.length - 1] = (buf[buf.length - 1] as number) ^ 0x80;
+    writeFileSync(f, buf);
+    const bad = await verify(o);
+    expect(bad.problems).toEqual([
+      expect.stringMatching(
+        /^model-00002-of-00002\.safetensors has SHA-256 [0-9a-f]{64}, pma\.json records [0-9a-f]{64}$/,
+      ),
+    ]);
   });
 
   it('finds one flipped bit of tensor data, naming the file (exit 2, E_CORRUPT)', async () => {
@@ -56,7 +75,7 @@ describe('pma verify', () => {
     expect(r.ok).toBe(false);
     expect(r.problems).toEqual([
       expect.stringMatching(
-        /^model-00001-of-00002\.safetensors has SHA-256 [0-9a-f]{64}, pma\.json records [0-9a-f]{64}$/,
+        /^model-00001-of-00002\.safetensors has BLAKE3 [0-9a-f]{64}, pma\.json records [0-9a-f]{64}$/,
       ),
     ]);
     const cli = pma(['verify', o]);

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 
 import { native, type NativeChunk } from '../../src/native.js';
 import type { PlanOp } from '../../src/plan/types.js';
+import { blake3Hex } from '../helpers/blake3.js';
 import { ROOT } from '../helpers/cli.js';
 import { rejected, thrownSync } from '../helpers/errors.js';
 import { cpuChunk } from '../helpers/native-chunk.js';
@@ -124,7 +125,7 @@ describe('native chunk threads', () => {
       const chunks = Array.from({ length: 4 }, (_, i) => chunk(`h${i}`, 3));
       const [stats, sums] = await Promise.all([
         Promise.all(chunks.map((c) => threads.runChunk(c, []))),
-        Promise.all(chunks.map((c) => threads.hash({ op: 'file', path: c.inputs[0] as string }))),
+        Promise.all(chunks.map((c) => threads.hash({ op: 'file', path: c.inputs[0] as string, checksum: 'sha256' }))),
       ]);
       expect(stats.map((s) => s.bytesWritten)).toEqual(chunks.map(() => COUNT * 4));
       expect(sums.map((h) => h.hex)).toEqual(
@@ -170,14 +171,10 @@ describe('native chunk threads', () => {
       // the digest of a range the writer kept (and a range it did not keep is read back).
       const path = chunks[0]?.outputs[0] as string;
       writeFileSync(path, Buffer.alloc(ALIGNED * 4, 7));
-      const about = { file: 1, path, writable: false };
+      const about = { file: 1, path, writable: false, checksum: 'blake3' as const };
       await threads.hash({ ...about, op: 'update', from: 0, to: ALIGNED * 4, crcs: [], drop: false });
       const { hex } = await threads.hash({ ...about, op: 'digest' });
-      expect(hex).toBe(
-        createHash('sha256')
-          .update(written[0] as Buffer)
-          .digest('hex'),
-      );
+      expect(hex).toBe(blake3Hex(written[0] as Buffer));
     } finally {
       threads.close();
     }

@@ -33,6 +33,7 @@ describe('CRC-32 fields of replaced zip members', () => {
       for (let i = 16; i < 48; i++) file[i] = (i * 37) & 0xff;
       writeFileSync(join(dir, 'f'), file);
       const plan = {
+        checksum: 'sha256',
         outputs: [{ name: 'f', size: 64, header: null, tensors: 0, crcs: [{ start: 16, end: 48, fields: [4, 52] }] }],
       } as unknown as MergePlan;
       const h = new OutputHasher(dir, plan, false);

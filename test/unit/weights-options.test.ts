@@ -152,6 +152,7 @@ describe('resolvePlanOptions', () => {
       weights: undefined,
       dtype: 'keep',
       accumulate: 'f32',
+      checksum: 'blake3',
       maxShardSize: DEFAULT_MAX_SHARD_SIZE,
       maxShardSizeSet: false,
       chunkSize: null,
@@ -259,6 +260,7 @@ describe('resolvePlanOptions', () => {
     ],
     ['chunkSize: "0"', { chunkSize: '0' }, 'invalid chunkSize: expected a size such as 5GB, 500MB or 2GiB, got "0"'],
     ['maxShardSize: 0', { maxShardSize: 0 }, 'invalid maxShardSize: expected an integer >= 1, got 0'],
+    ['checksum: "md5"', { checksum: 'md5' }, 'invalid checksum: expected one of blake3, sha256, got "md5"'],
     [
       'maxShardSize: true',
       { maxShardSize: true },

@@ -1,0 +1,78 @@
+// The body of a SIMD BLAKE3 path: N chunks hashed at once, one per lane, in the order of the
+// scalar compression (kernels/blake3.cc). Included by one file per instruction set, after it
+// defines PMA_LANES_TARGET and a vector type V with N lanes of uint32_t:
+//   V::N; V::splat(x); V::load(words); V::block(p, stride, m): m[w], lane l = word w at p + l * stride;
+//   add(a, b), xor_(a, b), ror16/12/8/7(a); V::store(a, uint32_t* out) (N words).
+// Not a template: GCC does not inline across target attributes, so each file compiles its own.
+#pragma once
+
+namespace {
+
+using namespace pma::blake3;
+
+PMA_LANES_TARGET inline void g(V* v, int a, int b, int c, int d, V x, V y) {
+  v[a] = add(add(v[a], v[b]), x);
+  v[d] = ror16(xor_(v[d], v[a]));
+  v[c] = add(v[c], v[d]);
+  v[b] = ror12(xor_(v[b], v[c]));
+  v[a] = add(add(v[a], v[b]), y);
+  v[d] = ror8(xor_(v[d], v[a]));
+  v[c] = add(v[c], v[d]);
+  v[b] = ror7(xor_(v[b], v[c]));
+}
+
+// V::N inputs of `blocks` 64-byte blocks each, input l at in + l * stride, compressed in turn
+// from the key: their chaining values to cvs (8 words each). Counters first + l (count_up) or
+// first; flags on every block, start on the first, end on the last.
+PMA_LANES_TARGET void hash_lanes(const uint8_t* in, size_t stride, size_t blocks, uint64_t first, bool count_up,
+                                 uint32_t flags, uint32_t start, uint32_t end, uint32_t* cvs) {
+  uint32_t lo[V::N], hi[V::N];
+  for (size_t l = 0; l < V::N; ++l) {
+    const uint64_t c = first + (count_up ? l : 0);
+    lo[l] = uint32_t(c);
+    hi[l] = uint32_t(c >> 32);
+  }
+  const V counter_lo = V::load(lo), counter_hi = V::load(hi);
+  V h[8];
+  for (int i = 0; i < 8; ++i) h[i] = V::splat(kIv[i]);
+  for (size_t b = 0; b < blocks; ++b) {
+    V m[16];
+    V::block(in + b * kBlock, stride, m);
+    const uint32_t f = flags | (b == 0 ? start : 0) | (b + 1 == blocks ? end : 0);
+    V v[16] = {h[0],
+               h[1],
+               h[2],
+               h[3],
+               h[4],
+               h[5],
+               h[6],
+               h[7],
+               V::splat(kIv[0]),
+               V::splat(kIv[1]),
+               V::splat(kIv[2]),
+               V::splat(kIv[3]),
+               counter_lo,
+               counter_hi,
+               V::splat(uint32_t(kBlock)),
+               V::splat(f)};
+#pragma GCC unroll 7
+    for (const uint8_t* s : kSchedule) {
+      g(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
+      g(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
+      g(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
+      g(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
+      g(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
+      g(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
+      g(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
+      g(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    for (int i = 0; i < 8; ++i) h[i] = xor_(v[i], v[i + 8]);
+  }
+  uint32_t words[8][V::N];
+  for (int i = 0; i < 8; ++i) V::store(h[i], words[i]);
+  for (size_t l = 0; l < V::N; ++l) {
+    for (int i = 0; i < 8; ++i) cvs[8 * l + i] = words[i][l];
+  }
+}
+
+}  // namespace
