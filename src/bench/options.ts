@@ -5,6 +5,7 @@ import { parseDevice, type DeviceOption } from '../run/devices.js';
 import { OUTPUT_DTYPES, type OutputDTypeOption } from '../dtypes.js';
 import type { IoMode, KernelChoice } from '../native.js';
 import { IO_MODES, KERNEL_CHOICES, WRITE_MODES, type WriteChoice } from '../run/options.js';
+import { CHECKSUMS, type Checksum } from '../plan/types.js';
 import * as v from '../validate.js';
 import { SERIES_DTYPES, type SeriesParams } from './series.js';
 
@@ -34,6 +35,8 @@ export interface BenchOptions {
   kernel?: string;
   /** How the merges write their output: auto (default), buffered or direct (EngineOptions.write). */
   write?: string;
+  /** The checksum the merges record of their output: blake3 (default) or sha256. */
+  checksum?: string;
   /** Devices to merge on: a list, or "cpu,cuda" (default cpu); each row of the table names its own. */
   device?: string | string[];
   /** Output dtype of the merges (default keep). */
@@ -64,6 +67,7 @@ export interface ResolvedBenchOptions {
   io: IoMode[];
   kernel: KernelChoice;
   write: WriteChoice;
+  checksum: Checksum;
   devices: DeviceOption[];
   outDtype: OutputDTypeOption;
   /** null: the merge's default. */
@@ -146,6 +150,7 @@ export function resolveBenchOptions(o: BenchOptions, cores: number): ResolvedBen
     io: o.io === undefined ? ['pread'] : ioList('io', o.io),
     kernel: o.kernel === undefined ? 'auto' : v.oneOf('kernel', o.kernel, KERNEL_CHOICES),
     write: o.write === undefined ? 'auto' : v.oneOf('write', o.write, WRITE_MODES),
+    checksum: o.checksum === undefined ? 'blake3' : v.oneOf('checksum', o.checksum, CHECKSUMS),
     devices: o.device === undefined ? ['cpu'] : deviceList('device', o.device),
     outDtype: o.outDtype === undefined ? 'keep' : v.oneOf('outDtype', o.outDtype, OUTPUT_DTYPES),
     maxShardSize: o.maxShardSize === undefined ? null : v.byteSize('maxShardSize', o.maxShardSize),

@@ -15,6 +15,7 @@ import { combineBreakdowns, type MergeBreakdown } from '../run/breakdown.js';
 import { parseDevice, resolveDevice } from '../run/devices.js';
 import type { WriteChoice } from '../run/options.js';
 import type { OutputDTypeOption } from '../dtypes.js';
+import type { Checksum } from '../plan/types.js';
 import { PmaError } from '../errors.js';
 import { merge, plan as makePlan } from '../merge/merge.js';
 import { native, type CpuInfo, type IoMode, type KernelChoice } from '../native.js';
@@ -132,7 +133,17 @@ export interface CaseData {
 /** What one case measures: the merge options of every row, and how many rounds. */
 export type CaseParams = Pick<
   ResolvedBenchOptions,
-  'runs' | 'threads' | 'io' | 'kernel' | 'write' | 'devices' | 'outDtype' | 'last' | 'maxShardSize' | 'process'
+  | 'runs'
+  | 'threads'
+  | 'io'
+  | 'kernel'
+  | 'write'
+  | 'checksum'
+  | 'devices'
+  | 'outDtype'
+  | 'last'
+  | 'maxShardSize'
+  | 'process'
 >;
 
 export interface CaseResult {
@@ -385,6 +396,7 @@ async function measureCase(
           io: c.io,
           kernel: params.kernel,
           write: params.write,
+          checksum: params.checksum,
           device: c.device,
           ...(ctx.signal ? { signal: ctx.signal } : {}),
         };
@@ -520,6 +532,7 @@ async function mergeProcess(o: {
   io: IoMode;
   kernel: KernelChoice;
   write: WriteChoice;
+  checksum: Checksum;
   device: string;
   signal?: AbortSignal;
 }): Promise<ProcessMerge> {
@@ -528,7 +541,7 @@ async function mergeProcess(o: {
     'merge',
     ...(Array.isArray(o.inputs) ? o.inputs : [o.inputs]),
     ...['--out', o.out, '--dtype', o.dtype, '--threads', String(o.threads), '--io', o.io],
-    ...['--kernel', o.kernel, '--write', o.write, '--device', o.device, '--json', '--quiet'],
+    ...['--kernel', o.kernel, '--write', o.write, '--checksum', o.checksum, '--device', o.device, '--json', '--quiet'],
     ...(o.last !== undefined ? ['--last', String(o.last)] : []),
     ...(o.maxShardSize !== undefined ? ['--max-shard-size', String(o.maxShardSize)] : []),
   ];
@@ -593,6 +606,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       io: o.io,
       kernel: o.kernel,
       write: o.write,
+      checksum: o.checksum,
       devices: o.devices,
       outDtype: o.outDtype,
       last: o.last,
@@ -639,6 +653,8 @@ export interface SuiteCase {
   kernel?: KernelChoice;
   /** Whole `pma merge` processes instead of merge() in this process. */
   process?: boolean;
+  /** The checksum of the output (default blake3). */
+  checksum?: Checksum;
   /** Printed under the table (e.g. why the size was reduced). */
   note?: string;
 }
@@ -711,6 +727,7 @@ export async function runSuite(cases: SuiteCase[], o: SuiteOptions): Promise<Sui
         io: c.io,
         kernel: c.kernel ?? 'auto',
         write: 'auto',
+        checksum: c.checksum ?? 'blake3',
         devices: ['cpu'],
         outDtype: c.outDtype,
         last: null,
@@ -796,7 +813,7 @@ function inputsLine(r: CaseResult): string {
       `${d.inputFiles} files, ${d.tensors} tensors each`;
   return (
     `inputs: ${what}; the merge reads ${gb(d.inputTensorBytes)} and writes ${gb(d.outputFileBytes)} ` +
-    `(output dtype ${d.outDtype}, ${d.outputFiles} file(s), --write ${r.params.write}); ${r.params.runs} run(s) each, medians`
+    `(output dtype ${d.outDtype}, ${d.outputFiles} file(s), --write ${r.params.write}, --checksum ${r.params.checksum}); ${r.params.runs} run(s) each, medians`
   );
 }
 
@@ -886,7 +903,8 @@ export function formatSuiteReport(r: SuiteResult): string {
     const inputs = d.series ? d.series.description : `${d.checkpoints.length} checkpoints`;
     const dtype = d.outDtype === 'keep' ? `keep (${d.series?.dtype ?? '?'})` : d.outDtype;
     const files = d.outputFiles > 1 ? `${dtype}, ${d.outputFiles} files` : dtype;
-    const out = c.params.process ? `${files}, whole process` : files;
+    const sums = c.params.checksum === 'blake3' ? files : `${files}, ${c.params.checksum}`;
+    const out = c.params.process ? `${sums}, whole process` : sums;
     for (const x of c.merges) {
       L.push(
         `| ${inputs} | ${out} | ${x.threads} | ${x.io} | ${x.kernel} | ${c.params.runs} | ${f3(x.medianSeconds)} | ${f2(x.inputGBps)} | ` +

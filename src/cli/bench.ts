@@ -106,6 +106,13 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           help: 'how the merges write: auto (default), buffered, direct (as pma merge)',
         },
         {
+          name: 'checksum',
+          type: 'string',
+          option: 'checksum',
+          value: 'C',
+          help: 'the checksum the merges record: blake3 (default), sha256',
+        },
+        {
           name: 'process',
           type: 'boolean',
           option: 'process',
