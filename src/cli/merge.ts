@@ -294,6 +294,7 @@ export const mergeCommand: Command = {
             schedule: p.schedule,
             dtype: p.dtype,
             accumulate: p.accumulate,
+            checksum: p.checksum,
             checkpoints: p.checkpoints.map((c, i) => ({ ...c, weight: p.weights.w64[i] })),
             files: p.outputs.map((f) => ({ name: f.name, size: f.size })),
             tensors: p.totals,
