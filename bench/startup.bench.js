@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // What a pma process costs before it does any work, against Node's own start on the same
 // machine, interleaved round by round: `node -e 0`, `pma --version` (the CLI's entry alone) and
-// `pma merge --help` (the merge command's modules loaded, nothing read).
+// `pma merge --help` (the merge command's modules loaded, nothing read), each as installed (the
+// bundle in dist/bin/, package.json's bin) and from tsc's modules (dist/cli/main.js).
 //
 //   node bench/startup.bench.js [--runs 11] [--root DIR]
 //
@@ -17,11 +18,14 @@ const { values } = parseArgs({
   },
 });
 const CLI = join(values.root, 'dist', 'cli', 'main.js');
+const BIN = join(values.root, 'dist', 'bin', 'pma.js');
 
 const variants = [
   ['node -e 0', ['-e', '0']],
-  ['pma --version', [CLI, '--version']],
-  ['pma merge --help', [CLI, 'merge', '--help']],
+  ['pma --version (bundle)', [BIN, '--version']],
+  ['pma merge --help (bundle)', [BIN, 'merge', '--help']],
+  ['pma --version (modules)', [CLI, '--version']],
+  ['pma merge --help (modules)', [CLI, 'merge', '--help']],
 ];
 const times = variants.map(() => []);
 for (let r = 0; r < Number(values.runs); r++) {
@@ -32,7 +36,7 @@ for (let r = 0; r < Number(values.runs); r++) {
   }
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-console.log(`${CLI}: ${values.runs} interleaved rounds, whole processes\n`);
+console.log(`${BIN} and ${CLI}: ${values.runs} interleaved rounds, whole processes\n`);
 console.log('| process | median s | min s | max s | over node -e 0 |');
 console.log('|:--|--:|--:|--:|--:|');
 const base = median(times[0]);

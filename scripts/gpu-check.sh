@@ -55,8 +55,8 @@ run_step build 5 bash -c 'PMA_CUDA=1 node scripts/build-native.mjs && npx tsc -p
   { say "the build failed: nothing else can run"; exit 1; }
 
 step "devices"
-run_step devices 20 node dist/cli/main.js devices || status=1
-usable=$(node dist/cli/main.js devices --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).cuda.devices.filter(d=>d.usable).length))')
+run_step devices 20 node dist/bin/pma.js devices || status=1
+usable=$(node dist/bin/pma.js devices --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).cuda.devices.filter(d=>d.usable).length))')
 say "usable GPUs: $usable"
 if [ "$usable" -gt 0 ]; then
   # Listing devices must create no CUDA context: a process that has listed them and is still alive

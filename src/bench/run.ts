@@ -21,7 +21,7 @@ import { merge, plan as makePlan } from '../merge/merge.js';
 import { native, type CpuInfo, type IoMode, type KernelChoice } from '../native.js';
 import * as v from '../validate.js';
 import { makeDirs } from '../util/fs.js';
-import { VERSION } from '../util/package.js';
+import { PACKAGE_ROOT, VERSION } from '../util/package.js';
 import {
   catFiles,
   freeBytes,
@@ -519,7 +519,15 @@ interface ProcessMerge {
 }
 
 const execFileAsync = promisify(execFile);
-const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+/** The `pma` command as installed (package.json's bin: the bundle of scripts/bundle-cli.mjs). */
+function installedCli(): string {
+  const bin = join(PACKAGE_ROOT, 'dist', 'bin', 'pma.js');
+  const built = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  // A bundle older than the modules it was made from would time other code than this build's.
+  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(built).mtimeMs)
+    throw new PmaError('E_INTERNAL', `${bin} is missing or older than ${built}: run npm run build:ts`);
+  return bin;
+}
 
 /** Runs the merge as a user does: `pma merge ... --json` in a process of its own. */
 async function mergeProcess(o: {
@@ -537,7 +545,7 @@ async function mergeProcess(o: {
   signal?: AbortSignal;
 }): Promise<ProcessMerge> {
   const args = [
-    CLI,
+    installedCli(),
     'merge',
     ...(Array.isArray(o.inputs) ? o.inputs : [o.inputs]),
     ...['--out', o.out, '--dtype', o.dtype, '--threads', String(o.threads), '--io', o.io],
