@@ -64,6 +64,7 @@ try {
     : () => run('npm', ['run', 'install'], tree);
   build();
   run('npx', ['tsc', '-p', 'tsconfig.json'], tree);
+  if (existsSync(join(tree, 'scripts', 'bundle-cli.mjs'))) run(process.execPath, ['scripts/bundle-cli.mjs'], tree);
   const other = await import(join(tree, 'dist', 'index.js'));
   const here = await import(join(ROOT, 'dist', 'index.js'));
   const what = values.plan ? 'plan' : values.analyze ? 'analyze' : 'merge';
@@ -79,9 +80,10 @@ try {
     plan: ['merge', inputs, '--dry-run', '-q'],
     analyze: ['analyze', inputs, '--threads', threads],
   }[what];
-  /** A whole pma process of the build in `root`. */
+  /** A whole pma process of the build in `root`: its `pma` command (package.json's bin). */
+  const bin = (root) => join(root, JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).bin.pma);
   const cli = (root) => async () =>
-    execFileSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), ...cliArgs], {
+    execFileSync(process.execPath, [bin(root), ...cliArgs], {
       stdio: ['ignore', 'ignore', 'inherit'],
       maxBuffer: 1 << 30,
     });
