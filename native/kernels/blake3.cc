@@ -13,6 +13,8 @@ using namespace blake3;
 
 inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
+// The quarter-round and the round below are the specification's, as in blake3_lanes.h for the
+// SIMD lanes: GCC's target attributes do not reach into a template shared by both.
 inline void g(uint32_t* v, int a, int b, int c, int d, uint32_t x, uint32_t y) {
   v[a] = v[a] + v[b] + x;
   v[d] = rotr(v[d] ^ v[a], 16);

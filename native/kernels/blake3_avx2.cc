@@ -63,27 +63,8 @@ PMA_LANES_TARGET inline V ror7(V a) { return {_mm256_or_si256(_mm256_srli_epi32(
 
 }  // namespace
 
+#define PMA_LANES_NAME(f) f##_avx2
 #include "kernels/blake3_lanes.h"
-
-namespace pma {
-namespace blake3 {
-
-void chunks_avx2(const uint8_t* in, size_t count, uint64_t first, uint32_t* cvs) {
-  for (size_t c = 0; c < count; c += V::N) {
-    hash_lanes(in + c * kChunk, kChunk, kChunk / kBlock, first + c, true, 0, kChunkStart, kChunkEnd, cvs + 8 * c);
-  }
-}
-
-void parents_avx2(const uint32_t* pairs, size_t count, uint32_t* out) {
-  uint32_t cvs[8 * V::N];
-  for (size_t c = 0; c < count; c += V::N) {
-    hash_lanes(reinterpret_cast<const uint8_t*>(pairs + 16 * c), kBlock, 1, 0, false, kParent, 0, 0, cvs);
-    std::memcpy(out + 8 * c, cvs, sizeof cvs);
-  }
-}
-
-}  // namespace blake3
-}  // namespace pma
 
 #else
 namespace pma {

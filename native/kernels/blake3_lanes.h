@@ -2,9 +2,11 @@
 // scalar compression (kernels/blake3.cc). Included by one file per instruction set, after it
 // defines PMA_LANES_TARGET and a vector type V with N lanes of uint32_t:
 //   V::N; V::splat(x); V::load(words); V::block(p, stride, m): m[w], lane l = word w at p + l * stride;
-//   add(a, b), xor_(a, b), ror16/12/8/7(a); V::store(a, uint32_t* out) (N words).
+//   add(a, b), xor_(a, b), ror16/12/8/7(a); V::store(a, uint32_t* out) (N words);
+// and PMA_LANES_NAME(f), the name of its entry points (chunks_avx2, ...: blake3_core.h).
 // Not a template: GCC does not inline across target attributes, so each file compiles its own.
 #pragma once
+#include <cstring>
 
 namespace {
 
@@ -76,3 +78,23 @@ PMA_LANES_TARGET void hash_lanes(const uint8_t* in, size_t stride, size_t blocks
 }
 
 }  // namespace
+
+namespace pma {
+namespace blake3 {
+
+void PMA_LANES_NAME(chunks)(const uint8_t* in, size_t count, uint64_t first, uint32_t* cvs) {
+  for (size_t c = 0; c < count; c += V::N) {
+    hash_lanes(in + c * kChunk, kChunk, kChunk / kBlock, first + c, true, 0, kChunkStart, kChunkEnd, cvs + 8 * c);
+  }
+}
+
+void PMA_LANES_NAME(parents)(const uint32_t* pairs, size_t count, uint32_t* out) {
+  uint32_t cvs[8 * V::N];
+  for (size_t c = 0; c < count; c += V::N) {
+    hash_lanes(reinterpret_cast<const uint8_t*>(pairs + 16 * c), kBlock, 1, 0, false, kParent, 0, 0, cvs);
+    std::memcpy(out + 8 * c, cvs, sizeof cvs);
+  }
+}
+
+}  // namespace blake3
+}  // namespace pma
