@@ -501,6 +501,7 @@ class Threads : public Napi::ObjectWrap<Threads> {
                            InstanceMethod<&Threads::Guarded<&Threads::AnalyzeChunk>>("analyzeChunk"),
                            InstanceMethod<&Threads::Guarded<&Threads::Hash>>("hash"),
                            InstanceMethod<&Threads::Guarded<&Threads::ForgetHashes>>("forgetHashes"),
+                           InstanceMethod<&Threads::Guarded<&Threads::DiskBusy>>("diskBusy"),
                            InstanceMethod<&Threads::Guarded<&Threads::Close>>("close"),
                        });
   }
@@ -576,6 +577,15 @@ class Threads : public Napi::ObjectWrap<Threads> {
     hashes_.clear();
     if (writes_) writes_->forget_all();
     return info.Env().Undefined();
+  }
+
+  // How busy the direct writes kept the disk so far: seconds with a write in flight, bytes.
+  Napi::Value DiskBusy(const Napi::CallbackInfo& info) {
+    const pma::DirectWrites::Busy b = writes_ ? writes_->busy() : pma::DirectWrites::Busy{};
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("seconds", double(b.ns) / 1e9);
+    o.Set("bytes", double(b.bytes));
+    return o;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

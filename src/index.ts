@@ -85,6 +85,7 @@ export {
   type WriteMode,
   type Native,
   type NativeThreads,
+  type DiskBusy,
   type FileOp,
   type HashRequest,
   type HashValue,

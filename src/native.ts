@@ -189,7 +189,16 @@ interface RawThreads {
   analyzeChunk(chunk: NativeAnalysis): Promise<OpMoments[]>;
   hash(request: HashRequest): Promise<HashValue>;
   forgetHashes(): void;
+  diskBusy(): DiskBusy;
   close(): void;
+}
+
+/** How busy the direct writes (native/engine/direct_writes.h) kept the disk since the threads started. */
+export interface DiskBusy {
+  /** Wall seconds during which at least one write was in flight. */
+  seconds: number;
+  /** Bytes written. */
+  bytes: number;
 }
 
 /**
@@ -211,6 +220,8 @@ export interface NativeThreads {
   hash(request: HashRequest): Promise<HashValue>;
   /** Closes every file being hashed (none may have a request in flight). */
   forgetHashes(): void;
+  /** The direct writes' time on the disk so far (zero for chunks written through the page cache). */
+  diskBusy(): DiskBusy;
   /** Waits for the chunks queued (the JS thread blocks), then ends the threads. Idempotent. */
   close(): void;
 }
@@ -349,6 +360,7 @@ export function native(): Native {
         analyzeChunk: guardedAsync((c: NativeAnalysis) => t.analyzeChunk(c)),
         hash: guardedAsync((r: HashRequest) => t.hash(r)),
         forgetHashes: guarded(() => t.forgetHashes()),
+        diskBusy: guarded(() => t.diskBusy()),
         close: guarded(() => t.close()),
       };
     }),

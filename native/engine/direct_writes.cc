@@ -8,6 +8,7 @@
 #include <new>
 #include <utility>
 
+#include "engine/stopwatch.h"
 #include "errors.h"
 
 namespace pma {
@@ -83,6 +84,7 @@ void DirectWrites::loop() {
       if (queue_.empty()) return;  // stopping: every queued write was done
       w = std::move(queue_.front());
       queue_.pop_front();
+      if (in_flight_++ == 0) busy_since_ns_ = now_ns();
     }
     changed_.notify_all();  // room in the queue
     std::exception_ptr error;
@@ -91,11 +93,15 @@ void DirectWrites::loop() {
     } catch (...) {
       error = std::current_exception();
     }
-    if (!error) {
+    {
       std::lock_guard<std::mutex> lock(mu_);
-      if (held_bytes_ + w.n <= held_cap_) {
-        held_bytes_ += w.n;
-        held_[w.path][w.off] = {w.buf, w.at, w.n};
+      if (--in_flight_ == 0) busy_.ns += now_ns() - busy_since_ns_;
+      if (!error) {
+        busy_.bytes += w.n;
+        if (held_bytes_ + w.n <= held_cap_) {
+          held_bytes_ += w.n;
+          held_[w.path][w.off] = {w.buf, w.at, w.n};
+        }
       }
     }
     w.buf.reset();
@@ -134,6 +140,13 @@ uint64_t DirectWrites::next_held(const std::string& path, uint64_t off) {
   if (file == held_.end()) return UINT64_MAX;
   auto it = file->second.lower_bound(off);
   return it == file->second.end() ? UINT64_MAX : it->first;
+}
+
+DirectWrites::Busy DirectWrites::busy() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Busy b = busy_;
+  if (in_flight_ > 0) b.ns += now_ns() - busy_since_ns_;
+  return b;
 }
 
 void DirectWrites::forget_all() {

@@ -105,6 +105,14 @@ class DirectWrites {
   // Forgets every kept write (the hashes were abandoned: a merge that failed).
   void forget_all();
 
+  // How busy the writers kept the disk, since they started: the nanoseconds during which at
+  // least one write was in flight, and the bytes written.
+  struct Busy {
+    uint64_t ns = 0;
+    uint64_t bytes = 0;
+  };
+  Busy busy();
+
  private:
   struct Write {
     std::string path;
@@ -128,6 +136,10 @@ class DirectWrites {
   std::condition_variable changed_;
   std::deque<Write> queue_;
   bool stopping_ = false;
+  // Writes in flight, since when, and the totals of busy().
+  int in_flight_ = 0;
+  uint64_t busy_since_ns_ = 0;
+  Busy busy_;
   size_t held_bytes_ = 0;
   std::unordered_map<std::string, std::map<uint64_t, Held>> held_;
   std::vector<std::thread> threads_;

@@ -796,15 +796,15 @@ function floorWriteName(c: CeilingsResult): string {
  */
 function breakdownTable(merges: MergeRow[]): string[] {
   const L = [
-    '| threads | io | wall s | plan s | run s | finish s | engine s (threads) | read | scan | compute | write | hash s (threads) | hash read-back | hash wait | fsync s |',
-    '|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| threads | io | wall s | plan s | run s | finish s | engine s (threads) | read | scan | compute | write | disk busy s | hash s (threads) | hash read-back | hash wait | fsync s |',
+    '|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const x of merges) {
     const b = x.breakdown;
     const e = b.engine;
     L.push(
       `| ${x.threads} | ${x.io} | ${f3(b.wall)} | ${f3(b.plan)} | ${f3(b.run)} | ${f3(b.finish)} | ${f3(e.total)} | ` +
-        `${f3(e.read)} | ${f3(e.scan)} | ${f3(e.compute)} | ${f3(e.write)} | ${f3(b.hash.update)} | ${f3(b.hash.read)} | ` +
+        `${f3(e.read)} | ${f3(e.scan)} | ${f3(e.compute)} | ${f3(e.write)} | ${f3(b.disk)} | ${f3(b.hash.update)} | ${f3(b.hash.read)} | ` +
         `${f3(b.hash.wait)} | ${f3(b.fsync)} |`,
     );
   }

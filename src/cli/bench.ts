@@ -160,8 +160,8 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           type: 'boolean',
           help: [
             'also print where the time went: planning, running, finishing;',
-            "the engine's reading, NaN/Inf scan, arithmetic, writing; hashing;",
-            'fsync',
+            "the engine's reading, NaN/Inf scan, arithmetic, writing; the disk's",
+            'busy time; hashing; fsync',
           ],
         },
         { name: 'quiet', type: 'boolean', short: 'q', help: 'no progress messages on stderr' },

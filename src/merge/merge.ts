@@ -187,6 +187,7 @@ async function attempt(
       run: (t2 - t1) / 1000,
       finish: (performance.now() - t2) / 1000,
       engine: ran.engine.breakdown,
+      disk: ran.disk,
       ...finished,
     };
     return {

@@ -145,6 +145,7 @@ export async function attemptPart(
       run: (t2 - t1) / 1000,
       finish: (performance.now() - t2) / 1000,
       engine: ran.engine.breakdown,
+      disk: ran.disk,
       ...output.times,
     },
   };

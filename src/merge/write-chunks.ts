@@ -15,6 +15,8 @@ export interface Written {
   nonfinite: NonFiniteLog;
   /** The engine's seconds, summed over the chunks run. */
   engine: EngineClock;
+  /** Wall seconds the direct writes of these chunks kept the disk busy. */
+  disk: number;
   /** With --on-nonfinite skip-checkpoint: the checkpoints to leave out of a new plan, with why. */
   leaveOut: Map<string, string> | null;
 }
@@ -45,8 +47,10 @@ export async function writeChunks(
     bytesWritten: 0,
     nonfinite: new NonFiniteLog(plan),
     engine: new EngineClock(),
+    disk: 0,
     leaveOut: null,
   };
+  const diskBefore = engine.pool.native.diskBusy().seconds;
   for (const [i, found] of output.done) w.nonfinite.add(i, found);
   const stopForNonfinite = new AbortController();
   if (w.nonfinite.any && o.onNonfinite !== 'warn') stopForNonfinite.abort();
@@ -78,6 +82,8 @@ export async function writeChunks(
     // Stopped for NaN/Inf, not by the caller: decided below.
     if (!(stopForNonfinite.signal.aborted && !options.signal?.aborted && isAbort(e))) throw e;
   }
+  // A chunk settles once its writes are on disk: none is in flight now.
+  w.disk = engine.pool.native.diskBusy().seconds - diskBefore;
   if (options.signal?.aborted) throw aborted();
   if (stopForNonfinite.signal.aborted) {
     if (o.onNonfinite === 'error') throw w.nonfinite.error();

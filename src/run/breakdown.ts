@@ -17,6 +17,13 @@ export interface MergeBreakdown {
   /** The engine's threads, summed: reading, scanning for NaN/Inf, arithmetic, writing. */
   engine: { total: number; read: number; scan: number; compute: number; write: number };
   /**
+   * Wall seconds of `run` during which a direct write (--write direct, the CPU's default) was on
+   * its way to the disk: near `run`, the disk was the bound; well under it, the disk waited for
+   * the cores. 0 when the output went through the page cache, and on GPUs (whose pipeline writes
+   * from threads of its own).
+   */
+  disk: number;
+  /**
    * The checksum of the output: thread seconds spent hashing and reading the output back; and
    * the part of `finish` spent waiting for it to catch up.
    */
@@ -35,6 +42,7 @@ export function planOnly(plan: number): PhaseTimes {
     run: 0,
     finish: 0,
     engine: { total: 0, read: 0, scan: 0, compute: 0, write: 0 },
+    disk: 0,
     hash: { update: 0, read: 0, wait: 0 },
     fsync: 0,
   };
@@ -86,6 +94,7 @@ export function combineBreakdowns(bs: MergeBreakdown[], f: (xs: number[]) => num
       compute: m((b) => b.engine.compute),
       write: m((b) => b.engine.write),
     },
+    disk: m((b) => b.disk),
     hash: { update: m((b) => b.hash.update), read: m((b) => b.hash.read), wait: m((b) => b.hash.wait) },
     fsync: m((b) => b.fsync),
   };

@@ -23,7 +23,16 @@ beforeAll(() => {
 
 /** Every figure is a number of seconds, and the parts fit in their wholes. */
 function checkConsistent(b: MergeBreakdown): void {
-  const figures = [b.wall, b.plan, b.run, b.finish, b.fsync, ...Object.values(b.engine), ...Object.values(b.hash)];
+  const figures = [
+    b.wall,
+    b.plan,
+    b.run,
+    b.finish,
+    b.fsync,
+    b.disk,
+    ...Object.values(b.engine),
+    ...Object.values(b.hash),
+  ];
   for (const x of figures) {
     expect(Number.isFinite(x)).toBe(true);
     expect(x).toBeGreaterThanOrEqual(0);
@@ -32,6 +41,8 @@ function checkConsistent(b: MergeBreakdown): void {
   const e = b.engine;
   expect(e.read + e.scan + e.compute + e.write).toBeCloseTo(e.total, 5);
   expect(b.hash.wait + b.fsync).toBeLessThanOrEqual(b.finish + 1e-5);
+  // The disk's busy time is wall time within the run.
+  expect(b.disk).toBeLessThanOrEqual(b.run + 1e-5);
 }
 
 describe('the breakdown of a merge', () => {
@@ -49,6 +60,15 @@ describe('the breakdown of a merge', () => {
     expect(b.hash.read).toBeGreaterThan(0);
     expect(b.plan).toBeGreaterThan(0);
     expect(b.run).toBeGreaterThan(0);
+  });
+
+  it("times the disk's busy time with direct writes, and none with buffered ones", async () => {
+    const direct = await merge({ inputs: run, out: out(), threads: 2, chunkSize: 256 * 1024, write: 'direct' });
+    checkConsistent(direct.breakdown);
+    expect(direct.breakdown.disk).toBeGreaterThan(0);
+    const buffered = await merge({ inputs: run, out: out(), threads: 2, chunkSize: 256 * 1024, write: 'buffered' });
+    checkConsistent(buffered.breakdown);
+    expect(buffered.breakdown.disk).toBe(0);
   });
 
   it('counts reading through a mapping as part of the scan (the first touch of the pages)', async () => {
