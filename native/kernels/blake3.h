@@ -36,7 +36,7 @@ class Blake3 {
   uint32_t stack_[54][8];
   size_t stack_len_ = 0;
   // Fewer whole chunks than SIMD lanes are copied here to fill a group.
-  uint8_t lanes_[16 * 1024];
+  uint8_t lanes_[16 * 1024] = {};
 };
 
 }  // namespace pma
