@@ -51,7 +51,7 @@ function readAll() {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rows = { read: [], plan: [], merge: [], process: [] };
-const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
+const CLI = join(import.meta.dirname, '..', 'dist', 'bin', 'pma.js'); // the installed `pma` (package.json's bin)
 for (let r = 0; r < Number(values.runs); r++) {
   let t = performance.now();
   readAll();

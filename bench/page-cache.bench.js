@@ -33,7 +33,7 @@ const SIZE = bytes(values.size);
 const VICTIM = bytes(values.victim);
 const dir = values['data-dir'];
 const run = join(dir, 'run');
-const cli = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
+const cli = join(import.meta.dirname, '..', 'dist', 'bin', 'pma.js'); // the installed `pma` (package.json's bin)
 
 // Each checkpoint: one model.safetensors of bf16 tensors of 64 MiB (the last one smaller), made by
 // the synthetic-checkpoint writer from windows of one buffer of weight-like values.

@@ -23,7 +23,7 @@ import { native, plan } from '../dist/index.js';
 import { cachedSeries, generateSeries } from '../dist/bench/series.js';
 
 const ROOT = join(import.meta.dirname, '..');
-const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+const CLI = join(ROOT, 'dist', 'bin', 'pma.js'); // the installed `pma` (package.json's bin)
 const { values } = parseArgs({
   options: {
     parts: { type: 'string', default: '2,4' },

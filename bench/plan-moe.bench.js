@@ -60,7 +60,7 @@ function generate() {
 }
 
 generate();
-const cli = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
+const cli = join(import.meta.dirname, '..', 'dist', 'bin', 'pma.js'); // the installed `pma` (package.json's bin)
 const results = [];
 for (let r = 0; r < RUNS; r++) {
   // /usr/bin/time -v reports the peak RSS of the whole planning process.
