@@ -1,6 +1,7 @@
 import { runBench, formatBenchReport } from '../bench/run.js';
 import type { BenchOptions } from '../bench/options.js';
 import type { Command } from './command.js';
+import { CHECKSUM_FLAG, WRITE_FLAG } from './common-flags.js';
 import type { CommandSpec } from './flags.js';
 import { untilStopped } from './stop.js';
 
@@ -98,20 +99,8 @@ index each); with inputs it merges those, writing only into --dir, never beside 
           value: 'K',
           help: 'arithmetic backend: auto (default), scalar, avx2, avx512',
         },
-        {
-          name: 'write',
-          type: 'string',
-          option: 'write',
-          value: 'MODE',
-          help: 'how the merges write: auto (default), buffered, direct (as pma merge)',
-        },
-        {
-          name: 'checksum',
-          type: 'string',
-          option: 'checksum',
-          value: 'C',
-          help: 'the checksum the merges record: blake3 (default), sha256',
-        },
+        WRITE_FLAG,
+        CHECKSUM_FLAG,
         {
           name: 'process',
           type: 'boolean',

@@ -165,6 +165,19 @@ export const CHECKSUM_FLAG: Flag = {
   ],
 };
 
+/** How merges write their output: pma merge's, and pma bench's for the merges it times. */
+export const WRITE_FLAG: Flag = {
+  name: 'write',
+  type: 'string',
+  option: 'write',
+  value: 'MODE',
+  help: [
+    'auto|buffered|direct: buffered goes through the page cache; direct',
+    'writes the aligned middle with O_DIRECT on writer threads, past it',
+    '(default auto: direct; on GPUs only when the page cache is dropped)',
+  ],
+};
+
 export const KERNEL_FLAG: Flag = {
   name: 'kernel',
   type: 'string',

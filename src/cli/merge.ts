@@ -11,14 +11,15 @@ import { resolveDevices } from '../run/engine.js';
 import { resolveEngineOptions } from '../run/options.js';
 import type { Command } from './command.js';
 import {
-  DEVICE_FLAGS,
   CHECKSUM_FLAG,
+  DEVICE_FLAGS,
   DTYPE_FLAGS,
   FORMAT_FLAG,
   JSON_FLAG,
   SELECTION_FLAGS,
   SELECTION_TITLE,
   WEIGHT_FLAGS,
+  WRITE_FLAG,
   outFlag,
 } from './common-flags.js';
 import type { CommandSpec } from './flags.js';
@@ -137,17 +138,7 @@ are ordered by step; the average is bit-exact (fp32 fma oldest to newest, round-
             'once on disk (default auto: drop when the inputs exceed half of RAM)',
           ],
         },
-        {
-          name: 'write',
-          type: 'string',
-          option: 'write',
-          value: 'MODE',
-          help: [
-            'auto|buffered|direct: buffered goes through the page cache; direct',
-            'writes the aligned middle with O_DIRECT on writer threads, past it',
-            '(default auto: direct; on GPUs only when the page cache is dropped)',
-          ],
-        },
+        WRITE_FLAG,
       ],
     },
     {
