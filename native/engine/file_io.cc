@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -220,8 +221,14 @@ Mapping::Mapping(const File& f, uint64_t off, size_t n, const std::string& tenso
         "unexpected end of file in " + f.path() + " (tensor " + tensor + "): the file is shorter than its header says",
         f.path(), tensor);
   }
-  const uint64_t start = off - off % page;
-  len_ = size_t(off + n - start);
+  // The window widened to 2 MiB file offsets (within the file): the kernel maps a large
+  // page-cache folio whole only where the mapping covers it, and places a mapping of 2 MiB or
+  // more at an address congruent to its offset.
+  constexpr uint64_t kAlign = uint64_t(2) << 20;
+  const uint64_t file_end = (uint64_t(st.st_size) + page - 1) / page * page;
+  const uint64_t start = off - off % kAlign;
+  const uint64_t end = std::min(file_end, (off + n + kAlign - 1) / kAlign * kAlign);
+  len_ = size_t(end - start);
   if (const int err = injected_fault(FaultSite::Map, f.path())) io_fail("cannot map", f.path(), tensor, err);
   base_ = ::mmap(nullptr, len_, PROT_READ, MAP_SHARED, f.fd(), off_t(start));
   if (base_ == MAP_FAILED) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { DTYPE_BITS, isAveraged, type DType, type FloatDType } from '../../src/dtypes.js';
-import { cutChunks, type TensorSources } from '../../src/plan/chunks.js';
+import { CUT_ALIGN, cutChunks, type TensorSources } from '../../src/plan/chunks.js';
 import type { PlanChunk, PlanOp, PlanTensor } from '../../src/plan/types.js';
 import { rng } from '../helpers/safetensors.js';
 
@@ -259,6 +259,43 @@ describe('cutChunks', () => {
       next += (op as { count: number }).count * 4;
     }
     check(odd, perUnit * 30 + 5, one);
+  });
+
+  it.each([
+    ['F32', 'F32'],
+    ['BF16', 'F32'],
+    ['F32', 'BF16'],
+    ['U8', 'U8'],
+  ] as const)(
+    'cuts a large %s tensor (output %s) on 4 KiB boundaries of the output, so that direct writes need no page cache',
+    (inDtype, outDtype) => {
+      const one = build([{ name: 'w', inDtype, outDtype, shape: [400_000] }]);
+      const t = (one[0] as TensorSources).tensor;
+      expect(t.offset % CUT_ALIGN).not.toBe(0); // the tensor itself starts unaligned (after a header)
+      for (const limit of [40_000, 100_003, 262_144]) {
+        const chunks = cutChunks(one, limit);
+        check(chunks, limit, one);
+        expect(chunks.length).toBeGreaterThan(2);
+        const ends = chunks.map((c) => {
+          const op = c.ops[c.ops.length - 1] as PlanOp;
+          return op.outOffset + opBytes(op, t).out;
+        });
+        // Every chunk but the last ends on a 4 KiB boundary of the output file; the last ends with the tensor.
+        for (const end of ends.slice(0, -1)) expect(end % CUT_ALIGN).toBe(0);
+        expect(ends[ends.length - 1]).toBe(t.offset + t.bytes);
+        // Aligning costs a chunk less than 4 KiB of output.
+        for (const c of chunks.slice(0, -1)) {
+          const op = c.ops[0] as PlanOp;
+          expect(c.bytes).toBeGreaterThanOrEqual(limit - (CUT_ALIGN / opBytes(op, t).out) * opBytes(op, t).cost);
+        }
+      }
+    },
+  );
+
+  it('leaves a cut unaligned where no 4 KiB boundary falls in the chunk', () => {
+    const one = build([{ name: 'w', inDtype: 'F32', shape: [100] }]);
+    const perUnit = 4 * CHECKPOINTS + 4;
+    expect(cutChunks(one, perUnit * 30).map((c) => c.bytes)).toEqual([480, 480, 480, 160]);
   });
 
   it('is deterministic', () => {
