@@ -641,6 +641,7 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
                              Exported<&PmaAddon::MergeBuffers>("mergeBuffers"),
                              Exported<&PmaAddon::CudaInfo>("cudaInfo"),
                              Exported<&PmaAddon::DropCache>("dropCache"),
+                             Exported<&PmaAddon::Preallocate>("preallocate"),
                              Exported<&PmaAddon::Crc32>("crc32"),
                              Exported<&PmaAddon::Blake3>("blake3"),
                              Exported<&PmaAddon::CountNonfinite>("countNonfinite"),
@@ -751,6 +752,13 @@ class PmaAddon : public Napi::Addon<PmaAddon> {
     const pma::File f(as_string(info[0], "path"), false);
     f.drop(as_u64(info[1], "offset"), as_u64(info[2], "length"));
     return info.Env().Undefined();
+  }
+
+  // Allocates the first `length` bytes of an existing file (File::preallocate): false where its
+  // filesystem cannot.
+  Napi::Value Preallocate(const Napi::CallbackInfo& info) {
+    const pma::File f(as_string(info[0], "path"), true);
+    return Napi::Boolean::New(info.Env(), f.preallocate(as_u64(info[1], "length")));
   }
 
   // CRC-32 (zip's, as zlib computes it) of a Uint8Array, continuing from a CRC-32 (0 to start).

@@ -236,6 +236,7 @@ interface RawAddon {
   cudaInfo(): NativeCudaInfo;
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
   dropCache(path: string, offset: number, length: number): void;
+  preallocate(path: string, length: number): boolean;
   crc32(bytes: Uint8Array, crc: number): number;
   blake3(bytes: Uint8Array, kernel: KernelChoice): string;
   countNonfinite(bytes: Uint8Array, dtype: FloatDType): number;
@@ -265,6 +266,12 @@ export interface Native {
   cudaBench(args: CudaBenchArgs): CudaBenchResult;
   /** Drops a byte range of a file from the page cache (a hint). */
   dropCache(path: string, offset: number, length: number): void;
+  /**
+   * Allocates the first `length` bytes of an existing file without writing them (fallocate), so
+   * that the merge's direct writes only overwrite; false where the filesystem cannot. Out of space
+   * is E_NOSPACE naming the file.
+   */
+  preallocate(path: string, length: number): boolean;
   /** zip's CRC-32 of `bytes` (zlib's value), continuing from `crc` (0 to start): a DCP output's rewritten members. */
   crc32(bytes: Uint8Array, crc: number): number;
   /**
@@ -370,6 +377,7 @@ export function native(): Native {
     cudaInfo: guarded(() => raw.cudaInfo()),
     cudaBench: guarded((a: CudaBenchArgs) => raw.cudaBench(a)),
     dropCache: guarded((p: string, off: number, len: number) => raw.dropCache(p, off, len)),
+    preallocate: guarded((p: string, len: number) => raw.preallocate(p, len)),
     crc32: guarded((b: Uint8Array, crc: number) => raw.crc32(b, crc)),
     blake3: guarded((b: Uint8Array, kernel: KernelChoice = 'auto') => raw.blake3(b, kernel)),
     countNonfinite: guarded((b: Uint8Array, dtype: FloatDType) => raw.countNonfinite(b, dtype)),

@@ -32,10 +32,11 @@ namespace {
 // Elements per block of a mapped merge: input blocks of all N checkpoints plus the output block stay in L2.
 constexpr size_t kBlockElems = size_t(1) << 15;
 constexpr size_t kMapWindowBytes = size_t(8) << 20;
-// An op with less than this of each input is read, not mapped, under --io mmap: a small mapping
-// costs more than copying its bytes (a system call to map, another to unmap, a fault or more),
-// and a million tiny tensors would map and unmap a million times.
-constexpr size_t kMinMapBytes = size_t(4) << 20;
+// An op with less than this of each input is read, not mapped, under --io mmap: a mapping costs
+// two system calls and a fault or more whatever its size, so a small one costs more than copying
+// its bytes (about even at 256 KiB on a VM whose faults are cheap, a third less than the copy at
+// 1 MiB), and a million tiny tensors would map and unmap a million times.
+constexpr size_t kMinMapBytes = size_t(1) << 20;
 constexpr size_t kCopyBytes = size_t(1) << 20;
 
 MergeArgs base_args(const ChunkSpec& spec, const Op& op) {

@@ -29,9 +29,9 @@ struct ErrnoName {
 };
 
 int errno_named(const std::string& s) {
-  static const ErrnoName known[] = {{"EIO", EIO},     {"ENOSPC", ENOSPC}, {"ENOMEM", ENOMEM},
-                                    {"EFBIG", EFBIG}, {"EDQUOT", EDQUOT}, {"EACCES", EACCES},
-                                    {"EROFS", EROFS}, {"ENXIO", ENXIO},   {"EAGAIN", EAGAIN}};
+  static const ErrnoName known[] = {{"EIO", EIO},       {"ENOSPC", ENOSPC},        {"ENOMEM", ENOMEM}, {"EFBIG", EFBIG},
+                                    {"EDQUOT", EDQUOT}, {"EACCES", EACCES},        {"EROFS", EROFS},   {"ENXIO", ENXIO},
+                                    {"EAGAIN", EAGAIN}, {"EOPNOTSUPP", EOPNOTSUPP}};
   for (const auto& k : known) {
     if (s == k.name) return k.value;
   }
@@ -61,6 +61,7 @@ Rules* parse(const char* spec) {
     else if (f[0] == "sync") site = FaultSite::Sync;
     else if (f[0] == "map") site = FaultSite::Map;
     else if (f[0] == "alloc") site = FaultSite::Alloc;
+    else if (f[0] == "reserve") site = FaultSite::Reserve;
     else continue;
     auto r = std::make_unique<Rule>();
     r->site = site;

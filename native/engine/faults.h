@@ -3,7 +3,8 @@
 // allocation.
 //
 // PMA_FAULTS (read once per process) is a comma-separated list of rules site:errno:target[:after]:
-//   site    read | write | sync | map | alloc   (sync: the sync_file_range of written output)
+//   site    read | write | sync | map | alloc | reserve   (sync: the sync_file_range of written
+//           output; reserve: the fallocate of a new output file)
 //   errno   EIO, ENOSPC, ENOMEM, ... (a name from the list in faults.cc)
 //   target  a substring of the file path (read, write, sync, map) or of the tensor name (alloc)
 //   after   how many matching calls succeed first (default 0); every later match fails
@@ -13,7 +14,7 @@
 
 namespace pma {
 
-enum class FaultSite { Read = 0, Write = 1, Map = 2, Alloc = 3, Sync = 4 };
+enum class FaultSite { Read = 0, Write = 1, Map = 2, Alloc = 3, Sync = 4, Reserve = 5 };
 
 // The errno a call at `site` on `target` must fail with, or 0 to go ahead.
 int injected_fault(FaultSite site, const std::string& target);

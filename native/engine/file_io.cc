@@ -94,6 +94,32 @@ File& File::operator=(File&& o) noexcept {
   return *this;
 }
 
+bool File::preallocate(uint64_t n) const {
+  if (n == 0) return true;
+  int err = injected_fault(FaultSite::Reserve, path_);
+#if defined(__linux__)
+  if (err == 0) {
+    while (::fallocate(fd_, 0, 0, off_t(n)) != 0) {
+      if (errno != EINTR) {
+        err = errno;
+        break;
+      }
+    }
+  }
+#else
+  if (err == 0) err = EOPNOTSUPP;
+#endif
+  if (err == 0) return true;
+  if (err == EOPNOTSUPP || err == ENOSYS || err == EINVAL) return false;
+  if (out_of_space(err)) {
+    throw EngineError(kCodeNoSpace,
+                      "no space left on the device for " + path_ + " (" + std::to_string(n) +
+                          " bytes reserved before the merge writes it): " + std::strerror(err),
+                      path_);
+  }
+  io_fail("cannot reserve space for", path_, {}, err);
+}
+
 void File::read_at(void* buf, size_t n, uint64_t off, const std::string& tensor) const {
   auto* p = static_cast<uint8_t*>(buf);
   if (const int err = injected_fault(FaultSite::Read, path_)) io_fail("read failed on", path_, tensor, err);

@@ -47,6 +47,13 @@ class File {
   // Drops [off, off+n) from the page cache (clean pages: inputs, or outputs already on disk). A
   // hint: failures are ignored.
   void drop(uint64_t off, uint64_t n) const;
+  // Allocates the blocks of [0, n) without writing them (fallocate), so that later writes only
+  // overwrite: on ext4 and XFS an O_DIRECT write into allocated blocks shares the file's lock
+  // with the others in flight, where one that allocates holds it alone for the whole transfer
+  // (and any page-cache write waits for it). Returns false where the filesystem cannot (no
+  // emulation by writing zeros); out of space or quota is E_NOSPACE naming the file, another
+  // failure E_IO.
+  bool preallocate(uint64_t n) const;
   int fd() const { return fd_; }
 
  private:

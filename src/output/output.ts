@@ -1,3 +1,6 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
 import { PmaError } from '../errors.js';
 import type { MergeBreakdown } from '../run/breakdown.js';
 import { chunkOutputBytes, type MergePlan } from '../plan/types.js';
@@ -62,11 +65,20 @@ export class MergeOutput {
     return new MergeOutput(plan, target, partial, hasher);
   }
 
-  /** Checks that the rest of the merge fits on the output's disk (E_NOSPACE); a fresh partial is then removed. */
+  /**
+   * Checks that the rest of the merge fits on the output's disk (E_NOSPACE); a fresh partial is
+   * then removed. Blocks the output files already hold (reserved when they were made, or written)
+   * need no more room: a fresh output was checked whole before its files were made and reserved.
+   */
   async checkSpace(): Promise<void> {
     const remaining = this.plan.chunks.reduce((s, c, i) => s + (this.done.has(i) ? 0 : chunkOutputBytes(c)), 0);
+    let unallocated = 0;
+    for (const f of this.plan.outputs) {
+      const st = await stat(join(this.partial.dir, f.name));
+      unallocated += Math.max(0, f.size - st.blocks * 512);
+    }
     try {
-      await checkFreeSpace(this.target.path, remaining);
+      await checkFreeSpace(this.target.path, Math.min(remaining, unallocated));
     } catch (e) {
       if (this.done.size === 0) await this.discard();
       throw e;

@@ -2,6 +2,7 @@ import { open, readdir, rename, rm, stat, writeFile, type FileHandle } from 'nod
 import { basename, dirname, join } from 'node:path';
 
 import { PmaError, fsError } from '../errors.js';
+import { native } from '../native.js';
 import type { MergePlan } from '../plan/types.js';
 import { exists, fsyncPath, fsyncSubdirs, makeDirs } from '../util/fs.js';
 import { leaseHeldLive } from '../util/lease.js';
@@ -10,6 +11,7 @@ import { utf8Pieces } from '../util/utf8-pieces.js';
 import { Journal, type NonFiniteCounts } from './journal.js';
 import type { InputStamp } from './stamps.js';
 import { checkResumable, newState, readState, writeState } from './state.js';
+import { checkFreeSpace } from './target.js';
 
 /**
  * The partial output of a merge: `<out>.partial/`, the output files being written, plus a
@@ -135,8 +137,9 @@ async function removeAbandoned(dir: string): Promise<void> {
 }
 
 /**
- * Creates one output file: a safetensors file's 8-byte header length and header, then a hole of
- * the data's size; a file the ops write whole (DCP) is all hole.
+ * Creates one output file: a safetensors file's 8-byte header length and header, then the data's
+ * size allocated but unwritten (a hole where the filesystem cannot allocate); a file the ops
+ * write whole (DCP) is all data to come.
  */
 export async function createOutputFile(path: string, f: MergePlan['outputs'][number]): Promise<void> {
   await makeDirs(dirname(path));
@@ -154,6 +157,11 @@ export async function createOutputFile(path: string, f: MergePlan['outputs'][num
       }
     }
     await fh.truncate(f.size);
+    // The blocks allocated now, so that the merge's direct writes only overwrite them (see
+    // File::preallocate: allocating writes on ext4 hold the file's lock alone; preallocated, 5 x
+    // 1 GB merged about 0.04 s faster) and a full disk shows before any work. A hint where the
+    // filesystem cannot.
+    native().preallocate(path, f.size);
     await fh.sync();
   } finally {
     await fh.close();
@@ -248,6 +256,9 @@ export class PartialOutput {
     stamps: InputStamp[],
     token: string,
   ): Promise<PartialOutput> {
+    // Before the files are made: they reserve their blocks (createOutputFile), and a merge that
+    // cannot fit is told so in these terms rather than by the first reservation refused.
+    await checkFreeSpace(dir, plan.outputs.reduce((s, f) => s + f.size, 0));
     const created = await createPartialDir(dir, token, async (tmp) => {
       await acquireLock(metaPath(tmp, 'lock'), token, tmp, 'pma merge');
       for (const f of plan.outputs) await createOutputFile(join(tmp, f.name), f);

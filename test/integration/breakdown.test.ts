@@ -72,10 +72,24 @@ describe('the breakdown of a merge', () => {
   });
 
   it('counts reading through a mapping as part of the scan (the first touch of the pages)', async () => {
-    const r = await merge({ inputs: run, out: out(), io: 'mmap', threads: 1 });
+    // Tensors of 1 MiB and more (the engine reads smaller ones even under io 'mmap').
+    const big = join(tmp, 'big-run');
+    for (const step of [1, 2])
+      writeCheckpoint(
+        join(big, `step-${step}`),
+        [
+          { name: 'a.weight', dtype: 'BF16', shape: [1024, 1025] },
+          { name: 'b.weight', dtype: 'F32', shape: [300_003] },
+        ],
+        step,
+      );
+    const r = await merge({ inputs: big, out: out(), io: 'mmap', threads: 1 });
     checkConsistent(r.breakdown);
     expect(r.breakdown.engine.read).toBe(0);
     expect(r.breakdown.engine.scan).toBeGreaterThan(0);
+    // The small tensors of the other run are read, not mapped.
+    const small = await merge({ inputs: run, out: out(), io: 'mmap', threads: 1 });
+    expect(small.breakdown.engine.read).toBeGreaterThan(0);
   });
 
   it('is in pma merge --json, with the seconds before the merge began', () => {

@@ -191,6 +191,35 @@ describe('merging a generated run', () => {
     }
   });
 
+  it('gives the same bytes through mappings of large tensors: windows, their edges, unaligned offsets', async () => {
+    // --io mmap maps each input 8 MiB at a time from 2 MiB file offsets, and reads ops under 1 MiB
+    // per input: tensors across several windows, one after a small tensor that leaves the next
+    // unaligned, in chunks cut mid-window.
+    const big = join(tmp, 'big-run');
+    const specs: TensorSpec[] = [
+      { name: 'a.small', dtype: 'F16', shape: [12_345] },
+      { name: 'b.weight', dtype: 'BF16', shape: [4_500_001] },
+      { name: 'c.weight', dtype: 'F32', shape: [2_200_003] },
+      { name: 'd.weight', dtype: 'F16', shape: [1024, 1023] },
+    ];
+    for (const step of [1, 2, 3])
+      writeCheckpoint(join(big, `step-${step}`), specs, 40 + step, { shards: step === 2 ? 2 : 1 });
+    const ref = out();
+    await merge({ inputs: big, out: ref, io: 'pread', threads: 1 });
+    const want = readFileSync(join(ref, 'model.safetensors'));
+    for (const o of [
+      // Chunks of more than a window of each input (4Mi bf16 elements at 8 bytes of work each).
+      { threads: 1, chunkSize: '64MiB' },
+      { threads: 2, chunkSize: '40MB' },
+      { threads: 2 },
+      { threads: 2, chunkSize: '5MiB' },
+    ]) {
+      const d = out();
+      await merge({ inputs: big, out: d, io: 'mmap', ...o });
+      expect(readFileSync(join(d, 'model.safetensors')).equals(want), JSON.stringify(o)).toBe(true);
+    }
+  });
+
   it('accumulates in f64 with --accumulate f64', async () => {
     const o = out();
     const r = await merge({ inputs: run, out: o, accumulate: 'f64', dtype: 'f32' });
