@@ -8,7 +8,6 @@ import {
   readdirSync,
   readFileSync,
   readSync,
-  rmSync,
   statSync,
   utimesSync,
   writeFileSync,
@@ -29,7 +28,7 @@ import {
   type TensorSpec,
 } from '../helpers/safetensors.js';
 import { blake3Hex } from '../helpers/blake3.js';
-import { hasCommand, itNeeds, noTmpfs } from '../helpers/requires.js';
+import { hasCommand, itNeeds } from '../helpers/requires.js';
 import { scratch } from '../helpers/scratch.js';
 
 // Interrupted merges: what stays on disk, and --resume finishing it byte for byte.
