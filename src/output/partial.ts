@@ -259,7 +259,10 @@ export class PartialOutput {
     const created = await createPartialDir(dir, token, async (tmp) => {
       // Before the files are made: they reserve their blocks (createOutputFile), and a merge that
       // cannot fit is told so in these terms rather than by the first reservation refused.
-      await checkFreeSpace(dir, plan.outputs.reduce((s, f) => s + f.size, 0));
+      await checkFreeSpace(
+        dir,
+        plan.outputs.reduce((s, f) => s + f.size, 0),
+      );
       await acquireLock(metaPath(tmp, 'lock'), token, tmp, 'pma merge');
       for (const f of plan.outputs) await createOutputFile(join(tmp, f.name), f);
       await fsyncSubdirs(
