@@ -23,12 +23,13 @@ process.env['PMA_FAULTS'] = 'reserve:EOPNOTSUPP:no-fallocate,reserve:ENOSPC:rese
 
 const { tmp, out } = scratch('pma-disk-full-');
 
+// About 1.8 MB of output, in chunks of 64 KiB of work: room on a 3 MiB filesystem until a filler
+// takes the rest.
 const SPECS: TensorSpec[] = [
-  { name: 'embed.weight', dtype: 'BF16', shape: [512, 300] },
-  { name: 'layers.0.weight', dtype: 'F32', shape: [300, 301] },
-  { name: 'layers.0.bias', dtype: 'F16', shape: [3001] },
-  { name: 'layers.1.weight', dtype: 'BF16', shape: [640, 257] },
-  { name: 'position_ids', dtype: 'I64', shape: [1024] },
+  { name: 'wte.weight', dtype: 'BF16', shape: [700, 512] },
+  { name: 'h.0.mlp.weight', dtype: 'F32', shape: [256, 1024] },
+  { name: 'h.0.ln.bias', dtype: 'F16', shape: [4096] },
+  { name: 'ids', dtype: 'I64', shape: [512] },
 ];
 const run = join(tmp, 'run');
 const reference = join(tmp, 'reference');
@@ -120,40 +121,34 @@ describe('a disk that fills up mid-merge', () => {
     );
   };
 
+  /**
+   * A merge on a 3 MiB tmpfs named `name` whose disk fills after its first chunk: it fails with
+   * E_NOSPACE (`check` says where), keeps its partial, and resumes to the reference bytes once the
+   * filler is gone.
+   */
+  const failsAndResumes = (name: string, check: (message: string) => void) => () =>
+    onSmallFs(name, '3m', async (mnt) => {
+      const o = join(mnt, 'out');
+      const err = await fillingMerge(o, mnt);
+      expect(err.code).toBe('E_NOSPACE');
+      check(err.message);
+      expect(err.message).toContain(`the work done so far is kept in ${o}.partial`);
+      expect(existsSync(o)).toBe(false);
+      rmSync(join(mnt, 'filler'));
+      // The journal lives on the same full disk, so how much was recorded varies; the bytes do not.
+      await merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true });
+      expectSame(reference, o);
+    });
+
   itNeeds(noTmpfs)(
     "cannot fail the output's writes (reserved); what needs new space fails with E_NOSPACE, and it resumes",
-    async () => {
-      await onSmallFs('small-fs', '3m', async (mnt) => {
-        const o = join(mnt, 'out');
-        const err = await fillingMerge(o, mnt);
-        expect(err.code).toBe('E_NOSPACE');
-        // The journal or the finishing files found the disk full, never the engine's writes.
-        expect(err.message).not.toContain('no space left on the device writing');
-        expect(err.message).toContain(`the work done so far is kept in ${o}.partial`);
-        expect(existsSync(o)).toBe(false);
-        rmSync(join(mnt, 'filler'));
-        await merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true });
-        expectSame(reference, o);
-      });
-    },
+    // The journal or the finishing files found the disk full, never the engine's writes.
+    failsAndResumes('small-fs', (m) => expect(m).not.toContain('no space left on the device writing')),
   );
 
   itNeeds(noTmpfs)(
     'without fallocate: fails with E_NOSPACE naming the file, keeps a partial, and resumes once there is room',
-    async () => {
-      await onSmallFs('no-fallocate', '3m', async (mnt) => {
-        const o = join(mnt, 'out');
-        const err = await fillingMerge(o, mnt);
-        expect(err.code).toBe('E_NOSPACE');
-        expect(err.message).toMatch(/No space left on device|ENOSPC|no space left/);
-        expect(err.message).toContain(`the work done so far is kept in ${o}.partial`);
-        expect(existsSync(o)).toBe(false);
-        rmSync(join(mnt, 'filler'));
-        // The journal lives on the same full disk, so how much was recorded varies; the bytes do not.
-        await merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true });
-        expectSame(reference, o);
-      });
-    },
+    failsAndResumes('no-fallocate', (m) => expect(m).toMatch(/No space left on device|ENOSPC|no space left/)),
   );
 
   it('out of space reserving a file: E_NOSPACE naming it, nothing at the output and no partial', async () => {
