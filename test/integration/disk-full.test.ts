@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { merge } from '../../src/index.js';
 import { native } from '../../src/native.js';
 import { rejected } from '../helpers/errors.js';
+import { once } from '../helpers/once.js';
 import { itNeeds, noTmpfs } from '../helpers/requires.js';
 import { writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
 import { scratch } from '../helpers/scratch.js';
@@ -103,23 +104,9 @@ describe('output files', () => {
 });
 
 describe('a disk that fills up mid-merge', () => {
-  // The filler takes what is left once the first chunk is done; the output is about 2.3 MB.
-  const fillingMerge = (o: string, mnt: string) => {
-    let filled = false;
-    return rejected(
-      merge({
-        inputs: run,
-        out: o,
-        chunkSize: 64 * 1024,
-        threads: 1,
-        onProgress: () => {
-          if (filled) return;
-          filled = true;
-          fill(mnt);
-        },
-      }),
-    );
-  };
+  // The filler takes what is left once the first chunk is done.
+  const fillingMerge = (o: string, mnt: string) =>
+    rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024, threads: 1, onProgress: once(() => fill(mnt)) }));
 
   /**
    * A merge on a 3 MiB tmpfs named `name` whose disk fills after its first chunk: it fails with

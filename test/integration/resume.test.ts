@@ -28,6 +28,7 @@ import {
   type TensorSpec,
 } from '../helpers/safetensors.js';
 import { blake3Hex } from '../helpers/blake3.js';
+import { once } from '../helpers/once.js';
 import { hasCommand, itNeeds } from '../helpers/requires.js';
 import { scratch } from '../helpers/scratch.js';
 
@@ -278,7 +279,6 @@ describe('inputs and space', () => {
     const o = out();
     const victim = join(run, 'checkpoint-300', 'model-00002-of-00002.safetensors');
     const st = statSync(victim);
-    let touched = false;
     try {
       const err = await rejected(
         merge({
@@ -286,10 +286,7 @@ describe('inputs and space', () => {
           out: o,
           chunkSize: 64 * 1024,
           threads: 1,
-          onProgress: () => {
-            if (!touched) utimesSync(victim, st.atime, new Date(st.mtimeMs + 7000));
-            touched = true;
-          },
+          onProgress: once(() => utimesSync(victim, st.atime, new Date(st.mtimeMs + 7000))),
         }),
       );
       expect(err.code).toBe('E_INPUT');
