@@ -52,7 +52,11 @@ function changedArgs(then: MergeArgs, now: MergeArgs): string[] {
   return causes.map((k) => `${k} (${short(then[k])} then, ${short(now[k])} now)`);
 }
 
-const STATE_VERSION = 1;
+/**
+ * 2: chunks cut inside a tensor end on 4 KiB boundaries of the output (src/plan/chunks.ts), so a
+ * partial of version 1 numbers its chunks differently.
+ */
+const STATE_VERSION = 2;
 
 /**
  * The SHA-256 of the plan's JSON (JSON.stringify, UTF-8) less what it says to the user (notes,
@@ -174,11 +178,14 @@ export async function checkResumable(
       { file: dir },
     );
   }
-  if (
-    state.version !== STATE_VERSION ||
-    state.fingerprint !== planFingerprint(plan) ||
-    state.chunks !== plan.chunks.length
-  ) {
+  if (state.version !== STATE_VERSION) {
+    throw new PmaError(
+      'E_OUTPUT',
+      `the partial merge in ${dir} was started by another version of pma, which cuts the work into other chunks; ${startOver}`,
+      { file: dir },
+    );
+  }
+  if (state.fingerprint !== planFingerprint(plan) || state.chunks !== plan.chunks.length) {
     const changed = state.args ? changedArgs(state.args, mergeArgs(plan)) : [];
     const what = changed.length > 0 ? `different arguments: ${changed.join('; ')}` : 'different input headers';
     throw new PmaError(

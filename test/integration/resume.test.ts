@@ -197,6 +197,21 @@ describe('an interrupted merge', () => {
     expectSame(reference, o);
   });
 
+  it('refuses to resume a partial of another version of pma, which cut other chunks', async () => {
+    const o = await interrupted(3);
+    const statePath = join(partialOf(o), '.pma-resume', 'state.json');
+    const state = JSON.parse(readFileSync(statePath, 'utf8')) as { version: number };
+    writeFileSync(statePath, JSON.stringify({ ...state, version: 1 }));
+    const err = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024, resume: true }));
+    expect(err.code).toBe('E_OUTPUT');
+    expect(err.message).toBe(
+      `the partial merge in ${partialOf(o)} was started by another version of pma, which cuts the work into other chunks; pass --force to start over`,
+    );
+    const r = await merge({ inputs: run, out: o, chunkSize: 64 * 1024, force: true });
+    expect(r.resumedChunks).toBe(0);
+    expectSame(reference, o);
+  });
+
   it('refuses to resume with other arguments, or after an input changed', async () => {
     const o = await interrupted(3);
     const other = await rejected(merge({ inputs: run, out: o, chunkSize: 64 * 1024, method: 'wma', resume: true }));
