@@ -794,16 +794,18 @@ function floorWriteName(c: CeilingsResult): string {
  * Where the merges' time went (medians of the runs): the phases' wall seconds, and the seconds
  * of the threads' work, which run side by side.
  */
-function breakdownTable(merges: MergeRow[]): string[] {
+function breakdownTable(merges: MergeRow[], labels?: string[]): string[] {
+  const head = labels ? '| inputs | output ' : '';
+  const rule = labels ? '|:--|:--' : '';
   const L = [
-    '| threads | io | wall s | plan s | run s | finish s | engine s (threads) | read | scan | compute | write | disk busy s | hash s (threads) | hash read-back | hash wait | fsync s |',
-    '|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    `${head}| threads | io | wall s | plan s | run s | finish s | engine s (threads) | read | scan | compute | write | disk busy s | hash s (threads) | hash read-back | hash wait | fsync s |`,
+    `${rule}|--:|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|`,
   ];
-  for (const x of merges) {
+  for (const [i, x] of merges.entries()) {
     const b = x.breakdown;
     const e = b.engine;
     L.push(
-      `| ${x.threads} | ${x.io} | ${f3(b.wall)} | ${f3(b.plan)} | ${f3(b.run)} | ${f3(b.finish)} | ${f3(e.total)} | ` +
+      `${labels ? `| ${labels[i] ?? ''} ` : ''}| ${x.threads} | ${x.io} | ${f3(b.wall)} | ${f3(b.plan)} | ${f3(b.run)} | ${f3(b.finish)} | ${f3(e.total)} | ` +
         `${f3(e.read)} | ${f3(e.scan)} | ${f3(e.compute)} | ${f3(e.write)} | ${f3(b.disk)} | ${f3(b.hash.update)} | ${f3(b.hash.read)} | ` +
         `${f3(b.hash.wait)} | ${f3(b.fsync)} |`,
     );
@@ -906,6 +908,8 @@ export function formatSuiteReport(r: SuiteResult): string {
     '| inputs | output | threads | io | engine | runs | median s | input GB/s | read s | write s | floor s | x floor | x max(read, write) |',
   );
   L.push('|:--|:--|--:|:--|:--|--:|--:|--:|--:|--:|--:|--:|--:|');
+  const merges: MergeRow[] = [];
+  const labels: string[] = [];
   for (const c of r.cases) {
     const d = c.data;
     const inputs = d.series ? d.series.description : `${d.checkpoints.length} checkpoints`;
@@ -918,8 +922,16 @@ export function formatSuiteReport(r: SuiteResult): string {
         `| ${inputs} | ${out} | ${x.threads} | ${x.io} | ${x.kernel} | ${c.params.runs} | ${f3(x.medianSeconds)} | ${f2(x.inputGBps)} | ` +
           `${f3(c.ceilings.read.seconds)} | ${f3(c.ceilings.floorSeconds - c.ceilings.read.seconds)} | ${f3(c.ceilings.floorSeconds)} | ${f2(x.ratioToFloor)} | ${f2(x.ratioToMax)} |`,
       );
+      merges.push(x);
+      labels.push(`${inputs} | ${out}`);
     }
   }
+  L.push('');
+  L.push(
+    'where the time went, row by row (medians; engine and hash figures are thread seconds, the rest wall seconds; a whole process row adds its start, not shown here):',
+  );
+  L.push('');
+  L.push(...breakdownTable(merges, labels));
   L.push('');
   for (const [i, c] of r.cases.entries()) {
     const d = c.data;

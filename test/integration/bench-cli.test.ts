@@ -5,6 +5,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { formatSuiteReport, runSuite } from '../../src/bench/index.js';
 import type { MergeBreakdown } from '../../src/index.js';
 import { pma } from '../helpers/cli.js';
 import { writeCheckpoint, type TensorSpec } from '../helpers/safetensors.js';
@@ -178,6 +179,32 @@ describe('pma bench', () => {
     const [wall, plan, run, finish, engine] = row!.slice(1).map(Number) as [number, number, number, number, number];
     expect(plan + run + finish).toBeLessThanOrEqual(wall + 0.003); // rounding of each to 1 ms
     expect(engine).toBeGreaterThan(0);
+  });
+
+  it("npm run bench's report: where the time went for every row of its table", async () => {
+    // The suite of bench/merge.bench.js, two tiny cases: one with two io modes, one sharded.
+    const series = { inputs: 2, sizeBytes: 8e6, dtype: 'bf16' as const };
+    const r = await runSuite(
+      [
+        { series, outDtype: 'keep', threads: [1], io: ['pread', 'mmap'], runs: 1 },
+        { series, outDtype: 'keep', threads: [1], io: ['pread'], runs: 1, maxShardSize: 2e6 },
+      ],
+      { dir: join(tmp, 'suite') },
+    );
+    const report = formatSuiteReport(r);
+    const table = report.slice(report.indexOf('where the time went, row by row'));
+    const rows = table.split('\n').filter((l) => l.startsWith('| 2 x 8MB bf16 |'));
+    expect(rows.map((l) => l.split(' | ').slice(1, 4).join(' | '))).toEqual([
+      'keep (bf16) | 1 | pread',
+      'keep (bf16) | 1 | mmap',
+      'keep (bf16), 5 files | 1 | pread',
+    ]);
+    for (const [i, l] of rows.entries()) {
+      const wall = Number(l.split(' | ')[4]);
+      const m = r.cases.flatMap((c) => c.merges)[i] as { breakdown: MergeBreakdown };
+      expect(wall).toBeCloseTo(m.breakdown.wall, 3);
+    }
+    rmSync(join(tmp, 'suite'), { recursive: true });
   });
 
   it('benchmarks given checkpoints without writing beside them', () => {
