@@ -1,9 +1,11 @@
 // to_f64, gram_lanes and gram_raw (moments.h) for each CPU kernel. gram_lanes walks the row a of
 // pairs in groups (a, b .. b + G - 1): one load of v_a serves G products, and G sums in registers
-// hide the adds' latency (a single sum waits on each add: about 4 cycles per 8 elements). The
+// hide the fmas' latency (a single sum waits on each fma: about 4 cycles per 8 elements). The
 // lanes are those of one 512-bit register, or two 256-bit ones, so the SIMD order of additions
 // is the scalar one.
 #include "kernels/moments.h"
+
+#include <cmath>
 
 #include "kernels/element.h"
 
@@ -23,15 +25,15 @@ void gram_lanes_scalar(const double* const* v, int n, size_t m, double* acc) {
   for (int a = 0; a < n; ++a) {
     for (int b = a; b < n; ++b, acc += 8) {
       for (size_t j = 0; j < m; j += 8) {
-        for (int u = 0; u < 8; ++u) acc[u] += v[a][j + u] * v[b][j + u];
+        for (int u = 0; u < 8; ++u) acc[u] = std::fma(v[a][j + u], v[b][j + u], acc[u]);
       }
     }
   }
 }
 
 #if defined(__x86_64__) || defined(_M_X64)
-#define PMA_MOMENTS_AVX512 __attribute__((target("avx512f,avx2,f16c")))
-#define PMA_MOMENTS_AVX2 __attribute__((target("avx2,f16c")))
+#define PMA_MOMENTS_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+#define PMA_MOMENTS_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 template <int G>
 PMA_MOMENTS_AVX512 inline void group_avx512(const double* x, const double* const* y, size_t m, double* acc) {
@@ -39,7 +41,7 @@ PMA_MOMENTS_AVX512 inline void group_avx512(const double* x, const double* const
   for (int g = 0; g < G; ++g) s[g] = _mm512_loadu_pd(acc + 8 * g);
   for (size_t j = 0; j < m; j += 8) {
     const __m512d a = _mm512_loadu_pd(x + j);
-    for (int g = 0; g < G; ++g) s[g] = _mm512_add_pd(s[g], _mm512_mul_pd(a, _mm512_loadu_pd(y[g] + j)));
+    for (int g = 0; g < G; ++g) s[g] = _mm512_fmadd_pd(a, _mm512_loadu_pd(y[g] + j), s[g]);
   }
   for (int g = 0; g < G; ++g) _mm512_storeu_pd(acc + 8 * g, s[g]);
 }
@@ -55,8 +57,8 @@ PMA_MOMENTS_AVX2 inline void group_avx2(const double* x, const double* const* y,
   for (size_t j = 0; j < m; j += 8) {
     const __m256d a0 = _mm256_loadu_pd(x + j), a1 = _mm256_loadu_pd(x + j + 4);
     for (int g = 0; g < G; ++g) {
-      lo[g] = _mm256_add_pd(lo[g], _mm256_mul_pd(a0, _mm256_loadu_pd(y[g] + j)));
-      hi[g] = _mm256_add_pd(hi[g], _mm256_mul_pd(a1, _mm256_loadu_pd(y[g] + j + 4)));
+      lo[g] = _mm256_fmadd_pd(a0, _mm256_loadu_pd(y[g] + j), lo[g]);
+      hi[g] = _mm256_fmadd_pd(a1, _mm256_loadu_pd(y[g] + j + 4), hi[g]);
     }
   }
   for (int g = 0; g < G; ++g) {
@@ -157,7 +159,7 @@ PMA_MOMENTS_AVX512 void raw_avx512(const uint8_t* const* raw, size_t m, double* 
     for (int k = 1; k < N; ++k) v[k] = _mm512_sub_pd(load8_avx512(raw[k], T, j), x0);
     int p = 0;
     for (int a = 0; a < N; ++a) {
-      for (int b = a; b < N; ++b, ++p) s[p] = _mm512_add_pd(s[p], _mm512_mul_pd(v[a], v[b]));
+      for (int b = a; b < N; ++b, ++p) s[p] = _mm512_fmadd_pd(v[a], v[b], s[p]);
     }
   }
   for (int p = 0; p < P; ++p) _mm512_storeu_pd(acc + 8 * p, s[p]);

@@ -15,9 +15,11 @@ namespace pma {
 void to_f64(Kernel k, const uint8_t* raw, DType t, size_t m, const double* minus, double* out);
 
 // For each pair (a, b), a <= b, row by row (pair p = the p-th such pair), and j < m (a multiple
-// of 8): acc[8p + j % 8] += v_a[j] * v_b[j], j ascending. A multiply, then an add (never an fma:
-// the build has -ffp-contract=off), so every kernel gives the same bits. The SIMD kernels only run
-// several pairs at once: their sums are independent chains, which hides each add's latency.
+// of 8): acc[8p + j % 8] = fma(v_a[j], v_b[j], acc[8p + j % 8]), j ascending: one rounding per
+// product and sum, in every kernel (std::fma in the scalar one), so every kernel gives the same
+// bits. (A multiply then an add, as before 2026-12-01, cost a fifth more of `pma analyze`'s time:
+// docs/performance.md.) The SIMD kernels only run several pairs at once: their sums are
+// independent chains, which hides each fma's latency.
 void gram_lanes(Kernel k, const double* const* v, int n, size_t m, double* acc);
 
 // gram_lanes of v_0 = x_(n-1), v_k = x_k - x_0 (1 <= k < n), straight from the n inputs' values x_k
