@@ -6,13 +6,14 @@ import { join } from 'node:path';
 import { PmaError } from '../errors.js';
 import type { PartSpec } from '../plan/parts.js';
 import { chunkOutputBytes, chunksOfPart, type MergePlan } from '../plan/types.js';
+import { eachAtOnce } from '../util/at-once.js';
 import { fsyncSubdirs, makeDirs } from '../util/fs.js';
 import { Lease } from '../util/lease.js';
 import type { HashThreads } from './hash-threads.js';
 import { OutputHasher } from './hasher.js';
 import { Journal, type NonFiniteCounts } from './journal.js';
 import type { OutputTarget } from './output.js';
-import { createOutputFile, PartialOutput } from './partial.js';
+import { createOutputFile, FILES_AT_ONCE, PartialOutput } from './partial.js';
 import {
   joinPartial,
   partDir,
@@ -96,10 +97,10 @@ export class PartOutput {
       }
       if (done.size === 0) {
         await rm(join(pdir, 'journal'), { force: true });
-        for (const f of mine) {
+        await eachAtOnce(mine, FILES_AT_ONCE, async (f) => {
           await rm(join(dir, f.name), { force: true });
           await createOutputFile(join(dir, f.name), f);
-        }
+        });
         await fsyncSubdirs(dir, files);
       }
       await rm(join(pdir, 'stopped-nonfinite'), { force: true });
