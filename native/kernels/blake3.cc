@@ -13,8 +13,8 @@ using namespace blake3;
 
 inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-// The quarter-round and the round below are the specification's, as in blake3_lanes.h for the
-// SIMD lanes: GCC's target attributes do not reach into a template shared by both.
+// The specification's quarter-round, as in blake3_lanes.h for the SIMD lanes: GCC's target
+// attributes do not reach into a template shared by both.
 inline void g(uint32_t* v, int a, int b, int c, int d, uint32_t x, uint32_t y) {
   v[a] = v[a] + v[b] + x;
   v[d] = rotr(v[d] ^ v[a], 16);
@@ -48,16 +48,7 @@ void compress(const uint32_t cv[8], const uint8_t block[kBlock], uint64_t counte
                     uint32_t(counter >> 32),
                     len,
                     flags};
-  for (const uint8_t* s : kSchedule) {
-    g(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
-    g(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
-    g(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
-    g(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
-    g(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
-    g(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
-    g(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
-    g(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
-  }
+  for (const uint8_t* s : kSchedule) PMA_BLAKE3_ROUND(g, v, m, s);
   for (int i = 0; i < 8; ++i) out[i] = v[i] ^ v[i + 8];
 }
 

@@ -1,5 +1,6 @@
 // What every BLAKE3 path shares (kernels/blake3.cc, and the SIMD paths that include
-// blake3_lanes.h): the constants of the specification and the word order of each round.
+// blake3_lanes.h): the constants of the specification, the word order of each round and the
+// round itself.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +28,22 @@ inline constexpr uint8_t kSchedule[7][16] = {
     {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4}, {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
     {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
 };
+
+// One round of the compression: the quarter-round g on the columns, then on the diagonals, of the
+// state v, with the message words m in the round's order s (a row of kSchedule). A macro, so that
+// the scalar path and each SIMD path use it with their own g, each compiled for its own target
+// (GCC does not inline across target attributes, so a shared template would not do).
+#define PMA_BLAKE3_ROUND(g, v, m, s)        \
+  do {                                      \
+    g(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);    \
+    g(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);    \
+    g(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);   \
+    g(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);   \
+    g(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);   \
+    g(v, 1, 6, 11, 12, m[s[10]], m[s[11]]); \
+    g(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);  \
+    g(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);  \
+  } while (0)
 
 inline uint32_t load_le32(const uint8_t* p) {
   return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;

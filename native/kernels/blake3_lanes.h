@@ -58,16 +58,7 @@ PMA_LANES_TARGET void hash_lanes(const uint8_t* in, size_t stride, size_t blocks
                V::splat(uint32_t(kBlock)),
                V::splat(f)};
 #pragma GCC unroll 7
-    for (const uint8_t* s : kSchedule) {
-      g(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
-      g(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
-      g(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
-      g(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
-      g(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
-      g(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
-      g(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
-      g(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
-    }
+    for (const uint8_t* s : kSchedule) PMA_BLAKE3_ROUND(g, v, m, s);
     for (int i = 0; i < 8; ++i) h[i] = xor_(v[i], v[i + 8]);
   }
   uint32_t words[8][V::N];

@@ -227,9 +227,10 @@ export const CUT_ALIGN = 4096;
  * `n` units of `size` bytes from output offset `at`, fewer if that makes the cut end on a
  * CUT_ALIGN boundary. The engine writes a chunk's output directly (O_DIRECT) but its unaligned
  * ends through the page cache, and on ext4 such a write waits for every direct write in flight to
- * the file (the inode's lock): two of them at each chunk boundary held the chunk threads for 0.2
- * thread-seconds of a 0.45 s merge of 5 x 1 GB (docs/performance.md). Aligned, the ends of
- * neighbouring chunks go direct too. Where no cut in the range is aligned, `n` as it was.
+ * the file (the inode's lock): with two at each chunk boundary, the engine's `write` took 0.27-0.29
+ * thread-seconds of a merge of 5 x 1 GB, 0.05 once aligned (docs/performance.md, "Aligned chunk
+ * cuts and reserved output files"). Aligned, the ends of neighbouring chunks go direct too. Where
+ * no cut in the range is aligned, `n` as it was.
  */
 function alignedCut(at: number, n: number, size: number): number {
   const over = (at + n * size) % CUT_ALIGN;
